@@ -1,0 +1,38 @@
+# devbot: one venv, everything from PyPI (no apt, no colcon, no ROS install needed).
+#   make setup   create .venv and install the pinned dependencies + the workspace packages
+#   make run     the main job: the toroidal dot world model, headless, progress + saved report
+#   make test    the test suite (unit + graph tests over real DDS)
+#   make bench   the benchmarks (prints numbers; not part of the tests)
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+PACKAGES := src/devbot src/toroidal_sim src/action_selectors src/world_model_node src/jetbot_driver
+STAMP   := $(VENV)/.devbot-installed
+
+.PHONY: setup run test bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock.txt $(foreach p,$(PACKAGES),$(p)/setup.py)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.lock.txt
+	$(PIP) install --quiet --no-deps $(foreach p,$(PACKAGES),-e $(p))
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/devbot launch launch/toroidal_dot_runner.launch.yaml max_steps:=200
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/bench_loop.py
+
+lock:
+	$(PIP) freeze --exclude-editable > requirements.lock.txt
+
+clean:
+	rm -rf $(VENV)
