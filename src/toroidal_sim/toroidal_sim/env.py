@@ -89,3 +89,14 @@ class ToroidalDotEnv:
         img = np.zeros((size, size, 3), dtype=np.uint8)
         img[(self.y + self._dy) % size, (self.x + self._dx) % size] = 255
         return img
+
+
+def _dot_action_space():
+    from devbot.action_space import ActionSpace
+    return ActionSpace.from_dict({'channels': [{'name': 'action', 'min': 0.0, 'max': 1.0}],
+                                  'actions': [{'action': float(STAY)}, {'action': float(MOVE_RIGHT)}]},
+                                 robot_type='toroidal_dot')
+
+
+# The dot's action space as config/toroidal_dot.yaml declares it (a test keeps them equal).
+DOT_ACTION_SPACE = _dot_action_space()

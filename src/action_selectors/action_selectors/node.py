@@ -1,0 +1,151 @@
+"""ROS 2 selector node: runs one policy from :mod:`action_selectors.policies` in the loop.
+
+In runner mode (``trigger: frame``) it answers every new camera frame with one command; beside
+a world model (``trigger: scores``) it answers every ``world_model/action_scores`` message,
+which the world model publishes only while its quality gate is open.
+
+Subscribed topics:
+    camera/image_raw (sensor_msgs/Image): triggers a command (trigger=frame). Frames are
+        de-duplicated by header.stamp (the robot re-sends its current frame to late joiners).
+    world_model/action_scores (sensor_msgs/JointState): triggers a command (trigger=scores);
+        name = candidate labels, position = uncertainty.
+
+Published topics:
+    motor_command (sensor_msgs/JointState): the chosen discrete action.
+
+Parameters:
+    robot_config (string): robot file with the action space (required).
+    policy (string): constant | sequence | random | uncertainty [sequence].
+    action (int): the action of the constant policy [0].
+    sequence (string): predefined name (ALWAYS_MOVE, ALWAYS_STAY, ALTERNATE, DOUBLE_MOVE,
+        TRIPLE_MOVE) or a comma-separated list of indices [ALWAYS_MOVE].
+    seed (int): RNG seed of random/uncertainty policies; -1 = random [-1].
+    trigger (string): frame | scores; empty = scores for uncertainty, frame otherwise [''].
+    report_dir (string): write runner_stats.json here at the end; empty = no file [''].
+    max_steps (int): stop after this many actions (0 = run until stopped) [0]. The node then
+        waits for the trigger that follows its last action, prints the runner statistics and
+        exits with status 0 (use ``on_exit: shutdown`` in a launch file to end the launch).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+
+from action_selectors.policies import SEQUENCES, make_policy
+from action_selectors.stats import RunnerStats
+from devbot import topics
+from devbot.action_space import ActionSpace
+from devbot.messages import action_to_joint_state
+from devbot.params import declare
+from devbot.spin import spin_until
+
+# seconds between progress lines
+PROGRESS_PERIOD_S = 2.0
+
+
+class SelectorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('selector', **kwargs)
+        robot_config = declare(self, 'robot_config', '', 'robot file with the action space (required)')
+        policy = declare(self, 'policy', 'sequence', 'constant | sequence | random | uncertainty')
+        action = declare(self, 'action', 0, 'action index of the constant policy', int_range=(0, 1024))
+        sequence = str(declare(self, 'sequence', 'ALWAYS_MOVE',
+                               f'one of {sorted(SEQUENCES)} or a comma-separated list of action indices',
+                               dynamic_typing=True))
+        seed = declare(self, 'seed', -1, 'RNG seed of random/uncertainty policies; -1 = random',
+                       int_range=(-1, 2**31 - 1))
+        trigger = declare(self, 'trigger', '', 'frame | scores; empty = scores for uncertainty, else frame')
+        self.max_steps = declare(self, 'max_steps', 0, 'stop after this many actions; 0 = unlimited',
+                                 int_range=(0, 2**31 - 1))
+        self.report_dir = declare(self, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file')
+        if not robot_config:
+            raise ValueError('parameter robot_config is required (e.g. config/toroidal_dot.yaml)')
+        self.action_space = ActionSpace.from_yaml(robot_config)
+        self.policy = make_policy(policy, self.action_space.num_actions, action=action, sequence=sequence,
+                                  seed=None if seed < 0 else seed)
+        self.trigger = trigger or ('scores' if policy == 'uncertainty' else 'frame')
+        if self.trigger not in ('frame', 'scores'):
+            raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')
+
+        qos = topics.loop_qos()
+        self._command_pub = self.create_publisher(JointState, topics.MOTOR_COMMAND, qos)
+        if self.trigger == 'frame':
+            self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, qos)
+        else:
+            self.create_subscription(JointState, topics.ACTION_SCORES, self._on_scores, qos)
+        self.stats = RunnerStats(self.action_space.num_actions)
+        self.done = False
+        self._last_stamp = None
+        self._command = JointState()
+        self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
+        self.get_logger().info(f'policy {policy} on {self.trigger}s, {self.action_space.num_actions} actions'
+                               + (f', max_steps {self.max_steps}' if self.max_steps else ''))
+
+    def _on_frame(self, msg: Image) -> None:
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp == self._last_stamp:
+            return  # the same frame re-sent to a late joiner
+        self._last_stamp = stamp
+        self._act(None)
+
+    def _on_scores(self, msg: JointState) -> None:
+        self._act(dict(zip(msg.name, msg.position)))
+
+    def _act(self, scores) -> None:
+        if self.done:
+            return
+        if self.max_steps and self.stats.steps >= self.max_steps:
+            self.done = True  # this trigger shows the outcome of the last action
+            return
+        action = self.policy.choose(scores)
+        self._command_pub.publish(action_to_joint_state(self.action_space, action,
+                                                        self.get_clock().now().to_msg(), self._command))
+        now = time.monotonic()
+        self.stats.record(action, now)
+        if now >= self._next_progress:
+            self._next_progress = now + PROGRESS_PERIOD_S
+            total = f'/{self.max_steps}' if self.max_steps else ''
+            self.get_logger().info(f'step {self.stats.steps}{total}')
+
+    def write_report(self) -> Path | None:
+        """Write the runner statistics as JSON into report_dir (if set); return the path."""
+        if not self.report_dir:
+            return None
+        path = Path(self.report_dir) / 'runner_stats.json'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.stats.summary(), indent=2) + '\n')
+        return path
+
+    def summary_text(self) -> str:
+        labels = {i: ', '.join(f'{k}={v:g}' for k, v in self.action_space.values(i).items())
+                  for i in range(self.action_space.num_actions)}
+        return self.stats.format(labels)
+
+
+def main(args: list[str] | None = None) -> int:
+    try:
+        with rclpy.init(args=args):
+            node = SelectorNode()
+            try:
+                spin_until(node, lambda: node.done)
+            finally:
+                print(node.summary_text(), flush=True)
+                report = node.write_report()
+                if report:
+                    print(f'runner statistics written to {report}', flush=True)
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

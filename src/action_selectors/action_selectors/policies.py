@@ -1,0 +1,125 @@
+"""Action selection policies, ROS-free.
+
+A policy answers ``choose(scores)`` with a discrete action index. ``scores`` is the world
+model's per-candidate uncertainty (a mapping label -> score) when the selector runs beside a
+world model, else None (runner mode: the selector reacts to frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+# The original's predefined sequences for the toroidal dot (0 = stay, 1 = move right).
+SEQUENCES: dict[str, tuple[int, ...]] = {
+    'ALWAYS_MOVE': (1,),
+    'ALWAYS_STAY': (0,),
+    'ALTERNATE': (0, 1),
+    'DOUBLE_MOVE': (1, 1, 0),
+    'TRIPLE_MOVE': (1, 1, 1, 0),
+}
+
+
+class Policy(Protocol):
+    """Chooses the next discrete action."""
+
+    def choose(self, scores: Mapping[str, float] | None = None) -> int: ...
+
+
+def _check_index(action: int, num_actions: int) -> int:
+    if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < num_actions:
+        raise ValueError(f'action {action!r} is not an index in [0, {num_actions})')
+    return int(action)
+
+
+class ConstantPolicy:
+    """Always the same action."""
+
+    def __init__(self, action: int, num_actions: int) -> None:
+        self.action = _check_index(action, num_actions)
+
+    def choose(self, scores: Mapping[str, float] | None = None) -> int:
+        return self.action
+
+
+class SequencePolicy:
+    """Cycles through a fixed sequence of actions."""
+
+    def __init__(self, sequence: Sequence[int], num_actions: int) -> None:
+        if not sequence:
+            raise ValueError('a sequence needs at least one action')
+        self.sequence = tuple(_check_index(a, num_actions) for a in sequence)
+        self._position = 0
+
+    def choose(self, scores: Mapping[str, float] | None = None) -> int:
+        action = self.sequence[self._position]
+        self._position = (self._position + 1) % len(self.sequence)
+        return action
+
+
+class RandomPolicy:
+    """Uniformly random actions from a seeded generator."""
+
+    def __init__(self, num_actions: int, seed: int | None = None) -> None:
+        if num_actions < 1:
+            raise ValueError('need at least one action')
+        self.num_actions = num_actions
+        self._rng = np.random.default_rng(seed)
+
+    def choose(self, scores: Mapping[str, float] | None = None) -> int:
+        return int(self._rng.integers(0, self.num_actions))
+
+
+class UncertaintyPolicy:
+    """The candidate with the highest predictive uncertainty; ties broken at random.
+
+    Scores are keyed by candidate label: the level-0 candidates are the action indices as
+    strings ("0", "1", ...). Candidates of higher hierarchy levels (macro-actions, labelled
+    e.g. "L1:1+1") are resolved by the world-model selector node, not here.
+    """
+
+    def __init__(self, num_actions: int, seed: int | None = None) -> None:
+        self.num_actions = num_actions
+        self._rng = np.random.default_rng(seed)
+
+    def choose(self, scores: Mapping[str, float] | None = None) -> int:
+        if not scores:
+            raise ValueError('the uncertainty policy needs world_model/action_scores')
+        level0 = {}
+        for label, score in scores.items():
+            if label.isdigit() and int(label) < self.num_actions and np.isfinite(score):
+                level0[int(label)] = float(score)
+        if not level0:
+            raise ValueError(f'no usable level-0 scores in {dict(scores)}')
+        best = max(level0.values())
+        ties = sorted(a for a, s in level0.items() if s == best)
+        return int(ties[self._rng.integers(0, len(ties))])
+
+
+def parse_sequence(text: str) -> tuple[int, ...]:
+    """A predefined sequence name (``ALTERNATE``) or a comma-separated list (``1,1,0``)."""
+    name = text.strip().upper().removeprefix('SEQUENCE_')
+    if name in SEQUENCES:
+        return SEQUENCES[name]
+    try:
+        values = tuple(int(part) for part in text.split(','))
+    except ValueError:
+        raise ValueError(f'sequence {text!r} is neither one of {sorted(SEQUENCES)} '
+                         f'nor a comma-separated list of action indices') from None
+    return values
+
+
+def make_policy(name: str, num_actions: int, *, action: int = 0, sequence: str = 'ALWAYS_MOVE',
+                seed: int | None = None) -> Policy:
+    """Build a policy by name: constant, sequence, random or uncertainty."""
+    if name == 'constant':
+        return ConstantPolicy(action, num_actions)
+    if name == 'sequence':
+        return SequencePolicy(parse_sequence(sequence), num_actions)
+    if name == 'random':
+        return RandomPolicy(num_actions, seed)
+    if name == 'uncertainty':
+        return UncertaintyPolicy(num_actions, seed)
+    raise ValueError(f'unknown policy {name!r}; choose one of constant, sequence, random, uncertainty')

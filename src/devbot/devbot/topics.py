@@ -1,0 +1,39 @@
+"""Topic names and QoS profiles of the devbot graph, in one place.
+
+Names are relative, so every robot's graph lives in its namespace (``/toroidal_dot``,
+``/jetbot``). See the README's topic table for types and meaning.
+"""
+
+from __future__ import annotations
+
+# robot -> everyone: a camera frame (sensor_msgs/Image, rgb8; header.stamp = capture time)
+CAMERA_IMAGE = 'camera/image_raw'
+# selector -> robot: one discrete action (sensor_msgs/JointState, name = channels)
+MOTOR_COMMAND = 'motor_command'
+# robot -> world model, recorder: the action actually executed (JointState, stamp = completion)
+MOTOR_EXECUTED = 'motor_command/executed'
+# toroidal_sim -> tests, probes, recorder: ground-truth dot centre (geometry_msgs/PointStamped)
+DOT_POSITION = 'ground_truth/dot_position'
+# world model -> selectors: per-candidate uncertainty for the latest frame (JointState:
+# name = candidate labels, position = scores, header.stamp = stamp of the scored frame)
+ACTION_SCORES = 'world_model/action_scores'
+# world model -> viewers: panels (sensor_msgs/Image)
+WM_VISUALIZATION = 'world_model/visualization'
+# world model -> viewers, recorder: losses, gate state, counters (diagnostic_msgs/DiagnosticArray)
+WM_METRICS = 'world_model/metrics'
+# toroidal_sim reset service (std_srvs/Trigger)
+RESET_SERVICE = 'reset'
+
+
+def loop_qos():
+    """The learning loop: reliable, keep-last 10 (a lost frame is a lost transition)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+def viewer_qos():
+    """Viewers: best-effort, keep-last 1 (a slow viewer must never slow the loop)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
