@@ -8,7 +8,8 @@ Published topics:
     camera/image_raw (sensor_msgs/Image, rgb8): the frame at start, after every executed action
         and after a reset. Re-sent unchanged (same stamp) when a new subscriber matches, so a
         late-starting selector never waits for a frame that was sent before it existed.
-    motor_command/executed (sensor_msgs/JointState): the executed action, stamp = completion.
+    motor_command/executed (sensor_msgs/JointState): the executed action; header.stamp =
+        completion time = the stamp of the frame that shows its outcome.
     ground_truth/dot_position (geometry_msgs/PointStamped): the disc centre (x, y), same stamp
         as the frame.
 
@@ -102,17 +103,20 @@ class ToroidalSimNode(Node):
             return
         frame = self.env.step(action)
         self.steps += 1
+        # completion time = capture time of the resulting frame: executed, position and frame
+        # share one stamp, so consumers pair an action with its outcome exactly
         stamp = self.get_clock().now().to_msg()
         self._executed_pub.publish(action_to_joint_state(self.action_space, action, stamp, self._executed))
         if self._action_delay > 0.0:
-            self._pending_timer = self.create_timer(self._action_delay, lambda: self._publish_delayed(frame))
+            self._pending_timer = self.create_timer(self._action_delay,
+                                                    lambda: self._publish_delayed(frame, stamp))
         else:
-            self._publish_frame(frame)
+            self._publish_frame(frame, stamp)
 
-    def _publish_delayed(self, frame) -> None:
+    def _publish_delayed(self, frame, stamp: Time) -> None:
         self.destroy_timer(self._pending_timer)
         self._pending_timer = None
-        self._publish_frame(frame)
+        self._publish_frame(frame, stamp)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._publish_frame(self.env.reset())
@@ -128,8 +132,9 @@ class ToroidalSimNode(Node):
 
     # ------------------------------------------------------------------ publishing
 
-    def _publish_frame(self, frame) -> None:
-        stamp: Time = self.get_clock().now().to_msg()
+    def _publish_frame(self, frame, stamp: Time | None = None) -> None:
+        if stamp is None:
+            stamp = self.get_clock().now().to_msg()
         self._position.header.stamp = stamp
         self._position.point.x, self._position.point.y = float(self.env.x), float(self.env.y)
         self._position_pub.publish(self._position)
@@ -145,7 +150,8 @@ def main(args: list[str] | None = None) -> int:
             try:
                 spin_until(node)
             finally:
-                node.get_logger().info(f'executed {node.steps} actions, rejected {node.rejected} commands')
+                # print, not log: after Ctrl-C the context (and so /rosout) is already shut down
+                print(f'executed {node.steps} actions, rejected {node.rejected} commands', flush=True)
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -1,0 +1,841 @@
+"""The online learner (SPEC D3): one frame at a time, no ROS.
+
+The node (or a benchmark, a replay trainer, a notebook) drives it like this::
+
+    learner = OnlineLearner(config, action_space.normalized(), device='cpu',
+                            checkpoint_dir='saved/checkpoints/toroidal_dot')
+    result = learner.observe(frame)            # uint8 [H, W, 3]
+    while not result.gate_open:                # no new frame comes while the robot waits:
+        result = learner.train_gate()          #   one more autoencoder step on the same frame
+    action = selector(result.scores, result.labels)
+    learner.record_action(action)              # the executed primitive action index
+    ...
+    learner.save()                             # on shutdown (also automatic every 500 predictor steps)
+
+One ``observe`` of a frame f_t after the action a_{t-1}:
+
+1. encode f_t -> features [1, T, D] and the unmasked reconstruction MSE (the gate).
+2. gate closed (MSE > RECONSTRUCTION_THRESHOLD): one masked autoencoder step; no scores.
+3. gate open: the fresh prediction of f_t, made at t-1 from the context ending with (f_{t-1},
+   a_{t-1}), is compared with f_t; for each level whose error > PREDICTION_THRESHOLD one training
+   step. Level 0 trains jointly with the autoencoder (predictor losses + the reconstruction MSE,
+   one backward, one step per optimizer); higher levels train their own predictor on cached
+   features.
+4. score every candidate action of every level: ONE batched predictor pass per level over the
+   context ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]``;
+   the score is the entropy of the ensemble's predictive distribution.
+
+Cost structure (why it is fast): history frames are never re-encoded (their features are
+cached); the history part of a context is run once without gradient (a stop-gradient memory,
+as in Transformer-XL) and its keys/values are shared by all candidates; the fresh prediction
+used for the training decision is the one computed while scoring, so a frame whose prediction
+is already good costs no predictor backward; only the executed candidate is re-run with
+gradient when training is needed; metrics are tensor ops every LOG_INTERVAL steps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from . import metrics as M
+from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager
+from .config import WorldModelConfig
+from .models import (MaskedAutoencoderViT, PredictorContext, TransformerActionConditionedPredictor,
+                     ensemble_entropy)
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# public result types
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ActionLabel:
+    """What a score is about."""
+    level: int                     # hierarchy level (0 = primitive actions)
+    index: int                     # index of the action within its level
+    primitives: tuple[int, ...]    # the primitive action indices it executes, in order (length macro_length**level)
+
+    def __str__(self) -> str:
+        return f'L{self.level}:{"-".join(map(str, self.primitives))}'
+
+
+@dataclass
+class ObserveResult:
+    """What one ``observe`` / ``train_gate`` call did and found."""
+    step: int                                   # learner step counter (frames observed + gate retries)
+    gate_open: bool                             # reconstruction good enough to act (scores published)
+    reconstruction_loss: float                  # unmasked reconstruction MSE of the frame (pixels in [0, 1])
+    consecutive_autoencoder_iterations: int     # autoencoder steps in the current/last gate-closed streak
+    autoencoder_loss: float | None = None       # masked training loss when the gate was closed
+    mask_ratio: float | None = None             # its mask ratio
+    scores: np.ndarray | None = None            # [K] float32 uncertainty (entropy, nats/feature) per candidate
+    labels: list[ActionLabel] = field(default_factory=list)  # parallel to scores: level 0 first, then 1, ...
+    prediction_errors: dict[int, float] = field(default_factory=dict)  # level -> fresh prediction MSE of this frame
+    explained_variance: float | None = None     # level-0 fresh prediction, patch space
+    trained_levels: list[int] = field(default_factory=list)     # levels that took a training step
+    predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)  # level -> total/patch/latent/action
+    num_levels: int = 1                         # levels that exist after this step
+    new_level: int | None = None                # a level created in this step
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, gate, train, score, total
+    metrics: dict[str, float] | None = None     # the metrics logged in this step, if any
+
+    def level_scores(self, level: int) -> tuple[np.ndarray, list[ActionLabel]]:
+        """Scores and labels of one level."""
+        if self.scores is None:
+            return np.zeros(0, np.float32), []
+        idx = [i for i, lab in enumerate(self.labels) if lab.level == level]
+        return self.scores[idx], [self.labels[i] for i in idx]
+
+    def most_uncertain(self, level: int | None = None) -> ActionLabel | None:
+        """The label with the highest uncertainty (of one level, or of all)."""
+        if self.scores is None:
+            return None
+        scores, labels = (self.scores, self.labels) if level is None else self.level_scores(level)
+        return labels[int(np.argmax(scores))] if len(labels) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# internal state
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Entry:
+    frame: torch.Tensor            # uint8 [S, S, 3] on CPU (resized to img_size)
+    features: torch.Tensor         # [T, D] on device, detached: features from the latest encoding
+    step: int                      # learner step that observed it
+    action: int = -1               # primitive action executed after it (-1: none)
+    checked: bool = False          # gate opened on this frame (fresh check + scoring done)
+
+
+@dataclass
+class _Encoded:
+    x: torch.Tensor                # [1, C, S, S] in [0, 1]
+    z: torch.Tensor                # [1, T, D] features (with graph)
+    recon: torch.Tensor            # [1, N, P] reconstruction (with graph)
+    target: torch.Tensor           # [1, N, P] the frame's patches
+    loss: torch.Tensor             # 0-d reconstruction MSE (with graph)
+
+
+@dataclass
+class _Pending:
+    """The level-0 scoring pass of the last gate-open frame, reused to train on the next frame."""
+    entry_step: int
+    ctx: PredictorContext          # keys/values; the current-frame part carries the graph
+    enc: _Encoded                  # encoding of that frame (graph to the autoencoder)
+    pred_patches: torch.Tensor     # [A, N, P] decoded predictions of all candidates (no graph)
+    ae_version: int
+    pred_version: int
+
+
+class _Level:
+    """One hierarchy level: its predictor, optimizer, macro-actions and counters."""
+
+    def __init__(self, index: int, cfg: WorldModelConfig, base_actions: torch.Tensor, device: torch.device) -> None:
+        self.index = index
+        self.span = cfg.macro_length ** index                    # primitive steps per action
+        num_base, c = base_actions.shape
+        self.primitives = list(itertools.product(range(num_base), repeat=self.span))   # lexicographic
+        self.actions = torch.stack([base_actions[list(p)].reshape(-1) for p in self.primitives])  # [A_k, span*C]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed * 7919 + 101 * (index + 1))
+            self.predictor = TransformerActionConditionedPredictor(
+                embed_dim=cfg.embed_dim, tokens_per_frame=cfg.tokens_per_frame, action_dim=self.span * c,
+                num_actions=len(self.primitives), depth=cfg.predictor_depth, num_heads=cfg.predictor_heads,
+                ffn_dim=cfg.predictor_ffn_dim, dropout=cfg.predictor_dropout, action_embed_dim=cfg.action_embed_dim,
+                film_hidden_dim=cfg.film_hidden_dim, film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len,
+                delta_latent=cfg.delta_latent, ensemble_heads=cfg.ensemble_heads, patch_size=cfg.patch_size,
+                in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels)
+        self.predictor.to(device).eval()        # inference and the online step run in eval mode
+        self.optimizer = torch.optim.AdamW(self.predictor.parameters(), lr=cfg.predictor_lr,
+                                           betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+        self.consecutive_accurate = 0           # fresh predictions in a row under PREDICTION_THRESHOLD
+        self.training_steps = 0
+        self.version = 0                        # bumped by every optimizer step
+        self.last_error: float | None = None
+        self.last_losses: dict[str, torch.Tensor] = {}
+
+    @property
+    def num_actions(self) -> int:
+        return len(self.primitives)
+
+
+# ---------------------------------------------------------------------------------------------
+# the learner
+# ---------------------------------------------------------------------------------------------
+
+class OnlineLearner:
+    """Online world-model learner over a discrete action space.
+
+    Args:
+        config: model and learning parameters.
+        action_space_normalized: [A, C] float32 discrete actions normalised to [-1, 1]
+            (``devbot.action_space.ActionSpace.normalized()``).
+        device: torch device for the networks ('cpu', 'cuda', ...).
+        checkpoint_dir: the robot's checkpoint directory; loaded at start if it holds a
+            checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps and by ``save()``.
+            None: no persistence.
+        autoencoder_lr, predictor_lr: explicit learning-rate overrides; applied after loading a
+            checkpoint (the saved optimizer moments are kept). None: the config's value for a
+            fresh start, the saved value when resuming.
+        wandb_project: enables wandb logging (offline when there is no API key); None: off.
+        wandb_dir: wandb's directory (default $WANDB_DIR / cwd).
+        run_name: wandb run name.
+    """
+
+    def __init__(self, config: WorldModelConfig, action_space_normalized: np.ndarray, device: str | torch.device = 'cpu',
+                 checkpoint_dir: str | os.PathLike | None = None, autoencoder_lr: float | None = None,
+                 predictor_lr: float | None = None, wandb_project: str | None = None,
+                 wandb_dir: str | os.PathLike | None = None, run_name: str | None = None) -> None:
+        acts = np.asarray(action_space_normalized, dtype=np.float32)
+        if acts.ndim != 2 or acts.shape[0] < 1 or acts.shape[1] < 1 or not np.isfinite(acts).all():
+            raise ValueError(f'action_space_normalized must be a finite [A, C] array, got shape {acts.shape}')
+        self.config = config
+        self.device = torch.device(device)
+        self.base_actions = torch.from_numpy(acts).to(self.device)           # [A, C]
+        self.num_actions = acts.shape[0]
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed * 7919 + 1)
+            self.autoencoder = MaskedAutoencoderViT(
+                img_size=config.img_size, patch_size=config.patch_size, in_chans=config.in_chans,
+                embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads,
+                mlp_ratio=config.mlp_ratio, decoder_embed_dim=config.decoder_embed_dim)
+        self.autoencoder.to(self.device).eval()     # no dropout in the encoder: eval == train numerically
+        self.ae_optimizer = torch.optim.AdamW(self.autoencoder.parameters(), lr=config.autoencoder_lr,
+                                              betas=config.adam_betas, weight_decay=config.weight_decay)
+        self.levels: list[_Level] = [_Level(0, config, self.base_actions, self.device)]
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.seed)
+
+        self.history: deque[_Entry] = deque(maxlen=config.max_history_size)
+        self.step = 0                                # observe + train_gate calls
+        self.autoencoder_steps = 0                   # autoencoder optimizer steps (masked + joint)
+        self.consecutive_autoencoder_iterations = 0
+        self.generation = 0                          # checkpoint generation counter
+        self._ae_version = 0
+        self._pending: _Pending | None = None
+        self._latest: _Encoded | None = None
+        self._last_result: ObserveResult | None = None
+        self._last_scoring: dict[str, Any] | None = None       # predictions of the last scoring pass
+        self._last_fresh: dict[str, Any] | None = None         # last level-0 fresh prediction vs truth
+        self._action_times: deque[float] = deque(maxlen=1000)
+        self._last_recon_loss = torch.zeros((), device=self.device)
+        self._last_ae_loss: torch.Tensor | None = None
+        self._last_mask_ratio: float | None = None
+        self._grad_metrics: dict[str, torch.Tensor] = {}
+
+        self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir is not None else None
+        if self.checkpoints is not None and self.checkpoints.exists():
+            self.load()
+        if autoencoder_lr is not None:
+            _set_lr(self.ae_optimizer, autoencoder_lr)
+        if predictor_lr is not None:
+            for lvl in self.levels:
+                _set_lr(lvl.optimizer, predictor_lr)
+        self._lr_override = (autoencoder_lr, predictor_lr)
+        self.logger = M.WandbLogger(wandb_project, config.to_dict(), run_name=run_name, directory=wandb_dir)
+
+    # =========================================================================================
+    # public API
+    # =========================================================================================
+
+    def observe(self, frame: np.ndarray) -> ObserveResult:
+        """Take a new camera frame (uint8 [H, W, 3], RGB; resized to img_size if needed), learn from
+        it and, when the gate is open, score every candidate action of every level."""
+        t0 = time.perf_counter()
+        x, frame_u8 = self._prepare(frame)
+        self.step += 1
+        enc = self._encode(x)
+        self.history.append(_Entry(frame_u8, enc.z.detach()[0], self.step))
+        self._latest = enc
+        timings = {'encode': time.perf_counter() - t0}
+        return self._process(enc, timings, t0)
+
+    def train_gate(self) -> ObserveResult:
+        """No new frame: one more autoencoder step on the latest frame, then re-check the gate.
+
+        The node calls this while the gate is closed and the (lockstep) robot sends no new frame.
+        If the gate is already open on the latest frame this returns that result and does nothing.
+        """
+        if not self.history:
+            raise RuntimeError('train_gate() before any observe()')
+        if self.history[-1].checked and self._last_result is not None:
+            return self._last_result
+        t0 = time.perf_counter()
+        self.step += 1
+        x = self._latest.x if self._latest is not None else self._frame_tensor(self.history[-1].frame)
+        enc = self._encode(x)
+        self.history[-1].features = enc.z.detach()[0]
+        self._latest = enc
+        timings = {'encode': time.perf_counter() - t0}
+        return self._process(enc, timings, t0)
+
+    def record_action(self, action_index: int) -> None:
+        """The primitive action (index into the action space) executed after the latest frame."""
+        if isinstance(action_index, bool) or not isinstance(action_index, (int, np.integer)) \
+                or not 0 <= action_index < self.num_actions:
+            raise ValueError(f'action_index must be an integer in [0, {self.num_actions}), got {action_index!r}')
+        if not self.history:
+            raise RuntimeError('record_action() before any observe()')
+        entry = self.history[-1]
+        if entry.action >= 0:
+            raise RuntimeError(f'an action ({entry.action}) is already recorded for the latest frame '
+                               f'(step {entry.step}); observe the next frame first')
+        entry.action = int(action_index)
+        self._action_times.append(time.perf_counter())
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def labels(self) -> list[ActionLabel]:
+        """Labels of all candidate actions, in score order (level 0 first)."""
+        return [ActionLabel(lvl.index, i, p) for lvl in self.levels for i, p in enumerate(lvl.primitives)]
+
+    # ------------------------------------------------------------------ visualisation
+
+    def current_frame(self) -> np.ndarray | None:
+        """The latest frame as the model sees it, uint8 [S, S, 3]."""
+        return None if not self.history else self.history[-1].frame.numpy().copy()
+
+    def reconstruction_image(self) -> np.ndarray | None:
+        """The autoencoder's reconstruction of the latest frame, uint8 [S, S, 3]."""
+        if self._latest is None:
+            return None
+        return self._patches_to_images(self._latest.recon.detach())[0]
+
+    def predicted_frames(self) -> tuple[np.ndarray, list[ActionLabel]] | None:
+        """The last scoring pass: the predicted next frame for every candidate of every level,
+        uint8 [K, S, S, 3], with labels parallel to the scores."""
+        if self._last_scoring is None:
+            return None
+        patches = torch.cat(self._last_scoring['pred_patches'], dim=0)
+        return self._patches_to_images(patches), list(self._last_scoring['labels'])
+
+    def last_prediction(self) -> dict[str, Any] | None:
+        """The last level-0 fresh prediction of an observed frame: {'image': uint8 [S, S, 3],
+        'error': MSE, 'action': executed action, 'step': step of the predicted frame}."""
+        if self._last_fresh is None:
+            return None
+        out = dict(self._last_fresh)
+        out['image'] = self._patches_to_images(out.pop('patches')[None])[0]
+        return out
+
+    def visualization_panel(self) -> np.ndarray | None:
+        """One uint8 image: current | reconstruction | last prediction | one prediction per
+        candidate action (level 0 first), side by side."""
+        cur = self.current_frame()
+        if cur is None:
+            return None
+        tiles = [cur, self.reconstruction_image()]
+        last = self.last_prediction()
+        tiles.append(last['image'] if last is not None else np.zeros_like(cur))
+        preds = self.predicted_frames()
+        if preds is not None:
+            tiles.extend(list(preds[0]))
+        sep = np.full((cur.shape[0], 2, 3), 128, np.uint8)
+        row = []
+        for t in tiles:
+            row += [t, sep]
+        return np.concatenate(row[:-1], axis=1)
+
+    @torch.no_grad()
+    def attention_maps(self, level: int = 0) -> dict[str, Any] | None:
+        """Last-layer attention of the latest context for every candidate of ``level``.
+
+        Returns {'attention': [A, H, 1+T, L] tensor (rows: candidate action token then the T
+        future queries; keys: the whole sequence), 'key_types': [L] token types,
+        'query_rows': [1+T] bool (True for future queries), 'metrics': APA/ALF/TTAR/RI@16/entropy
+        of candidate 0}, or None before the first gate-open frame."""
+        if not self.history or not self.history[-1].checked or level >= len(self.levels):
+            return None
+        lvl = self.levels[level]
+        ctx = self._context(lvl, len(self.history) - 1, grad=False)
+        if ctx is None:
+            return None
+        out = lvl.predictor.predict(ctx, lvl.actions, return_attn=True)
+        from .models import ACTION_TOKEN, QUERY_TOKEN
+        t = self.config.tokens_per_frame
+        key_types = torch.cat([ctx.token_types, torch.tensor([ACTION_TOKEN] + [QUERY_TOKEN] * t, device=self.device)])
+        rows = torch.zeros(1 + t, dtype=torch.bool, device=self.device)
+        rows[1:] = True
+        return {'attention': out.attention, 'key_types': key_types, 'query_rows': rows,
+                'metrics': M.to_floats(M.attention_metrics(out.attention[0], key_types, rows))}
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self) -> int | None:
+        """Write a checkpoint generation (no-op without checkpoint_dir); returns the generation."""
+        if self.checkpoints is None:
+            return None
+        self.generation += 1
+        comps = {'autoencoder': {'model': self.autoencoder.state_dict(), 'optimizer': self.ae_optimizer.state_dict()}}
+        for lvl in self.levels:
+            comps[f'predictor_{lvl.index}'] = {'model': lvl.predictor.state_dict(),
+                                               'optimizer': lvl.optimizer.state_dict()}
+        comps[STATE_NAME] = self._state_payload(list(comps))
+        self.checkpoints.save(comps, self.generation)
+        log.info('checkpoint generation %d saved to %s', self.generation, self.checkpoints.directory)
+        return self.generation
+
+    def load(self) -> bool:
+        """Load the newest consistent checkpoint generation; False when there is none."""
+        if self.checkpoints is None:
+            return False
+        comps = self.checkpoints.load(map_location=self.device)
+        if comps is None:
+            return False
+        state = comps[STATE_NAME]
+        self._check_compatible(state)
+        n_levels = int(state['num_levels'])
+        self.levels = [_Level(i, self.config, self.base_actions, self.device) for i in range(n_levels)]
+        try:
+            self.autoencoder.load_state_dict(comps['autoencoder']['model'])
+            self.ae_optimizer.load_state_dict(comps['autoencoder']['optimizer'])
+            for lvl, ls in zip(self.levels, state['levels']):
+                payload = comps[f'predictor_{lvl.index}']
+                lvl.predictor.load_state_dict(payload['model'])
+                lvl.optimizer.load_state_dict(payload['optimizer'])
+                lvl.consecutive_accurate = int(ls['consecutive_accurate'])
+                lvl.training_steps = int(ls['training_steps'])
+                lvl.last_error = None if ls['last_error'] is None else float(ls['last_error'])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint does not fit this model: {exc}') from exc
+        self.step = int(state['step'])
+        self.autoencoder_steps = int(state['autoencoder_steps'])
+        self.consecutive_autoencoder_iterations = int(state['consecutive_autoencoder_iterations'])
+        self.generation = int(state['generation'])
+        self.generator.set_state(state["generator"].cpu())
+        h = state['history']
+        self.history.clear()
+        for i in range(h['actions'].shape[0]):
+            self.history.append(_Entry(h['frames'][i].cpu(), h['features'][i].to(self.device), int(h['steps'][i]),
+                                       int(h['actions'][i]), bool(h['checked'][i])))
+        self._pending = None
+        self._latest = None
+        self._last_result = None
+        self._ae_version += 1
+        log.info('resumed generation %d from %s: step %d, %d levels, %d history entries', self.generation,
+                 self.checkpoints.directory, self.step, n_levels, len(self.history))
+        return True
+
+    def close(self) -> None:
+        """Save (if persistent) and finish the wandb run."""
+        if self.checkpoints is not None:
+            self.save()
+        self.logger.close()
+
+    # =========================================================================================
+    # one step
+    # =========================================================================================
+
+    def _process(self, enc: _Encoded, timings: dict[str, float], t0: float) -> ObserveResult:
+        cfg = self.config
+        recon_loss = float(enc.loss.detach())
+        self._last_recon_loss = enc.loss.detach()
+        entry = self.history[-1]
+
+        # ---- 2. quality gate
+        if recon_loss > cfg.reconstruction_threshold:
+            t1 = time.perf_counter()
+            ae_loss, ratio = self._autoencoder_step(enc.x)
+            self.consecutive_autoencoder_iterations += 1
+            timings['gate'] = time.perf_counter() - t1
+            timings['total'] = time.perf_counter() - t0
+            result = ObserveResult(self.step, False, recon_loss, self.consecutive_autoencoder_iterations,
+                                   autoencoder_loss=float(ae_loss), mask_ratio=ratio, num_levels=len(self.levels),
+                                   timings=timings)
+            result.metrics = self._maybe_log()
+            self._last_result = result
+            return result
+        timings['gate'] = 0.0
+        streak = self.consecutive_autoencoder_iterations
+        self.consecutive_autoencoder_iterations = 0
+
+        # ---- 3. fresh predictions and gated training
+        t1 = time.perf_counter()
+        result = ObserveResult(self.step, True, recon_loss, streak, num_levels=len(self.levels))
+        ae_changed = self._check_and_train(result)
+        if ae_changed:                      # the features must come from the updated encoder
+            enc = self._encode(enc.x)
+            entry.features = enc.z.detach()[0]
+            self._latest = enc
+        timings['train'] = time.perf_counter() - t1
+
+        # ---- 4. score every candidate of every level
+        t1 = time.perf_counter()
+        result.scores, result.labels = self._score(enc)
+        entry.checked = True
+        timings['score'] = time.perf_counter() - t1
+        result.new_level = self._maybe_add_level()
+        result.num_levels = len(self.levels)
+        timings['total'] = time.perf_counter() - t0
+        result.timings = timings
+        result.metrics = self._maybe_log()
+        if self.checkpoints is not None and 0 in result.trained_levels \
+                and self.levels[0].training_steps % cfg.checkpoint_save_interval == 0:
+            self.save()
+        self._last_result = result
+        return result
+
+    # ------------------------------------------------------------------ 1. encoding
+
+    def _prepare(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 [H, W, 3] -> (x [1, 3, S, S] float in [0, 1] on device, uint8 [S, S, 3] on CPU)."""
+        arr = np.asarray(frame)
+        if arr.ndim != 3 or arr.shape[2] != self.config.in_chans:
+            raise ValueError(f'frame must be [H, W, {self.config.in_chans}], got shape {arr.shape}')
+        if arr.dtype != np.uint8:
+            raise ValueError(f'frame must be uint8, got {arr.dtype}')
+        u8 = torch.from_numpy(np.ascontiguousarray(arr))
+        s = self.config.img_size
+        if u8.shape[0] != s or u8.shape[1] != s:
+            img = u8.permute(2, 0, 1)[None].float()
+            img = F.interpolate(img, size=(s, s), mode='bilinear', antialias=True, align_corners=False)
+            u8 = img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
+        return self._frame_tensor(u8), u8
+
+    def _frame_tensor(self, u8: torch.Tensor) -> torch.Tensor:
+        return u8.to(self.device).permute(2, 0, 1)[None].float().div(255.0)
+
+    def _encode(self, x: torch.Tensor) -> _Encoded:
+        """Encode with graph (eval mode): features, reconstruction and its MSE."""
+        z = self.autoencoder.encode(x)
+        recon = self.autoencoder.decode(z)
+        target = self.autoencoder.patchify(x)
+        return _Encoded(x, z, recon, target, F.mse_loss(recon, target))
+
+    # ------------------------------------------------------------------ 2. autoencoder step
+
+    def _autoencoder_step(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        cfg = self.config
+        u = float(torch.rand((), generator=self.generator, device=self.device))
+        ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * u
+        capture = self._metrics_due(self.autoencoder_steps + 1)
+        self.ae_optimizer.zero_grad(set_to_none=True)
+        loss, _, _ = self.autoencoder(x, ratio, self.generator)
+        loss.backward()
+        self._clip(self.autoencoder)
+        if capture:
+            self._grad_metrics.update(M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder'))
+        self.ae_optimizer.step()
+        self.autoencoder_steps += 1
+        self._ae_version += 1
+        self._last_ae_loss = loss.detach()
+        self._last_mask_ratio = ratio
+        return loss.detach(), ratio
+
+    # ------------------------------------------------------------------ 3. fresh check + training
+
+    def _check_and_train(self, result: ObserveResult) -> bool:
+        """Fresh-prediction check of every level for the frame just observed; one joint backward
+        over the levels that need training. Returns whether the autoencoder changed."""
+        cfg = self.config
+        n = len(self.history)
+        cur = self.history[-1]
+        z_target = cur.features[None]                                   # [1, T, D] detached target
+        target_patches = self._latest.target                            # [1, N, P]
+        losses: list[torch.Tensor] = []
+        trained: list[_Level] = []
+        joint_ae = False
+
+        for lvl in self.levels:
+            e = n - 1 - lvl.span                                        # last frame of the context
+            if e < 0:
+                continue
+            macro = [self.history[e + j].action for j in range(lvl.span)]
+            if min(macro) < 0:
+                continue
+            a_idx = _macro_index(macro, self.num_actions)
+            if lvl.index == 0:
+                pend = self._pending_for(e)
+                if pend is None:
+                    continue
+                pred_p = pend.pred_patches[a_idx:a_idx + 1]             # the prediction made when scoring
+                err = F.mse_loss(pred_p, target_patches)
+                ev = M.explained_variance(pred_p, target_patches)
+                self._last_fresh = {'patches': pred_p[0], 'error': float(err), 'action': a_idx, 'step': cur.step}
+                result.explained_variance = float(ev)
+                err_f = self._last_fresh['error']
+                if err_f > cfg.prediction_threshold:
+                    out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
+                    pp = self.autoencoder.decode(out.prediction)
+                    logits = lvl.predictor.classify_action(pp, pend.enc.recon)
+                    parts = lvl.predictor.forward_loss(out, pp, z_target, target_patches, logits,
+                                                       torch.tensor([a_idx], device=self.device), self._weights())
+                    losses.append(parts['total'] + cfg.joint_reconstruction_weight * pend.enc.loss)
+                    joint_ae = True
+                self._pending = None
+            else:
+                ctx = self._context(lvl, e, grad=True)
+                if ctx is None:
+                    continue
+                out = lvl.predictor.predict(ctx, lvl.actions[a_idx:a_idx + 1])
+                pp = self._decode_frozen(out.prediction)
+                err_f = float(F.mse_loss(pp.detach(), target_patches))
+                if err_f > cfg.prediction_threshold:
+                    with torch.no_grad():
+                        last_p = self.autoencoder.decode(ctx.last_frame)
+                    logits = lvl.predictor.classify_action(pp, last_p)
+                    parts = lvl.predictor.forward_loss(out, pp, z_target, target_patches, logits,
+                                                       torch.tensor([a_idx], device=self.device), self._weights())
+                    losses.append(parts['total'])
+            lvl.last_error = err_f
+            result.prediction_errors[lvl.index] = err_f
+            if err_f > cfg.prediction_threshold:
+                lvl.consecutive_accurate = 0
+                lvl.last_losses = {k: v.detach() for k, v in parts.items()}
+                trained.append(lvl)
+            else:
+                lvl.consecutive_accurate += 1
+
+        if not trained:
+            return False
+        # ---- one backward, one step per parameter set
+        capture = self._metrics_due(self.levels[0].training_steps + 1) and self.levels[0] in trained
+        self.ae_optimizer.zero_grad(set_to_none=True)
+        for lvl in trained:
+            lvl.optimizer.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+        before = None
+        if capture:
+            p0 = self.levels[0].predictor
+            self._grad_metrics.update(M.grad_norm_stats(p0.named_parameters(), 'predictor'))
+            self._grad_metrics.update(M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder'))
+            named0 = [(k, p) for k, p in p0.named_parameters()]
+            before = M.snapshot(p for _, p in named0)
+        for lvl in trained:
+            self._clip(lvl.predictor)
+            lvl.optimizer.step()
+            lvl.training_steps += 1
+            lvl.version += 1
+            result.trained_levels.append(lvl.index)
+            result.predictor_losses[lvl.index] = M.to_floats(lvl.last_losses)
+        if joint_ae:
+            self._clip(self.autoencoder)
+            self.ae_optimizer.step()
+            self.autoencoder_steps += 1
+            self._ae_version += 1
+        else:
+            self.ae_optimizer.zero_grad(set_to_none=True)   # decoder grads of frozen decodes are not used
+        if before is not None:
+            self._grad_metrics.update(M.update_ratio_stats(named0, before, 'predictor'))
+            self._grad_metrics['predictor_lr'] = torch.tensor(self.levels[0].optimizer.param_groups[0]['lr'])
+        return joint_ae
+
+    def _pending_for(self, e: int) -> _Pending | None:
+        """The level-0 scoring pass for history entry e, rebuilt if stale (autoencoder or
+        predictor changed since, or after a resume)."""
+        entry = self.history[e]
+        lvl = self.levels[0]
+        p = self._pending
+        if p is not None and p.entry_step == entry.step and p.ae_version == self._ae_version \
+                and p.pred_version == lvl.version:
+            return p
+        # rebuild: re-encode that frame with graph, context from cached history features
+        enc = self._encode(self._frame_tensor(entry.frame))
+        ctx = self._context(lvl, e, grad=True, current=enc.z)
+        if ctx is None:
+            return None
+        with torch.no_grad():
+            out = lvl.predictor.predict(ctx, lvl.actions)
+            pred_patches = self.autoencoder.decode(out.prediction)
+        return _Pending(entry.step, ctx, enc, pred_patches, self._ae_version, lvl.version)
+
+    # ------------------------------------------------------------------ 4. scoring
+
+    def _score(self, enc: _Encoded) -> tuple[np.ndarray, list[ActionLabel]]:
+        e = len(self.history) - 1
+        scores, labels, patches = [], [], []
+        for lvl in self.levels:
+            grad = lvl.index == 0
+            ctx = self._context(lvl, e, grad=grad, current=enc.z if grad else None)
+            with torch.no_grad():
+                out = lvl.predictor.predict(ctx, lvl.actions)                      # ONE pass, all candidates
+                ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps)   # [A_k]
+                pred_patches = self.autoencoder.decode(out.prediction)            # [A_k, N, P]
+            if grad:
+                self._pending = _Pending(self.history[e].step, ctx, enc, pred_patches, self._ae_version, lvl.version)
+            scores.append(ent)
+            patches.append(pred_patches)
+            labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]
+        all_scores = torch.cat(scores).float().cpu().numpy()
+        self._last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
+        return all_scores, labels
+
+    def _context(self, lvl: _Level, e: int, grad: bool, current: torch.Tensor | None = None
+                 ) -> PredictorContext | None:
+        """Context of level ``lvl`` ending with history entry e: up to PREDICTION_HISTORY_SIZE
+        earlier frames spaced by the level's span, each followed by its (macro-)action."""
+        if e < 0 or e >= len(self.history):
+            return None
+        idx = [e]
+        for _ in range(self.config.prediction_history_size):
+            i = idx[0] - lvl.span
+            if i < 0 or min(self.history[i + j].action for j in range(lvl.span)) < 0:
+                break
+            idx.insert(0, i)
+        cur = current if current is not None else self.history[e].features[None]
+        hist_f = hist_a = None
+        if len(idx) > 1:
+            hist_f = torch.stack([self.history[i].features for i in idx[:-1]])[None]      # [1, F-1, T, D]
+            hist_a = torch.stack([lvl.actions[_macro_index([self.history[i + j].action for j in range(lvl.span)],
+                                                          self.num_actions)] for i in idx[:-1]])[None]
+        with torch.set_grad_enabled(grad):
+            return lvl.predictor.build_context(cur, hist_f, hist_a)
+
+    # ------------------------------------------------------------------ hierarchy
+
+    def _maybe_add_level(self) -> int | None:
+        cfg = self.config
+        top = self.levels[-1]
+        if len(self.levels) >= cfg.max_levels or top.consecutive_accurate < cfg.level_creation_steps:
+            return None
+        k = len(self.levels)
+        if self.num_actions ** (cfg.macro_length ** k) > cfg.max_macro_actions:
+            return None
+        self.levels.append(_Level(k, cfg, self.base_actions, self.device))
+        if self._lr_override[1] is not None:
+            _set_lr(self.levels[-1].optimizer, self._lr_override[1])
+        log.info('hierarchy: level %d created (%d macro-actions of %d primitive steps) after %d accurate '
+                 'level-%d predictions', k, self.levels[-1].num_actions, self.levels[-1].span,
+                 top.consecutive_accurate, k - 1)
+        return k
+
+    # ------------------------------------------------------------------ metrics
+
+    def _metrics_due(self, count: int) -> bool:
+        return count % self.config.log_interval == 0
+
+    def _maybe_log(self) -> dict[str, float] | None:
+        """Every LOG_INTERVAL steps: the scalar metrics (SPEC D5) plus the gradient metrics
+        captured on the last LOG_INTERVAL-th training step; one host transfer."""
+        cfg = self.config
+        if self.step % cfg.log_interval != 0:
+            return None
+        m: dict[str, Any] = {'step': self.step, 'training_step': self.levels[0].training_steps,
+                             'reconstruction_loss': self._last_recon_loss,
+                             'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
+                             'predictor_training_iterations': sum(l.training_steps for l in self.levels),
+                             'autoencoder_steps': self.autoencoder_steps, 'num_levels': len(self.levels)}
+        if self._last_ae_loss is not None:
+            m['autoencoder_training_loss'] = self._last_ae_loss
+            m['mask_ratio'] = self._last_mask_ratio
+        l0 = self.levels[0].last_losses
+        if l0:
+            m.update({'predictor_training_loss': l0['total'], 'predictor_patch_loss': l0['patch'],
+                      'predictor_latent_loss': l0['latent'], 'predictor_action_loss': l0['action']})
+        if self._last_fresh is not None and self._last_scoring is not None:
+            m['prediction_error_last'] = self._last_fresh['error']
+        for lvl in self.levels:
+            if lvl.last_error is not None:
+                m[f'prediction_errors/level_{lvl.index}'] = lvl.last_error
+        if self._last_fresh is not None:
+            # explained variance of the last fresh level-0 prediction (tensor op on the stored patches)
+            tgt = self._latest.target[0] if self._latest is not None else None
+            if tgt is not None and self._last_fresh['step'] == self.history[-1].step:
+                m['predictor_explained_variance'] = M.explained_variance(self._last_fresh['patches'], tgt)
+        if len(self._action_times) > 1:
+            m.update(M.interval_stats(torch.diff(torch.tensor(list(self._action_times), dtype=torch.float64))))
+        m.update(self._grad_metrics)
+        self._grad_metrics = {}
+        out = M.to_floats(m)
+        images = None
+        if self.logger.enabled and self.step % cfg.visualization_upload_interval == 0:
+            panel = self.visualization_panel()
+            images = {'predictions': panel} if panel is not None else None
+        self.logger.log(out, images)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _weights(self) -> tuple[float, float, float]:
+        c = self.config
+        return (c.pred_patch_w, c.pred_latent_w, c.pred_action_w)
+
+    def _clip(self, module: torch.nn.Module) -> None:
+        if self.config.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip_norm, foreach=True)
+
+    def _decode_frozen(self, latent: torch.Tensor) -> torch.Tensor:
+        """Decode with the decoder's parameters detached: gradient reaches the latent, not the decoder."""
+        dec = self.autoencoder.decoder
+        params = {k: v.detach() for k, v in dec.named_parameters()}
+        return functional_call(dec, params, (latent,))
+
+    def _patches_to_images(self, patches: torch.Tensor) -> np.ndarray:
+        """[K, N, P] in [0, 1] -> uint8 [K, S, S, 3]."""
+        imgs = self.autoencoder.unpatchify(patches.detach().float()).clamp(0, 1).mul(255).round().to(torch.uint8)
+        return imgs.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _state_payload(self, component_names: list[str]) -> dict[str, Any]:
+        cfg = self.config
+        entries = list(self.history)[-cfg.saved_history_size:] if cfg.saved_history_size > 0 else []
+        t, d, s = cfg.tokens_per_frame, cfg.embed_dim, cfg.img_size
+        hist = {
+            'frames': torch.stack([e.frame for e in entries]) if entries else torch.zeros(0, s, s, cfg.in_chans,
+                                                                                          dtype=torch.uint8),
+            'features': torch.stack([e.features for e in entries]) if entries else torch.zeros(0, t, d),
+            'actions': torch.tensor([e.action for e in entries], dtype=torch.long),
+            'steps': torch.tensor([e.step for e in entries], dtype=torch.long),
+            'checked': torch.tensor([e.checked for e in entries], dtype=torch.bool),
+        }
+        return {
+            'components': [c for c in component_names if c != STATE_NAME],
+            'config': cfg.to_dict(),
+            'action_space': self.base_actions,
+            'num_levels': len(self.levels),
+            'levels': [{'consecutive_accurate': l.consecutive_accurate, 'training_steps': l.training_steps,
+                        'last_error': l.last_error} for l in self.levels],
+            'step': self.step,
+            'autoencoder_steps': self.autoencoder_steps,
+            'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
+            'generator': self.generator.get_state(),
+            'history': hist,
+        }
+
+    def _check_compatible(self, state: dict[str, Any]) -> None:
+        saved = state.get('config', {})
+        mine = self.config.to_dict()
+        diff = [k for k in WorldModelConfig.SHAPE_FIELDS if k in saved and saved[k] != mine[k]]
+        if diff:
+            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint was made with different model sizes: '
+                                  + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff))
+        acts = state.get('action_space')
+        if acts is None or tuple(acts.shape) != tuple(self.base_actions.shape) or \
+                not torch.allclose(acts.to(self.device), self.base_actions):
+            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint was made for another action space '
+                                  f'({None if acts is None else acts.tolist()} vs {self.base_actions.tolist()})')
+
+
+def _macro_index(primitives: list[int], num_actions: int) -> int:
+    """Lexicographic index of a primitive sequence (matches itertools.product order)."""
+    idx = 0
+    for p in primitives:
+        idx = idx * num_actions + p
+    return idx
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f'learning rate must be a finite number > 0, got {lr!r}')
+    for group in optimizer.param_groups:
+        group['lr'] = float(lr)
+
+
+__all__ = ['OnlineLearner', 'ObserveResult', 'ActionLabel']

@@ -1,0 +1,131 @@
+"""Graph-test fixtures: an isolated ROS domain per test, the launcher as a subprocess, and a
+probe node in the test process that records what flows on the graph."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from graphtest import BIN, REPO
+
+
+@pytest.fixture
+def ros_env():
+    """Environment for processes of one test graph: its own domain, discovery on localhost only."""
+    domain = random.Random().randint(100, 230)
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
+    return env
+
+
+class Launch:
+    """``devbot launch`` running in a subprocess; its output is collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([str(BIN / 'devbot'), 'launch', *args], env=env, cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     stdin=subprocess.DEVNULL)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip('\n'))
+
+    @property
+    def output(self) -> str:
+        return '\n'.join(self.lines)
+
+    def child_pids(self) -> dict[str, int]:
+        return {m.group(1): int(m.group(2)) for m in
+                re.finditer(r'process\[(\S+)\] started with pid (\d+)', self.output)}
+
+    def wait(self, timeout: float) -> int:
+        rc = self.proc.wait(timeout)
+        self._reader.join(5)
+        return rc
+
+    def wait_for_line(self, pattern: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.output):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def launch(ros_env):
+    """Start launches with ``launch(args)``; all are stopped at the end of the test."""
+    started: list[Launch] = []
+
+    def start(*args: str) -> Launch:
+        started.append(Launch(list(args), ros_env))
+        return started[-1]
+
+    yield start
+    for lch in started:
+        lch.stop()
+
+
+class Probe:
+    """A node in the test process: subscribes and records, publishes, calls services."""
+
+    def __init__(self, domain_id: int) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('graph_test_probe', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = {}
+
+    def record(self, msg_type, topic: str, depth: int = 1000) -> list:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        store = self.received.setdefault(topic, [])
+        self.node.create_subscription(msg_type, topic, store.append,
+                                      QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE))
+        return store
+
+    def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def probe(ros_env):
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    p = Probe(int(ros_env['ROS_DOMAIN_ID']))
+    yield p
+    p.close()

@@ -1,0 +1,113 @@
+"""The dot robot and a selector as separate processes over real DDS, started by the launcher."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
+
+from graphtest import BIN, pid_alive
+
+RUNNER = 'launch/toroidal_dot_runner.launch.yaml'
+NS = '/toroidal_dot/'
+
+
+def stamp_of(msg) -> tuple[int, int]:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+
+def test_sequence_run_moves_the_dot_27px_per_move_and_ends_with_statistics(launch, probe, tmp_path):
+    positions = probe.record(PointStamped, NS + 'ground_truth/dot_position')
+    executed = probe.record(JointState, NS + 'motor_command/executed')
+    run = launch(RUNNER, 'selector:=sequence', 'sequence:=DOUBLE_MOVE', 'max_steps:=60', 'seed:=5',
+                 f'report_dir:={tmp_path}')
+    # the probe keeps spinning while the launch runs, so it sees the messages live
+    assert probe.spin_until(lambda: run.proc.poll() is not None, timeout=60), run.output
+    probe.spin_until(lambda: False, timeout=0.5)  # drain what is still in flight
+    assert run.wait(10) == 0, run.output
+
+    # max_steps ended the launch cleanly with the right statistics: 40 moves, 20 stays
+    stats = json.loads((tmp_path / 'runner_stats.json').read_text())
+    assert stats['steps'] == 60
+    assert stats['counts'] == {'0': 20, '1': 40}
+    assert math.isclose(stats['percent']['1'], 200 / 3)
+    assert stats['interval_s']['min'] <= stats['interval_s']['median'] <= stats['interval_s']['max']
+    assert 'steps: 60' in run.output and 'has on_exit: shutdown' in run.output
+
+    # every executed action shares its stamp with the position it led to; check each transition
+    by_stamp = {stamp_of(p): (int(p.point.x), int(p.point.y)) for p in positions}
+    ordered = sorted(by_stamp)
+    actions = {stamp_of(e): int(e.position[0]) for e in executed}
+    assert len(actions) >= 50, f'only {len(actions)} of 60 executed actions seen'
+    checked = wraps = 0
+    for before, after in zip(ordered, ordered[1:]):
+        if after not in actions:
+            continue
+        (x0, y0), (x1, y1) = by_stamp[before], by_stamp[after]
+        assert y1 == y0
+        assert x1 == (x0 + 27 * actions[after]) % 224, (x0, x1, actions[after])
+        wraps += x1 < x0
+        checked += 1
+    assert checked >= 50 and wraps >= 3
+
+    # executed in sequence order: DOUBLE_MOVE = 1, 1, 0, 1, 1, 0, ...
+    seq = [actions[s] for s in sorted(actions)]
+    assert any(all(a == (1, 1, 0)[(i + k) % 3] for i, a in enumerate(seq)) for k in range(3)), seq
+
+
+def test_sigint_stops_every_process(launch, probe):
+    positions = probe.record(PointStamped, NS + 'ground_truth/dot_position')
+    run = launch(RUNNER, 'selector:=random', 'seed:=3')
+    assert probe.spin_until(lambda: len(positions) > 20, timeout=30), run.output
+    pids = run.child_pids()
+    assert set(pids) == {'toroidal_sim', 'selector'}
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait(20) == 0, run.output
+    time.sleep(0.2)
+    assert not any(pid_alive(p) for p in pids.values()), run.output
+    assert 'runner statistics' in run.output  # the selector printed its summary on the way out
+
+
+def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(ros_env, probe):
+    sim = subprocess.Popen([str(BIN / 'toroidal_sim_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
+                            '-p', 'seed:=1'], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        frames = probe.record(Image, NS + 'camera/image_raw')
+        executed = probe.record(JointState, NS + 'motor_command/executed')
+        pub = probe.node.create_publisher(JointState, NS + 'motor_command', 10)
+        # the sim re-sends its current frame to a new subscriber: the probe gets the start frame
+        assert probe.spin_until(lambda: frames and pub.get_subscription_count() > 0, timeout=20)
+        bad = [JointState(name=['bogus'], position=[1.0]),
+               JointState(name=['action'], position=[float('nan')]),
+               JointState(name=['action'], position=[2.0]),
+               JointState(name=['action'], position=[0.5]),
+               JointState(name=[], position=[])]
+        for msg in bad:
+            pub.publish(msg)
+        pub.publish(JointState(name=['action'], position=[1.0], velocity=[0.0], effort=[0.0]))
+        assert probe.spin_until(lambda: executed, timeout=10)
+        assert len(executed) == 1 and executed[0].position[0] == 1.0
+
+        client = probe.node.create_client(Trigger, NS + 'reset')
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(Trigger.Request())
+        probe.executor.spin_until_future_complete(future, timeout_sec=10)
+        assert future.result().success and 'dot at' in future.result().message
+        assert probe.spin_until(lambda: len(frames) >= 3, timeout=10)
+        assert sim.poll() is None, 'the sim must keep running after bad commands'
+    finally:
+        sim.send_signal(signal.SIGINT)
+        out = sim.communicate(timeout=20)[0]
+    assert sim.returncode == 0, out
+    assert out.count('rejected motor_command') == len(bad), out
+    for reason in ('unknown channel', 'non-finite', 'outside its range', 'not one of', 'missing channel'):
+        assert reason in out, reason
+    assert 'executed 1 actions, rejected 5 commands' in out
