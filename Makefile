@@ -32,7 +32,7 @@ bench: setup
 	$(PY) bench/bench_loop.py
 
 lock:
-	$(PIP) freeze --exclude-editable > requirements.lock.txt
+	$(PY) tools/freeze_lock.py > requirements.lock.txt
 
 clean:
 	rm -rf $(VENV)
