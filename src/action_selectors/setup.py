@@ -19,6 +19,7 @@ setup(
     entry_points={
         'console_scripts': [
             'selector_node = action_selectors.node:main',
+            'interactive_selector = action_selectors.interactive:main',
         ],
     },
 )

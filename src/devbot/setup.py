@@ -19,6 +19,8 @@ setup(
     entry_points={
         'console_scripts': [
             'devbot = devbot.cli:main',
+            'recorder_node = devbot.bag.record:node_main',
+            'player_node = devbot.bag.play:node_main',
         ],
     },
 )

@@ -10,7 +10,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['numpy', 'torch', 'timm', 'pyyaml'],
+    install_requires=['numpy', 'torch', 'timm', 'pyyaml', 'matplotlib'],
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
@@ -18,7 +18,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-
+            'world_model_node = world_model_node.node:main',
         ],
     },
 )

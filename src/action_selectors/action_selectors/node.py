@@ -8,7 +8,7 @@ Subscribed topics:
     camera/image_raw (sensor_msgs/Image): triggers a command (trigger=frame). Frames are
         de-duplicated by header.stamp (the robot re-sends its current frame to late joiners).
     world_model/action_scores (sensor_msgs/JointState): triggers a command (trigger=scores);
-        name = candidate labels, position = uncertainty.
+        name = candidate labels, position = uncertainty; de-duplicated by header.stamp.
 
 Published topics:
     motor_command (sensor_msgs/JointState): the chosen discrete action.
@@ -89,7 +89,7 @@ class SelectorNode(Node):
         self._last_stamp = None
         self._command = JointState()
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
-        self.get_logger().info(f'policy {policy} on {self.trigger}s, {self.action_space.num_actions} actions'
+        self.get_logger().info(f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
                                + (f', max_steps {self.max_steps}' if self.max_steps else ''))
 
     def _on_frame(self, serialized: bytes) -> None:
@@ -100,6 +100,10 @@ class SelectorNode(Node):
         self._act(None)
 
     def _on_scores(self, msg: JointState) -> None:
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp == self._last_stamp:
+            return  # the same scores re-sent to a late joiner
+        self._last_stamp = stamp
         self._act(dict(zip(msg.name, msg.position)))
 
     def _act(self, scores) -> None:

@@ -75,27 +75,47 @@ class RandomPolicy:
 class UncertaintyPolicy:
     """The candidate with the highest predictive uncertainty; ties broken at random.
 
-    Scores are keyed by candidate label: the level-0 candidates are the action indices as
-    strings ("0", "1", ...). Candidates of higher hierarchy levels (macro-actions, labelled
-    e.g. "L1:1+1") are resolved by the world-model selector node, not here.
+    Scores are keyed by the world model's candidate labels: ``L0:<a>`` for primitive action a,
+    ``L<k>:<a1>-<a2>-...`` for a level-k macro-action (a plain ``<a>`` also means primitive a).
+    When a macro-action wins, its primitives are executed one per call, in order, before the
+    scores are consulted again.
     """
 
     def __init__(self, num_actions: int, seed: int | None = None) -> None:
         self.num_actions = num_actions
         self._rng = np.random.default_rng(seed)
+        self._plan: list[int] = []
 
     def choose(self, scores: Mapping[str, float] | None = None) -> int:
+        if self._plan:
+            return self._plan.pop(0)
         if not scores:
             raise ValueError('the uncertainty policy needs world_model/action_scores')
-        level0 = {}
+        candidates = {}
         for label, score in scores.items():
-            if label.isdigit() and int(label) < self.num_actions and np.isfinite(score):
-                level0[int(label)] = float(score)
-        if not level0:
-            raise ValueError(f'no usable level-0 scores in {dict(scores)}')
-        best = max(level0.values())
-        ties = sorted(a for a, s in level0.items() if s == best)
-        return int(ties[self._rng.integers(0, len(ties))])
+            primitives = parse_candidate(label, self.num_actions)
+            if primitives is not None and np.isfinite(score):
+                candidates[primitives] = float(score)
+        if not candidates:
+            raise ValueError(f'no usable candidate in {dict(scores)}')
+        best = max(candidates.values())
+        ties = sorted(c for c, s in candidates.items() if s == best)
+        plan = list(ties[self._rng.integers(0, len(ties))])
+        self._plan = plan[1:]
+        return plan[0]
+
+
+def parse_candidate(label: str, num_actions: int) -> tuple[int, ...] | None:
+    """The primitive actions of a candidate label (``"1"``, ``"L0:1"``, ``"L1:1-0"``); None if
+    the label is malformed or names an action outside [0, num_actions)."""
+    body = label.split(':', 1)[1] if label.startswith('L') and ':' in label else label
+    try:
+        primitives = tuple(int(p) for p in body.split('-'))
+    except ValueError:
+        return None
+    if not primitives or not all(0 <= p < num_actions for p in primitives):
+        return None
+    return primitives
 
 
 def parse_sequence(text: str) -> tuple[int, ...]:

@@ -42,13 +42,20 @@ def test_random_is_seeded_and_covers_actions():
 def test_uncertainty_picks_max_and_breaks_ties_at_random():
     p = UncertaintyPolicy(2, seed=0)
     assert take(p, 10, {'0': 0.1, '1': 0.9}) == [1] * 10
-    assert take(p, 10, {'0': 0.9, '1': 0.1, 'L1:1+1': 5.0}) == [0] * 10  # macro labels ignored
-    ties = take(p, 200, {'0': 0.5, '1': 0.5})
+    assert take(p, 10, {'L0:0': 0.9, 'L0:1': 0.1, 'bogus': 5.0, 'L0:7': 9.0}) == [0] * 10
+    ties = take(p, 200, {'L0:0': 0.5, 'L0:1': 0.5})
     assert 60 < ties.count(0) < 140
     with pytest.raises(ValueError):
         p.choose(None)
     with pytest.raises(ValueError):
         p.choose({'7': 1.0})
+
+
+def test_uncertainty_executes_a_winning_macro_action_in_order():
+    p = UncertaintyPolicy(2, seed=0)
+    scores = {'L0:0': 0.1, 'L0:1': 0.2, 'L1:1-0': 0.3, 'L1:0-0': 0.05}
+    assert take(p, 4, scores) == [1, 0, 1, 0]  # the macro twice, primitive by primitive
+    assert take(p, 1, {'L0:0': 0.9, 'L0:1': 0.2}) == [0]
 
 
 def test_unknown_policy_name():

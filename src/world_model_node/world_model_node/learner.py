@@ -575,7 +575,7 @@ class OnlineLearner:
                 if err_f > cfg.prediction_threshold:
                     out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
                     pp = self.autoencoder.decode(out.prediction)
-                    logits = lvl.predictor.classify_action(pp, pend.enc.recon)
+                    logits = lvl.predictor.classify_action(pp, pend.enc.recon.detach())
                     parts = lvl.predictor.forward_loss(out, pp, z_target, target_patches, logits,
                                                        torch.tensor([a_idx], device=self.device), self._weights())
                     losses.append(parts['total'] + cfg.joint_reconstruction_weight * pend.enc.loss)

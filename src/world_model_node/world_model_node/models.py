@@ -431,6 +431,10 @@ class TransformerActionConditionedPredictor(nn.Module):
         self.num_actions = num_actions
         self.max_seq_len = max_seq_len
         self.delta_latent = delta_latent
+        # Whether the loss gradient reaches the encoder through the delta-latent base (the residual
+        # copy of the current frame's features). Off: the encoder learns from the predictor only
+        # through the frame tokens it feeds the transformer (no pull of z_t towards z_{t+1}).
+        self.delta_base_grad = False
         self.film_block_ids = tuple(film_block_ids)
 
         self.action_embed = ActionEmbedding(action_dim, film_hidden_dim, action_embed_dim)
@@ -584,12 +588,13 @@ class TransformerActionConditionedPredictor(nn.Module):
                 _, kv, _ = self._run_layers(torch.cat(parts, dim=1), None, None, 0, False)
         x = self._frame_tokens(current, pos)
         _, cur_kv, _ = self._run_layers(x, kv, None, 0, False)
+        base = current if self.delta_base_grad else current.detach()
         if kv is None:
             kv = cur_kv
         else:
             kv = [(torch.cat([pk, ck], dim=2), torch.cat([pv, cv], dim=2)) for (pk, pv), (ck, cv) in zip(kv, cur_kv)]
         types += [FRAME_TOKEN] * t
-        return PredictorContext(kv, pos + t, current, torch.tensor(types, device=current.device))
+        return PredictorContext(kv, pos + t, base, torch.tensor(types, device=current.device))
 
     def predict(self, ctx: PredictorContext, candidate_actions: torch.Tensor, return_attn: bool = False
                 ) -> PredictorOutput:

@@ -1,0 +1,326 @@
+"""ROS 2 node: the online world model in the robot's loop (a wrapper over OnlineLearner).
+
+The executor thread only converts and queues messages; a worker thread runs the learner
+(:class:`world_model_node.loop.LearningLoop` decides what to learn next), so a slow learning
+step never blocks DDS callbacks, and a fast camera is buffered with drop-oldest.
+
+Subscribed topics:
+    camera/image_raw (sensor_msgs/Image, rgb8/bgr8/mono8, any size: resized to the model's).
+    motor_command/executed (sensor_msgs/JointState): paired with the first frame captured at or
+        after its stamp.
+
+Published topics:
+    world_model/action_scores (sensor_msgs/JointState): only while the quality gate is open (the
+        selectors' "go"); name = candidate labels ("L0:1", macro-actions "L1:1-1"), position =
+        predictive uncertainty (entropy), header.stamp = the scored frame's stamp. Re-sent to a
+        selector that joins late.
+    world_model/visualization (sensor_msgs/Image, rgb8): current | reconstruction | last
+        prediction | one prediction per candidate, every display_interval steps.
+    world_model/metrics (diagnostic_msgs/DiagnosticArray): losses, gate state, counters, every step.
+
+Parameters:
+    robot_config (string): robot file with the action space (required).
+    preset (string): full | tiny: the base model config [full]; every field of
+        WorldModelConfig is also a parameter of its own (e.g. reconstruction_threshold) that
+        overrides it.
+    checkpoint_dir (string): '' = saved/checkpoints/<robot type>; resumed from at start.
+    report_dir (string): '' = saved/reports/<robot type>_world_model_<time>; the run report.
+    max_steps (int): end after this many learner steps (frames observed + autoencoder retries on
+        the latest frame; 0 = no limit) [0].
+    duration (float): end after this many seconds (0 = no limit) [0].
+    device (string): cpu | cuda | auto [auto].
+    num_threads (int): torch CPU threads (0 = torch's default) [0].
+    wandb_project (string): log to Weights & Biases (offline without a key); '' = off [''].
+    progress_period (float): seconds between progress lines [5].
+
+At the end (budget reached, Ctrl-C, SIGTERM, robot gone) it saves a checkpoint, writes the report
+and exits 0; an error in learning saves what it can and exits 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import PublisherEventCallbacks
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from devbot import topics
+from devbot.action_space import ActionError, ActionSpace
+from devbot.image import ImageError, image_to_numpy, numpy_to_image
+from devbot.messages import joint_state_to_action
+from devbot.params import declare
+from devbot.spin import spin_until
+from world_model_node.config import WorldModelConfig
+from world_model_node.learner import OnlineLearner
+from world_model_node.loop import LearningLoop
+from world_model_node.report import RunReport
+
+
+def config_field_descriptions() -> dict[str, str]:
+    """The per-field comments of WorldModelConfig, used as ROS parameter descriptions."""
+    descriptions = {}
+    for line in inspect.getsource(WorldModelConfig).splitlines():
+        match = re.match(r'\s+(\w+): [^=]+=.*#\s*(.+)$', line)
+        if match:
+            descriptions[match.group(1)] = match.group(2).strip()
+    return descriptions
+
+
+def _ros_value(value):
+    """A config value as a ROS parameter value (tuples become lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class WorldModelNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('world_model', **kwargs)
+        robot_config = declare(self, 'robot_config', '', 'robot file with the action space (required)')
+        preset = declare(self, 'preset', 'full', 'base model config: full | tiny')
+        checkpoint_dir = declare(self, 'checkpoint_dir', '', "'' = saved/checkpoints/<robot type>")
+        report_dir = declare(self, 'report_dir', '', "'' = saved/reports/<robot type>_world_model_<time>")
+        self.max_steps = declare(self, 'max_steps', 0, 'end after this many learner steps; 0 = no limit',
+                                 int_range=(0, 2**31 - 1))
+        self.duration = declare(self, 'duration', 0.0, 'end after this many seconds; 0 = no limit',
+                                float_range=(0.0, 1e7))
+        device = declare(self, 'device', 'auto', 'torch device: cpu | cuda | auto')
+        num_threads = declare(self, 'num_threads', 0, "torch CPU threads; 0 = torch's default",
+                              int_range=(0, 256))
+        wandb_project = declare(self, 'wandb_project', '', 'Weights & Biases project; empty = no logging')
+        self.progress_period = declare(self, 'progress_period', 5.0, 'seconds between progress lines',
+                                       float_range=(0.1, 3600.0))
+        if not robot_config:
+            raise ValueError('parameter robot_config is required (e.g. config/toroidal_dot.yaml)')
+        if preset not in ('full', 'tiny'):
+            raise ValueError(f'preset must be full or tiny, got {preset!r}')
+        self.action_space = ActionSpace.from_yaml(robot_config)
+        self.config = self._declare_config(WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny())
+
+        import torch
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        robot = self.action_space.robot_type
+        self.checkpoint_dir = Path(checkpoint_dir or Path('saved') / 'checkpoints' / robot)
+        stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
+        self.report_dir = Path(report_dir or Path('saved') / 'reports' / f'{robot}_world_model_{stamp}')
+        self.learner = OnlineLearner(self.config, self.action_space.normalized(), device=device,
+                                     checkpoint_dir=self.checkpoint_dir, wandb_project=wandb_project or None,
+                                     run_name=f'{robot}_{stamp}')
+        self.loop = LearningLoop(self.learner)
+        self.report = RunReport(self.report_dir, f'{robot} world model, run {stamp}',
+                                self.config.reconstruction_threshold, self.config.prediction_threshold)
+        self.start_step = self.learner.step
+
+        qos = topics.loop_qos()
+        self._scores_pub = self.create_publisher(
+            JointState, topics.ACTION_SCORES, qos,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_scores_matched))
+        # reliable keep-last-1: works with reliable and best-effort viewers, never queues up
+        self._panel_pub = self.create_publisher(Image, topics.WM_VISUALIZATION,
+                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._metrics_pub = self.create_publisher(DiagnosticArray, topics.WM_METRICS, qos)
+        self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos)
+        self.create_subscription(JointState, topics.MOTOR_EXECUTED, self._on_executed, qos)
+
+        self.done = threading.Event()
+        self.failed = False
+        self.bad_images = 0
+        self.bad_actions = 0
+        self._scores_msg: JointState | None = None
+        self._frame_stamps: dict[int, object] = {}
+        self._started = time.monotonic()
+        self._worker = threading.Thread(target=self._work, name='world_model_learner', daemon=True)
+        self._worker.start()
+        resumed = f'resumed at step {self.start_step}' if self.start_step else 'fresh start'
+        self.get_logger().info(
+            f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device}, {resumed}, '
+            f'checkpoints in {self.checkpoint_dir}, report in {self.report_dir}')
+
+    def _declare_config(self, base: WorldModelConfig) -> WorldModelConfig:
+        descriptions = config_field_descriptions()
+        values = {}
+        for f in dataclasses.fields(WorldModelConfig):
+            default = _ros_value(getattr(base, f.name))
+            values[f.name] = declare(self, f.name, default, descriptions.get(f.name, f.name))
+        return WorldModelConfig.from_dict(values)
+
+    # ------------------------------------------------------------------ executor thread
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            frame = image_to_numpy(msg, 'rgb8')
+        except ImageError as exc:
+            self.bad_images += 1
+            # every one of the first few, then at most one line per 5 s
+            self.get_logger().error(f'rejected camera frame #{self.bad_images}: {exc}',
+                                    throttle_duration_sec=0.0 if self.bad_images <= 10 else 5.0)
+            return
+        stamp = stamp_ns(msg.header.stamp)
+        self._frame_stamps[stamp] = msg.header.stamp
+        if len(self._frame_stamps) > 64:
+            self._frame_stamps.pop(next(iter(self._frame_stamps)))
+        self.loop.on_frame(stamp, frame)
+
+    def _on_executed(self, msg: JointState) -> None:
+        try:
+            action = joint_state_to_action(self.action_space, msg)
+        except ActionError as exc:
+            self.bad_actions += 1
+            self.get_logger().error(f'ignored executed action #{self.bad_actions}: {exc}',
+                                    throttle_duration_sec=0.0 if self.bad_actions <= 10 else 5.0)
+            return
+        self.loop.on_executed(stamp_ns(msg.header.stamp), action)
+
+    def _on_scores_matched(self, info) -> None:
+        if info.current_count_change > 0 and self._scores_msg is not None and self.loop.awaiting_action:
+            self._scores_pub.publish(self._scores_msg)
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _work(self) -> None:
+        next_progress = time.monotonic() + self.progress_period
+        try:
+            while not self.done.is_set():
+                result = self.loop.work(timeout=0.1)
+                if result is not None:
+                    self._publish(result)
+                    self.report.add(result)
+                now = time.monotonic()
+                if now >= next_progress:
+                    next_progress = now + self.progress_period
+                    self.get_logger().info(self.progress_line())
+                if self._budget_spent():
+                    self.get_logger().info(f'budget reached: {self.progress_line()}')
+                    self.done.set()
+        except Exception as exc:  # noqa: BLE001 - any learning error ends the run, after saving
+            # after Ctrl-C/SIGTERM the context is gone and a publish may fail: that is no error
+            if not self.done.is_set() and rclpy.ok(context=self.context):
+                self.failed = True
+                self.get_logger().error(f'learning failed: {type(exc).__name__}: {exc}')
+                import traceback
+                traceback.print_exc()
+            self.done.set()
+
+    def _budget_spent(self) -> bool:
+        return bool((self.max_steps and self.learner.step - self.start_step >= self.max_steps) or
+                    (self.duration and time.monotonic() - self._started >= self.duration))
+
+    def _publish(self, result) -> None:
+        if not rclpy.ok(context=self.context):
+            return
+        stamp = self._frame_stamps.get(self.loop.last_observed_stamp)
+        if result.gate_open and result.scores is not None:
+            msg = JointState()
+            if stamp is not None:
+                msg.header.stamp = stamp
+            msg.name = [str(label) for label in result.labels]
+            msg.position = [float(s) for s in result.scores]
+            msg.velocity = [0.0] * len(msg.name)
+            msg.effort = [0.0] * len(msg.name)
+            self._scores_msg = msg
+            self._scores_pub.publish(msg)
+        self._metrics_pub.publish(self._metrics_msg(result))
+        if result.step % max(1, self.config.display_interval) == 0 or result.new_level is not None:
+            panel = self.learner.visualization_panel()
+            if panel is not None:
+                img = numpy_to_image(panel, 'rgb8')
+                img.header.stamp = self.get_clock().now().to_msg()
+                self._panel_pub.publish(img)
+
+    def _metrics_msg(self, result) -> DiagnosticArray:
+        values = {'step': result.step, 'gate_open': int(result.gate_open),
+                  'reconstruction_loss': result.reconstruction_loss,
+                  'consecutive_autoencoder_iterations': result.consecutive_autoencoder_iterations,
+                  'num_levels': result.num_levels, 'frames_dropped': self.loop.counters.frames_dropped}
+        for level, err in result.prediction_errors.items():
+            values[f'prediction_errors/level_{level}'] = err
+        if result.explained_variance is not None:
+            values['predictor_explained_variance'] = result.explained_variance
+        if result.autoencoder_loss is not None:
+            values['autoencoder_training_loss'] = result.autoencoder_loss
+        for key, value in (result.metrics or {}).items():
+            values.setdefault(key, value)
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name='world_model',
+                                  message='gate open' if result.gate_open else 'training autoencoder',
+                                  values=[KeyValue(key=k, value=f'{v:.6g}' if isinstance(v, float) else str(v))
+                                          for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        return msg
+
+    # ------------------------------------------------------------------ progress and the end
+
+    def progress_line(self) -> str:
+        c = self.loop.counters
+        rows = self.report.rows
+        last = rows[-1] if rows else None
+        elapsed = time.monotonic() - self._started
+        rate = len(rows) / elapsed if elapsed > 0 else 0.0
+        parts = [f'step {self.learner.step}', f'frames {c.frames_observed}', f'actions {c.actions_recorded}']
+        if last:
+            parts.append('gate OPEN' if last['gate_open'] else 'gate closed')
+            parts.append(f'recon {last["reconstruction_loss"]:.2e}')
+            pred = [r['prediction_error'] for r in rows[-20:] if r['prediction_error'] == r['prediction_error']]
+            if pred:
+                parts.append(f'pred {sum(pred) / len(pred):.2e}')
+        parts.append(f'{rate:.2f} steps/s')
+        if self.duration:
+            parts.append(f'ETA {max(0.0, self.duration - elapsed):.0f}s')
+        elif self.max_steps and rate > 0:
+            left = self.max_steps - (self.learner.step - self.start_step)
+            parts.append(f'ETA {max(0, left) / rate:.0f}s')
+        return ', '.join(parts)
+
+    def finish(self) -> Path:
+        """Stop the worker, save a checkpoint, write the report; return the summary path."""
+        self.done.set()
+        self.loop.close()
+        self._worker.join(timeout=120)
+        self.learner.close()
+        panel = self.learner.visualization_panel() if self.loop.counters.frames_observed else None
+        labels = [str(label) for label in self.learner.labels()]
+        extra = {'frames_dropped': self.loop.counters.frames_dropped, 'bad_images': self.bad_images,
+                 'checkpoint_generation': self.learner.generation, 'checkpoint_dir': str(self.checkpoint_dir)}
+        return self.report.write(panel, labels, extra)
+
+
+def main(args: list[str] | None = None) -> int:
+    node = None
+    try:
+        with rclpy.init(args=args):
+            node = WorldModelNode()
+            try:
+                spin_until(node, node.done.is_set)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass
+            # a second Ctrl-C must not cut the checkpoint and the report short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            summary = node.finish()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0 if node is None else 1  # interrupted while starting: nothing learned yet
+    # print, not log: after Ctrl-C the context (and so /rosout) is already shut down
+    print(node.progress_line(), flush=True)
+    print(f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; report: {summary}', flush=True)
+    return 1 if node.failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The world model in the graph: sim + world model (tiny config) + selector as separate
+processes over real DDS, started by the launcher on an isolated domain."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image, JointState
+
+from graphtest import BIN, REPO, pid_alive
+
+LAUNCH = 'launch/toroidal_dot_world_model.launch.yaml'
+NS = '/toroidal_dot/'
+ROBOT = REPO / 'config' / 'toroidal_dot.yaml'
+
+
+def write_params(path, **values) -> str:
+    lines = ['/**:', '  ros__parameters:'] + [f'    {k}: {v}' for k, v in values.items()]
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def metric(msg: DiagnosticArray, key: str) -> str:
+    return next(kv.value for kv in msg.status[0].values if kv.key == key)
+
+
+def generation(checkpoint_dir) -> int:
+    import torch
+    state = torch.load(checkpoint_dir / 'learner_state.pth', weights_only=True, map_location='cpu')
+    return int(state['generation']), int(state['step'])
+
+
+def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp_path):
+    # a threshold the tiny model reaches after some autoencoder steps: the gate starts closed
+    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=0.0009, display_interval=5)
+    frames = probe.record(Image, NS + 'camera/image_raw')
+    scores = probe.record(JointState, NS + 'world_model/action_scores')
+    commands = probe.record(JointState, NS + 'motor_command')
+    executed = probe.record(JointState, NS + 'motor_command/executed')
+    metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
+    panels = probe.record(Image, NS + 'world_model/visualization')
+    ckpt, report = tmp_path / 'ckpt', tmp_path / 'report'
+    args = [LAUNCH, 'preset:=tiny', f'params_file:={params}', f'checkpoint_dir:={ckpt}', f'report_dir:={report}',
+            'seed:=2', 'num_threads:=1']
+    run = launch(*args, 'max_steps:=600')
+    assert probe.spin_until(lambda: run.proc.poll() is not None, timeout=240), run.output
+    probe.spin_until(lambda: False, timeout=0.5)
+    assert run.wait(10) == 0, run.output
+
+    # while the gate was closed no action flowed: the first scores and command come after
+    # gate-closed steps, and every command answers a scores message
+    gates = [(int(metric(m, 'step')), metric(m, 'gate_open') == '1') for m in metrics]
+    assert gates and not gates[0][1], 'the gate must start closed'
+    first_open = next(i for i, (_, is_open) in enumerate(gates) if is_open)
+    assert first_open > 5
+    assert scores and commands and executed, run.output
+    first_open_stamp = stamp_ns(metrics[first_open])
+    assert stamp_ns(commands[0]) >= first_open_stamp
+    # lockstep: each scores message is about a frame; each executed action's stamp is the stamp
+    # of exactly one frame (its outcome) and of the next scores message, if the gate stayed open
+    frame_stamps = {stamp_ns(f) for f in frames}
+    assert {stamp_ns(s) for s in scores} <= frame_stamps
+    assert {stamp_ns(e) for e in executed} <= frame_stamps
+    assert abs(len(commands) - len(scores)) <= 1 and abs(len(executed) - len(commands)) <= 1
+    assert all(list(s.name[:2]) == ['L0:0', 'L0:1'] and np.isfinite(s.position).all() for s in scores)
+    assert all(c.position[0] == 1.0 for c in commands)  # ALWAYS_MOVE
+    assert panels and panels[-1].encoding == 'rgb8' and panels[-1].width > panels[-1].height
+
+    # the checkpoint and the report exist
+    gen1, step1 = generation(ckpt)
+    assert gen1 >= 1 and step1 >= 600
+    for name in ('summary.md', 'curves.png', 'panels.png', 'metrics.csv'):
+        assert (report / name).is_file(), name
+    assert 'gate_open_at_step' in (report / 'summary.md').read_text()
+
+    # a restart resumes: the learner's step counter continues; SIGINT writes a checkpoint
+    run2 = launch(*args[:-1], f'report_dir:={tmp_path / "report2"}')
+    assert run2.wait_for_line(r'resumed at step \d+', timeout=120), run2.output
+    assert f'resumed at step {step1}' in run2.output
+    assert run2.wait_for_line(r'step \d+.*steps/s', timeout=120), run2.output
+    run2.proc.send_signal(signal.SIGINT)
+    assert run2.wait(60) == 0, run2.output
+    gen2, step2 = generation(ckpt)
+    assert gen2 == gen1 + 1 and step2 > step1
+    assert (tmp_path / 'report2' / 'summary.md').is_file()
+
+
+def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_path):
+    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=0.05, checkpoint_save_interval=5)
+    ckpt = tmp_path / 'ckpt'
+    cmd_common = ['--ros-args', '-r', '__ns:=/toroidal_dot', '-p', f'robot_config:={ROBOT}']
+    sim = subprocess.Popen([str(BIN / 'toroidal_sim_node'), *cmd_common], env=ros_env)
+    sel = subprocess.Popen([str(BIN / 'selector_node'), *cmd_common, '-p', 'trigger:=scores'], env=ros_env)
+    wm_cmd = [str(BIN / 'world_model_node'), *cmd_common, '--params-file', params, '-p', 'preset:=tiny',
+              '-p', f'checkpoint_dir:={ckpt}', '-p', f'report_dir:={tmp_path / "r"}', '-p', 'num_threads:=1']
+    try:
+        wm = subprocess.Popen(wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (ckpt / 'learner_state.pth').exists():
+            time.sleep(0.2)
+        assert (ckpt / 'learner_state.pth').exists(), 'no periodic checkpoint was written'
+        time.sleep(1.0)
+        wm.kill()
+        wm.wait(10)
+        saved_gen, saved_step = generation(ckpt)
+        wm = subprocess.Popen(wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = wm.stdout.readline()
+            lines.append(line)
+            if 'resumed at step' in line or 'fresh start' in line:
+                break
+        assert f'resumed at step {saved_step}' in ''.join(lines), ''.join(lines)
+        wm.send_signal(signal.SIGINT)
+        out = ''.join(lines) + wm.communicate(timeout=60)[0]
+        assert wm.returncode == 0, out
+        assert generation(ckpt)[0] == saved_gen + 1
+    finally:
+        for p in (sim, sel):
+            p.send_signal(signal.SIGINT)
+            p.wait(20)
+
+
+def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, tmp_path):
+    wm = subprocess.Popen([str(BIN / 'world_model_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
+                           '-p', f'robot_config:={ROBOT}', '-p', 'preset:=tiny', '-p', 'num_threads:=1',
+                           '-p', f'checkpoint_dir:={tmp_path / "c"}', '-p', f'report_dir:={tmp_path / "r"}'],
+                          env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
+        pub = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
+        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, timeout=60)
+
+        def frame(sec, height=64, width=48):  # another size than the model's: resized
+            msg = Image(height=height, width=width, encoding='bgr8', step=3 * width,
+                        data=np.zeros((height, width, 3), np.uint8).tobytes())
+            msg.header.stamp.sec = sec
+            return msg
+
+        # a good frame first: once it is learned from, the connection surely stands
+        deadline = time.monotonic() + 60
+        while not metrics and time.monotonic() < deadline:
+            pub.publish(frame(1))
+            probe.spin_until(lambda: bool(metrics), timeout=1.0)
+        assert metrics, 'the node never learned from a frame'
+        bad_encoding = Image(height=4, width=4, encoding='16UC1', step=8, data=bytes(32))
+        truncated = Image(height=224, width=224, encoding='rgb8', step=672, data=bytes(1000))
+        for i, msg in enumerate((bad_encoding, truncated)):
+            msg.header.stamp.sec = 2 + i
+            pub.publish(msg)
+        pub.publish(frame(10))
+        seen = len(metrics)
+        assert probe.spin_until(lambda: len(metrics) > seen + 3, timeout=60), 'the node stopped learning'
+        assert wm.poll() is None
+    finally:
+        wm.send_signal(signal.SIGINT)
+        out = wm.communicate(timeout=60)[0]
+    assert wm.returncode == 0, out
+    assert 'rejected camera frame #1' in out and 'unsupported image encoding' in out
+    assert 'needs 150528 bytes, got 1000' in out
+    assert not pid_alive(wm.pid)
