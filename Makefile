@@ -1,6 +1,7 @@
 # devbot: one venv, everything from PyPI (no apt, no colcon, no ROS install needed).
 #   make setup   create .venv and install the pinned dependencies + the workspace packages
-#   make run     the main job: the toroidal dot world model, headless, progress + saved report
+#   make run     the main job: the toroidal dot world model learning, headless, progress + saved
+#                report (DURATION=seconds, default 900; RUN_ARGS='name:=value ...' for more)
 #   make test    the test suite (unit + graph tests over real DDS)
 #   make bench   the benchmarks (prints numbers; not part of the tests)
 
@@ -22,8 +23,11 @@ $(STAMP): requirements.lock.txt $(foreach p,$(PACKAGES),$(p)/setup.py)
 	$(PIP) install --quiet --no-deps $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 
+DURATION ?= 900
+RUN_ARGS ?=
+
 run: setup
-	$(VENV)/bin/devbot launch launch/toroidal_dot_runner.launch.yaml max_steps:=200
+	$(VENV)/bin/devbot launch launch/toroidal_dot_world_model.launch.yaml duration:=$(DURATION) $(RUN_ARGS)
 
 test: setup
 	$(PY) -m pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import socket
 import subprocess
@@ -57,8 +58,12 @@ def test_sim_runner_launch_runs_20_steps_and_pairs_every_action_with_a_later_fra
     stats = json.loads((tmp_path / 'runner_stats.json').read_text())
     assert stats['steps'] == 20 and stats['counts'] == {'0': 10, '1': 10}
     assert 'runner statistics' in run.output and 'has on_exit: shutdown' in run.output
-    (line,) = [ln for ln in run.lines if 'executed' in ln and 'published' in ln]
-    assert 'executed 20 actions' in line or 'refused' in line, line
+    # the driver's own count: with the camera streaming, a command sent before discovery
+    # completed may be lost, or one sent on a stream frame may meet a running action (refused)
+    found = re.search(r'executed (\d+) actions, published (\d+) frames, rejected (\d+) and refused (\d+)', run.output)
+    assert found, run.output
+    done, published, rejected, refused = map(int, found.groups())
+    assert 17 <= done <= 20 and done + refused <= 20 and rejected == 0 and published > done, found.group(0)
     assert 'Traceback' not in run.output, run.output
 
     assert len(executed) >= 15, f'only {len(executed)} executed actions seen'
