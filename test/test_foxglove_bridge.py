@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import signal
 import socket
@@ -27,7 +28,8 @@ from graphtest import BIN, REPO
 
 websockets = pytest.importorskip('websockets')
 
-NS = '/toroidal_dot'
+# a namespace of this run's own: other graph tests on this machine may share the ROS domain
+NS = f'/toroidal_dot_fx{os.getpid()}'
 # the SDK (0.30) speaks foxglove.sdk.v1; foxglove.websocket.v1 is the older name of the protocol
 SUBPROTOCOLS = ['foxglove.sdk.v1', 'foxglove.websocket.v1']
 
@@ -39,7 +41,7 @@ from sensor_msgs.msg import Image, JointState
 from devbot.image import numpy_to_image
 from devbot.topics import loop_qos
 rclpy.init()
-node = rclpy.create_node('fake_robot', namespace='/toroidal_dot')
+node = rclpy.create_node('fake_robot', namespace=sys.argv[1])
 images = node.create_publisher(Image, 'camera/image_raw', loop_qos())
 executed = node.create_publisher(JointState, 'motor_command/executed', loop_qos())
 pixels = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
@@ -194,7 +196,7 @@ async def watch(port: int, topics: list[str], timeout: float = 30.0) -> dict:
 
 
 def test_images_and_joint_states_reach_a_websocket_client(ros_env, processes):
-    robot = processes([sys.executable, '-c', PUBLISHER], ros_env)
+    robot = processes([sys.executable, '-c', PUBLISHER, NS], ros_env)
     bridge = processes([str(BIN / 'devbot'), 'foxglove', '--namespace', NS, '--port', '0'], ros_env)
     match = bridge.wait_for(r'serving 6 topic\(s\) on ws://127\.0\.0\.1:(\d+)', timeout=30)
     assert match, bridge.text

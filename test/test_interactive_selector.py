@@ -17,7 +17,9 @@ from sensor_msgs.msg import JointState
 
 from graphtest import BIN, REPO
 
-NS = '/toroidal_dot'
+# a namespace of this test run's own: graph tests of other runs on this machine may share the
+# randomly drawn ROS domain, and must not be able to drive (or be driven by) this one
+NS = f'/toroidal_dot_it{os.getpid()}'
 CONFIG = str(REPO / 'config' / 'toroidal_dot.yaml')
 
 
@@ -164,7 +166,7 @@ def test_scores_propose_the_most_uncertain_action(ros_env, probe, terminals):
     scores_pub = probe.node.create_publisher(JointState, NS + '/world_model/action_scores', 10)
     # the inner policy alone would propose 1; the scores say 0 is the most uncertain
     term = terminals(selector_argv('trigger:=scores', 'policy:=constant', 'action:=1'), ros_env)
-    assert term.wait_for(r'waiting for /toroidal_dot/world_model/action_scores'), term.text
+    assert term.wait_for(rf'waiting for {NS}/world_model/action_scores'), term.text
 
     scores = JointState(name=['L0:0', 'L0:1'], position=[0.75, 0.25], velocity=[0.0, 0.0], effort=[0.0, 0.0])
     assert probe.spin_until(lambda: scores_pub.get_subscription_count() > 0, timeout=20), term.text
@@ -184,7 +186,7 @@ def test_scores_propose_the_most_uncertain_action(ros_env, probe, terminals):
 def test_typed_ahead_lines_wait_for_a_proposal_and_ctrl_d_ends(ros_env, terminals):
     # no robot: nothing is ever proposed, so "1" waits; end of input (Ctrl-D) ends the run
     term = terminals(selector_argv(), ros_env)
-    assert term.wait_for(r'waiting for /toroidal_dot/camera/image_raw'), term.text
+    assert term.wait_for(rf'waiting for {NS}/camera/image_raw'), term.text
     term.type('1\r')
     time.sleep(0.5)
     assert term.proc.poll() is None and 'sent' not in term.text

@@ -95,7 +95,9 @@ def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path
         # the same actions as the robot executed on the graph (seen by the probe)
         live = {stamp_ns(e): int(e.position[0]) for e in executed}
         recorded = s.actions()
-        assert len(recorded) >= 40 and all(live[a.stamp_ns] == a.index for a in recorded)
+        both = [a for a in recorded if a.stamp_ns in live]   # DDS discovery may delay either side's start
+        assert len(recorded) >= 40 and len(both) >= 30, (len(recorded), len(both))
+        assert all(live[a.stamp_ns] == a.index for a in both)
         transitions = list(s.transitions())
         assert len(transitions) >= 35
         for t in transitions:   # the frames of each transition show exactly its action
@@ -130,16 +132,20 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp
     seen: list[str] = []
     try:
         assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 45
         session_dir = None
-        while time.monotonic() < deadline:   # wait until some chunks are on disk
-            dirs = list((tmp_path / 'toroidal_dot').glob('*'))
-            if dirs and sum(p.stat().st_size for p in dirs[0].glob('*.mcap')) > 3000:
-                session_dir = dirs[0]
-                break
-            time.sleep(0.2)
+        while time.monotonic() < deadline and session_dir is None:
+            # the metadata.yaml the recorder keeps refreshing says how many frames are on disk
+            for meta in (tmp_path / 'toroidal_dot').glob('*/metadata.yaml'):
+                try:
+                    doc = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
+                except (OSError, yaml.YAMLError, TypeError, KeyError):
+                    continue
+                counts = {t['topic_metadata']['name']: t['message_count'] for t in doc['topics_with_message_count']}
+                if counts.get(NS + 'camera/image_raw', 0) >= 30 and counts.get(NS + 'ground_truth/dot_position', 0):
+                    session_dir = meta.parent
+            time.sleep(0.1)
         assert session_dir is not None, ''.join(seen) + run.output
-        time.sleep(0.5)
         rec.send_signal(signal.SIGKILL)
         rec.wait(10)
     finally:
