@@ -118,16 +118,16 @@ def main() -> int:
         print('JetBot RPyC over loopback (server in its own process):')
         _line('ping', _times(static.ping, options.calls))
         _line('set_motors', _times(lambda: static.set_motors(0.1, 0.1), options.calls))
-        root = static._root
-        text = root.get_camera_frame()
-        _line('get_camera_frame, static camera', _times(root.get_camera_frame, options.frames),
+        get_frame_text = static._root.get_camera_frame  # bound once, as the client does
+        text = get_frame_text()
+        _line('get_camera_frame, static camera', _times(get_frame_text, options.frames),
               f'  {len(text) / 1024:.1f} KiB base64')
         _line('get_camera_frame, sim camera (render)', _times(sim._root.get_camera_frame, options.frames))
         _line('client get_frame -> RGB 224, static', _times(static.get_frame, options.frames))
         _line('client get_frame -> RGB 224, sim 320x240', _times(sim320.get_frame, options.frames),
               '  (incl. resize)')
         _line('raw 150 KB bytes frame (not the contract)',
-              _times(root.get_raw_frame, max(20, options.frames // 5)))
+              _times(static._root.get_raw_frame, max(20, options.frames // 5)))
         for name, client in (('static camera', static), ('sim camera', sim)):
             n = options.frames
             t = time.perf_counter()

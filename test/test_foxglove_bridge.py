@@ -26,7 +26,7 @@ import pytest
 
 from graphtest import BIN, REPO
 
-websockets = pytest.importorskip('websockets')
+websockets = pytest.importorskip('websockets', reason='the Foxglove client needs websockets==17.4 (requirements.txt)')
 
 # a namespace of this run's own: other graph tests on this machine may share the ROS domain
 NS = f'/toroidal_dot_fx{os.getpid()}'

@@ -94,18 +94,25 @@ def terminals():
 
 
 @pytest.fixture
-def sim(ros_env):
-    proc = subprocess.Popen([str(BIN / 'toroidal_sim_node'), '--ros-args', '-r', f'__ns:={NS}', '-p', 'seed:=2'],
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
-    yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def sims(ros_env):
+    """Start the dot robot with ``sims()``; stopped at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        started.append(subprocess.Popen(
+            [str(BIN / 'toroidal_sim_node'), '--ros-args', '-r', f'__ns:={NS}', '-p', 'seed:=2'],
+            env=ros_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def matched(probe, topic: str) -> bool:
@@ -122,7 +129,8 @@ def selector_argv(*params: str) -> list[str]:
     return argv
 
 
-def test_accept_override_bad_line_and_stop_in_a_terminal(sim, ros_env, probe, terminals, tmp_path):
+def test_accept_override_bad_line_and_stop_in_a_terminal(sims, ros_env, probe, terminals, tmp_path):
+    sims()
     executed = probe.record(JointState, NS + '/motor_command/executed')
     assert probe.spin_until(lambda: matched(probe, NS + '/motor_command/executed'), timeout=20)
     # the proposal is the ALTERNATE sequence: 0, 1, 0, ...
@@ -183,16 +191,23 @@ def test_scores_propose_the_most_uncertain_action(ros_env, probe, terminals):
     assert re.search(r'steps: 1 ', term.text), term.text
 
 
-def test_typed_ahead_lines_wait_for_a_proposal_and_ctrl_d_ends(ros_env, terminals):
-    # no robot: nothing is ever proposed, so "1" waits; end of input (Ctrl-D) ends the run
-    term = terminals(selector_argv(), ros_env)
+def test_typed_ahead_action_waits_for_the_first_proposal_and_ctrl_d_ends(sims, ros_env, terminals):
+    # no robot yet: nothing is proposed, so the typed "0" waits and a bare Enter is refused
+    term = terminals(selector_argv('sequence:=ALWAYS_MOVE'), ros_env)
     assert term.wait_for(rf'waiting for {NS}/camera/image_raw'), term.text
-    term.type('1\r')
-    time.sleep(0.5)
+    term.type('0\r')
+    term.type('\r')
+    assert term.wait_for(r'nothing proposed yet: Enter has nothing to accept'), term.text
+    time.sleep(0.3)
     assert term.proc.poll() is None and 'sent' not in term.text
-    term.type('\x04')  # Ctrl-D on an empty line
+    # the robot comes up: its first frame brings the proposal 1, which the typed 0 overrides
+    sims()
+    assert term.wait_for(r'step 1: proposed 1'), term.text
+    assert term.wait_for(r'sent 0 \(action=0\)\n'), term.text
+    assert term.wait_for(r'step 2: proposed 1'), term.text
+    term.type('\x04')  # Ctrl-D on an empty line: end of input ends the run like stop
     assert term.proc.wait(20) == 0, term.text
-    assert re.search(r'steps: 0 ', term.text), term.text
+    assert re.search(r'steps: 1 ', term.text), term.text
 
 
 def test_without_a_terminal_it_refuses_with_status_2(ros_env):

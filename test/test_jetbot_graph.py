@@ -170,3 +170,21 @@ def test_a_dying_server_ends_the_launch_with_an_error(launch, probe):
     assert run.output.count('lost the connection to the JetBot') == 1, run.output
     assert 'process[jetbot_driver] has died' in run.output
     assert 'process[jetbot_sim_server] has finished cleanly' in run.output
+
+
+def test_driver_without_a_robot_exits_non_zero_with_one_clear_error(ros_env):
+    proc = subprocess.run([str(BIN / 'jetbot_driver_node'), '--ros-args', '-p', f'robot_config:={CONFIG}',
+                           '-p', f'port:={free_port()}', '-p', 'connect_timeout:=1.0'],
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert (proc.stdout + proc.stderr).count('no JetBot service at 127.0.0.1') == 1, proc.stderr
+
+
+def test_jetbot_runner_launch_file_resolves(ros_env):
+    proc = subprocess.run([str(BIN / 'devbot'), 'launch', 'launch/jetbot_runner.launch.yaml', '--print',
+                           'jetbot_ip:=192.168.1.42', 'max_steps:=5'], cwd=REPO, env=ros_env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "'jetbot_ip': '192.168.1.42'" in proc.stdout and "'port': 18861" in proc.stdout
+    assert 'jetbot_driver_node' in proc.stdout and 'selector_node' in proc.stdout
+    assert 'config/jetbot.yaml' in proc.stdout

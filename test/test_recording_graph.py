@@ -60,7 +60,7 @@ def mcap_frames(bag) -> dict[int, np.ndarray]:
 def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path):
     executed = probe.record(JointState, NS + 'motor_command/executed')
     run = launch(RUNNER, 'record:=true', f'sessions_dir:={tmp_path}', 'selector:=sequence', 'sequence:=DOUBLE_MOVE',
-                 'max_steps:=80', 'seed:=5', 'action_delay:=0.02', 'report_dir:=')
+                 'max_steps:=250', 'seed:=5', 'action_delay:=0.02', 'report_dir:=')  # >= 5 s: DDS discovery can take ~3 s
     assert probe.spin_until(lambda: run.proc.poll() is not None, timeout=90), run.output
     assert run.wait(10) == 0, run.output
     assert re.search(r'recorded \d+ messages into', run.output), run.output

@@ -51,9 +51,9 @@ Parameters:
     trigger (string): frame | scores [frame].
     report_dir (string): write runner_stats.json here at the end; empty = no file [''].
 
-``stop`` (or Ctrl-D, Ctrl-C) prints the runner statistics and exits with status 0. Without a
-terminal on stdin (e.g. started by a launch file, which gives its processes /dev/null) it
-exits with status 2 and says how to start it.
+``stop`` (or Ctrl-D, Ctrl-C, SIGTERM) prints the runner statistics and exits with status 0.
+Without a terminal on stdin (e.g. started by a launch file, which gives its processes
+/dev/null) it exits with status 2 and says how to start it.
 """
 
 from __future__ import annotations
@@ -313,9 +313,9 @@ class InteractiveSelector:
     """Wires a node: triggers -> proposal on the terminal -> typed line -> motor_command.
 
     Lines are read by a daemon thread (blocking ``readline``) into a queue; a 20 ms timer on the
-    executor takes them, so the executor is never blocked by the terminal. A line typed while
-    nothing is proposed waits for the next proposal (type-ahead), except ``stop``, which ends
-    the run at once.
+    executor takes them, so the executor is never blocked by the terminal. An action typed while
+    nothing is proposed waits for the next proposal (type-ahead); ``stop`` and ``help`` act at
+    once, and a bare Enter is dropped with a note (it never accepts a proposal not yet shown).
     """
 
     def __init__(self, node, stdin=None, out=None) -> None:
@@ -393,10 +393,26 @@ class InteractiveSelector:
             self._typeahead.append('stop' if line is None else line)
         while self._typeahead and not self.done:
             if self._pending is None:
-                if any(line.strip().lower() in STOP_WORDS for line in self._typeahead):
-                    self._stop()
+                self._while_waiting()
                 return
             self._handle(self._typeahead.pop(0))
+
+    def _while_waiting(self) -> None:
+        """Lines typed before anything is proposed: stop and help act now, an empty line (there
+        is nothing to accept) is dropped with a note, actions wait for the next proposal."""
+        keep = []
+        for line in self._typeahead:
+            word = line.strip().lower()
+            if word in STOP_WORDS:
+                self._stop()
+                return
+            if word in HELP_WORDS:
+                self._say(format_actions(self.space))
+            elif not word:
+                self._say('  nothing proposed yet: Enter has nothing to accept')
+            else:
+                keep.append(line)
+        self._typeahead = keep
 
     def _handle(self, line: str) -> None:
         proposed, scores = self._pending
@@ -478,13 +494,18 @@ def main(args: list[str] | None = None) -> int:
     if not sys.stdin.isatty():
         print(NOT_A_TTY, file=sys.stderr, flush=True)
         return 2
+    import signal
+
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
     from devbot.spin import spin_until
 
     try:
-        with rclpy.init(args=args):
+        # Ctrl-C / SIGTERM end the run like `stop`, between callbacks: an action is never
+        # published without being counted (rclpy's handlers would interrupt anywhere)
+        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
             node = rclpy.create_node('interactive_selector')
             try:
                 selector = InteractiveSelector(node)
@@ -492,6 +513,12 @@ def main(args: list[str] | None = None) -> int:
                 print(f'interactive_selector: {exc}', file=sys.stderr, flush=True)
                 node.destroy_node()
                 return 2
+
+            def on_signal(signum, frame) -> None:
+                selector.done = True
+
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
             try:
                 spin_until(node, lambda: selector.done)
             finally:

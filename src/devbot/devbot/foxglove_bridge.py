@@ -147,7 +147,8 @@ def diagnostics_json(msg) -> dict:
             except ValueError:
                 pass
         level = status.level  # a ROS byte: bytes of length 1 in rclpy
-        statuses.append({'level': level[0] if isinstance(level, (bytes, bytearray)) else int(level), 'name': str(status.name), 'message': str(status.message),
+        statuses.append({'level': level[0] if isinstance(level, (bytes, bytearray)) else int(level),
+                         'name': str(status.name), 'message': str(status.message),
                          'hardware_id': str(status.hardware_id), 'values': values, 'numbers': numbers})
     return {'header': _header(msg), 'status': statuses}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 
 from devbot.foxglove_bridge import (DEFAULT_TOPICS, DIAGNOSTICS, IMAGE, JOINT_STATE, JSON_SCHEMAS, POINT,
                                     _parse, diagnostics_json, image_fields, joint_state_json, normalize_type,

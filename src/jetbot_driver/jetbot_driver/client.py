@@ -37,6 +37,10 @@ class JetBotClient:
     def __init__(self, conn, image_size: int = protocol.FRAME_SIZE, address: str = '') -> None:
         self._conn = conn
         self._root = conn.root
+        # bound remote methods, looked up once: a fresh lookup per call costs a GETATTR round
+        # trip plus a DEL of the old proxy, and against a server without TCP_NODELAY the two
+        # replies meet Nagle + delayed ACK (~40 ms per call measured here instead of ~0.15 ms)
+        self._methods: dict[str, object] = {}
         self.image_size = int(image_size)
         self.address = address
         self.closed = False
@@ -120,6 +124,7 @@ class JetBotClient:
         if self.closed:
             return
         self.closed = True
+        self._methods.clear()
         try:
             self._conn.close()
         except Exception:  # noqa: BLE001 - closing a dead connection may raise anything
@@ -131,12 +136,16 @@ class JetBotClient:
         if self.closed:
             raise ConnectionLost(f'connection to the JetBot at {self.address} is closed')
         try:
-            return getattr(self._root, name)(*args)
+            method = self._methods.get(name)
+            if method is None:
+                method = self._methods[name] = getattr(self._root, name)
+            return method(*args)
         except _TRANSPORT_ERRORS as exc:
             raise self._lost(exc) from exc
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
         self.closed = True
+        self._methods.clear()
         try:
             self._conn.close()
         except Exception:  # noqa: BLE001

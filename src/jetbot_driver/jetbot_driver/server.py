@@ -27,6 +27,7 @@ import abc
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -177,9 +178,14 @@ class JetBotService(rpyc.Service):
 
 
 class _ThreadedServer(ThreadedServer):
-    """rpyc's ThreadedServer, quiet about the clients it cuts off itself when it closes."""
+    """rpyc's ThreadedServer with TCP_NODELAY, quiet about the clients it cuts off when it closes."""
 
     def _authenticate_and_serve_client(self, sock):
+        try:
+            # small requests and replies: never hold one back for Nagle (40 ms delayed-ACK stalls)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         try:
             super()._authenticate_and_serve_client(sock)
         except Exception:  # noqa: BLE001

@@ -162,7 +162,7 @@ class _Level:
                 in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels)
         self.predictor.to(device).eval()        # inference and the online step run in eval mode
         self.optimizer = torch.optim.AdamW(self.predictor.parameters(), lr=cfg.predictor_lr,
-                                           betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+                                           betas=cfg.adam_betas, weight_decay=cfg.weight_decay, foreach=True)
         self.consecutive_accurate = 0           # fresh predictions in a row under PREDICTION_THRESHOLD
         self.training_steps = 0
         self.version = 0                        # bumped by every optimizer step
@@ -217,7 +217,7 @@ class OnlineLearner:
                 mlp_ratio=config.mlp_ratio, decoder_embed_dim=config.decoder_embed_dim)
         self.autoencoder.to(self.device).eval()     # no dropout in the encoder: eval == train numerically
         self.ae_optimizer = torch.optim.AdamW(self.autoencoder.parameters(), lr=config.autoencoder_lr,
-                                              betas=config.adam_betas, weight_decay=config.weight_decay)
+                                              betas=config.adam_betas, weight_decay=config.weight_decay, foreach=True)
         self.levels: list[_Level] = [_Level(0, config, self.base_actions, self.device)]
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.seed)

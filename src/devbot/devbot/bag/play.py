@@ -194,6 +194,7 @@ class PlayerNode(Node):
                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE), raw=True)
             self.ack_topic = ack_name
         self.published = 0
+        self.play_started: float | None = None   # after waiting for subscribers
         self.acks_missed = 0
         self.passes = 0
         self.get_logger().info(f'playing {self.session.path} ({len(self.selection.topics)} topics, '
@@ -225,7 +226,7 @@ class PlayerNode(Node):
 
     def play(self, executor: SingleThreadedExecutor) -> None:
         self._wait_for_subscribers(executor)
-        started = time.monotonic()
+        self.play_started = time.monotonic()
         span = self.session.info.duration_ns + 1_000_000_000
         while True:
             shift = self.passes * span if (self.restamp and self.passes) else 0
@@ -233,7 +234,6 @@ class PlayerNode(Node):
             self.passes += 1
             if not self.loop:
                 break
-        self.elapsed = time.monotonic() - started
 
     def _wait_for_subscribers(self, executor) -> None:
         wanted = self.wait_subscribers if self.wait_subscribers >= 0 else (1 if self.lockstep else 0)
@@ -311,14 +311,13 @@ def node_main(args: list[str] | None = None, **node_kwargs) -> int:
                 return 1
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            started = time.monotonic()
             try:
                 node.play(executor)
             except BagError as exc:
                 print(f'player: {exc}', file=sys.stderr, flush=True)
                 status = 1
             finally:
-                elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - node.play_started if node.play_started else 0.0
                 missed = f', {node.acks_missed} acks missed' if node.lockstep else ''
                 print(f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
                       flush=True)

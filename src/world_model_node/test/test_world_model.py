@@ -1,0 +1,581 @@
+"""Unit tests of the ROS-free world-model core (models, learner, checkpoints, metrics).
+
+Everything runs on tiny configs (32x32 frames, 16 patches, width 32) so the file stays fast on
+2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.serialization
+
+from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
+from world_model_node.checkpoint import CheckpointError, CheckpointManager, load_file
+from world_model_node.config import ConfigError, WorldModelConfig
+from world_model_node.learner import ActionLabel, OnlineLearner
+from world_model_node.metrics import (WandbLogger, attention_metrics, explained_variance, grad_norm_stats,
+                                      interval_stats, snapshot, update_ratio_stats)
+from world_model_node.models import (ACTION_TOKEN, FRAME_TOKEN, QUERY_TOKEN, FiLM, MaskedAutoencoderViT,
+                                     TransformerActionConditionedPredictor, ensemble_entropy, patchify,
+                                     sincos_2d, unpatchify)
+
+torch.set_num_threads(2)
+ACTIONS = np.array([[-1.0], [1.0]], np.float32)       # the dot: stay, move right
+
+
+def tiny(**kw) -> WorldModelConfig:
+    return WorldModelConfig.tiny(**kw)
+
+
+def dot_env(seed: int = 0, move: int = 5) -> ToroidalDotEnv:
+    return ToroidalDotEnv(ToroidalDotConfig(size=32, dot_radius=2, move_pixels=move, seed=seed))
+
+
+def make_predictor(cfg: WorldModelConfig, seed: int = 0, **kw) -> TransformerActionConditionedPredictor:
+    torch.manual_seed(seed)
+    args = dict(embed_dim=cfg.embed_dim, tokens_per_frame=cfg.tokens_per_frame, action_dim=1, num_actions=2,
+                depth=cfg.predictor_depth, num_heads=cfg.predictor_heads, ffn_dim=cfg.predictor_ffn_dim,
+                dropout=0.0, action_embed_dim=cfg.action_embed_dim, film_hidden_dim=cfg.film_hidden_dim,
+                film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len, ensemble_heads=cfg.ensemble_heads,
+                patch_size=cfg.patch_size, classifier_channels=cfg.classifier_channels)
+    args.update(kw)
+    return TransformerActionConditionedPredictor(**args).eval()
+
+
+def run_steps(learner: OnlineLearner, env: ToroidalDotEnv, actions, frame=None):
+    """Drive the learner like the node: observe, retry the gate (bounded), act."""
+    frame = env.frame() if frame is None else frame
+    results = []
+    for a in actions:
+        r = learner.observe(frame)
+        tries = 0
+        while not r.gate_open and tries < 3:
+            r = learner.train_gate()
+            tries += 1
+        learner.record_action(a)
+        frame = env.step(a)
+        results.append(r)
+    return results, frame
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------------------------
+
+def test_config_seed_values_yaml_and_unknown_keys(tmp_path):
+    cfg = WorldModelConfig()
+    assert (cfg.reconstruction_threshold, cfg.prediction_threshold) == (0.0005, 0.0005)
+    assert (cfg.pred_patch_w, cfg.pred_latent_w, cfg.pred_action_w) == (0.2, 0.8, 1.0)
+    assert (cfg.mask_ratio_min, cfg.mask_ratio_max, cfg.prediction_history_size) == (0.30, 0.85, 3)
+    assert cfg.film_block_ids == (0, 2) and cfg.action_embed_dim == 64 and cfg.film_hidden_dim == 128
+    assert (cfg.log_interval, cfg.checkpoint_save_interval, cfg.max_history_size) == (100, 500, 1000)
+    assert cfg.tokens_per_frame == 197 and cfg.tokens_per_step == 198
+
+    path = tmp_path / 'wm.yaml'
+    path.write_text('world_model:\n  LOG_INTERVAL: 7\n  film_block_ids: [0, 1]\n  predictor_depth: 3\n')
+    loaded = WorldModelConfig.from_yaml(path)
+    assert loaded.log_interval == 7 and loaded.film_block_ids == (0, 1)
+    assert WorldModelConfig.from_dict(loaded.to_dict()) == loaded
+    with pytest.raises(ConfigError, match='unknown'):
+        WorldModelConfig.from_dict({'log_intervall': 3})
+    with pytest.raises(ConfigError, match='integer'):
+        WorldModelConfig.from_dict({'log_interval': 2.5})
+    with pytest.raises(ConfigError, match='film_block_ids'):
+        WorldModelConfig.from_dict({'film_block_ids': [7]})
+
+
+# ---------------------------------------------------------------------------------------------
+# D1: autoencoder
+# ---------------------------------------------------------------------------------------------
+
+def test_autoencoder_shapes_and_masking():
+    cfg = tiny()
+    torch.manual_seed(0)
+    ae = MaskedAutoencoderViT(cfg.img_size, cfg.patch_size, 3, cfg.embed_dim, cfg.depth, cfg.num_heads, 4.0,
+                              cfg.decoder_embed_dim)
+    imgs = torch.rand(2, 3, 32, 32)
+    n = cfg.num_patches
+    assert ae.encode(imgs).shape == (2, n + 1, cfg.embed_dim)
+    assert ae.decode(ae.encode(imgs)).shape == (2, n, 8 * 8 * 3)
+    assert torch.equal(unpatchify(patchify(imgs, 8), 8), imgs)
+
+    x = torch.randn(2, n, cfg.embed_dim)
+    kept, mask, ids_restore = ae.random_masking(x, 0.7, torch.Generator().manual_seed(1))
+    k = int(n * 0.3)
+    assert kept.shape == (2, k, cfg.embed_dim)
+    assert mask.sum(dim=1).tolist() == [n - k, n - k]
+    # the kept tokens are exactly the un-masked positions
+    for b in range(2):
+        unmasked = torch.nonzero(mask[b] == 0).flatten()
+        assert torch.equal(torch.sort(kept[b, :, 0]).values, torch.sort(x[b, unmasked, 0]).values)
+    loss, pred, m = ae(imgs, 0.5, torch.Generator().manual_seed(0))
+    assert pred.shape == (2, n, 192) and m.shape == (2, n)
+    assert torch.allclose(loss, ((pred - patchify(imgs, 8)) ** 2).mean())     # MSE over ALL patches
+
+
+def test_sincos_positions_use_integer_grid():
+    from world_model_node.models import sincos_1d
+
+    def mean_similarity(table):
+        unit = table / table.norm(dim=1, keepdim=True)
+        return (unit @ unit.T)[~torch.eye(table.shape[0], dtype=torch.bool)].mean()
+
+    pos = sincos_2d(256, 14, cls_token=False)              # full-size table, integer grid
+    assert pos.shape == (196, 256)
+    rows, cols = torch.meshgrid(torch.arange(14), torch.arange(14), indexing='ij')
+    normalised = torch.cat([sincos_1d(128, rows.flatten() / 13.0), sincos_1d(128, cols.flatten() / 13.0)], 1)
+    # the original's [0, 1] positions make all patch positions ~99% alike; integer positions do not
+    assert mean_similarity(normalised) > 0.97
+    assert mean_similarity(pos) < 0.85
+    assert torch.allclose(sincos_2d(8, 2)[0], torch.zeros(8))   # CLS row
+
+
+# ---------------------------------------------------------------------------------------------
+# D2: predictor
+# ---------------------------------------------------------------------------------------------
+
+def test_film_is_identity_at_init_and_changes_once_trained():
+    film = FiLM(16, 32)
+    x, e = torch.randn(3, 5, 32), torch.randn(3, 16)
+    assert torch.equal(film(x, e), x)
+    cfg = tiny()
+    with_film = make_predictor(cfg, seed=3)
+    without = make_predictor(cfg, seed=3, film_block_ids=())
+    without.load_state_dict(with_film.state_dict(), strict=False)
+    feats, acts = torch.randn(1, 2, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 2, 1)
+    assert torch.equal(with_film(feats, acts).prediction, without(feats, acts).prediction)
+    with torch.no_grad():
+        with_film.films['0'].gamma.bias.fill_(0.5)
+    assert not torch.allclose(with_film(feats, acts).prediction, without(feats, acts).prediction)
+
+
+def test_delta_latent_prediction_is_residual_on_last_frame():
+    cfg = tiny()
+    pred = make_predictor(cfg)
+    feats, acts = torch.randn(2, 3, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(2, 3, 1)
+    with torch.no_grad():
+        pred.head_weight.zero_()
+        pred.head_bias.zero_()
+    out = pred(feats, acts)
+    assert out.head_predictions.shape == (cfg.ensemble_heads, 2, cfg.tokens_per_frame, cfg.embed_dim)
+    assert torch.equal(out.prediction, feats[:, -1])          # zero delta -> exactly the last frame
+    absolute = make_predictor(cfg, delta_latent=False)
+    with torch.no_grad():
+        absolute.head_weight.zero_()
+        absolute.head_bias.fill_(0.25)
+    assert torch.equal(absolute(feats, acts).prediction, torch.full_like(feats[:, -1], 0.25))
+
+
+def test_cached_context_matches_full_sequence_and_batches_candidates():
+    cfg = tiny()
+    pred = make_predictor(cfg, seed=1)
+    with torch.no_grad():
+        for f in pred.films.values():                           # make FiLM matter
+            f.gamma.weight.normal_(std=0.5)
+    feats, hist_acts = torch.randn(1, 4, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 3, 1)
+    cands = torch.tensor([[-1.0], [1.0], [0.3]])
+    ctx = pred.build_context(feats[:, -1], feats[:, :-1], hist_acts)
+    assert ctx.length == 4 * cfg.tokens_per_frame + 3           # 4 frames, 3 history action tokens
+    batched = pred.predict(ctx, cands)
+    for i in range(3):
+        full = pred(feats, torch.cat([hist_acts, cands[i].view(1, 1, 1)], dim=1))
+        assert torch.allclose(batched.prediction[i], full.prediction[0], atol=1e-5)
+    assert (batched.prediction[0] - batched.prediction[1]).abs().max() > 1e-4
+
+
+def test_attention_maps_returned_on_request():
+    cfg = tiny()
+    pred = make_predictor(cfg)
+    feats, acts = torch.randn(1, 2, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 2, 1)
+    out = pred(feats, acts, return_attn=True)
+    length = 2 * cfg.tokens_per_step + cfg.tokens_per_frame
+    assert out.attention.shape == (1, cfg.predictor_heads, length, length)
+    assert torch.allclose(out.attention.sum(-1), torch.ones(1, cfg.predictor_heads, length), atol=1e-5)
+    assert out.attention[0, :, 0, 1:].abs().max() == 0          # causal
+    assert pred(feats, acts).attention is None
+    t = cfg.tokens_per_frame
+    types = torch.tensor(([FRAME_TOKEN] * t + [ACTION_TOKEN]) * 2 + [QUERY_TOKEN] * t)
+    m = attention_metrics(out.attention[0], types, types == QUERY_TOKEN)
+    assert 0 < float(m['attn/APA']) < 1 and 0 < float(m['attn/ALF']) < 1
+    assert float(m['attn/entropy']) <= float(m['attn/entropy_uniform']) + 1e-5
+
+
+def test_loss_weighting():
+    cfg = tiny()
+    pred = make_predictor(cfg)
+    feats = torch.randn(1, 1, cfg.tokens_per_frame, cfg.embed_dim)
+    out = pred(feats, torch.ones(1, 1, 1))
+    pp, tp = torch.rand(1, cfg.num_patches, 192), torch.rand(1, cfg.num_patches, 192)
+    target = torch.randn(1, cfg.tokens_per_frame, cfg.embed_dim)
+    logits = pred.classify_action(pp, torch.rand(1, cfg.num_patches, 192))
+    a = torch.tensor([1])
+    parts = pred.forward_loss(out, pp, target, tp, logits, a, (0.2, 0.8, 1.0))
+    assert torch.allclose(parts['total'], 0.2 * parts['patch'] + 0.8 * parts['latent'] + 1.0 * parts['action'])
+    assert torch.allclose(parts['patch'], ((pp - tp) ** 2).mean())
+    heads = out.head_predictions[:, :, 1:]                       # latent loss: every head, CLS excluded
+    assert torch.allclose(parts['latent'], ((heads - target[None, :, 1:]) ** 2).mean())
+    only_action = pred.forward_loss(out, pp, target, tp, logits, a, (0.0, 0.0, 1.0))
+    assert torch.allclose(only_action['total'], parts['action'])
+
+
+# ---------------------------------------------------------------------------------------------
+# D3: online learner
+# ---------------------------------------------------------------------------------------------
+
+def test_gate_closed_trains_autoencoder_and_publishes_no_scores():
+    learner = OnlineLearner(tiny(reconstruction_threshold=0.0), ACTIONS)
+    env = dot_env()
+    r = learner.observe(env.frame())
+    assert not r.gate_open and r.scores is None and r.autoencoder_loss is not None
+    assert 0.30 <= r.mask_ratio <= 0.85
+    r2 = learner.train_gate()
+    assert r2.consecutive_autoencoder_iterations == 2 and learner.autoencoder_steps == 2
+    learner.config.reconstruction_threshold = 1.0
+    r3 = learner.train_gate()
+    assert r3.gate_open and r3.scores.shape == (2,) and r3.consecutive_autoencoder_iterations == 2
+    assert [str(lab) for lab in r3.labels] == ['L0:0', 'L0:1']
+
+
+def test_observe_resizes_and_validates_frames():
+    learner = OnlineLearner(tiny(reconstruction_threshold=1.0), ACTIONS)
+    frame = np.zeros((48, 40, 3), np.uint8)
+    frame[10:20, 10:20] = 255
+    r = learner.observe(frame)
+    assert r.gate_open and learner.current_frame().shape == (32, 32, 3)
+    assert learner.current_frame().max() > 100                   # the white square survived the resize
+    with pytest.raises(ValueError, match='uint8'):
+        learner.observe(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match='action_index'):
+        learner.record_action(2)
+
+
+def test_scoring_context_ends_with_current_frame_and_candidate_token():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
+    learner = OnlineLearner(cfg, ACTIONS)
+    env = dot_env(seed=3)
+    _, frame = run_steps(learner, env, [1, 0] * 15)
+    r = learner.observe(frame)
+    assert r.gate_open
+    lvl = learner.levels[0]
+    assert any(float(f.gamma.weight.abs().max()) > 0 for f in lvl.predictor.films.values())   # FiLM trained
+    ctx = learner._pending.ctx
+    t = cfg.tokens_per_frame
+    assert ctx.length == 4 * t + 3                               # 3 history frames + actions, then the current frame
+    assert torch.equal(ctx.last_frame[0], learner.history[-1].features)   # ... which is the frame just observed
+    with torch.no_grad():
+        base = lvl.predictor.predict(ctx, lvl.actions).prediction
+        # changing only the candidate action changes the prediction
+        assert (base[0] - base[1]).abs().max() > 1e-3
+        # changing only the current frame changes the prediction (the original dropped it)
+        hist = list(learner.history)
+        other = learner.autoencoder.encode(learner._frame_tensor(torch.from_numpy(dot_env(seed=9).frame())))
+        hist_f = torch.stack([e.features for e in hist[-4:-1]])[None]
+        hist_a = torch.stack([lvl.actions[e.action] for e in hist[-4:-1]])[None]
+        ctx2 = lvl.predictor.build_context(other, hist_f, hist_a)
+        moved = lvl.predictor.predict(ctx2, lvl.actions).prediction
+        assert (moved - base).abs().max() > 1e-3
+    frames, labels = learner.predicted_frames()
+    assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.uint8 and len(labels) == 2
+    assert learner.reconstruction_image().shape == (32, 32, 3)
+    assert learner.visualization_panel().shape[0] == 32
+    maps = learner.attention_maps()
+    assert maps['attention'].shape == (2, cfg.predictor_heads, 1 + t, 4 * t + 3 + 1 + t)
+    assert set(maps['metrics']) >= {'attn/APA', 'attn/ALF', 'attn/TTAR', 'attn/RI@16', 'attn/entropy'}
+
+
+def test_autoencoder_gets_exactly_one_update_per_step_and_is_not_in_predictor():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
+    learner = OnlineLearner(cfg, ACTIONS)
+    ae_ids = {id(p) for p in learner.autoencoder.parameters()}
+    pred = learner.levels[0].predictor
+    assert not ae_ids & {id(p) for p in pred.parameters()}
+    assert not ae_ids & {id(p) for g in learner.levels[0].optimizer.param_groups for p in g['params']}
+    assert not any(k.startswith(('autoencoder', 'encoder', 'decoder', 'blocks')) for k in pred.state_dict())
+    calls = []
+    orig = learner.ae_optimizer.step
+    learner.ae_optimizer.step = lambda *a, **k: (calls.append(learner.step), orig(*a, **k))[1]
+    env = dot_env()
+    results, _ = run_steps(learner, env, [1, 0, 1, 1, 0, 1])
+    trained = [r.step for r in results if 0 in r.trained_levels]
+    assert len(trained) == 5                                      # every step after the first trains level 0
+    assert calls == trained                                       # one autoencoder step per training step
+    steps = {int(s['step']) for s in learner.ae_optimizer.state.values()}
+    assert steps == {5}                                           # every AE parameter updated exactly 5 times
+
+
+def test_history_is_bounded():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=1.0, max_history_size=12, max_levels=1)
+    learner = OnlineLearner(cfg, ACTIONS)
+    run_steps(learner, dot_env(), [1] * 20)
+    assert len(learner.history) == 12 and learner.history[-1].step == 20
+
+
+def test_uncertainty_of_seen_transition_lower_than_unseen():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
+    learner = OnlineLearner(cfg, ACTIONS)
+    env = dot_env(seed=4)
+    frame = env.frame()
+    first = learner.observe(frame)
+    gap0 = first.scores[1] - first.scores[0]
+    for _ in range(120):                                          # "stay" at the same place, again and again
+        learner.record_action(0)
+        r = learner.observe(env.step(0))
+    seen, unseen = r.level_scores(0)[0]
+    assert seen < unseen - 0.5 and (unseen - seen) > gap0 + 0.5
+    assert r.most_uncertain(0) == ActionLabel(0, 1, (1,))
+
+
+def test_new_hierarchy_level_appears_when_level_below_is_accurate():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=1.0, level_creation_steps=4, max_levels=2)
+    learner = OnlineLearner(cfg, ACTIONS)
+    results, frame = run_steps(learner, dot_env(), [1, 0, 1, 1, 0, 1, 1, 0, 0, 1])
+    created = [r for r in results if r.new_level is not None]
+    assert len(created) == 1 and created[0].new_level == 1
+    assert created[0].step == 5                 # 4 accurate fresh level-0 predictions (steps 2..5)
+    r = learner.observe(frame)
+    scores1, labels1 = r.level_scores(1)
+    assert r.scores.shape == (2 + 4,) and [lab.primitives for lab in labels1] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert 1 in r.prediction_errors                              # level 1 checks its fresh prediction
+    learner.config.prediction_threshold = 0.0                    # now every level is "inaccurate": both train
+    learner.record_action(1)
+    r = learner.observe(dot_env(seed=5).frame())
+    assert sorted(r.trained_levels) == [0, 1]
+    # no level while the level below is not accurate
+    strict = OnlineLearner(tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, level_creation_steps=4),
+                           ACTIONS)
+    run_steps(strict, dot_env(), [1, 0] * 5)
+    assert strict.num_levels == 1
+
+
+def test_tiny_model_overfits_a_fixed_toroidal_transition():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, level_creation_steps=10_000)
+    learner = OnlineLearner(cfg, ACTIONS)
+    env = dot_env(seed=1, move=16)                                # two moves wrap back: f0 -> f1 -> f0
+    results, _ = run_steps(learner, env, [1] * 160)
+    losses = [r.predictor_losses[0]['total'] for r in results if 0 in r.predictor_losses]
+    assert np.mean(losses[:5]) > 10 * np.mean(losses[-5:])
+    errs = [r.prediction_errors[0] for r in results if 0 in r.prediction_errors]
+    assert np.mean(errs[-5:]) < 0.2 * np.mean(errs[:5])
+
+
+# ---------------------------------------------------------------------------------------------
+# D4: checkpoints
+# ---------------------------------------------------------------------------------------------
+
+def _all_state(learner: OnlineLearner) -> dict[str, torch.Tensor]:
+    out = {f'ae.{k}': v for k, v in learner.autoencoder.state_dict().items()}
+    for lvl in learner.levels:
+        out.update({f'p{lvl.index}.{k}': v for k, v in lvl.predictor.state_dict().items()})
+        for i, st in enumerate(lvl.optimizer.state.values()):
+            out.update({f'p{lvl.index}.opt{i}.{k}': v for k, v in st.items()})
+    for i, st in enumerate(learner.ae_optimizer.state.values()):
+        out.update({f'ae.opt{i}.{k}': v for k, v in st.items()})
+    return out
+
+
+def test_checkpoint_round_trip_resumes_bit_exactly(tmp_path):
+    cfg = tiny(reconstruction_threshold=0.02, prediction_threshold=0.0, level_creation_steps=10_000)
+    env = dot_env(seed=2)
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    _, frame = run_steps(a, env, [1, 0, 1, 1, 0, 1, 0])
+    r = a.observe(frame)
+    a.record_action(1)
+    assert a.save() == 1
+    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    assert b.step == a.step and len(b.history) == len(a.history) and b.generation == 1
+    sa, sb = _all_state(a), _all_state(b)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    frame = env.step(1)
+    for act in [0, 1, 1, 0, 1]:
+        ra, rb = a.observe(frame), b.observe(frame)
+        assert ra.reconstruction_loss == rb.reconstruction_loss and ra.gate_open == rb.gate_open
+        assert ra.prediction_errors == rb.prediction_errors and ra.trained_levels == rb.trained_levels
+        if ra.scores is not None:
+            assert np.array_equal(ra.scores, rb.scores)
+        a.record_action(act)
+        b.record_action(act)
+        frame = env.step(act)
+    assert any(0 in x.trained_levels for x in [ra]) or a.levels[0].training_steps > 0
+    sa, sb = _all_state(a), _all_state(b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), [k for k in sa if not torch.equal(sa[k], sb[k])][:5]
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_corrupted_primary_falls_back_to_one_consistent_backup_generation(tmp_path, caplog):
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
+    env = dot_env()
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    _, frame = run_steps(a, env, [1, 0, 1])
+    a.save()
+    gen1 = {k: v.clone() for k, v in _all_state(a).items()}
+    run_steps(a, env, [1, 1], frame)
+    a.save()
+    assert not all(torch.equal(gen1[k], v) for k, v in _all_state(a).items())
+    (tmp_path / 'predictor_0.pth').write_bytes(b'garbage' * 100)
+    with caplog.at_level(logging.WARNING):
+        b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    assert b.generation == 1
+    sb = _all_state(b)
+    # the autoencoder's primary (generation 2) is intact but must NOT be mixed with predictor generation 1
+    assert all(torch.equal(gen1[k], sb[k]) for k in gen1)
+    assert 'predictor_0.pth' in caplog.text
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    cfg = tiny(reconstruction_threshold=1.0)
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    run_steps(a, dot_env(), [1])
+    a.save()
+    path = tmp_path / 'autoencoder.pth'
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=r'autoencoder\.pth.*truncated or corrupted'):
+        load_file(path)
+    # no intact copy anywhere (only one generation was saved): a clear error naming the file
+    with pytest.raises(CheckpointError, match='autoencoder'):
+        OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(CheckpointError, match='empty'):
+        load_file(empty)
+
+
+def test_checkpoint_written_from_cuda_tensors_loads_on_cpu(tmp_path):
+    cfg = tiny(reconstruction_threshold=1.0)
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    run_steps(a, dot_env(), [1, 0])
+
+    def tag_as_cuda(storage):       # make torch.save record every storage as living on cuda:0
+        return 'cuda:0' if storage.device.type == 'cpu' else None
+
+    torch.serialization.register_package(0, tag_as_cuda, lambda storage, location: None)
+    try:
+        a.save()
+    finally:
+        torch.serialization._package_registry[:] = [p for p in torch.serialization._package_registry
+                                                     if p[1] is not tag_as_cuda]
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match='CUDA'):
+            torch.load(tmp_path / 'autoencoder.pth', weights_only=True)   # the file really says "cuda"
+    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, device='cpu')
+    assert all(p.device.type == 'cpu' for p in b.autoencoder.parameters())
+    sa, sb = _all_state(a), _all_state(b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_lr_override_keeps_optimizer_moments(tmp_path):
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    run_steps(a, dot_env(), [1, 0, 1])
+    a.save()
+    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, autoencoder_lr=3e-5, predictor_lr=2e-5)
+    assert b.ae_optimizer.param_groups[0]['lr'] == 3e-5 and b.levels[0].optimizer.param_groups[0]['lr'] == 2e-5
+    for opt_a, opt_b in [(a.ae_optimizer, b.ae_optimizer), (a.levels[0].optimizer, b.levels[0].optimizer)]:
+        for sa, sb in zip(opt_a.state.values(), opt_b.state.values()):
+            assert torch.equal(sa['exp_avg'], sb['exp_avg']) and torch.equal(sa['exp_avg_sq'], sb['exp_avg_sq'])
+            assert float(sa['exp_avg_sq'].abs().sum()) > 0
+    c = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)            # no override: the saved lr
+    assert c.ae_optimizer.param_groups[0]['lr'] == cfg.autoencoder_lr
+
+
+def test_checkpoint_manager_picks_newest_complete_generation(tmp_path):
+    mgr = CheckpointManager(tmp_path)
+    assert mgr.load() is None
+    for gen in (1, 2):
+        mgr.save({'autoencoder': {'w': torch.full((2,), float(gen))},
+                  'learner_state': {'components': ['autoencoder']}}, gen)
+    # a crash after the new state was written but before ... simulate: state gen 3 without its autoencoder
+    (tmp_path / 'learner_state.pth').rename(tmp_path / 'learner_state_backup.pth')
+    mgr2 = CheckpointManager(tmp_path)
+    got = mgr2.load()
+    assert got['learner_state']['generation'] == 2 and torch.equal(got['autoencoder']['w'], torch.full((2,), 2.0))
+    assert not list(tmp_path.glob('*.tmp'))
+
+
+# ---------------------------------------------------------------------------------------------
+# D5: metrics and wandb
+# ---------------------------------------------------------------------------------------------
+
+def test_metrics_are_tensor_ops_with_known_values():
+    target = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert float(explained_variance(target, target)) == 1.0
+    assert abs(float(explained_variance(torch.full_like(target, 1.5), target))) < 1e-6
+    lin = torch.nn.Linear(3, 2)
+    lin.weight.grad = torch.ones(2, 3)
+    lin.bias.grad = torch.zeros(2)
+    g = grad_norm_stats(lin.named_parameters(), 'p')
+    assert abs(float(g['p_grad_norm']) - 6 ** 0.5) < 1e-6
+    named = list(lin.named_parameters())
+    before = snapshot(p for _, p in named)
+    with torch.no_grad():
+        lin.weight.mul_(1.1)
+        lin.bias.fill_(1.0)
+    u = update_ratio_stats(named, before, 'p')
+    assert isinstance(u['p_uwr_95th'], torch.Tensor) and abs(float(u['uwr/p/weight']) - 0.1) < 1e-5
+    s = interval_stats(torch.tensor([1.0, 2.0, 3.0]))
+    assert float(s['action_timing/mean_interval']) == 2.0 and float(s['action_timing/max_interval']) == 3.0
+
+
+def test_learner_logs_d5_metrics_every_log_interval():
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=5)
+    learner = OnlineLearner(cfg, ACTIONS)
+    results, _ = run_steps(learner, dot_env(), [1, 0] * 5 + [1])
+    logged = [r for r in results if r.metrics is not None]
+    assert [r.step for r in logged] == [5, 10]
+    m = logged[-1].metrics
+    for key in ['reconstruction_loss', 'predictor_training_loss', 'predictor_patch_loss', 'predictor_latent_loss',
+                'predictor_action_loss', 'prediction_errors/level_0', 'predictor_training_iterations',
+                'consecutive_autoencoder_iterations', 'action_timing/median_interval', 'step', 'training_step',
+                'predictor_grad_norm', 'predictor_uwr_95th', 'predictor_lr', 'grad_norms/predictor/layers_0',
+                'uwr/predictor/layers_0', 'predictor_explained_variance']:
+        assert key in m, key
+    assert all(isinstance(v, float) for v in m.values())
+
+
+def test_wandb_offline_writes_a_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv('WANDB_MODE', 'offline')
+    monkeypatch.setenv('WANDB_DIR', str(tmp_path))
+    monkeypatch.setenv('WANDB_SILENT', 'true')
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=2, visualization_upload_interval=2)
+    learner = OnlineLearner(cfg, ACTIONS, wandb_project='devbot-test', wandb_dir=tmp_path)
+    assert learner.logger.enabled and learner.logger.mode == 'offline'
+    run_steps(learner, dot_env(), [1, 0, 1, 1])
+    learner.close()
+    runs = list((tmp_path / 'wandb').glob('offline-run-*'))
+    assert len(runs) == 1
+    assert list(runs[0].glob('*.wandb')) and (runs[0] / 'files').is_dir()
+    assert max(f.stat().st_size for f in runs[0].glob('*.wandb')) > 1000
+
+
+def test_wandb_failure_does_not_stop_learning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv('WANDB_MODE', 'offline')
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=1)
+    learner = OnlineLearner(cfg, ACTIONS, wandb_project='devbot-test', wandb_dir=tmp_path)
+
+    def broken(*args, **kwargs):
+        raise OSError('disk full')
+
+    monkeypatch.setattr(learner.logger.run, 'log', broken)
+    with caplog.at_level(logging.WARNING):
+        results, _ = run_steps(learner, dot_env(), [1, 0, 1])
+    assert learner.logger.failed and 'disk full' in caplog.text
+    assert all(r.metrics is not None for r in results)            # metrics still computed and returned
+    assert learner.levels[0].training_steps == 2
+    learner.close()
+    # a wandb.init that fails is a warning too
+    monkeypatch.setattr('wandb.init', broken)
+    logger = WandbLogger('devbot-test', directory=tmp_path)
+    assert not logger.enabled
+    logger.log({'x': 1.0})
+
+
+def test_ensemble_entropy_grows_with_disagreement():
+    same = torch.zeros(4, 2, 5, 3)
+    spread = torch.randn(4, 2, 5, 3)
+    assert (ensemble_entropy(same) < ensemble_entropy(spread)).all()
