@@ -15,12 +15,18 @@ Published topics:
 
 Parameters:
     robot_config (string): robot file with the action space (required).
-    policy (string): constant | sequence | random | uncertainty [sequence].
+    policy (string): constant | sequence | random | uncertainty | recorded [sequence].
     action (int): the action of the constant policy [0].
     sequence (string): predefined name (ALWAYS_MOVE, ALWAYS_STAY, ALTERNATE, DOUBLE_MOVE,
         TRIPLE_MOVE) or a comma-separated list of indices [ALWAYS_MOVE].
+    session (string): for policy recorded, the session (bag folder) whose actions are replayed in
+        order; the run ends cleanly after the last one [''].
+    filter (string): for policy recorded, keep only matching transitions (whole transitions,
+        never just an action), e.g. ``actions=1`` or ``from=10; to=60`` [''].
     seed (int): RNG seed of random/uncertainty policies; -1 = random [-1].
     trigger (string): frame | scores; empty = scores for uncertainty, frame otherwise [''].
+    wait_for_recorder (bool): send no command before a node named ``recorder`` subscribes to
+        motor_command (set by the launch files' ``record:=true``) [false].
     report_dir (string): write runner_stats.json here at the end; empty = no file [''].
     max_steps (int): stop after this many actions (0 = run until stopped) [0]. The node then
         waits for the trigger that follows its last action, prints the runner statistics and
@@ -40,6 +46,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
 from action_selectors.policies import SEQUENCES, make_policy
+from action_selectors.recorded import RecordedPolicy, RecordingFinished
 from action_selectors.stats import RunnerStats
 from devbot import topics
 from devbot.action_space import ActionSpace
@@ -56,7 +63,7 @@ class SelectorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('selector', **kwargs)
         robot_config = declare(self, 'robot_config', '', 'robot file with the action space (required)')
-        policy = declare(self, 'policy', 'sequence', 'constant | sequence | random | uncertainty')
+        policy = declare(self, 'policy', 'sequence', 'constant | sequence | random | uncertainty | recorded')
         action = declare(self, 'action', 0, 'action index of the constant policy', int_range=(0, 1024))
         sequence = str(declare(self, 'sequence', 'ALWAYS_MOVE',
                                f'one of {sorted(SEQUENCES)} or a comma-separated list of action indices',
@@ -64,14 +71,25 @@ class SelectorNode(Node):
         seed = declare(self, 'seed', -1, 'RNG seed of random/uncertainty policies; -1 = random',
                        int_range=(-1, 2**31 - 1))
         trigger = declare(self, 'trigger', '', 'frame | scores; empty = scores for uncertainty, else frame')
+        session = str(declare(self, 'session', '', 'policy recorded: the session (bag folder) to replay',
+                              dynamic_typing=True))
+        transition_filter = declare(self, 'filter', '',
+                                    'policy recorded: keep only these transitions, e.g. actions=1 or "from=10; to=60"')
         self.max_steps = declare(self, 'max_steps', 0, 'stop after this many actions; 0 = unlimited',
                                  int_range=(0, 2**31 - 1))
+        self.wait_for_recorder = declare(self, 'wait_for_recorder', False,
+                                         'send no command before a node named recorder subscribes to motor_command')
         self.report_dir = declare(self, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file')
         if not robot_config:
             raise ValueError('parameter robot_config is required (e.g. config/toroidal_dot.yaml)')
         self.action_space = ActionSpace.from_yaml(robot_config)
-        self.policy = make_policy(policy, self.action_space.num_actions, action=action, sequence=sequence,
-                                  seed=None if seed < 0 else seed)
+        if policy == 'recorded':
+            if not session:
+                raise ValueError('policy recorded needs the session parameter (a recorded bag folder)')
+            self.policy = RecordedPolicy(session, self.action_space, transition_filter)
+        else:
+            self.policy = make_policy(policy, self.action_space.num_actions, action=action, sequence=sequence,
+                                      seed=None if seed < 0 else seed)
         self.trigger = trigger or ('scores' if policy == 'uncertainty' else 'frame')
         if self.trigger not in ('frame', 'scores'):
             raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')
@@ -88,6 +106,8 @@ class SelectorNode(Node):
         self.done = False
         self._last_stamp = None
         self._command = JointState()
+        self._retry_timer = None
+        self._pending_scores = None
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
         self.get_logger().info(f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
                                + (f', max_steps {self.max_steps}' if self.max_steps else ''))
@@ -109,10 +129,17 @@ class SelectorNode(Node):
     def _act(self, scores) -> None:
         if self.done:
             return
+        if self.wait_for_recorder and not self._recorder_ready(scores):
+            return
         if self.max_steps and self.stats.steps >= self.max_steps:
             self.done = True  # this trigger shows the outcome of the last action
             return
-        action = self.policy.choose(scores)
+        try:
+            action = self.policy.choose(scores)
+        except RecordingFinished as exc:
+            self.get_logger().info(str(exc))
+            self.done = True
+            return
         self._command_pub.publish(action_to_joint_state(self.action_space, action,
                                                         self.get_clock().now().to_msg(), self._command))
         now = time.monotonic()
@@ -130,6 +157,22 @@ class SelectorNode(Node):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.stats.summary(), indent=2) + '\n')
         return path
+
+    def _recorder_ready(self, scores) -> bool:
+        """True once the recorder subscribes to our commands; until then the trigger is kept
+        and re-tried by a timer, so a recorded session starts with its first transition."""
+        topic = self._command_pub.topic_name
+        if any(info.node_name == 'recorder' for info in self.get_subscriptions_info_by_topic(topic)):
+            self.wait_for_recorder = False
+            if self._retry_timer is not None:
+                self.destroy_timer(self._retry_timer)
+                self._retry_timer = None
+            return True
+        self._pending_scores = scores
+        if self._retry_timer is None:
+            self.get_logger().info('waiting for the recorder to subscribe before the first command')
+            self._retry_timer = self.create_timer(0.1, lambda: self._act(self._pending_scores))
+        return False
 
     def summary_text(self) -> str:
         labels = {i: ', '.join(f'{k}={v:g}' for k, v in self.action_space.values(i).items())

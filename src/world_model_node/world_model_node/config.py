@@ -89,6 +89,7 @@ class WorldModelConfig:
     # ---------------------------------------------------------------- uncertainty
     ensemble_heads: int = 5                   # output heads; their disagreement is the predictive uncertainty
     uncertainty_eps: float = 1e-8             # variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))
+    prior_scale: float = 0.1                  # scale of each head's fixed random action prior (randomized priors)
 
     # ---------------------------------------------------------------- hierarchy
     max_levels: int = 3                       # levels 0..max_levels-1 (level 0 = primitive actions)
@@ -116,7 +117,7 @@ class WorldModelConfig:
         nonneg = ['reconstruction_threshold', 'prediction_threshold', 'weight_decay', 'grad_clip_norm',
                   'pred_patch_w', 'pred_latent_w', 'pred_action_w', 'joint_reconstruction_weight',
                   'prediction_history_size', 'saved_history_size', 'action_delay', 'recording_max_disk_gb',
-                  'uncertainty_eps']
+                  'uncertainty_eps', 'prior_scale']
         for name in nonneg:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

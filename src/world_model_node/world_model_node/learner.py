@@ -159,7 +159,7 @@ class _Level:
                 ffn_dim=cfg.predictor_ffn_dim, dropout=cfg.predictor_dropout, action_embed_dim=cfg.action_embed_dim,
                 film_hidden_dim=cfg.film_hidden_dim, film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len,
                 delta_latent=cfg.delta_latent, ensemble_heads=cfg.ensemble_heads, patch_size=cfg.patch_size,
-                in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels)
+                in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels, prior_scale=cfg.prior_scale)
         self.predictor.to(device).eval()        # inference and the online step run in eval mode
         self.optimizer = torch.optim.AdamW(self.predictor.parameters(), lr=cfg.predictor_lr,
                                            betas=cfg.adam_betas, weight_decay=cfg.weight_decay, foreach=True)

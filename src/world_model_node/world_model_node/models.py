@@ -416,6 +416,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         delta_latent: prediction = last frame features + head output.
         ensemble_heads: output heads E (>= 2); their disagreement measures uncertainty.
         patch_size, in_chans, classifier_channels: for the pixel-difference action classifier.
+        prior_scale: scale of the heads' fixed random action priors (0: plain ensemble).
     """
 
     def __init__(self, embed_dim: int = 256, tokens_per_frame: int = 197, action_dim: int = 1,
@@ -423,7 +424,7 @@ class TransformerActionConditionedPredictor(nn.Module):
                  dropout: float = 0.1, action_embed_dim: int = 64, film_hidden_dim: int = 128,
                  film_block_ids: tuple[int, ...] = (0, 2), max_seq_len: int = 4096, delta_latent: bool = True,
                  ensemble_heads: int = 5, patch_size: int = 16, in_chans: int = 3,
-                 classifier_channels: tuple[int, int] = (16, 32)) -> None:
+                 classifier_channels: tuple[int, int] = (16, 32), prior_scale: float = 0.1) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.tokens_per_frame = tokens_per_frame
@@ -448,6 +449,18 @@ class TransformerActionConditionedPredictor(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.head_weight = nn.Parameter(torch.empty(ensemble_heads, embed_dim, embed_dim))
         self.head_bias = nn.Parameter(torch.zeros(ensemble_heads, embed_dim))
+        # Randomized prior functions (Osband et al. 2018): each head adds a FIXED random function
+        # of the candidate action, prior_i(a) = prior_scale * cos(a G + g) R_i, centred over the
+        # heads (so the mean prediction never sees it). Each head's latent loss makes its trainable
+        # part cancel its prior on the transitions it is trained on; on transitions never trained
+        # on the priors stay uncancelled and the heads disagree: real epistemic uncertainty.
+        self.prior_scale = prior_scale
+        g = torch.Generator().manual_seed(1234)
+        prior_features = 16
+        self.register_buffer('prior_freq', torch.randn(action_dim, prior_features, generator=g))
+        self.register_buffer('prior_phase', 2 * math.pi * torch.rand(prior_features, generator=g))
+        proj = torch.randn(ensemble_heads, prior_features, embed_dim, generator=g) / math.sqrt(prior_features)
+        self.register_buffer('prior_proj', proj - proj.mean(dim=0, keepdim=True))
         self.action_classifier = ActionClassifier(num_actions, in_chans, classifier_channels, patch_size)
         self._init_weights()
 
@@ -521,10 +534,19 @@ class TransformerActionConditionedPredictor(nn.Module):
                     x = torch.cat([x[:, :film_from], film(x[:, film_from:], film_emb)], dim=1)
         return x, new_kv, attn
 
-    def _heads(self, query_out: torch.Tensor, base: torch.Tensor, attn: torch.Tensor | None) -> PredictorOutput:
-        """Future-query outputs [B, T, D] -> ensemble predictions; base [B, T, D] = last frame features."""
+    def action_prior(self, actions: torch.Tensor) -> torch.Tensor:
+        """The heads' fixed random priors for candidate actions [B, C] -> [E, B, D] (zero mean over E)."""
+        phi = torch.cos(actions @ self.prior_freq + self.prior_phase)                # [B, K]
+        return self.prior_scale * torch.einsum('bk,ekd->ebd', phi, self.prior_proj)
+
+    def _heads(self, query_out: torch.Tensor, base: torch.Tensor, attn: torch.Tensor | None,
+               actions: torch.Tensor) -> PredictorOutput:
+        """Future-query outputs [B, T, D] -> ensemble predictions; base [B, T, D] = last frame
+        features; actions [B, C] the candidate actions (for the heads' priors)."""
         h = self.norm(query_out)
         deltas = torch.einsum('btd,edf->ebtf', h, self.head_weight) + self.head_bias[:, None, None]  # [E, B, T, D]
+        if self.prior_scale > 0:
+            deltas = deltas + self.action_prior(actions)[:, :, None]
         heads = base[None] + deltas if self.delta_latent else deltas
         return PredictorOutput(heads.mean(dim=0), heads, attn)
 
@@ -553,7 +575,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         x = torch.cat(parts, dim=1)                                         # [B, L, D]
         film_from = pos - 1                                                  # the candidate action token
         x, _, attn = self._run_layers(x, None, emb[:, -1], film_from, return_attn)
-        return self._heads(x[:, pos:], frame_feats[:, -1], attn)
+        return self._heads(x[:, pos:], frame_feats[:, -1], attn, actions[:, -1])
 
     # ------------------------------------------------------------------ cached context (online use)
 
@@ -611,7 +633,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         emb = self.embed_actions(candidate_actions)                          # [A, Ea]
         x = torch.cat([self._action_tokens(emb, ctx.length), self._query_tokens(a, ctx.length + 1)], dim=1)
         x, _, attn = self._run_layers(x, ctx.kv, emb, 0, return_attn)
-        return self._heads(x[:, 1:], ctx.last_frame.expand(a, -1, -1), attn)
+        return self._heads(x[:, 1:], ctx.last_frame.expand(a, -1, -1), attn, candidate_actions)
 
     # ------------------------------------------------------------------ losses
 
