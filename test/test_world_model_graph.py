@@ -168,3 +168,57 @@ def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, 
     assert 'rejected camera frame #1' in out and 'unsupported image encoding' in out
     assert 'needs 150528 bytes, got 1000' in out
     assert not pid_alive(wm.pid)
+
+
+def test_lockstep_replay_trains_on_the_same_transitions_as_live(launch, tmp_path):
+    from devbot.bag import Session, list_sessions
+    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)  # every frame acts
+    sessions = tmp_path / 'sessions'
+    live = launch(LAUNCH, 'preset:=tiny', f'params_file:={params}', 'record:=true', f'sessions_dir:={sessions}',
+                  f'checkpoint_dir:={tmp_path / "live_ckpt"}', f'report_dir:={tmp_path / "live"}',
+                  'max_steps:=40', 'num_threads:=1')
+    assert live.wait(240) == 0, live.output
+    [info] = list_sessions(sessions)
+    with Session(info.path) as session:
+        in_bag = len(session.transition_list())
+    live_learned = summary_value(tmp_path / 'live', 'transitions_learned')
+    assert in_bag >= 30 and live_learned in (in_bag - 1, in_bag)
+
+    replay = launch('launch/replay_training.launch.yaml', f'session:={info.path}', 'preset:=tiny',
+                    f'params_file:={params}', f'checkpoint_dir:={tmp_path / "replay_ckpt"}',
+                    f'report_dir:={tmp_path / "replay"}', 'num_threads:=1', f'namespace:=replay_{tmp_path.name[-8:]}')
+    assert replay.wait(240) == 0, replay.output
+    assert summary_value(tmp_path / 'replay', 'transitions_learned') == in_bag
+    assert (tmp_path / 'replay_ckpt' / 'learner_state.pth').is_file()
+
+
+def summary_value(report_dir, key):
+    for line in (report_dir / 'summary.md').read_text().splitlines():
+        if line.startswith(f'| {key} |'):
+            return int(line.split('|')[2])
+    raise AssertionError(f'{key} not in the summary')
+
+
+def test_devbot_replay_trains_every_session_of_a_robot_in_order(ros_env, tmp_path):
+    """Two sessions of a robot: one checkpoint generation and one report per session."""
+    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)
+    sessions = tmp_path / 'sessions'
+    for seed in (1, 2):
+        out = subprocess.run([str(BIN / 'devbot'), 'launch', 'launch/toroidal_dot_runner.launch.yaml', 'record:=true',
+                              f'sessions_dir:={sessions}', 'max_steps:=15', f'seed:={seed}',
+                              f'report_dir:={tmp_path / "runner"}'],
+                             cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout
+    out = subprocess.run([str(BIN / 'devbot'), 'replay', '--robot', 'toroidal_dot', '--sessions-dir', str(sessions),
+                          '--preset', 'tiny', '--params-file', params, '--checkpoint-dir', str(tmp_path / 'ckpt'),
+                          '--reports-dir', str(tmp_path / 'reports'), '--num-threads', '1'],
+                         cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert '[replay] 2 session(s)' in out.stdout
+    assert generation(tmp_path / 'ckpt')[0] == 2
+    reports = sorted((tmp_path / 'reports').iterdir())
+    assert len(reports) == 2 and all(summary_value(r, 'transitions_learned') >= 14 for r in reports)
+
+    bad = subprocess.run([str(BIN / 'devbot'), 'replay', str(tmp_path / 'no_such_session')],
+                         cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and 'no_such_session' in bad.stderr

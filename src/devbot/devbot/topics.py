@@ -21,6 +21,8 @@ ACTION_SCORES = 'world_model/action_scores'
 WM_VISUALIZATION = 'world_model/visualization'
 # world model -> viewers, recorder: losses, gate state, counters (diagnostic_msgs/DiagnosticArray)
 WM_METRICS = 'world_model/metrics'
+# world model -> lockstep bag player: stamp of each frame learned from or dropped (std_msgs/Header)
+WM_PROCESSED = 'world_model/processed'
 # toroidal_sim reset service (std_srvs/Trigger)
 RESET_SERVICE = 'reset'
 

@@ -150,8 +150,9 @@ class RobotWorker:
             self._cond.notify()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if not self.client.closed:
-            # the worker stopped the motors on its way out; once more in case it could not
+        if self._thread.is_alive() and not self.client.closed:
+            # the worker is stuck in a call (it stops the motors itself on its way out
+            # otherwise): rpyc connections take requests from several threads, so stop here
             self.controller.emergency_stop()
         self.client.close()
 

@@ -42,6 +42,7 @@ class WorldModelConfig:
     mask_ratio_min: float = 0.30              # autoencoder step: mask ratio r ~ U(min, max) per step
     mask_ratio_max: float = 0.85              # upper end of the mask ratio range
     joint_reconstruction_weight: float = 1.0  # weight of the reconstruction MSE kept in the joint encoder objective
+    encoder_prediction_grad_scale: float = 1.0  # scale of the predictor losses' gradient reaching the encoder (0: none)
 
     # ---------------------------------------------------------------- predictor losses
     pred_patch_w: float = 0.2                 # weight of MSE(decoded prediction, target patches)
@@ -117,7 +118,7 @@ class WorldModelConfig:
         nonneg = ['reconstruction_threshold', 'prediction_threshold', 'weight_decay', 'grad_clip_norm',
                   'pred_patch_w', 'pred_latent_w', 'pred_action_w', 'joint_reconstruction_weight',
                   'prediction_history_size', 'saved_history_size', 'action_delay', 'recording_max_disk_gb',
-                  'uncertainty_eps', 'prior_scale']
+                  'uncertainty_eps', 'prior_scale', 'encoder_prediction_grad_scale']
         for name in nonneg:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

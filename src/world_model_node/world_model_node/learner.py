@@ -649,7 +649,7 @@ class OnlineLearner:
             return p
         # rebuild: re-encode that frame with graph, context from cached history features
         enc = self._encode(self._frame_tensor(entry.frame))
-        ctx = self._context(lvl, e, grad=True, current=enc.z)
+        ctx = self._context(lvl, e, grad=True, current=self._scaled(enc.z))
         if ctx is None:
             return None
         with torch.no_grad():
@@ -664,7 +664,7 @@ class OnlineLearner:
         scores, labels, patches = [], [], []
         for lvl in self.levels:
             grad = lvl.index == 0
-            ctx = self._context(lvl, e, grad=grad, current=enc.z if grad else None)
+            ctx = self._context(lvl, e, grad=grad, current=self._scaled(enc.z) if grad else None)
             with torch.no_grad():
                 out = lvl.predictor.predict(ctx, lvl.actions)                      # ONE pass, all candidates
                 ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps)   # [A_k]
@@ -763,6 +763,15 @@ class OnlineLearner:
         return out
 
     # ------------------------------------------------------------------ helpers
+
+    def _scaled(self, z: torch.Tensor) -> torch.Tensor:
+        """Same values; the gradient flowing back into the encoder is multiplied by
+        ENCODER_PREDICTION_GRAD_SCALE (the reconstruction term is not scaled)."""
+        s = self.config.encoder_prediction_grad_scale
+        if s == 1.0:
+            return z
+        zd = z.detach()
+        return zd if s == 0 else zd + s * (z - zd)
 
     def _weights(self) -> tuple[float, float, float]:
         c = self.config

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,10 +47,13 @@ class LearningLoop:
 
     Args:
         learner: an ``OnlineLearner`` (or anything with observe/train_gate/record_action).
+        on_frame_done: called with a frame's stamp once the frame is learned from or dropped
+            (the node acks it, so a lockstep bag player can publish the next one).
     """
 
-    def __init__(self, learner) -> None:
+    def __init__(self, learner, on_frame_done: Callable[[int], None] | None = None) -> None:
         self.learner = learner
+        self._frame_done = on_frame_done or (lambda stamp: None)
         self.counters = LoopCounters()
         self._frames: deque[tuple[int, np.ndarray]] = deque()   # (stamp ns, frame), oldest first
         self._executed: deque[tuple[int, int]] = deque()        # (stamp ns, action index)
@@ -69,11 +73,10 @@ class LearningLoop:
             self.counters.frames_received += 1
             newest = self._frames[-1][0] if self._frames else self._last_observed_stamp
             if newest is not None and stamp_ns <= newest:
-                self.counters.frames_dropped += 1   # a re-sent or out-of-order frame
+                self._drop(stamp_ns)   # a re-sent or out-of-order frame
                 return
             if len(self._frames) >= FRAME_BUFFER:
-                self._frames.popleft()
-                self.counters.frames_dropped += 1
+                self._drop(self._frames.popleft()[0])
             self._frames.append((stamp_ns, frame))
             self._wakeup.notify()
 
@@ -105,6 +108,7 @@ class LearningLoop:
         if kind == 'observe':
             result = self.learner.observe(payload)
             self.counters.frames_observed += 1
+            self._frame_done(self._last_observed_stamp)
         else:
             result = self.learner.train_gate()
             self.counters.gate_retries += 1
@@ -135,8 +139,7 @@ class LearningLoop:
         if self._outcome_stamp is not None:
             # the first frame captured at or after the action's completion
             while self._frames and self._frames[0][0] < self._outcome_stamp:
-                self._frames.popleft()
-                self.counters.frames_dropped += 1
+                self._drop(self._frames.popleft()[0])
             if not self._frames:
                 return None
             self._outcome_stamp = None
@@ -144,12 +147,15 @@ class LearningLoop:
         if self._frames:
             # nothing is pending: learn from the newest frame (gate closed, streaming camera)
             while len(self._frames) > 1:
-                self._frames.popleft()
-                self.counters.frames_dropped += 1
+                self._drop(self._frames.popleft()[0])
             return self._take_oldest()
         if self._last_observed_stamp is not None and not self._gate_open:
             return 'train_gate', None
         return None
+
+    def _drop(self, stamp_ns: int) -> None:
+        self.counters.frames_dropped += 1
+        self._frame_done(stamp_ns)
 
     def _take_oldest(self):
         stamp, frame = self._frames.popleft()

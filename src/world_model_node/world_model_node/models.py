@@ -478,9 +478,28 @@ class TransformerActionConditionedPredictor(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
         nn.init.trunc_normal_(self.future_queries, std=0.02)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        with torch.no_grad():
+            self.pos_embed.copy_(self.initial_positions())
         nn.init.trunc_normal_(self.type_embed.weight, std=0.02)
         nn.init.trunc_normal_(self.head_weight, std=0.02)   # heads differ: disagreement off the data
+
+    def initial_positions(self) -> torch.Tensor:
+        """Initial value of the learned position table [max_seq_len, D].
+
+        Position l is token j = l mod (T+1) of its step (frame tokens 0..T-1, then the action
+        token; the future queries start on a step boundary, so query j has the same j as frame
+        token j). Token j >= 1 is patch j-1 and starts from that patch's fixed 2-D sin-cos code,
+        so "query of patch p" and "frame token of patch p" share a position code from the start
+        and the predictor learns one shift rule instead of 196 separate alignments; CLS and action
+        slots start at zero. Plus small noise. The table stays fully learned.
+        """
+        t = self.tokens_per_frame
+        grid = int(round(math.sqrt(t - 1)))
+        patch_codes = torch.zeros(t + 1, self.embed_dim)
+        if grid * grid == t - 1 and self.embed_dim % 4 == 0:
+            patch_codes[:t] = sincos_2d(self.embed_dim, grid)              # row 0 (CLS) is zero
+        j = torch.arange(self.max_seq_len) % (t + 1)
+        return patch_codes[j] + 0.02 * torch.randn(self.max_seq_len, self.embed_dim)
 
     @property
     def ensemble_heads(self) -> int:

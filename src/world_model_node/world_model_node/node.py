@@ -17,9 +17,13 @@ Published topics:
     world_model/visualization (sensor_msgs/Image, rgb8): current | reconstruction | last
         prediction | one prediction per candidate, every display_interval steps.
     world_model/metrics (diagnostic_msgs/DiagnosticArray): losses, gate state, counters, every step.
+    world_model/processed (std_msgs/Header): stamp of each camera frame once it has been learned
+        from or dropped: the ack a lockstep bag player (``devbot play --lockstep``) waits for.
 
 Parameters:
-    robot_config (string): robot file with the action space (required).
+    robot_config (string): robot file with the action space.
+    session (string): or take the robot type and action space from this recorded session (bag
+        folder), for training from bags of any robot; exactly one of the two is set.
     preset (string): full | tiny: the base model config [full]; every field of
         WorldModelConfig is also a parameter of its own (e.g. reconstruction_threshold) that
         overrides it.
@@ -56,6 +60,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
 
 from devbot import topics
 from devbot.action_space import ActionError, ActionSpace
@@ -79,6 +84,15 @@ def config_field_descriptions() -> dict[str, str]:
     return descriptions
 
 
+def session_action_space(session: str) -> ActionSpace:
+    """The action space stored in a recorded session's metadata."""
+    from devbot.bag import read_info
+    space = read_info(session).action_space
+    if space is None:
+        raise ValueError(f'{session}: the bag has no devbot action space in its metadata')
+    return space
+
+
 def _ros_value(value):
     """A config value as a ROS parameter value (tuples become lists)."""
     return list(value) if isinstance(value, tuple) else value
@@ -91,7 +105,9 @@ def stamp_ns(stamp) -> int:
 class WorldModelNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('world_model', **kwargs)
-        robot_config = declare(self, 'robot_config', '', 'robot file with the action space (required)')
+        robot_config = declare(self, 'robot_config', '', 'robot file with the action space')
+        session = str(declare(self, 'session', '', 'take the robot type and action space from this recorded '
+                                                   'session (bag folder) instead of robot_config', dynamic_typing=True))
         preset = declare(self, 'preset', 'full', 'base model config: full | tiny')
         checkpoint_dir = declare(self, 'checkpoint_dir', '', "'' = saved/checkpoints/<robot type>")
         report_dir = declare(self, 'report_dir', '', "'' = saved/reports/<robot type>_world_model_<time>")
@@ -105,11 +121,11 @@ class WorldModelNode(Node):
         wandb_project = declare(self, 'wandb_project', '', 'Weights & Biases project; empty = no logging')
         self.progress_period = declare(self, 'progress_period', 5.0, 'seconds between progress lines',
                                        float_range=(0.1, 3600.0))
-        if not robot_config:
-            raise ValueError('parameter robot_config is required (e.g. config/toroidal_dot.yaml)')
+        if bool(robot_config) == bool(session):
+            raise ValueError('set exactly one of robot_config (e.g. config/toroidal_dot.yaml) and session')
         if preset not in ('full', 'tiny'):
             raise ValueError(f'preset must be full or tiny, got {preset!r}')
-        self.action_space = ActionSpace.from_yaml(robot_config)
+        self.action_space = ActionSpace.from_yaml(robot_config) if robot_config else session_action_space(session)
         self.config = self._declare_config(WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny())
 
         import torch
@@ -124,7 +140,7 @@ class WorldModelNode(Node):
         self.learner = OnlineLearner(self.config, self.action_space.normalized(), device=device,
                                      checkpoint_dir=self.checkpoint_dir, wandb_project=wandb_project or None,
                                      run_name=f'{robot}_{stamp}')
-        self.loop = LearningLoop(self.learner)
+        self.loop = LearningLoop(self.learner, on_frame_done=self._ack_frame)
         self.report = RunReport(self.report_dir, f'{robot} world model, run {stamp}',
                                 self.config.reconstruction_threshold, self.config.prediction_threshold)
         self.start_step = self.learner.step
@@ -137,6 +153,7 @@ class WorldModelNode(Node):
         self._panel_pub = self.create_publisher(Image, topics.WM_VISUALIZATION,
                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self._metrics_pub = self.create_publisher(DiagnosticArray, topics.WM_METRICS, qos)
+        self._processed_pub = self.create_publisher(Header, topics.WM_PROCESSED, qos)
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos)
         self.create_subscription(JointState, topics.MOTOR_EXECUTED, self._on_executed, qos)
 
@@ -188,6 +205,12 @@ class WorldModelNode(Node):
                                     throttle_duration_sec=0.0 if self.bad_actions <= 10 else 5.0)
             return
         self.loop.on_executed(stamp_ns(msg.header.stamp), action)
+
+    def _ack_frame(self, stamp: int) -> None:
+        header = Header()
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        if rclpy.ok(context=self.context):
+            self._processed_pub.publish(header)
 
     def _on_scores_matched(self, info) -> None:
         if info.current_count_change > 0 and self._scores_msg is not None and self.loop.awaiting_action:

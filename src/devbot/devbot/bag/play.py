@@ -35,8 +35,9 @@ Parameters:
     namespace (string): publish under this namespace instead of the recorded one [''].
     lockstep (bool) [false], pace_topic [camera/image_raw], ack_topic [world_model/processed],
     ack_type [std_msgs/msg/Header], ack_match (stamp | any) [stamp], ack_timeout_s [5.0].
-    wait_subscribers (int): before starting, wait until the pace topic (else every topic) has
-        this many subscribers; -1 = 1 in lockstep, else 0 [-1]. wait_timeout_s (float) [10.0].
+    wait_subscribers (int): before starting, wait until the pace topic (in lockstep: every played
+        topic) has this many subscribers; -1 = 1 in lockstep, else 0 [-1].
+        wait_timeout_s (float) [10.0].
     qos_depth (int): publisher queue depth [100].
 
 Ends (status 0) at the end of the session unless looping; status 1 for a bag that cannot be read.
@@ -239,7 +240,9 @@ class PlayerNode(Node):
         wanted = self.wait_subscribers if self.wait_subscribers >= 0 else (1 if self.lockstep else 0)
         if not wanted:
             return
-        pubs = [self._pubs[self.pace_topic]] if self.pace_topic in self._pubs else \
+        # lockstep: every played topic must reach the consumer (a lost executed action would
+        # stall the loop); timed playback: the pace topic's readers suffice
+        pubs = [self._pubs[self.pace_topic]] if self.pace_topic in self._pubs and not self.lockstep else \
             list(self._pubs.values())
         deadline = time.monotonic() + self.wait_timeout
         while any(p.get_subscription_count() < wanted for p in pubs):
@@ -251,20 +254,27 @@ class PlayerNode(Node):
     def _play_once(self, executor, shift_ns: int) -> None:
         t0 = time.monotonic()
         published_frames: set[tuple[int, int]] = set()
+        pending_ack = None  # stamp of the last pace message, acked before anything newer goes out
         for offset, msg in schedule(self.session, list(self.selection.topics), self.start_s):
             data = msg.data
             if shift_ns and msg.msgtype in self._header_types:
                 data = shift_stamp(data, shift_ns)
             is_pace = msg.topic == self.pace_topic
             if self.lockstep:
-                stamp = header_stamp(data) if is_pace else None
+                stamp = header_stamp(data) if msg.msgtype in self._header_types else None
+                # Messages stamped like the frame (its executed action, its ground truth) may be
+                # recorded after it: they go out before the wait, so the consumer has the whole
+                # transition when it processes the frame.
+                if pending_ack is not None and (is_pace or stamp is None or stamp > pending_ack):
+                    self._wait_ack(executor, pending_ack)
+                    pending_ack = None
                 if is_pace and stamp in published_frames:
                     continue
                 self._pubs[msg.topic].publish(data)
                 self.published += 1
                 if is_pace:
                     published_frames.add(stamp)
-                    self._wait_ack(executor, stamp)
+                    pending_ack = stamp
                 continue
             due = t0 + offset / 1e9 / self.rate
             while True:
@@ -274,6 +284,8 @@ class PlayerNode(Node):
                 executor.spin_once(timeout_sec=min(left, 0.05))
             self._pubs[msg.topic].publish(data)
             self.published += 1
+        if pending_ack is not None:
+            self._wait_ack(executor, pending_ack)
 
     def _wait_ack(self, executor, stamp: tuple[int, int]) -> None:
         before = self._any_acks

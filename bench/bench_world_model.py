@@ -1,0 +1,330 @@
+"""Benchmark of the world-model learning core, in-process with the toroidal dot world.
+
+Drives ``world_model_node.learner.OnlineLearner`` (full seed-size model by default) with
+``toroidal_sim.env.ToroidalDotEnv`` exactly as the node does (observe, retry the gate while it is
+closed, act, record the action), once with the ALWAYS_MOVE sequence and once with
+uncertainty-driven selection, and reports:
+
+* the per-frame cost split (encode, gate = autoencoder step while closed, predictor training
+  step, scoring of all actions), separately for acted (gate-open) and gate-closed frames;
+* frames until the gate first opens;
+* frames and wall time until the fresh prediction error first falls below PREDICTION_THRESHOLD
+  (and until the median of the last 20 does);
+* prediction quality on held-out transitions (random start positions, never trained on):
+  explained variance in patch space and the dot position in the predicted frame (intensity
+  centroid, toroidal-aware) vs the true next position, per action.
+
+Usage::
+
+    .venv/bin/python bench/bench_world_model.py --time-budget 600            # both modes, 10 min each
+    .venv/bin/python bench/bench_world_model.py --mode uncertainty --frames 3000
+    .venv/bin/python bench/bench_world_model.py --preset tiny --time-budget 30   # smoke run
+
+Writes ``saved/reports/world_model_bench_<time>.json`` and PNG pictures of predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
+from world_model_node.config import WorldModelConfig
+from world_model_node.learner import OnlineLearner
+from world_model_node.metrics import explained_variance
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_actions() -> np.ndarray:
+    try:
+        from devbot.action_space import ActionSpace
+        return ActionSpace.from_yaml(ROOT / 'config' / 'toroidal_dot.yaml').normalized()
+    except Exception as exc:  # noqa: BLE001 - the bench still runs with the known dot space
+        print(f'(action space from config failed: {exc}; using [[-1], [1]])', file=sys.stderr)
+        return np.array([[-1.0], [1.0]], np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# dot position in an image (toroidal)
+# ---------------------------------------------------------------------------------------------
+
+def dot_centroid(img: np.ndarray) -> tuple[float, float] | None:
+    """Intensity centroid (x, y) of a bright blob on a torus: circular mean per axis, weights =
+    grey level above the image median (so a uniform haze does not pull it). None if blank."""
+    g = img.astype(np.float64).mean(axis=2)
+    w = np.clip(g - np.median(g), 0, None)
+    if w.sum() < 1e-6:
+        return None
+    h, wd = g.shape
+    out = []
+    for axis, size in ((0, wd), (1, h)):          # x: sum over rows, y: sum over columns
+        prof = w.sum(axis=axis)
+        ang = 2 * np.pi * np.arange(size) / size
+        c, s = (prof * np.cos(ang)).sum(), (prof * np.sin(ang)).sum()
+        out.append((math.atan2(s, c) % (2 * np.pi)) * size / (2 * np.pi))
+    return out[0], out[1]
+
+
+def torus_dist(a: tuple[float, float], b: tuple[float, float], size: int) -> float:
+    dx = abs(a[0] - b[0]) % size
+    dy = abs(a[1] - b[1]) % size
+    return math.hypot(min(dx, size - dx), min(dy, size - dy))
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out evaluation
+# ---------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history_actions: str, seed: int,
+             picture: Path | None = None) -> dict:
+    """Predict held-out transitions with the learner's current models (eval mode, no learning).
+
+    Each sample: a random start (never the training trajectory's RNG), PREDICTION_HISTORY_SIZE
+    history steps with actions drawn like the run's policy, then every candidate action from the
+    current frame, compared with the true next frame."""
+    rng = np.random.default_rng(seed)
+    cfg = learner.config
+    lvl = learner.levels[0]
+    ae = learner.autoencoder
+    per_action: dict[int, dict[str, list]] = {a: {'ev': [], 'mse': [], 'dist': []} for a in range(learner.num_actions)}
+    tiles = []
+    for i in range(n):
+        env = ToroidalDotEnv(ToroidalDotConfig(size=env_cfg.size, dot_radius=env_cfg.dot_radius,
+                                               move_pixels=env_cfg.move_pixels, seed=int(rng.integers(1 << 30))))
+        frames, acts = [env.frame()], []
+        for _ in range(cfg.prediction_history_size):
+            a = 1 if history_actions == 'always_move' else int(rng.integers(learner.num_actions))
+            acts.append(a)
+            frames.append(env.step(a))
+        x = torch.cat([learner._prepare(f)[0] for f in frames])                 # [F, 3, S, S]
+        z = ae.encode(x)                                                         # [F, T, D]
+        ctx = lvl.predictor.build_context(z[-1:], z[None, :-1], lvl.actions[acts][None])
+        out = lvl.predictor.predict(ctx, lvl.actions)                            # all candidates, one pass
+        pred_patches = ae.decode(out.prediction)                                 # [A, N, P]
+        imgs = learner._patches_to_images(pred_patches)
+        state = (env.x, env.y)
+        row = [learner._prepare(frames[-1])[1].numpy()]
+        for a in range(learner.num_actions):
+            env.x, env.y = state
+            truth = env.step(a)
+            t_patches = ae.patchify(learner._prepare(truth)[0])
+            per_action[a]['ev'].append(float(explained_variance(pred_patches[a:a + 1], t_patches)))
+            per_action[a]['mse'].append(float(((pred_patches[a:a + 1] - t_patches) ** 2).mean()))
+            c = dot_centroid(imgs[a])
+            per_action[a]['dist'].append(float('nan') if c is None else
+                                         torus_dist(c, (env.x * cfg.img_size / env_cfg.size,
+                                                        env.y * cfg.img_size / env_cfg.size), cfg.img_size))
+            row += [learner._prepare(truth)[1].numpy(), imgs[a]]
+        if i < 4:
+            tiles.append(np.concatenate(row, axis=1))
+    res = {}
+    for a, d in per_action.items():
+        dist = np.array(d['dist'])
+        res[f'action_{a}'] = {
+            'explained_variance_mean': float(np.mean(d['ev'])), 'mse_mean': float(np.mean(d['mse'])),
+            'dot_error_px_median': float(np.nanmedian(dist)) if np.isfinite(dist).any() else None,
+            'dot_error_px_mean': float(np.nanmean(dist)) if np.isfinite(dist).any() else None,
+            'within_3px': float(np.mean(dist <= 3.0)), 'samples': n}
+    if picture is not None and tiles:
+        save_png(np.concatenate(tiles, axis=0), picture)
+    return res
+
+
+def save_png(img: np.ndarray, path: Path) -> None:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------
+
+def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray, out_dir: Path,
+        stamp: str) -> dict:
+    env_cfg = ToroidalDotConfig(seed=args.seed)
+    env = ToroidalDotEnv(env_cfg)
+    learner = OnlineLearner(cfg, actions, device='cpu', autoencoder_lr=args.ae_lr, predictor_lr=args.pred_lr)
+    rng = np.random.default_rng(args.seed + 1)
+    t_start = time.perf_counter()
+    cpu_start = time.process_time()
+    frame = env.frame()
+    acted, closed = [], []                      # per-frame timings
+    first_gate_open = None
+    first_below = None
+    sustained_below = None
+    recent_err: list[float] = []
+    evals = []
+    queue: list[int] = []
+    n_frames = 0                                # observe() calls (new frames)
+    n_acted = 0
+    next_eval = args.eval_every
+    last_print = 0.0
+    history_mode = 'always_move' if mode == 'always_move' else 'random'
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if (args.frames and n_acted >= args.frames) or elapsed >= args.time_budget:
+            break
+        r = learner.observe(frame)
+        n_frames += 1
+        while not r.gate_open:
+            closed.append(r.timings)
+            now = time.perf_counter() - t_start
+            if now >= args.time_budget:
+                break
+            if now - last_print >= args.print_every:
+                last_print = now
+                print(f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} gate closed: recon '
+                      f'{r.reconstruction_loss:.5f} (threshold {cfg.reconstruction_threshold}) '
+                      f'ae_steps {learner.autoencoder_steps} ({r.timings["total"] * 1000:.0f} ms/iteration)', flush=True)
+            r = learner.train_gate()
+        if not r.gate_open:
+            break
+        acted.append(r.timings)
+        n_acted += 1
+        if first_gate_open is None:
+            first_gate_open = {'frames': n_frames, 'learner_steps': r.step, 'autoencoder_steps': learner.autoencoder_steps,
+                               'wall_s': round(time.perf_counter() - t_start, 1)}
+        if 0 in r.prediction_errors:
+            err = r.prediction_errors[0]
+            recent_err = (recent_err + [err])[-20:]
+            if first_below is None and err < cfg.prediction_threshold:
+                first_below = {'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1),
+                               'cpu_s': round(time.process_time() - cpu_start, 1)}
+            if sustained_below is None and len(recent_err) == 20 and np.median(recent_err) < cfg.prediction_threshold:
+                sustained_below = {'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1),
+                                   'cpu_s': round(time.process_time() - cpu_start, 1)}
+        # ---- choose an action
+        if mode == 'always_move':
+            a = 1
+        else:
+            if not queue:
+                scores = r.scores
+                best = np.flatnonzero(scores >= scores.max() - 1e-9)
+                label = r.labels[int(rng.choice(best))]
+                queue = list(label.primitives)
+            a = queue.pop(0)
+        learner.record_action(a)
+        frame = env.step(a)
+        now = time.perf_counter() - t_start
+        if now - last_print >= args.print_every:
+            last_print = now
+            tail = acted[-50:]
+            per = np.mean([t['total'] for t in tail]) if tail else float('nan')
+            print(f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} ae_steps {learner.autoencoder_steps} '
+                  f'recon {r.reconstruction_loss:.5f} pred_err {r.prediction_errors.get(0, float("nan")):.5f} '
+                  f'EV {r.explained_variance if r.explained_variance is not None else float("nan"):.3f} '
+                  f'levels {learner.num_levels} acted-frame {per * 1000:.0f} ms', flush=True)
+        if args.eval_every and n_acted >= next_eval:
+            next_eval += args.eval_every
+            ev = evaluate(learner, env_cfg, args.eval_samples, history_mode, seed=12345)
+            evals.append({'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1), **ev})
+            print(f'[{mode}] eval @ {n_acted}: ' + ', '.join(
+                f'a{a}: EV {ev[f"action_{a}"]["explained_variance_mean"]:.3f} dot '
+                f'{ev[f"action_{a}"]["dot_error_px_median"]} px' for a in range(learner.num_actions)), flush=True)
+    wall = time.perf_counter() - t_start
+    cpu = time.process_time() - cpu_start
+    final = evaluate(learner, env_cfg, args.eval_samples, history_mode, seed=12345,
+                     picture=out_dir / f'world_model_bench_{stamp}_{mode}_heldout.png')
+    panel = learner.visualization_panel()
+    if panel is not None:
+        save_png(panel, out_dir / f'world_model_bench_{stamp}_{mode}_panel.png')
+
+    def split(rows, keys, skip=0):
+        rows = rows[skip:]
+        if not rows:
+            return {}
+        out = {}
+        for k in keys:
+            v = np.array([t.get(k, 0.0) for t in rows]) * 1000
+            out[k] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
+                      'p90_ms': round(float(np.percentile(v, 90)), 1)}
+        return out
+
+    keys = ['encode', 'gate', 'train', 'score', 'total']
+    trained_rows = [t for t in acted if t.get('train', 0) > 0.0]
+    return {
+        'mode': mode, 'wall_s': round(wall, 1), 'cpu_s': round(cpu, 1), 'frames_observed': n_frames,
+        'acted_frames': n_acted, 'gate_closed_iterations': len(closed),
+        'learner_steps': learner.step, 'autoencoder_steps': learner.autoencoder_steps,
+        'predictor_training_steps': [l.training_steps for l in learner.levels], 'levels': learner.num_levels,
+        'gate_first_open': first_gate_open,
+        'prediction_below_threshold_first': first_below,
+        'prediction_below_threshold_median20': sustained_below,
+        'acted_frame_cost': split(acted, keys, skip=min(5, len(acted) // 10)),
+        'acted_frame_cost_with_training': split(trained_rows, keys, skip=min(5, len(trained_rows) // 10)),
+        'gate_closed_frame_cost': split(closed, keys),
+        'evals': evals, 'final_eval': final,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--mode', choices=['always_move', 'uncertainty', 'both'], default='both')
+    p.add_argument('--time-budget', type=float, default=600.0, help='wall seconds per mode')
+    p.add_argument('--frames', type=int, default=0, help='stop a mode after this many acted frames (0: no limit)')
+    p.add_argument('--preset', choices=['full', 'tiny'], default='full')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--ae-lr', type=float, default=None, help='autoencoder lr override (default: config 1e-4)')
+    p.add_argument('--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a WorldModelConfig field (YAML value), repeatable')
+    p.add_argument('--eval-every', type=int, default=500, help='held-out evaluation every N acted frames (0: end only)')
+    p.add_argument('--eval-samples', type=int, default=8)
+    p.add_argument('--print-every', type=float, default=15.0, help='progress line every N seconds')
+    p.add_argument('--out', type=Path, default=ROOT / 'saved' / 'reports')
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    import yaml
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
+    base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
+    cfg = WorldModelConfig.from_dict({**base.to_dict(), **overrides})
+    actions = load_actions()
+    stamp = datetime.now().strftime('%Y%m%d_%H%M%S')
+    args.out.mkdir(parents=True, exist_ok=True)
+    modes = ['always_move', 'uncertainty'] if args.mode == 'both' else [args.mode]
+    report = {'started': stamp, 'preset': args.preset, 'threads': args.threads, 'torch': torch.__version__,
+              'cpu_count': os.cpu_count(), 'load_average_start': list(os.getloadavg()),
+              'config_overrides': overrides, 'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
+              'thresholds': {'reconstruction': cfg.reconstruction_threshold, 'prediction': cfg.prediction_threshold},
+              'runs': []}
+    for mode in modes:
+        print(f'=== {mode}: {args.preset} model, {args.threads} threads, budget {args.time_budget:.0f} s ===', flush=True)
+        report['runs'].append(run(mode, args, cfg, actions, args.out, stamp))
+        report['load_average_end'] = list(os.getloadavg())
+        path = args.out / f'world_model_bench_{stamp}.json'
+        path.write_text(json.dumps(report, indent=2))
+    for r in report['runs']:
+        c = r['acted_frame_cost']
+        print(f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s (cpu {r['cpu_s']} s)")
+        if c:
+            print('  acted frame (ms, mean/median): ' + ', '.join(
+                f"{k} {c[k]['mean_ms']}/{c[k]['median_ms']}" for k in c))
+        g = r['gate_closed_frame_cost']
+        if g:
+            print(f"  gate-closed iteration: {g['total']['mean_ms']} ms mean, {r['gate_closed_iterations']} iterations")
+        print(f"  gate first open: {r['gate_first_open']}")
+        print(f"  fresh prediction error < threshold: first {r['prediction_below_threshold_first']}, "
+              f"median of 20 {r['prediction_below_threshold_median20']}")
+        for a, d in r['final_eval'].items():
+            print(f"  held-out {a}: EV {d['explained_variance_mean']:.3f}, dot error median {d['dot_error_px_median']} px, "
+                  f"within 3 px {d['within_3px']:.2f}")
+    print(f'\nreport: {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
