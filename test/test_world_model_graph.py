@@ -222,3 +222,18 @@ def test_devbot_replay_trains_every_session_of_a_robot_in_order(ros_env, tmp_pat
     bad = subprocess.run([str(BIN / 'devbot'), 'replay', str(tmp_path / 'no_such_session')],
                          cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and 'no_such_session' in bad.stderr
+
+
+def test_world_model_drives_the_simulated_jetbot_over_rpyc(launch, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)
+    run = launch('launch/jetbot_sim_world_model.launch.yaml', 'preset:=tiny', 'max_steps:=30', f'port:={port}',
+                 f'params_file:={params}', f'checkpoint_dir:={tmp_path / "ckpt"}', f'report_dir:={tmp_path / "r"}',
+                 'num_threads:=1')
+    assert run.wait(240) == 0, run.output
+    # every executed action was paired with the first frame after it and learned from
+    assert summary_value(tmp_path / 'r', 'transitions_learned') >= 25
+    assert 'executed' in run.output and 'jetbot_sim_server' in run.output
