@@ -417,6 +417,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         ensemble_heads: output heads E (>= 2); their disagreement measures uncertainty.
         patch_size, in_chans, classifier_channels: for the pixel-difference action classifier.
         prior_scale: scale of the heads' fixed random action priors (0: plain ensemble).
+        query_from_frame: add the current frame's token of the same patch to each future query.
     """
 
     def __init__(self, embed_dim: int = 256, tokens_per_frame: int = 197, action_dim: int = 1,
@@ -424,7 +425,8 @@ class TransformerActionConditionedPredictor(nn.Module):
                  dropout: float = 0.1, action_embed_dim: int = 64, film_hidden_dim: int = 128,
                  film_block_ids: tuple[int, ...] = (0, 2), max_seq_len: int = 4096, delta_latent: bool = True,
                  ensemble_heads: int = 5, patch_size: int = 16, in_chans: int = 3,
-                 classifier_channels: tuple[int, int] = (16, 32), prior_scale: float = 0.1) -> None:
+                 classifier_channels: tuple[int, int] = (16, 32), prior_scale: float = 0.1,
+                 query_from_frame: bool = True) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.tokens_per_frame = tokens_per_frame
@@ -436,6 +438,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         # copy of the current frame's features). Off: the encoder learns from the predictor only
         # through the frame tokens it feeds the transformer (no pull of z_t towards z_{t+1}).
         self.delta_base_grad = False
+        self.query_from_frame = query_from_frame
         self.film_block_ids = tuple(film_block_ids)
 
         self.action_embed = ActionEmbedding(action_dim, film_hidden_dim, action_embed_dim)
@@ -520,10 +523,16 @@ class TransformerActionConditionedPredictor(nn.Module):
         """Action embeddings [B, Ea] at position pos -> tokens [B, 1, D]."""
         return (self.action_token(emb) + self.pos_embed[pos] + self.type_embed.weight[ACTION_TOKEN])[:, None]
 
-    def _query_tokens(self, batch: int, pos: int) -> torch.Tensor:
-        """The learned future queries at positions pos .. pos+T-1 -> [B, T, D]."""
+    def _query_tokens(self, batch: int, pos: int, last_frame: torch.Tensor | None = None) -> torch.Tensor:
+        """The learned future queries at positions pos .. pos+T-1 -> [B, T, D]. With
+        ``query_from_frame`` each query also starts from the current frame's token of the same
+        patch (last_frame [B or 1, T, D]): a query then knows "its" patch without having to find it
+        by attention, and only has to learn where the content comes from."""
         q = self.future_queries + self.pos_embed[pos:pos + self.tokens_per_frame] + self.type_embed.weight[QUERY_TOKEN]
-        return q[None].expand(batch, -1, -1)
+        q = q[None].expand(batch, -1, -1)
+        if self.query_from_frame and last_frame is not None:
+            q = q + last_frame.detach()
+        return q
 
     def max_context_frames(self) -> int:
         """Most context frames that fit the position table with the candidate token and the queries."""
@@ -590,7 +599,7 @@ class TransformerActionConditionedPredictor(nn.Module):
             parts.append(self._frame_tokens(frame_feats[:, i], pos))
             parts.append(self._action_tokens(emb[:, i], pos + t))
             pos += t + 1
-        parts.append(self._query_tokens(b, pos))
+        parts.append(self._query_tokens(b, pos, frame_feats[:, -1]))
         x = torch.cat(parts, dim=1)                                         # [B, L, D]
         film_from = pos - 1                                                  # the candidate action token
         x, _, attn = self._run_layers(x, None, emb[:, -1], film_from, return_attn)
@@ -650,7 +659,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         """
         a = candidate_actions.shape[0]
         emb = self.embed_actions(candidate_actions)                          # [A, Ea]
-        x = torch.cat([self._action_tokens(emb, ctx.length), self._query_tokens(a, ctx.length + 1)], dim=1)
+        x = torch.cat([self._action_tokens(emb, ctx.length), self._query_tokens(a, ctx.length + 1, ctx.last_frame)], dim=1)
         x, _, attn = self._run_layers(x, ctx.kv, emb, 0, return_attn)
         return self._heads(x[:, 1:], ctx.last_frame.expand(a, -1, -1), attn, candidate_actions)
 
