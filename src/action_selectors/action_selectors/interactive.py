@@ -471,18 +471,10 @@ class InteractiveSelector:
     # ------------------------------------------------------------------ end of run
 
     def summary_text(self) -> str:
+        """The runner statistics (also written to report_dir, if set)."""
         labels = {i: action_label(self.space, i) for i in range(self.space.num_actions)}
-        return self.stats.format(labels)
+        return self.stats.finish(labels, self.report_dir)
 
-    def write_report(self):
-        """Write the runner statistics as JSON into report_dir (if set); return the path."""
-        from pathlib import Path
-        if not self.report_dir:
-            return None
-        path = Path(self.report_dir) / 'runner_stats.json'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.stats.summary(), indent=2) + '\n')
-        return path
 
 
 def main(args: list[str] | None = None) -> int:
@@ -523,9 +515,6 @@ def main(args: list[str] | None = None) -> int:
                 spin_until(node, lambda: selector.done)
             finally:
                 print('\n' + selector.summary_text(), flush=True)
-                report = selector.write_report()
-                if report:
-                    print(f'runner statistics written to {report}', flush=True)
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -35,10 +35,8 @@ Parameters:
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -149,14 +147,6 @@ class SelectorNode(Node):
             total = f'/{self.max_steps}' if self.max_steps else ''
             self.get_logger().info(f'step {self.stats.steps}{total}')
 
-    def write_report(self) -> Path | None:
-        """Write the runner statistics as JSON into report_dir (if set); return the path."""
-        if not self.report_dir:
-            return None
-        path = Path(self.report_dir) / 'runner_stats.json'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.stats.summary(), indent=2) + '\n')
-        return path
 
     def _recorder_ready(self, scores) -> bool:
         """True once the recorder subscribes to our commands; until then the trigger is kept
@@ -175,9 +165,10 @@ class SelectorNode(Node):
         return False
 
     def summary_text(self) -> str:
+        """The runner statistics (also written to report_dir, if set)."""
         labels = {i: ', '.join(f'{k}={v:g}' for k, v in self.action_space.values(i).items())
                   for i in range(self.action_space.num_actions)}
-        return self.stats.format(labels)
+        return self.stats.finish(labels, self.report_dir)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -188,9 +179,6 @@ def main(args: list[str] | None = None) -> int:
                 spin_until(node, lambda: node.done)
             finally:
                 print(node.summary_text(), flush=True)
-                report = node.write_report()
-                if report:
-                    print(f'runner statistics written to {report}', flush=True)
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

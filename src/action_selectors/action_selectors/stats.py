@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -54,3 +56,14 @@ class RunnerStats:
             iv = s['interval_s']
             lines.append('interval (ms): ' + '  '.join(f'{k} {1e3 * v:.3f}' for k, v in iv.items()))
         return '\n'.join(lines)
+
+    def finish(self, labels: dict[int, str] | None = None, report_dir: str | Path | None = None) -> str:
+        """The end-of-run text: the summary table and, if ``report_dir`` is given, where the
+        statistics were written as ``runner_stats.json``."""
+        text = self.format(labels)
+        if report_dir:
+            path = Path(report_dir) / 'runner_stats.json'
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.summary(), indent=2) + '\n')
+            text += f'\nrunner statistics written to {path}'
+        return text

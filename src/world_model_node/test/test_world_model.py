@@ -360,14 +360,35 @@ def test_new_hierarchy_level_appears_when_level_below_is_accurate():
 
 
 def test_tiny_model_overfits_a_fixed_toroidal_transition():
-    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, level_creation_steps=10_000)
+    """Sanity check "overfit one example": autoencoder + predictor with the real losses, the
+    learner's optimizers and a fixed dot transition (f0, move) -> f1."""
+    cfg = tiny(reconstruction_threshold=1.0)
     learner = OnlineLearner(cfg, ACTIONS)
-    env = dot_env(seed=1, move=16)                                # two moves wrap back: f0 -> f1 -> f0
-    results, _ = run_steps(learner, env, [1] * 160)
-    losses = [r.predictor_losses[0]['total'] for r in results if 0 in r.predictor_losses]
-    assert np.mean(losses[:5]) > 10 * np.mean(losses[-5:])
-    errs = [r.prediction_errors[0] for r in results if 0 in r.prediction_errors]
-    assert np.mean(errs[-5:]) < 0.2 * np.mean(errs[:5])
+    env = dot_env(seed=1, move=16)
+    x0 = learner._frame_tensor(torch.from_numpy(env.frame()))
+    x1 = learner._frame_tensor(torch.from_numpy(env.step(1)))
+    for i in range(300):                                          # masked autoencoder steps on both frames
+        learner._autoencoder_step(x0 if i % 2 else x1)
+    ae, lvl = learner.autoencoder, learner.levels[0]
+    with torch.no_grad():
+        z0, z1 = ae.encode(x0), ae.encode(x1)
+        r0, p1 = ae.decode(z0), ae.patchify(x1)
+    history = []
+    for _ in range(150):
+        ctx = lvl.predictor.build_context(z0)
+        out = lvl.predictor.predict(ctx, lvl.actions[1:2])        # candidate: move
+        pp = ae.decode(out.prediction)
+        logits = lvl.predictor.classify_action(pp, r0)
+        parts = lvl.predictor.forward_loss(out, pp, z1, p1, logits, torch.tensor([1]), learner._weights())
+        lvl.optimizer.zero_grad()
+        parts['total'].backward()
+        lvl.optimizer.step()
+        history.append({k: float(v) for k, v in parts.items()})
+    first, last = history[0], history[-1]
+    assert first['total'] > 10 * last['total']
+    assert first['latent'] > 10 * last['latent']
+    copy_error = float(((r0 - p1) ** 2).mean())                  # predicting "nothing moves"
+    assert last['patch'] < 0.3 * copy_error
 
 
 # ---------------------------------------------------------------------------------------------
