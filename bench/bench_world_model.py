@@ -269,6 +269,41 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
     }
 
 
+def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray) -> dict:
+    """Per-frame cost with the gate forced open and a predictor training step on EVERY frame
+    (the worst case of an acted frame), alternating actions, after a few warm-up frames."""
+    forced = cfg.replace(reconstruction_threshold=1e9, prediction_threshold=0.0)
+    env = ToroidalDotEnv(ToroidalDotConfig(seed=args.seed))
+    learner = OnlineLearner(forced, actions, device='cpu')
+    frame = env.frame()
+    rows = []
+    for i in range(args.timing_frames + 5):
+        r = learner.observe(frame)
+        if i >= 5:
+            rows.append(r.timings)
+        a = i % 2
+        learner.record_action(a)
+        frame = env.step(a)
+    out = {}
+    for k in ['encode', 'gate', 'train', 'score', 'total']:
+        v = np.array([t.get(k, 0.0) for t in rows]) * 1000
+        out[k] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
+                  'min_ms': round(float(v.min()), 1), 'p90_ms': round(float(np.percentile(v, 90)), 1)}
+    # gate-closed iteration: one masked autoencoder step + the gate's encoding
+    closed = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), actions, device='cpu')
+    r = closed.observe(env.frame())
+    ts = []
+    for _ in range(args.timing_frames):
+        r = closed.train_gate()
+        ts.append(r.timings['total'])
+    v = np.array(ts) * 1000
+    out['gate_closed_iteration'] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
+                                    'min_ms': round(float(v.min()), 1)}
+    out['frames'] = args.timing_frames
+    out['load_average'] = list(os.getloadavg())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--mode', choices=['always_move', 'uncertainty', 'both'], default='both')
@@ -285,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--eval-samples', type=int, default=8)
     p.add_argument('--print-every', type=float, default=15.0, help='progress line every N seconds')
     p.add_argument('--out', type=Path, default=ROOT / 'saved' / 'reports')
+    p.add_argument('--timing-frames', type=int, default=30,
+                   help='frames of the forced-open timing phase (gate open, training every frame); 0: skip')
+    p.add_argument('--timing-only', action='store_true', help='only the timing phase')
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -301,11 +339,22 @@ def main(argv: list[str] | None = None) -> int:
               'config_overrides': overrides, 'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
               'thresholds': {'reconstruction': cfg.reconstruction_threshold, 'prediction': cfg.prediction_threshold},
               'runs': []}
+    path = args.out / f'world_model_bench_{stamp}.json'
+    if args.timing_frames:
+        print(f'=== timing: gate forced open, training + scoring every frame, {args.timing_frames} frames ===',
+              flush=True)
+        report['timing_forced_open'] = t = timing(args, cfg, actions)
+        print('  acted frame (ms, mean/median/min): ' + ', '.join(
+            f"{k} {t[k]['mean_ms']}/{t[k]['median_ms']}/{t[k]['min_ms']}" for k in ['encode', 'train', 'score', 'total']))
+        print(f"  gate-closed iteration (ms, mean/median/min): {t['gate_closed_iteration']['mean_ms']}/"
+              f"{t['gate_closed_iteration']['median_ms']}/{t['gate_closed_iteration']['min_ms']}", flush=True)
+        path.write_text(json.dumps(report, indent=2))
+    if args.timing_only:
+        modes = []
     for mode in modes:
         print(f'=== {mode}: {args.preset} model, {args.threads} threads, budget {args.time_budget:.0f} s ===', flush=True)
         report['runs'].append(run(mode, args, cfg, actions, args.out, stamp))
         report['load_average_end'] = list(os.getloadavg())
-        path = args.out / f'world_model_bench_{stamp}.json'
         path.write_text(json.dumps(report, indent=2))
     for r in report['runs']:
         c = r['acted_frame_cost']

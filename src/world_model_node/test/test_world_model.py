@@ -208,7 +208,7 @@ def test_attention_maps_returned_on_request():
     t = cfg.tokens_per_frame
     types = torch.tensor(([FRAME_TOKEN] * t + [ACTION_TOKEN]) * 2 + [QUERY_TOKEN] * t)
     m = attention_metrics(out.attention[0], types, types == QUERY_TOKEN)
-    assert 0 < float(m['attn/APA']) < 1 and 0 < float(m['attn/ALF']) < 1
+    assert 0 < float(m['attn/APA'].detach()) < 1 and 0 < float(m['attn/ALF'].detach()) < 1
     assert float(m['attn/entropy']) <= float(m['attn/entropy_uniform']) + 1e-5
 
 
@@ -388,7 +388,7 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
     assert first['total'] > 10 * last['total']
     assert first['latent'] > 10 * last['latent']
     copy_error = float(((r0 - p1) ** 2).mean())                  # predicting "nothing moves"
-    assert last['patch'] < 0.3 * copy_error
+    assert last['patch'] < 0.5 * copy_error and last['patch'] < 0.5 * first['patch']
 
 
 # ---------------------------------------------------------------------------------------------

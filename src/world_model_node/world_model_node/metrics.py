@@ -125,6 +125,7 @@ def attention_metrics(attn: torch.Tensor, key_types: torch.Tensor, query_rows: t
     """
     from .models import ACTION_TOKEN, FRAME_TOKEN  # local: keep metrics importable on its own
 
+    attn = attn.detach()
     a = attn[:, query_rows].float().mean(dim=0)                         # [Sq, L] mean over heads
     hist = (key_types == FRAME_TOKEN) | (key_types == ACTION_TOKEN)
     hist_idx = torch.nonzero(hist).flatten()
