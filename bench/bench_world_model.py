@@ -191,7 +191,7 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
             r = learner.train_gate()
         if not r.gate_open:
             break
-        acted.append(r.timings)
+        acted.append({**r.timings, 'trained': float(bool(r.trained_levels))})
         n_acted += 1
         if first_gate_open is None:
             first_gate_open = {'frames': n_frames, 'learner_steps': r.step, 'autoencoder_steps': learner.autoencoder_steps,
@@ -253,7 +253,7 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
         return out
 
     keys = ['encode', 'gate', 'train', 'score', 'total']
-    trained_rows = [t for t in acted if t.get('train', 0) > 0.0]
+    trained_rows = [t for t in acted if t['trained']]                 # a predictor training step happened
     return {
         'mode': mode, 'wall_s': round(wall, 1), 'cpu_s': round(cpu, 1), 'frames_observed': n_frames,
         'acted_frames': n_acted, 'gate_closed_iterations': len(closed),

@@ -20,7 +20,9 @@ One ``observe`` of a frame f_t after the action a_{t-1}:
    a_{t-1}), is compared with f_t; for each level whose error > PREDICTION_THRESHOLD one training
    step. Level 0 trains jointly with the autoencoder (predictor losses + the reconstruction MSE,
    one backward, one step per optimizer); higher levels train their own predictor on cached
-   features.
+   features. A level that is accurate does not train, but its ensemble heads still take one
+   cheap step on the transition (on stored trunk features), so that what has been seen becomes
+   certain.
 4. score every candidate action of every level: ONE batched predictor pass per level over the
    context ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]``;
    the score is the entropy of the ensemble's predictive distribution.
@@ -138,6 +140,7 @@ class _Pending:
     ctx: PredictorContext          # keys/values; the current-frame part carries the graph
     enc: _Encoded                  # encoding of that frame (graph to the autoencoder)
     pred_patches: torch.Tensor     # [A, N, P] decoded predictions of all candidates (no graph)
+    features: torch.Tensor         # [A, T, D] trunk outputs the ensemble heads read (no graph)
     ae_version: int
     pred_version: int
 
@@ -552,6 +555,7 @@ class OnlineLearner:
         target_patches = self._latest.target                            # [1, N, P]
         losses: list[torch.Tensor] = []
         trained: list[_Level] = []
+        calibrate: list[tuple] = []
         joint_ae = False
 
         for lvl in self.levels:
@@ -572,6 +576,7 @@ class OnlineLearner:
                 self._last_fresh = {'patches': pred_p[0], 'error': float(err), 'action': a_idx, 'step': cur.step}
                 result.explained_variance = float(ev)
                 err_f = self._last_fresh['error']
+                head_input = (pend.features[a_idx:a_idx + 1], pend.ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
                 if err_f > cfg.prediction_threshold:
                     out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
                     pp = self.autoencoder.decode(out.prediction)
@@ -586,6 +591,7 @@ class OnlineLearner:
                 if ctx is None:
                     continue
                 out = lvl.predictor.predict(ctx, lvl.actions[a_idx:a_idx + 1])
+                head_input = (out.features.detach(), ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
                 pp = self._decode_frozen(out.prediction)
                 err_f = float(F.mse_loss(pp.detach(), target_patches))
                 if err_f > cfg.prediction_threshold:
@@ -603,6 +609,17 @@ class OnlineLearner:
                 trained.append(lvl)
             else:
                 lvl.consecutive_accurate += 1
+                calibrate.append((lvl, head_input, z_target))
+
+        # ---- accurate levels: update only the ensemble heads on this transition, so that the
+        # uncertainty of a transition falls once it has been seen (without it, a transition that
+        # is predicted well by chance would never become "known" and would keep its score)
+        for lvl, (feats, base, act), target in calibrate:
+            lvl.optimizer.zero_grad(set_to_none=True)
+            heads = lvl.predictor.heads_from_features(feats, base, act).head_predictions[:, :, 1:]
+            F.mse_loss(heads, target[None, :, 1:].expand_as(heads)).backward()
+            lvl.optimizer.step()
+            lvl.version += 1
 
         if not trained:
             return False
@@ -655,7 +672,7 @@ class OnlineLearner:
         with torch.no_grad():
             out = lvl.predictor.predict(ctx, lvl.actions)
             pred_patches = self.autoencoder.decode(out.prediction)
-        return _Pending(entry.step, ctx, enc, pred_patches, self._ae_version, lvl.version)
+        return _Pending(entry.step, ctx, enc, pred_patches, out.features, self._ae_version, lvl.version)
 
     # ------------------------------------------------------------------ 4. scoring
 
@@ -670,7 +687,8 @@ class OnlineLearner:
                 ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps)   # [A_k]
                 pred_patches = self.autoencoder.decode(out.prediction)            # [A_k, N, P]
             if grad:
-                self._pending = _Pending(self.history[e].step, ctx, enc, pred_patches, self._ae_version, lvl.version)
+                self._pending = _Pending(self.history[e].step, ctx, enc, pred_patches, out.features,
+                                         self._ae_version, lvl.version)
             scores.append(ent)
             patches.append(pred_patches)
             labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]

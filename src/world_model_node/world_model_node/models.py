@@ -382,6 +382,7 @@ class PredictorOutput:
     prediction: torch.Tensor             # [B, T, D] mean prediction of the next frame's features
     head_predictions: torch.Tensor       # [E, B, T, D] one prediction per ensemble head
     attention: torch.Tensor | None = None  # [B, H, S, L] last layer's attention (rows: this segment's tokens)
+    features: torch.Tensor | None = None   # [B, T, D] normalised query outputs the heads read (for head-only updates)
 
 
 @dataclass
@@ -576,7 +577,16 @@ class TransformerActionConditionedPredictor(nn.Module):
         if self.prior_scale > 0:
             deltas = deltas + self.action_prior(actions)[:, :, None]
         heads = base[None] + deltas if self.delta_latent else deltas
-        return PredictorOutput(heads.mean(dim=0), heads, attn)
+        return PredictorOutput(heads.mean(dim=0), heads, attn, h)
+
+    def heads_from_features(self, features: torch.Tensor, base: torch.Tensor, actions: torch.Tensor) -> PredictorOutput:
+        """Re-run only the ensemble heads on stored trunk features [B, T, D] (normalised query
+        outputs), base [B, T, D], actions [B, C]: gradient reaches the heads only."""
+        deltas = torch.einsum('btd,edf->ebtf', features, self.head_weight) + self.head_bias[:, None, None]
+        if self.prior_scale > 0:
+            deltas = deltas + self.action_prior(actions)[:, :, None]
+        heads = base[None] + deltas if self.delta_latent else deltas
+        return PredictorOutput(heads.mean(dim=0), heads, None, features)
 
     # ------------------------------------------------------------------ full forward
 
