@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pytest
 
-from graphtest import BIN, REPO
+from graphtest import BIN, REPO, read_fields
 
 websockets = pytest.importorskip('websockets', reason='the Foxglove client needs websockets==17.4 (requirements.txt)')
 
@@ -64,41 +64,6 @@ except KeyboardInterrupt:
 
 def expected_pixels() -> np.ndarray:
     return (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
-
-
-def read_fields(buf: bytes) -> dict[int, list]:
-    """Protobuf wire format -> field number -> raw values (varints and fixed ints as int)."""
-    fields: dict[int, list] = {}
-    pos = 0
-
-    def varint():
-        nonlocal pos
-        shift = value = 0
-        while True:
-            byte = buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    while pos < len(buf):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value = varint()
-        elif wire == 2:
-            size = varint()
-            value = buf[pos:pos + size]
-            pos += size
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value = int.from_bytes(buf[pos:pos + size], 'little')
-            pos += size
-        else:
-            raise ValueError(f'wire type {wire}')
-        fields.setdefault(number, []).append(value)
-    return fields
 
 
 def field_numbers(descriptor_set: bytes, message: str) -> dict[str, int]:

@@ -12,41 +12,7 @@ from devbot.foxglove_bridge import (DEFAULT_TOPICS, DIAGNOSTICS, IMAGE, JOINT_ST
                                     _parse, diagnostics_json, image_fields, joint_state_json, normalize_type,
                                     parse_topic_spec, point_json, raw_image, resolve_topic)
 from devbot.image import ImageError, numpy_to_image
-
-
-# a protobuf wire-format reader, independent of the SDK: field number -> list of raw values
-def read_fields(buf: bytes) -> dict[int, list]:
-    fields: dict[int, list] = {}
-    pos = 0
-
-    def varint():
-        nonlocal pos
-        shift = value = 0
-        while True:
-            byte = buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    while pos < len(buf):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value = varint()
-        elif wire == 2:
-            size = varint()
-            value = buf[pos:pos + size]
-            pos += size
-        elif wire in (1, 5):  # fixed64 / fixed32 (the unsigned fields of these schemas)
-            size = 8 if wire == 1 else 4
-            value = int.from_bytes(buf[pos:pos + size], 'little')
-            pos += size
-        else:
-            raise ValueError(f'wire type {wire}')
-        fields.setdefault(number, []).append(value)
-    return fields
+from graphtest import read_fields
 
 
 def message_field_numbers(descriptor_set: bytes, message: str) -> dict[str, int]:
