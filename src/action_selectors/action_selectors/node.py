@@ -25,8 +25,9 @@ Parameters:
         never just an action), e.g. ``actions=1`` or ``from=10; to=60`` [''].
     seed (int): RNG seed of random/uncertainty policies; -1 = random [-1].
     trigger (string): frame | scores; empty = scores for uncertainty, frame otherwise [''].
-    wait_for_recorder (bool): send no command before a node named ``recorder`` subscribes to
-        motor_command (set by the launch files' ``record:=true``) [false].
+    wait_for_recorder (bool): send no command before a node named ``recorder`` has subscribed
+        to motor_command, motor_command/executed and camera/image_raw (set by the launch files'
+        ``record:=true``) [false].
     report_dir (string): write runner_stats.json here at the end; empty = no file [''].
     max_steps (int): stop after this many actions (0 = run until stopped) [0]. The node then
         waits for the trigger that follows its last action, prints the runner statistics and
@@ -55,6 +56,8 @@ from devbot.spin import spin_until
 
 # seconds between progress lines
 PROGRESS_PERIOD_S = 2.0
+# wait_for_recorder: seconds the recorder's subscriptions must have been visible before acting
+RECORDER_SETTLE_S = 0.5
 
 
 class SelectorNode(Node):
@@ -106,6 +109,7 @@ class SelectorNode(Node):
         self._command = JointState()
         self._retry_timer = None
         self._pending_scores = None
+        self._recorder_seen: float | None = None
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
         self.get_logger().info(f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
                                + (f', max_steps {self.max_steps}' if self.max_steps else ''))
@@ -149,10 +153,18 @@ class SelectorNode(Node):
 
 
     def _recorder_ready(self, scores) -> bool:
-        """True once the recorder subscribes to our commands; until then the trigger is kept
-        and re-tried by a timer, so a recorded session starts with its first transition."""
-        topic = self._command_pub.topic_name
-        if any(info.node_name == 'recorder' for info in self.get_subscriptions_info_by_topic(topic)):
+        """True once the recorder has subscribed to the loop's topics (commands, executed
+        actions, frames) for RECORDER_SETTLE_S; until then the trigger is kept and re-tried by a
+        timer, so a recorded session starts with its first transition. The settle time covers
+        the robot matching the recorder's readers after this node has seen them."""
+        names = [self._command_pub.topic_name] + [self.resolve_topic_name(t) for t in
+                                                   (topics.MOTOR_EXECUTED, topics.CAMERA_IMAGE)]
+        subscribed = all(any(info.node_name == 'recorder' for info in self.get_subscriptions_info_by_topic(t))
+                         for t in names)
+        now = time.monotonic()
+        if subscribed and self._recorder_seen is None:
+            self._recorder_seen = now
+        if subscribed and now - self._recorder_seen >= RECORDER_SETTLE_S:
             self.wait_for_recorder = False
             if self._retry_timer is not None:
                 self.destroy_timer(self._retry_timer)
