@@ -337,6 +337,7 @@ def main(args: list[str] | None = None) -> int:
             # a second Ctrl-C must not cut the checkpoint and the report short
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             summary = node.finish()
+            node.destroy_node()  # before the context goes: rclpy handles freed after it can crash
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0 if node is None else 1  # interrupted while starting: nothing learned yet
     # print, not log: after Ctrl-C the context (and so /rosout) is already shut down
