@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +57,13 @@ def read_fields(buf: bytes) -> dict[int, list]:
             raise ValueError(f'wire type {wire}')
         fields.setdefault(number, []).append(value)
     return fields
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    """Poll ``condition`` every 10 ms until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

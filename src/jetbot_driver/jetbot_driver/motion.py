@@ -36,6 +36,17 @@ class Aborted(RuntimeError):
     """A motion was cut short (shutdown); the motors were stopped."""
 
 
+def _finite(value, what: str) -> float:
+    """``value`` as a finite float; MotionError for NaN/inf/non-numbers."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise MotionError(f'{what} must be a number, got {value!r}') from None
+    if not math.isfinite(value):
+        raise MotionError(f'{what} must be finite, got {value}')
+    return value
+
+
 @dataclass(frozen=True)
 class MotionLimits:
     max_speed: float = 1.0       # |motor value| never exceeds this (and never 1)
@@ -49,21 +60,11 @@ class MotionLimits:
 
     def clamp(self, value: float) -> float:
         """A finite speed clamped to [-max_speed, max_speed]; MotionError for NaN/inf/non-numbers."""
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise MotionError(f'motor speed must be a number, got {value!r}') from None
-        if not math.isfinite(value):
-            raise MotionError(f'motor speed must be finite, got {value}')
+        value = _finite(value, 'motor speed')
         return max(-self.max_speed, min(self.max_speed, value))
 
     def check_duration(self, duration: float) -> float:
-        try:
-            duration = float(duration)
-        except (TypeError, ValueError):
-            raise MotionError(f'duration must be a number, got {duration!r}') from None
-        if not math.isfinite(duration):
-            raise MotionError(f'duration must be finite, got {duration}')
+        duration = _finite(duration, 'duration')
         if duration < 0.0:
             raise MotionError(f'duration must be >= 0, got {duration}')
         if duration > self.max_duration:

@@ -14,6 +14,7 @@ from jetbot_driver.motion import (Aborted, MotionError, MotionLimits, MotorContr
                                   twist_to_wheels)
 from jetbot_driver.sim_server import SimServer
 from jetbot_driver.worker import Executed, Fatal, Frame, Notice, RobotWorker, WorkerConfig
+from graphtest import wait_for
 
 SEED_TURN = (0.0, 0.12, 0.2)  # the seed's moving action: motor_left 0, motor_right 0.12, 0.2 s
 EXPECTED_TURN = [(0.0, 0.03), (0.0, 0.06), (0.0, 0.09), (0.0, 0.12),
@@ -30,15 +31,6 @@ def flat(pairs):
 
 def same_pairs(got, expected, tol=1e-9):
     return len(got) == len(expected) and flat(got) == pytest.approx(flat(expected), abs=tol)
-
-
-def wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def collect(worker, kinds, timeout=5.0):

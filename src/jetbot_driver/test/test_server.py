@@ -17,15 +17,7 @@ from jetbot_driver.client import ConnectionLost, JetBotClient
 from jetbot_driver.server import HardwareError, JetbotLibraryHardware, strip_ros_args
 from jetbot_driver.server import main as server_main
 from jetbot_driver.sim_server import SimServer
-
-
-def wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
+from graphtest import wait_for
 
 
 def test_camera_frame_is_base64_jpeg_224_bgr_of_the_sim(sim):
