@@ -20,11 +20,12 @@ from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointError, CheckpointManager, load_file
 from world_model_node.config import ConfigError, WorldModelConfig
 from world_model_node.learner import ActionLabel, OnlineLearner
-from world_model_node.metrics import (WandbLogger, attention_metrics, explained_variance, grad_norm_stats,
-                                      interval_stats, snapshot, update_ratio_stats)
+from world_model_node.diagnostics import attention_metrics
+from world_model_node.metrics import (WandbLogger, explained_variance, grad_norm_stats, interval_stats, snapshot,
+                                      update_ratio_stats)
 from world_model_node.models import (ACTION_TOKEN, FRAME_TOKEN, QUERY_TOKEN, FiLM, MaskedAutoencoderViT,
-                                     TransformerActionConditionedPredictor, ensemble_entropy, patchify,
-                                     sincos_2d, unpatchify)
+                                     TransformerActionConditionedPredictor, build_predictor, ensemble_entropy,
+                                     patchify, sincos_2d, unpatchify)
 
 torch.set_num_threads(1)   # the tiny models gain nothing from a second thread
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)       # the dot: stay, move right
@@ -40,13 +41,7 @@ def dot_env(seed: int = 0, move: int = 5) -> ToroidalDotEnv:
 
 def make_predictor(cfg: WorldModelConfig, seed: int = 0, **kw) -> TransformerActionConditionedPredictor:
     torch.manual_seed(seed)
-    args = dict(embed_dim=cfg.embed_dim, tokens_per_frame=cfg.tokens_per_frame, action_dim=1, num_actions=2,
-                depth=cfg.predictor_depth, num_heads=cfg.predictor_heads, ffn_dim=cfg.predictor_ffn_dim,
-                dropout=0.0, action_embed_dim=cfg.action_embed_dim, film_hidden_dim=cfg.film_hidden_dim,
-                film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len, ensemble_heads=cfg.ensemble_heads,
-                patch_size=cfg.patch_size, classifier_channels=cfg.classifier_channels)
-    args.update(kw)
-    return TransformerActionConditionedPredictor(**args).eval()
+    return build_predictor(cfg, action_dim=1, num_actions=2, **{'dropout': 0.0, **kw}).eval()
 
 
 def run_steps(learner: OnlineLearner, env: ToroidalDotEnv, actions, frame=None):

@@ -1,4 +1,4 @@
-"""Training metrics (SPEC D5), attention diagnostics (SPEC D6) and optional wandb logging.
+"""Training metrics (SPEC D5) and optional wandb logging (the D6 diagnostics are in ``diagnostics``).
 
 Every metric is computed with tensor ops on the tensors' device and returned as a dict of 0-d
 tensors; ``to_floats`` moves a whole dict to the host in one transfer when it is logged. (The
@@ -106,54 +106,6 @@ def interval_stats(intervals: torch.Tensor, prefix: str = 'action_timing') -> di
 
 
 # ---------------------------------------------------------------------------------------------
-# attention diagnostics (SPEC D6)
-# ---------------------------------------------------------------------------------------------
-
-def attention_metrics(attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor,
-                      recent: int = 16) -> dict[str, torch.Tensor]:
-    """APA, ALF, TTAR, RI@16 and row entropy of the last layer's attention.
-
-    Args:
-        attn: [H, S, L] attention of S query rows over L keys (a sample of a batch).
-        key_types: [L] token types of the keys (models.FRAME_TOKEN / ACTION_TOKEN / QUERY_TOKEN).
-        query_rows: [S] bool, which rows are future-query tokens (the metrics average over them).
-        recent: RI@k counts the mass on the k most recent *history* (frame/action) tokens.
-    Returns:
-        'attn/APA' mass on the last action token before the queries, 'attn/ALF' mass on the last
-        frame's tokens, 'attn/TTAR' action mass / frame mass, 'attn/RI@<k>', 'attn/entropy' of
-        each row over its causal support and 'attn/entropy_uniform' (the uniform baseline).
-    """
-    from .models import ACTION_TOKEN, FRAME_TOKEN  # local: keep metrics importable on its own
-
-    attn = attn.detach()
-    a = attn[:, query_rows].float().mean(dim=0)                         # [Sq, L] mean over heads
-    hist = (key_types == FRAME_TOKEN) | (key_types == ACTION_TOKEN)
-    hist_idx = torch.nonzero(hist).flatten()
-    action_idx = torch.nonzero(key_types == ACTION_TOKEN).flatten()
-    frame_idx = torch.nonzero(key_types == FRAME_TOKEN).flatten()
-    out: dict[str, torch.Tensor] = {}
-    last_action = action_idx[-1] if action_idx.numel() else None
-    out['attn/APA'] = a[:, last_action].mean() if last_action is not None else a.new_zeros(())
-    if frame_idx.numel():
-        # the last frame = the last run of consecutive frame tokens
-        breaks = torch.nonzero(frame_idx[1:] - frame_idx[:-1] != 1).flatten()
-        start = frame_idx[breaks[-1] + 1] if breaks.numel() else frame_idx[0]
-        last_frame = frame_idx[frame_idx >= start]
-        out['attn/ALF'] = a[:, last_frame].sum(dim=1).mean()
-    act_mass = a[:, action_idx].sum(dim=1).mean()
-    frame_mass = a[:, frame_idx].sum(dim=1).mean()
-    out['attn/TTAR'] = act_mass / frame_mass.clamp_min(1e-12)
-    out[f'attn/RI@{recent}'] = a[:, hist_idx[-recent:]].sum(dim=1).mean()
-    # entropy of each row over its causal support (keys with nonzero allowed weight)
-    support = attn[:, query_rows].float() > 0                           # [H, Sq, L]
-    p = attn[:, query_rows].float().clamp_min(1e-30)
-    ent = -(attn[:, query_rows].float() * p.log()).sum(dim=-1)          # [H, Sq]
-    out['attn/entropy'] = ent.mean()
-    out['attn/entropy_uniform'] = support.sum(dim=-1).float().log().mean()
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # logging
 # ---------------------------------------------------------------------------------------------
 
@@ -257,4 +209,4 @@ def _has_wandb_key() -> bool:
 
 
 __all__ = ['explained_variance', 'grad_norm_stats', 'snapshot', 'update_ratio_stats', 'interval_stats',
-           'attention_metrics', 'to_floats', 'WandbLogger', 'layer_key']
+           'to_floats', 'WandbLogger', 'layer_key']
