@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def in_process(preset: str, seconds: float, threads: int) -> float:
+def in_process(preset: str, seconds: float, threads: int) -> tuple[float, float]:
+    """(acted frames/s, mean ms of the learner's own work per frame)."""
     import numpy as np
     import torch
     from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
@@ -41,16 +42,17 @@ def in_process(preset: str, seconds: float, threads: int) -> float:
         learner.observe(frame)
         learner.record_action(1)
         frame = env.step(1)
-    count, start = 0, time.perf_counter()
+    count, learn, start = 0, 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        learner.observe(frame)
+        learn += learner.observe(frame).timings['total']
         learner.record_action(1)
         frame = env.step(1)
         count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), 1000 * learn / count
 
 
-def in_graph(preset: str, seconds: float, threads: int) -> float:
+def in_graph(preset: str, seconds: float, threads: int) -> tuple[float, float]:
+    """(acted frames/s, mean ms of the learner's own work per frame) from the node's report."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(120, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / 'wm.yaml'
@@ -65,7 +67,8 @@ def in_graph(preset: str, seconds: float, threads: int) -> float:
     # skip the first rows (start-up, discovery); rate over the rest
     rows = rows[3:]
     t = [float(r['time_s']) for r in rows]
-    return (len(rows) - 1) / (t[-1] - t[0])
+    learn = sum(float(r['learn_ms']) for r in rows[1:]) / (len(rows) - 1)
+    return (len(rows) - 1) / (t[-1] - t[0]), learn
 
 
 def main() -> None:
@@ -74,14 +77,17 @@ def main() -> None:
     parser.add_argument('--seconds', type=float, default=120.0, help='measuring time of each side')
     parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
     args = parser.parse_args()
-    alone = in_process(args.preset, args.seconds, args.threads)
-    print(f'learner in-process:        {alone:7.2f} acted frames/s  ({1000 / alone:7.1f} ms/frame)', flush=True)
-    graph = in_graph(args.preset, args.seconds, args.threads)
-    print(f'sim + world model + selector: {graph:7.2f} acted frames/s  ({1000 / graph:7.1f} ms/frame)')
+    alone, alone_learn = in_process(args.preset, args.seconds, args.threads)
+    print(f'learner in-process:           {alone:7.2f} acted frames/s  ({1000 / alone:7.1f} ms/frame, '
+          f'learner {alone_learn:6.1f} ms)', flush=True)
+    graph, graph_learn = in_graph(args.preset, args.seconds, args.threads)
+    print(f'sim + world model + selector: {graph:7.2f} acted frames/s  ({1000 / graph:7.1f} ms/frame, '
+          f'learner {graph_learn:6.1f} ms, outside the learner {1000 / graph - graph_learn:6.1f} ms)')
     overhead = (1 / graph - 1 / alone) / (1 / alone)
     print(f'ROS overhead: {100 * overhead:+.1f}% of the per-frame time (target < 10%)')
     print(json.dumps({'preset': args.preset, 'threads': args.threads, 'in_process_fps': alone,
-                      'graph_fps': graph, 'overhead': overhead}))
+                      'graph_fps': graph, 'overhead': overhead, 'in_process_learner_ms': alone_learn,
+                      'graph_learner_ms': graph_learn}))
 
 
 if __name__ == '__main__':

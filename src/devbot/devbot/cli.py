@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'play': ('devbot.bag.play:main', 'play a rosbag2 session back (rate, loop, lockstep)'),
     'bag': ('devbot.bag.cli:main', 'list, inspect and reindex recorded sessions'),
     'replay': ('world_model_node.replay:main', 'train the world model offline from recorded sessions'),
+    'train': ('world_model_node.offline.cli:main', 'batched, resumable offline training from sessions (torchrun-ready)'),
     'explore': ('world_model_node.explore_cli:main', 'session explorer: sessions and a world model as tables/figures'),
     'foxglove': ('devbot.foxglove_bridge:main', 'serve topics to the Foxglove app over WebSocket'),
     'jetbot-feed': ('jetbot_driver.feed:main', 'live camera feed of a JetBot over RPyC'),

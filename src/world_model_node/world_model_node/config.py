@@ -27,6 +27,21 @@ class ConfigError(ValueError):
     """A world-model configuration that cannot be used (unknown key, bad value)."""
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML document (an empty file is ``{}``).
+
+    Raises:
+        ConfigError: the file does not exist or is not valid YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file not found: {path}')
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f'{path}: invalid YAML: {exc}') from exc
+
+
 @dataclass
 class WorldModelConfig:
     # ---------------------------------------------------------------- quality thresholds
@@ -231,13 +246,7 @@ class WorldModelConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = 'world_model') -> 'WorldModelConfig':
         """Load from a YAML file: the mapping under ``section`` if present, else the whole document."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f'world model config not found: {path}')
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f'{path}: invalid YAML: {exc}') from exc
+        doc = read_yaml(path)
         if section is not None and isinstance(doc, Mapping) and section in doc:
             doc = doc[section]
         try:

@@ -45,11 +45,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import queue
 import re
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 
@@ -137,9 +139,11 @@ class WorldModelNode(Node):
         self.checkpoint_dir = Path(checkpoint_dir or Path('saved') / 'checkpoints' / robot)
         stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
         self.report_dir = Path(report_dir or Path('saved') / 'reports' / f'{robot}_world_model_{stamp}')
-        self.learner = OnlineLearner(self.config, self.action_space.normalized(), device=device,
-                                     checkpoint_dir=self.checkpoint_dir, wandb_project=wandb_project or None,
-                                     run_name=f'{robot}_{stamp}')
+        # every torch call of this node runs on one thread: see TorchThread
+        self._torch = TorchThread('world_model_learner')
+        self.learner = self._torch.call(OnlineLearner, self.config, self.action_space.normalized(), device=device,
+                                        checkpoint_dir=self.checkpoint_dir, wandb_project=wandb_project or None,
+                                        run_name=f'{robot}_{stamp}')
         self.loop = LearningLoop(self.learner, on_frame_done=self._ack_frame)
         self.report = RunReport(self.report_dir, f'{robot} world model, run {stamp}',
                                 self.config.reconstruction_threshold, self.config.prediction_threshold)
@@ -164,8 +168,7 @@ class WorldModelNode(Node):
         self._scores_msg: JointState | None = None
         self._frame_stamps: dict[int, object] = {}
         self._started = time.monotonic()
-        self._worker = threading.Thread(target=self._work, name='world_model_learner', daemon=True)
-        self._worker.start()
+        self._worker = self._torch.submit(self._work)
         resumed = f'resumed at step {self.start_step}' if self.start_step else 'fresh start'
         self.get_logger().info(
             f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device}, {resumed}, '
@@ -316,13 +319,61 @@ class WorldModelNode(Node):
         """Stop the worker, save a checkpoint, write the report; return the summary path."""
         self.done.set()
         self.loop.close()
-        self._worker.join(timeout=120)
-        self.learner.close()
-        panel = self.learner.visualization_panel() if self.loop.counters.frames_observed else None
-        labels = [str(label) for label in self.learner.labels()]
+        try:
+            self._worker.result(timeout=120)
+        except Exception:  # noqa: BLE001 - _work logs its own failure; the checkpoint still gets saved
+            pass
+        panel, labels = self._torch.call(self._close_learner, timeout=600)
+        self._torch.stop()
         extra = {'frames_dropped': self.loop.counters.frames_dropped, 'bad_images': self.bad_images,
                  'checkpoint_generation': self.learner.generation, 'checkpoint_dir': str(self.checkpoint_dir)}
         return self.report.write(panel, labels, extra)
+
+    def _close_learner(self):
+        """(On the torch thread.) Save the final checkpoint; the last panel and action labels."""
+        self.learner.close()
+        panel = self.learner.visualization_panel() if self.loop.counters.frames_observed else None
+        return panel, [str(label) for label in self.learner.labels()]
+
+
+class TorchThread:
+    """One thread that runs every torch call of the node, one job at a time.
+
+    Why: libgomp (torch's OpenMP) keeps a thread team per calling thread, and once the process has
+    more OpenMP threads than CPUs it stops spin-waiting between parallel regions. Building the
+    model on the main thread and learning on a worker doubled the teams and made every learner
+    step ~35% slower on 2 cores (bench/bench_world_model_graph.py). Daemon thread: a stuck job
+    must not keep the process alive after the node gave up waiting for it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        """Queue ``fn(*args, **kwargs)``; its Future carries the result or the exception."""
+        future: Future = Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+    def call(self, fn, *args, timeout: float | None = None, **kwargs):
+        """Run ``fn`` on the thread and wait for its result (re-raises its exception)."""
+        return self.submit(fn, *args, **kwargs).result(timeout)
+
+    def stop(self) -> None:
+        """Let the thread end after the queued jobs."""
+        self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args, kwargs = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
+                future.set_exception(exc)
 
 
 def main(args: list[str] | None = None) -> int:

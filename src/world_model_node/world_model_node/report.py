@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = ('step', 'time_s', 'gate_open', 'reconstruction_loss', 'autoencoder_loss', 'prediction_error',
+COLUMNS = ('step', 'time_s', 'learn_ms', 'gate_open', 'reconstruction_loss', 'autoencoder_loss', 'prediction_error',
            'explained_variance', 'predictor_loss', 'num_levels')
 
 
@@ -46,6 +46,7 @@ class RunReport:
         self.rows.append({
             'step': result.step,
             'time_s': time.monotonic() - self.started,
+            'learn_ms': 1000.0 * (result.timings or {}).get('total', math.nan),   # the learner's own time
             'gate_open': int(result.gate_open),
             'reconstruction_loss': result.reconstruction_loss,
             'autoencoder_loss': _num(result.autoencoder_loss),
@@ -114,7 +115,7 @@ class RunReport:
         import matplotlib.pyplot as plt
         steps = np.array([r['step'] for r in self.rows], dtype=float)
         fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
-        col = {k: np.array([r[k] for r in self.rows], dtype=float) for k in COLUMNS[3:8]} if self.rows else {}
+        col = {k: np.array([r[k] for r in self.rows], dtype=float) for k in COLUMNS if k not in ('step', 'time_s')} if self.rows else {}
         ax = axes[0]
         if self.rows:
             ax.semilogy(steps, col['reconstruction_loss'], lw=0.8, label='reconstruction (unmasked)')
