@@ -333,6 +333,34 @@ def test_uncertainty_of_seen_transition_lower_than_unseen(prediction_threshold):
     assert r.most_uncertain(0) == ActionLabel(0, 1, (1,))
 
 
+def _unpredictable_run(residual_decay: float) -> np.ndarray:
+    """Alternate "stay" (the same frame again) and an action whose outcome is fresh noise."""
+    cfg = tiny(reconstruction_threshold=1.0, residual_decay=residual_decay)
+    learner = OnlineLearner(cfg, ACTIONS)
+    rng = np.random.default_rng(0)
+    still = dot_env(seed=6).frame()
+    r = learner.observe(still)
+    for i in range(80):
+        a = i % 2
+        learner.record_action(a)
+        r = learner.observe(rng.integers(0, 256, still.shape, dtype=np.uint8) if a else still)
+        if a:                                   # come back to the still frame before the next pair
+            learner.record_action(0)
+            r = learner.observe(still)
+    return r.level_scores(0)[0]
+
+
+def test_uncertainty_stays_high_for_an_action_the_model_keeps_getting_wrong():
+    # the heads are trained on both actions' outcomes, so they agree on both; what is left of the
+    # uncertainty of the noise action is its residual (the errors its predictions keep having)
+    stay, noise = _unpredictable_run(residual_decay=0.9)
+    assert noise > stay + 0.3
+    # without the residual (decay 1: every action keeps its initial value) the ensemble alone
+    # does not keep the unpredictable action ahead by that margin
+    stay_e, noise_e = _unpredictable_run(residual_decay=1.0)
+    assert noise_e - stay_e < (noise - stay) - 0.3
+
+
 def test_new_hierarchy_level_appears_when_level_below_is_accurate():
     cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=1.0, level_creation_steps=4, max_levels=2)
     learner = OnlineLearner(cfg, ACTIONS)

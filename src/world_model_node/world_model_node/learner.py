@@ -160,6 +160,10 @@ class _Level:
             self.predictor = build_predictor(cfg, self.span * c, len(self.primitives))
         self.predictor.to(device).eval()        # inference and the online step run in eval mode
         self.optimizer = make_adamw(self.predictor.parameters(), cfg.predictor_lr, cfg)
+        # per action: EMA of the latent MSE of its fresh predictions, the residual part of the
+        # predictive variance (untried actions start high)
+        self.residual = torch.full((len(self.primitives),), float(cfg.initial_residual), device=device)
+        self.residual_decay = float(cfg.residual_decay)
         self.consecutive_accurate = 0           # fresh predictions in a row under PREDICTION_THRESHOLD
         self.training_steps = 0
         self.version = 0                        # bumped by every optimizer step
@@ -169,6 +173,12 @@ class _Level:
     @property
     def num_actions(self) -> int:
         return len(self.primitives)
+
+    def observe_residual(self, action: int, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        """Fold the error of a fresh prediction [1, T, D] of ``action`` vs the target features
+        [1, T, D] (CLS excluded) into that action's residual."""
+        err = F.mse_loss(prediction.detach()[:, 1:], target.detach()[:, 1:])
+        self.residual[action] = self.residual_decay * self.residual[action] + (1 - self.residual_decay) * err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,6 +417,8 @@ class OnlineLearner:
                 lvl.consecutive_accurate = int(ls['consecutive_accurate'])
                 lvl.training_steps = int(ls['training_steps'])
                 lvl.last_error = None if ls['last_error'] is None else float(ls['last_error'])
+                if 'residual' in ls:        # checkpoints before the residual: untried-level values
+                    lvl.residual.copy_(ls['residual'].to(self.device))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f'{self.checkpoints.directory}: checkpoint does not fit this model: {exc}') from exc
         self.step = int(state['step'])
@@ -567,6 +579,8 @@ class OnlineLearner:
                 result.explained_variance = float(ev)
                 err_f = self._last_fresh['error']
                 head_input = (pend.features[a_idx:a_idx + 1], pend.ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
+                with torch.no_grad():
+                    lvl.observe_residual(a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target)
                 if err_f > cfg.prediction_threshold:
                     out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
                     pp = self.autoencoder.decode(out.prediction)
@@ -582,6 +596,7 @@ class OnlineLearner:
                     continue
                 out = lvl.predictor.predict(ctx, lvl.actions[a_idx:a_idx + 1])
                 head_input = (out.features.detach(), ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
+                lvl.observe_residual(a_idx, out.prediction, z_target)
                 pp = self._decode_frozen(out.prediction)
                 err_f = float(F.mse_loss(pp.detach(), target_patches))
                 if err_f > cfg.prediction_threshold:
@@ -675,7 +690,7 @@ class OnlineLearner:
             ctx = self._context(lvl, e, grad=grad, current=self._scaled(enc.z) if grad else None)
             with torch.no_grad():
                 out = lvl.predictor.predict(ctx, lvl.actions)                      # ONE pass, all candidates
-                ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps)   # [A_k]
+                ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps, lvl.residual)   # [A_k]
                 pred_patches = self.autoencoder.decode(out.prediction)            # [A_k, N, P]
             if grad:
                 self._pending = _Pending(self.history[e].step, ctx, enc, pred_patches, out.features,
@@ -839,7 +854,7 @@ class OnlineLearner:
             'action_space': self.base_actions,
             'num_levels': len(self.levels),
             'levels': [{'consecutive_accurate': l.consecutive_accurate, 'training_steps': l.training_steps,
-                        'last_error': l.last_error} for l in self.levels],
+                        'last_error': l.last_error, 'residual': l.residual} for l in self.levels],
             'step': self.step,
             'autoencoder_steps': self.autoencoder_steps,
             'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
