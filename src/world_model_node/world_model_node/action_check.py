@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,19 +68,22 @@ def action_label(space: ActionSpace, index: int) -> str:
     return f'{index}: ' + ', '.join(f'{n}={values[n]:g}' for n in shown)
 
 
-class _Check:
+class _Check(ABC):
     """What both robots share: the action space, acting, sequences."""
 
     action_space: ActionSpace
 
+    @abstractmethod
     def frame(self) -> np.ndarray:
-        raise NotImplementedError
+        """The current camera frame, uint8 [H, W, 3]."""
 
+    @abstractmethod
     def pose(self) -> tuple[float, ...] | None:
-        raise NotImplementedError
+        """The robot's ground-truth pose, or None where there is none (a real JetBot)."""
 
+    @abstractmethod
     def _execute(self, index: int) -> np.ndarray:
-        raise NotImplementedError
+        """Execute action ``index``; returns the frame after it."""
 
     def labels(self) -> list[str]:
         return [action_label(self.action_space, i) for i in range(self.action_space.num_actions)]
