@@ -180,4 +180,9 @@ class SimWorld:
 
 
 def _wrap(angle: float) -> float:
-    return math.atan2(math.sin(angle), math.cos(angle))
+    """Angle in (-pi, pi]; an angle already in range comes back unchanged (bit for bit), so a
+    robot that does not turn keeps exactly the same heading (atan2(sin, cos) moved it by an ulp)."""
+    if -math.pi < angle <= math.pi:
+        return angle
+    wrapped = math.remainder(angle, 2.0 * math.pi)
+    return math.pi if wrapped <= -math.pi else wrapped

@@ -23,6 +23,18 @@ def test_straight_drive_and_spin_in_place():
     assert h2 == pytest.approx(2 * 0.3 * 0.5 / 0.12 * 0.5)
 
 
+def test_a_robot_with_stopped_motors_keeps_its_pose_bit_for_bit():
+    # a heading that came out of a turn (not a round number) must not drift by an ulp per step
+    w = SimWorld(SimConfig(heading=0.12021951915012319, x=0.0072, y=0.0004))
+    before = w.pose
+    for k in range(1, 200):
+        w.advance(k * 0.05)
+    assert w.pose == before
+    w.set_motors(0.0, 0.5, t=10.0)
+    w.advance(100.0)  # many turns: the heading stays wrapped into (-pi, pi]
+    assert -math.pi < w.pose[2] <= math.pi
+
+
 def test_arc_matches_the_exact_solution_and_walls_stop_the_robot():
     c = SimConfig()
     w = SimWorld(c)
