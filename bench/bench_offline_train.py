@@ -8,7 +8,11 @@ Measures, in one process and one after the other on the same machine:
 * the offline trainer's training samples/s (``OfflineTrainer.train_step``) for each batch size,
   joint steps (gate open: predictor + autoencoder, the work of an acted frame) and, with
   ``--closed``, masked autoencoder steps (gate closed);
-* how fast the dataset alone delivers samples (decoding from the bag + the cache).
+* how fast the dataset alone delivers samples (decoding from the bag + the cache);
+* the arithmetic of one acted frame and of one training sample (GFLOP, counted by PyTorch's FLOP
+  counter), the GFLOP/s each reaches, and the GFLOP/s of a large matrix product on this machine
+  (the ceiling): the speed-up that batching can give at all is bounded by
+  (online GFLOP per frame / offline GFLOP per sample) x (ceiling / online GFLOP/s).
 
 The first step of each configuration is a warm-up and is not timed. Wall time and process CPU
 time are both reported: the machine may be shared, and CPU-s per sample shows the work itself.
@@ -38,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compute import count_gflop, matmul_ceiling
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.dataset import TransitionDataset
@@ -68,9 +73,13 @@ def online_rate(cfg: WorldModelConfig, frames: list[np.ndarray], n: int, device:
             times.append(time.perf_counter() - t0)
             cpus.append(time.process_time() - c0)
     wall = float(np.sum(times))
+    gflop, ops = count_gflop(lambda: (learner.observe(frames[0]), learner.record_action(0)))
+    median = float(np.median(times))
     return {'frames': n, 'wall_s': round(wall, 2), 'frames_per_s': round(n / wall, 3),
-            'ms_per_frame_median': round(1000 * float(np.median(times)), 1),
-            'cpu_s_per_frame': round(float(np.mean(cpus)), 3)}
+            'ms_per_frame_median': round(1000 * median, 1),
+            'cpu_s_per_frame': round(float(np.mean(cpus)), 3),
+            'gflop_per_frame': round(gflop, 2), 'gflop_per_s': round(gflop / median, 1),
+            'gflop_by_op': {k: round(v, 2) for k, v in list(ops.items())[:6]}}
 
 
 def online_closed_rate(cfg: WorldModelConfig, frame: np.ndarray, n: int, device: str) -> dict:
@@ -110,9 +119,14 @@ def offline_rate(trainer: OfflineTrainer, steps: int, mode: str) -> dict:
     b = settings.batch_size
     if mode == 'joint' and st.joint_steps < steps + 1:
         raise RuntimeError('the gate did not stay open: not every timed step was a joint step')
+    st.gate_recon = 0.0 if mode == 'joint' else 1e9
+    batch = next(batches)
+    gflop, _ = count_gflop(lambda: trainer.train_step(batch))
+    median = float(np.median(times))
     return {'batch_size': b, 'mode': mode, 'steps': steps, 'wall_s': round(wall, 2),
-            'samples_per_s': round(steps * b / wall, 3), 's_per_step_median': round(float(np.median(times)), 3),
-            'cpu_s_per_sample': round(float(np.sum(cpus)) / (steps * b), 3)}
+            'samples_per_s': round(steps * b / wall, 3), 's_per_step_median': round(median, 3),
+            'cpu_s_per_sample': round(float(np.sum(cpus)) / (steps * b), 3),
+            'gflop_per_sample': round(gflop / b, 2), 'gflop_per_s': round(gflop / median, 1)}
 
 
 def data_rate(trainer: OfflineTrainer, n: int) -> dict:
@@ -170,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f'online learner: {args.online_frames} acted frames, gate open, training every frame ...', flush=True)
         report['online'] = on = online_rate(cfg, frames, args.online_frames, args.device)
         print(f"  {on['frames_per_s']:.2f} frames/s ({on['ms_per_frame_median']} ms median, "
-              f"{on['cpu_s_per_frame']} CPU-s/frame)", flush=True)
+              f"{on['cpu_s_per_frame']} CPU-s/frame); {on['gflop_per_frame']} GFLOP/frame = "
+              f"{on['gflop_per_s']} GFLOP/s", flush=True)
+        report['matmul_ceiling_gflop_per_s'] = ceiling = round(matmul_ceiling(device=args.device), 1)
+        print(f'  ceiling: a 2048x2048 fp32 matrix product runs at {ceiling} GFLOP/s here', flush=True)
 
         if args.closed:
             report['online_gate_closed'] = oc = online_closed_rate(cfg, frames[0], 3 * args.online_frames, args.device)
@@ -205,8 +222,15 @@ def main(argv: list[str] | None = None) -> int:
                 if r.get('vs_online_gate_closed'):
                     extra = f", {r['vs_online_gate_closed']}x the online gate-closed iterations (medians)"
                 print(f"  {r['samples_per_s']:.2f} samples/s ({r['s_per_step_median']} s/step, "
-                      f"{r['cpu_s_per_sample']} CPU-s/sample){extra}", flush=True)
+                      f"{r['cpu_s_per_sample']} CPU-s/sample){extra}; {r['gflop_per_sample']} GFLOP/sample "
+                      f"= {r['gflop_per_s']} GFLOP/s", flush=True)
             del trainer
+        joint = [r for r in report['offline'] if r['mode'] == 'joint']
+        if joint:   # what batching could give at all: the same work per sample at the ceiling
+            work = on['gflop_per_frame'] / min(r['gflop_per_sample'] for r in joint)
+            report['speedup_bound'] = bound = round(work * ceiling / on['gflop_per_s'], 2)
+            print(f'\nbound on offline vs online at this model size: {work:.2f} (work per sample) x '
+                  f"{ceiling / on['gflop_per_s']:.2f} (ceiling / online GFLOP/s) = {bound}x", flush=True)
         report['load_average_end'] = list(os.getloadavg())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compute import count_gflop, matmul_ceiling
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
@@ -284,7 +285,11 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
         a = i % 2
         learner.record_action(a)
         frame = env.step(a)
-    out = {}
+    # the arithmetic of one more acted frame, and what this processor can do at best
+    gflop, ops = count_gflop(lambda: learner.observe(frame))
+    learner.record_action(0)
+    out = {'gflop_per_acted_frame': round(gflop, 2), 'gflop_by_op': {k: round(v, 2) for k, v in list(ops.items())[:6]},
+           'matmul_ceiling_gflop_per_s': round(matmul_ceiling(), 1)}
     for k in ['encode', 'gate', 'train', 'score', 'total']:
         v = np.array([t.get(k, 0.0) for t in rows]) * 1000
         out[k] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
@@ -348,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{k} {t[k]['mean_ms']}/{t[k]['median_ms']}/{t[k]['min_ms']}" for k in ['encode', 'train', 'score', 'total']))
         print(f"  gate-closed iteration (ms, mean/median/min): {t['gate_closed_iteration']['mean_ms']}/"
               f"{t['gate_closed_iteration']['median_ms']}/{t['gate_closed_iteration']['min_ms']}", flush=True)
+        achieved = t['gflop_per_acted_frame'] / (t['total']['median_ms'] / 1000)
+        ceiling = t['matmul_ceiling_gflop_per_s']
+        print(f"  an acted frame is {t['gflop_per_acted_frame']} GFLOP: {achieved:.0f} GFLOP/s at the median; a "
+              f"2048x2048 matrix product runs at {ceiling} GFLOP/s here, so no kernel tuning can bring this "
+              f"frame under {1000 * t['gflop_per_acted_frame'] / ceiling:.0f} ms", flush=True)
         path.write_text(json.dumps(report, indent=2))
     if args.timing_only:
         modes = []

@@ -26,6 +26,7 @@ def test_recorded_selector_reproduces_a_recorded_session_and_stops_at_its_end(la
     assert replay.wait(120) == 0, replay.output
     assert 'steps: 24' in replay.output
     [again] = list_sessions(replayed)
+    assert again.complete, replay.output
     with Session(again.path) as session:
         assert [a.index for a in session.actions()] == recorded
 

@@ -310,6 +310,23 @@ def test_autoencoder_gets_exactly_one_update_per_step_and_is_not_in_predictor():
     assert steps == {5}                                           # every AE parameter updated exactly 5 times
 
 
+@pytest.mark.parametrize('recon_weight', [0.0, 1.0])
+def test_prediction_losses_train_the_encoder_but_not_the_decoder(recon_weight):
+    # the decoder learns from reconstruction only (trained on predicted latents and the action
+    # classifier's loss it pushed the reconstruction over the gate after most predictor steps)
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, joint_reconstruction_weight=recon_weight)
+    learner = OnlineLearner(cfg, ACTIONS)
+    env = dot_env()
+    run_steps(learner, env, [1, 0])
+    before = {k: v.detach().clone() for k, v in learner.autoencoder.named_parameters()}
+    results, _ = run_steps(learner, env, [1])
+    assert 0 in results[0].trained_levels
+    changed = {k for k, v in learner.autoencoder.named_parameters() if not torch.equal(v, before[k])}
+    decoder = {k for k in before if k.startswith('decoder.')}
+    assert changed - decoder, 'the prediction losses reach the encoder'
+    assert bool(changed & decoder) == bool(recon_weight), 'the decoder changes through the reconstruction term only'
+
+
 def test_history_is_bounded():
     cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=1.0, max_history_size=12, max_levels=1)
     learner = OnlineLearner(cfg, ACTIONS)

@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from . import diagnostics as D
 from . import metrics as M
@@ -582,7 +581,7 @@ class OnlineLearner:
                     lvl.observe_residual(a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target)
                 if err_f > cfg.prediction_threshold:
                     out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
-                    pp = self.autoencoder.decode(out.prediction)
+                    pp = self.autoencoder.decode_frozen(out.prediction)
                     logits = lvl.predictor.classify_action(pp, pend.enc.recon.detach())
                     parts = lvl.predictor.forward_loss(out, pp, z_target, target_patches, logits,
                                                        torch.tensor([a_idx], device=self.device), self._weights())
@@ -596,7 +595,7 @@ class OnlineLearner:
                 out = lvl.predictor.predict(ctx, lvl.actions[a_idx:a_idx + 1])
                 head_input = (out.features.detach(), ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
                 lvl.observe_residual(a_idx, out.prediction, z_target)
-                pp = self._decode_frozen(out.prediction)
+                pp = self.autoencoder.decode_frozen(out.prediction)
                 err_f = float(F.mse_loss(pp.detach(), target_patches))
                 if err_f > cfg.prediction_threshold:
                     with torch.no_grad():
@@ -823,12 +822,6 @@ class OnlineLearner:
     def _clip(self, module: torch.nn.Module) -> None:
         if self.config.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip_norm, foreach=True)
-
-    def _decode_frozen(self, latent: torch.Tensor) -> torch.Tensor:
-        """Decode with the decoder's parameters detached: gradient reaches the latent, not the decoder."""
-        dec = self.autoencoder.decoder
-        params = {k: v.detach() for k, v in dec.named_parameters()}
-        return functional_call(dec, params, (latent,))
 
     def _patches_to_images(self, patches: torch.Tensor) -> np.ndarray:
         """[K, N, P] in [0, 1] -> uint8 [K, S, S, 3]."""

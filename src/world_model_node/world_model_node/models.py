@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
+from torch.func import functional_call
 
 if TYPE_CHECKING:
     from .config import WorldModelConfig
@@ -232,6 +233,15 @@ class MaskedAutoencoderViT(nn.Module):
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Unmasked features [B, 1+N, D] -> reconstructed patches [B, N, P] (pixels in [0, 1] units)."""
         return self.decoder(latent)
+
+    def decode_frozen(self, latent: torch.Tensor) -> torch.Tensor:
+        """``decode`` with the decoder's parameters held fixed: the gradient reaches ``latent`` (the
+        predictor and the encoder behind it) but not the decoder. Predictions are decoded this way
+        for their losses, so that the decoder learns from reconstruction only: training it on
+        predicted latents and on the action classifier's loss moved the reconstruction MSE above
+        the quality gate after most predictor steps and closed the gate again and again."""
+        params = {k: v.detach() for k, v in self.decoder.named_parameters()}
+        return functional_call(self.decoder, params, (latent,))
 
     # ------------------------------------------------------------------ training
 

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from . import diagnostics as D
 from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager, load_file
@@ -460,7 +459,7 @@ class ModelWorkbench:
             total = 0.0
             for group in groups(batch):
                 out, a_idx, cur = forward(group)
-                pp = self._decode_frozen(out.prediction)
+                pp = self.autoencoder.decode_frozen(out.prediction)
                 logits = pred.classify_action(pp, last_patches[cur])
                 parts = pred.forward_loss(out, pp, feats[cur + 1], targets[cur + 1], logits, a_idx,
                                           weights)
@@ -491,11 +490,6 @@ class ModelWorkbench:
     def _clip(self, module: torch.nn.Module) -> None:
         if self.config.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip_norm, foreach=True)
-
-    def _decode_frozen(self, latent: torch.Tensor) -> torch.Tensor:
-        """Decode with the decoder's parameters detached: the gradient reaches the latent only."""
-        dec = self.autoencoder.decoder
-        return functional_call(dec, {k: v.detach() for k, v in dec.named_parameters()}, (latent,))
 
     # ------------------------------------------------------------------ weights
 

@@ -251,7 +251,7 @@ class WorldModelStep(nn.Module):
         table = self.action_table[actions]                                     # [B, F, C]
         ctx = pred.build_context(self._scaled(z_cur), z_hist, table[:, :-1] if f > 1 else None)
         out = pred.predict(ctx, table[:, -1])                                   # prediction [B, T, D]
-        pred_patches = ae.decode(out.prediction)                                # [B, N, P]
+        pred_patches = ae.decode_frozen(out.prediction)                         # [B, N, P]; decoder: recon only
         target_patches = ae.patchify(x_next)
         logits = pred.classify_action(pred_patches, recon.detach())
         parts = pred.forward_loss(out, pred_patches, z_next, target_patches, logits, actions[:, -1], self.weights)
