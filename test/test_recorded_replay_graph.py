@@ -13,6 +13,7 @@ def test_recorded_selector_reproduces_a_recorded_session_and_stops_at_its_end(la
                  'max_steps:=24', 'seed:=4', f'report_dir:={tmp_path / "r1"}')
     assert run.wait(120) == 0, run.output
     [info] = list_sessions(sessions)
+    assert info.complete, run.output
     with Session(info.path) as session:
         recorded = [a.index for a in session.actions()]
     # wait_for_recorder: the bag starts with the very first command

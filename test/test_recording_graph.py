@@ -168,6 +168,32 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp
         assert s.info.robot_type == 'toroidal_dot' and s.info.action_space == DOT_ACTION_SPACE
 
 
+def test_a_burst_of_stop_signals_still_closes_the_bag(launch, ros_env, tmp_path):
+    # SIGINT used to raise KeyboardInterrupt wherever the recorder was, possibly inside a write
+    # or inside the closing of the bag; now every signal only asks the loop to stop
+    run = launch(RUNNER, 'selector:=random', 'seed:=3', 'action_delay:=0.0', 'report_dir:=')
+    rec = _start([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
+                  '-p', f'robot_config:={REPO / "config/toroidal_dot.yaml"}', '-p', f'output_dir:={tmp_path}'],
+                 ros_env)
+    seen: list[str] = []
+    try:
+        assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
+        time.sleep(2.0)                                  # frames are flowing
+        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+            rec.send_signal(sig)
+            time.sleep(0.002)
+        assert rec.wait(30) == 0, ''.join(seen) + (rec.stdout.read() if rec.stdout else '')
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+        rec.wait()
+    run.stop()
+    [info] = list_sessions(tmp_path)
+    assert info.complete, 'the bag was closed'
+    with Session(info.path) as session:
+        assert len(list(session.frames())) >= 5
+
+
 def _fake_session(path, size: int, age_s: float) -> None:
     import os
     path.mkdir(parents=True)

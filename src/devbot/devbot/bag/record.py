@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from devbot.bag.storage import DEFAULT_ROOT, GB, dir_size, enforce_disk_limit, sessions_of, unique_session_dir
 from devbot.bag.writer import (KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT, KEY_ROBOT_TYPE, KEY_SOFTWARE,
@@ -311,20 +313,29 @@ class RecorderNode(Node):
 
 
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:
-    """Run the recorder node (console script ``recorder_node``; parameters via --ros-args)."""
+    """Run the recorder node (console script ``recorder_node``; parameters via --ros-args).
+
+    SIGINT and SIGTERM only ask the spin loop to stop (it checks every 0.1 s), and the bag is
+    closed after it: a KeyboardInterrupt raised in the middle of writing a message could leave the
+    writer unable to write the MCAP summary, and the session unreadable until reindexed."""
     status = 0
+    stop_signals: list[int] = []
     try:
-        with rclpy.init(args=args):
+        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
             node = RecorderNode(**node_kwargs)
+            previous = {sig: signal.signal(sig, lambda signum, _frame: stop_signals.append(signum))
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
-                spin_until(node, lambda: node.done)
+                spin_until(node, lambda: node.done or bool(stop_signals))
             finally:
-                summary = node.finish()
+                summary = node.finish()          # a second signal here is only recorded, too
                 print(summary, flush=True)
                 if node.error:
                     print(f'recorder error: {node.error}', file=sys.stderr, flush=True)
                     status = 1
                 node.destroy_node()
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (RuntimeError, ValueError, OSError, BagWriteError) as exc:
