@@ -36,7 +36,8 @@ Parameters:
     lockstep (bool) [false], pace_topic [camera/image_raw], ack_topic [world_model/processed],
     ack_type [std_msgs/msg/Header], ack_match (stamp | any) [stamp], ack_timeout_s [5.0].
     wait_subscribers (int): before starting, wait until the pace topic (in lockstep: every played
-        topic) has this many subscribers; -1 = 1 in lockstep, else 0 [-1].
+        topic) has this many subscribers, then 0.5 s more for them to match us; -1 = 1 in lockstep,
+        else 0 [-1].
         wait_timeout_s (float) [10.0].
     qos_depth (int): publisher queue depth [100].
 
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -67,6 +69,8 @@ from devbot.cdr import header_stamp
 from devbot.params import declare
 
 _STAMP = struct.Struct('<iI')
+SETTLE_S = 0.5   # after the wanted subscribers have matched, before the first message
+ACK_WAIT_S = 2.0  # at the end, at most this long per topic for reliable readers to acknowledge
 
 
 # ---------------------------------------------------------------------- ROS-free core
@@ -196,6 +200,7 @@ class PlayerNode(Node):
             self.ack_topic = ack_name
         self.published = 0
         self.play_started: float | None = None   # after waiting for subscribers
+        self.play_ended: float | None = None     # the last message published
         self.acks_missed = 0
         self.passes = 0
         self.get_logger().info(f'playing {self.session.path} ({len(self.selection.topics)} topics, '
@@ -235,6 +240,10 @@ class PlayerNode(Node):
             self.passes += 1
             if not self.loop:
                 break
+        self.play_ended = time.monotonic()
+        # reliable readers get the last messages before the process goes away with them
+        for pub in self._pubs.values():
+            pub.wait_for_all_acked(Duration(seconds=ACK_WAIT_S))
 
     def _wait_for_subscribers(self, executor) -> None:
         wanted = self.wait_subscribers if self.wait_subscribers >= 0 else (1 if self.lockstep else 0)
@@ -249,6 +258,11 @@ class PlayerNode(Node):
             if time.monotonic() > deadline:
                 self.get_logger().warning(f'no {wanted} subscriber(s) after {self.wait_timeout:g} s; playing anyway')
                 return
+            executor.spin_once(timeout_sec=0.05)
+        # Discovery is two-sided: our writer has matched the reader, but the reader may not have
+        # matched our writer yet, and a best-effort reader would miss the first messages
+        settle = time.monotonic() + SETTLE_S
+        while time.monotonic() < settle:
             executor.spin_once(timeout_sec=0.05)
 
     def _play_once(self, executor, shift_ns: int) -> None:
@@ -329,7 +343,7 @@ def node_main(args: list[str] | None = None, **node_kwargs) -> int:
                 print(f'player: {exc}', file=sys.stderr, flush=True)
                 status = 1
             finally:
-                elapsed = time.monotonic() - node.play_started if node.play_started else 0.0
+                elapsed = (node.play_ended or time.monotonic()) - node.play_started if node.play_started else 0.0
                 missed = f', {node.acks_missed} acks missed' if node.lockstep else ''
                 print(f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
                       flush=True)
