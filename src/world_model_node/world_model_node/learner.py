@@ -55,7 +55,7 @@ from . import diagnostics as D
 from . import metrics as M
 from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager
 from .config import WorldModelConfig
-from .models import PredictorContext, build_autoencoder, build_predictor, ensemble_entropy
+from .models import PredictorContext, build_autoencoder, build_predictor, ensemble_entropy, scale_gradient
 
 log = logging.getLogger(__name__)
 
@@ -670,7 +670,8 @@ class OnlineLearner:
             return p
         # rebuild: re-encode that frame with graph, context from cached history features
         enc = self._encode(self._frame_tensor(entry.frame))
-        ctx = self._context(lvl, e, grad=True, current=self._scaled(enc.z))
+        current = scale_gradient(enc.z, self.config.encoder_prediction_grad_scale)
+        ctx = self._context(lvl, e, grad=True, current=current)
         if ctx is None:
             return None
         with torch.no_grad():
@@ -685,7 +686,8 @@ class OnlineLearner:
         scores, labels, patches = [], [], []
         for lvl in self.levels:
             grad = lvl.index == 0
-            ctx = self._context(lvl, e, grad=grad, current=self._scaled(enc.z) if grad else None)
+            current = scale_gradient(enc.z, self.config.encoder_prediction_grad_scale) if grad else None
+            ctx = self._context(lvl, e, grad=grad, current=current)
             with torch.no_grad():
                 out = lvl.predictor.predict(ctx, lvl.actions)                      # ONE pass, all candidates
                 ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps, lvl.residual)   # [A_k]
@@ -805,15 +807,6 @@ class OnlineLearner:
                                     generator=torch.Generator().manual_seed(self.step))
 
     # ------------------------------------------------------------------ helpers
-
-    def _scaled(self, z: torch.Tensor) -> torch.Tensor:
-        """Same values; the gradient flowing back into the encoder is multiplied by
-        ENCODER_PREDICTION_GRAD_SCALE (the reconstruction term is not scaled)."""
-        s = self.config.encoder_prediction_grad_scale
-        if s == 1.0:
-            return z
-        zd = z.detach()
-        return zd if s == 0 else zd + s * (z - zd)
 
     def _weights(self) -> tuple[float, float, float]:
         c = self.config

@@ -64,6 +64,15 @@ def sincos_2d(dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
     return emb.float()
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """The same values; the gradient flowing back through the result is multiplied by ``scale``
+    (0: none). Used for ENCODER_PREDICTION_GRAD_SCALE on the features the predictor reads."""
+    if scale == 1.0:
+        return x
+    xd = x.detach()
+    return xd if scale == 0 else xd + scale * (x - xd)
+
+
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     """[B, C, H, W] -> [B, N, p*p*C], patches row-major, values (row, col, channel) inside a patch."""
     b, c, h, w = imgs.shape

@@ -63,7 +63,7 @@ from .. import metrics as M
 from ..checkpoint import CheckpointError, CheckpointManager, atomic_save
 from ..config import WorldModelConfig
 from ..learner import OnlineLearner
-from ..models import MaskedAutoencoderViT, TransformerActionConditionedPredictor
+from ..models import MaskedAutoencoderViT, TransformerActionConditionedPredictor, scale_gradient
 from .dataset import TransitionDataset, TransitionIndex, build_index, split_samples
 from .evaluation import evaluate, flatten_metrics
 
@@ -203,14 +203,6 @@ class WorldModelStep(nn.Module):
         self.joint_reconstruction_weight = config.joint_reconstruction_weight
         self.grad_scale = config.encoder_prediction_grad_scale
 
-    def _scaled(self, z: torch.Tensor) -> torch.Tensor:
-        """Same values; the predictor losses' gradient into the encoder is scaled (as online)."""
-        s = self.grad_scale
-        if s == 1.0:
-            return z
-        zd = z.detach()
-        return zd if s == 0 else zd + s * (z - zd)
-
     def forward(self, frames: torch.Tensor, actions: torch.Tensor, mode: str, mask_ratio: float = 0.5,
                 generator: torch.Generator | None = None, check_gate: bool = False) -> dict[str, torch.Tensor]:
         """One step's losses.
@@ -249,7 +241,7 @@ class WorldModelStep(nn.Module):
         recon = ae.decode(z_cur)
         recon_loss = F.mse_loss(recon, cur_patches)
         table = self.action_table[actions]                                     # [B, F, C]
-        ctx = pred.build_context(self._scaled(z_cur), z_hist, table[:, :-1] if f > 1 else None)
+        ctx = pred.build_context(scale_gradient(z_cur, self.grad_scale), z_hist, table[:, :-1] if f > 1 else None)
         out = pred.predict(ctx, table[:, -1])                                   # prediction [B, T, D]
         pred_patches = ae.decode_frozen(out.prediction)                         # [B, N, P]; decoder: recon only
         target_patches = ae.patchify(x_next)
