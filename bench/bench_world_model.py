@@ -10,15 +10,20 @@ uncertainty-driven selection, and reports:
 * frames until the gate first opens;
 * frames and wall time until the fresh prediction error first falls below PREDICTION_THRESHOLD
   (and until the median of the last 20 does);
-* prediction quality on held-out transitions (random start positions, never trained on):
-  explained variance in patch space and the dot position in the predicted frame (intensity
-  centroid, toroidal-aware) vs the true next position, per action.
+* prediction quality on held-out transitions (random x and history actions, never the training
+  trajectory's RNG): explained variance in patch space and the dot position in the predicted
+  frame (centroid of its bright pixels, toroidal-aware) vs the true next position, per action.
+  No action changes the dot's row, so a run without resets only ever sees one row: the
+  transitions are drawn once on that row (what the robot's world is) and once on random rows
+  (generalisation to rows it never saw; ``--reset-every N`` starts a new episode at a random
+  position every N acted frames, so that the run sees them).
 
 Usage::
 
     .venv/bin/python bench/bench_world_model.py --time-budget 600            # both modes, 10 min each
     .venv/bin/python bench/bench_world_model.py --mode uncertainty --frames 3000
     .venv/bin/python bench/bench_world_model.py --preset tiny --time-budget 30   # smoke run
+    .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 1200 --reset-every 50
 
 Writes ``saved/reports/world_model_bench_<time>.json`` and PNG pictures of predictions.
 """
@@ -27,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -42,6 +46,7 @@ from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.metrics import explained_variance
+from world_model_node.offline.evaluation import dot_centroids, torus_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,44 +61,19 @@ def load_actions() -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# dot position in an image (toroidal)
-# ---------------------------------------------------------------------------------------------
-
-def dot_centroid(img: np.ndarray) -> tuple[float, float] | None:
-    """Intensity centroid (x, y) of a bright blob on a torus: circular mean per axis, weights =
-    grey level above the image median (so a uniform haze does not pull it). None if blank."""
-    g = img.astype(np.float64).mean(axis=2)
-    w = np.clip(g - np.median(g), 0, None)
-    if w.sum() < 1e-6:
-        return None
-    h, wd = g.shape
-    out = []
-    for axis, size in ((0, wd), (1, h)):          # x: sum over rows, y: sum over columns
-        prof = w.sum(axis=axis)
-        ang = 2 * np.pi * np.arange(size) / size
-        c, s = (prof * np.cos(ang)).sum(), (prof * np.sin(ang)).sum()
-        out.append((math.atan2(s, c) % (2 * np.pi)) * size / (2 * np.pi))
-    return out[0], out[1]
-
-
-def torus_dist(a: tuple[float, float], b: tuple[float, float], size: int) -> float:
-    dx = abs(a[0] - b[0]) % size
-    dy = abs(a[1] - b[1]) % size
-    return math.hypot(min(dx, size - dx), min(dy, size - dy))
-
-
-# ---------------------------------------------------------------------------------------------
 # held-out evaluation
 # ---------------------------------------------------------------------------------------------
 
 @torch.no_grad()
 def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history_actions: str, seed: int,
-             picture: Path | None = None) -> dict:
+             picture: Path | None = None, row: int | None = None) -> dict:
     """Predict held-out transitions with the learner's current models (eval mode, no learning).
 
     Each sample: a random start (never the training trajectory's RNG), PREDICTION_HISTORY_SIZE
     history steps with actions drawn like the run's policy, then every candidate action from the
-    current frame, compared with the true next frame."""
+    current frame, compared with the true next frame. ``row``: put every start on this image row
+    (the training trajectory's: no action changes y, so without resets the robot only ever sees
+    one row); None: random rows (generalisation to rows never seen unless the run resets)."""
     rng = np.random.default_rng(seed)
     cfg = learner.config
     lvl = learner.levels[0]
@@ -103,6 +83,8 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
     for i in range(n):
         env = ToroidalDotEnv(ToroidalDotConfig(size=env_cfg.size, dot_radius=env_cfg.dot_radius,
                                                move_pixels=env_cfg.move_pixels, seed=int(rng.integers(1 << 30))))
+        if row is not None:
+            env.y = row
         frames, acts = [env.frame()], []
         for _ in range(cfg.prediction_history_size):
             a = 1 if history_actions == 'always_move' else int(rng.integers(learner.num_actions))
@@ -115,20 +97,18 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
         pred_patches = ae.decode(out.prediction)                                 # [A, N, P]
         imgs = learner._patches_to_images(pred_patches)
         state = (env.x, env.y)
-        row = [learner._prepare(frames[-1])[1].numpy()]
+        tile = [learner._prepare(frames[-1])[1].numpy()]
         for a in range(learner.num_actions):
             env.x, env.y = state
             truth = env.step(a)
             t_patches = ae.patchify(learner._prepare(truth)[0])
             per_action[a]['ev'].append(float(explained_variance(pred_patches[a:a + 1], t_patches)))
             per_action[a]['mse'].append(float(((pred_patches[a:a + 1] - t_patches) ** 2).mean()))
-            c = dot_centroid(imgs[a])
-            per_action[a]['dist'].append(float('nan') if c is None else
-                                         torus_dist(c, (env.x * cfg.img_size / env_cfg.size,
-                                                        env.y * cfg.img_size / env_cfg.size), cfg.img_size))
-            row += [learner._prepare(truth)[1].numpy(), imgs[a]]
+            truth_xy = np.array([[env.x, env.y]], np.float64) * cfg.img_size / env_cfg.size
+            per_action[a]['dist'].append(float(torus_distance(dot_centroids(imgs[a:a + 1]), truth_xy, cfg.img_size)[0]))
+            tile += [learner._prepare(truth)[1].numpy(), imgs[a]]
         if i < 4:
-            tiles.append(np.concatenate(row, axis=1))
+            tiles.append(np.concatenate(tile, axis=1))
     res = {}
     for a, d in per_action.items():
         dist = np.array(d['dist'])
@@ -140,6 +120,10 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
     if picture is not None and tiles:
         save_png(np.concatenate(tiles, axis=0), picture)
     return res
+
+
+def _px(v: float | None) -> str:
+    return 'no dot' if v is None else f'{v:.1f}'
 
 
 def save_png(img: np.ndarray, path: Path) -> None:
@@ -156,8 +140,19 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
         stamp: str) -> dict:
     env_cfg = ToroidalDotConfig(seed=args.seed)
     env = ToroidalDotEnv(env_cfg)
-    learner = OnlineLearner(cfg, actions, device='cpu', autoencoder_lr=args.ae_lr, predictor_lr=args.pred_lr)
+    learner = OnlineLearner(cfg, actions, device='cpu', autoencoder_lr=args.ae_lr, predictor_lr=args.pred_lr,
+                            checkpoint_dir=None if args.checkpoint is None else args.checkpoint / mode)
     rng = np.random.default_rng(args.seed + 1)
+    history_mode = 'always_move' if mode == 'always_move' else 'random'
+    training_row = env.y
+
+    def heldout(picture: Path | None = None) -> dict:
+        """Held-out predictions on the training trajectory's row and, separately, on random rows."""
+        kinds = {'any_row': None} if args.reset_every else {'training_row': training_row, 'any_row': None}
+        return {kind: evaluate(learner, env_cfg, args.eval_samples, history_mode, seed=12345 + i, row=row,
+                               picture=None if picture is None else picture.with_name(f'{picture.stem}_{kind}.png'))
+                for i, (kind, row) in enumerate(kinds.items())}
+
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     frame = env.frame()
@@ -172,7 +167,8 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
     n_acted = 0
     next_eval = args.eval_every
     last_print = 0.0
-    history_mode = 'always_move' if mode == 'always_move' else 'random'
+    resets = 0
+    executed = [0] * learner.num_actions          # executed primitive actions
     while True:
         elapsed = time.perf_counter() - t_start
         if (args.frames and n_acted >= args.frames) or elapsed >= args.time_budget:
@@ -216,8 +212,16 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
                 label = r.labels[int(rng.choice(best))]
                 queue = list(label.primitives)
             a = queue.pop(0)
-        learner.record_action(a)
-        frame = env.step(a)
+        if args.reset_every and n_acted % args.reset_every == 0:
+            # a new episode: the jump to a random position is no transition, so no action is
+            # recorded for this frame and the learner's contexts stop here
+            queue = []
+            resets += 1
+            frame = env.reset()
+        else:
+            learner.record_action(a)
+            executed[a] += 1
+            frame = env.step(a)
         now = time.perf_counter() - t_start
         if now - last_print >= args.print_every:
             last_print = now
@@ -229,15 +233,19 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
                   f'levels {learner.num_levels} acted-frame {per * 1000:.0f} ms', flush=True)
         if args.eval_every and n_acted >= next_eval:
             next_eval += args.eval_every
-            ev = evaluate(learner, env_cfg, args.eval_samples, history_mode, seed=12345)
+            ev = heldout()
             evals.append({'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1), **ev})
-            print(f'[{mode}] eval @ {n_acted}: ' + ', '.join(
-                f'a{a}: EV {ev[f"action_{a}"]["explained_variance_mean"]:.3f} dot '
-                f'{ev[f"action_{a}"]["dot_error_px_median"]} px' for a in range(learner.num_actions)), flush=True)
+            for kind, res in ev.items():
+                print(f'[{mode}] eval @ {n_acted} ({kind}): ' + ', '.join(
+                    f'a{a}: EV {res[f"action_{a}"]["explained_variance_mean"]:.3f} dot '
+                    f'{_px(res[f"action_{a}"]["dot_error_px_median"])} px, '
+                    f'{100 * res[f"action_{a}"]["within_3px"]:.0f}% within 3' for a in range(learner.num_actions)),
+                    flush=True)
     wall = time.perf_counter() - t_start
     cpu = time.process_time() - cpu_start
-    final = evaluate(learner, env_cfg, args.eval_samples, history_mode, seed=12345,
-                     picture=out_dir / f'world_model_bench_{stamp}_{mode}_heldout.png')
+    final = heldout(picture=out_dir / f'world_model_bench_{stamp}_{mode}_heldout.png')
+    if learner.checkpoints is not None:
+        learner.save()
     panel = learner.visualization_panel()
     if panel is not None:
         save_png(panel, out_dir / f'world_model_bench_{stamp}_{mode}_panel.png')
@@ -257,7 +265,9 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
     trained_rows = [t for t in acted if t['trained']]                 # a predictor training step happened
     return {
         'mode': mode, 'wall_s': round(wall, 1), 'cpu_s': round(cpu, 1), 'frames_observed': n_frames,
-        'acted_frames': n_acted, 'gate_closed_iterations': len(closed),
+        'acted_frames': n_acted, 'gate_closed_iterations': len(closed), 'resets': resets,
+        'executed_actions': executed,
+        'training_row': None if args.reset_every else training_row,
         'learner_steps': learner.step, 'autoencoder_steps': learner.autoencoder_steps,
         'predictor_training_steps': [l.training_steps for l in learner.levels], 'levels': learner.num_levels,
         'gate_first_open': first_gate_open,
@@ -328,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--timing-frames', type=int, default=30,
                    help='frames of the forced-open timing phase (gate open, training every frame); 0: skip')
     p.add_argument('--timing-only', action='store_true', help='only the timing phase')
+    p.add_argument('--reset-every', type=int, default=0, metavar='N',
+                   help='move the dot to a random position after every N acted frames (episodes; 0: never, '
+                        'the dot then stays on one row for the whole run)')
+    p.add_argument('--checkpoint', type=Path, help='save the learner here at the end of each mode (<dir>/<mode>)')
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -368,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(report, indent=2))
     for r in report['runs']:
         c = r['acted_frame_cost']
-        print(f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s (cpu {r['cpu_s']} s)")
+        print(f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s (cpu {r['cpu_s']} s), "
+              f"executed actions {r['executed_actions']}")
         if c:
             print('  acted frame (ms, mean/median): ' + ', '.join(
                 f"{k} {c[k]['mean_ms']}/{c[k]['median_ms']}" for k in c))
@@ -378,9 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  gate first open: {r['gate_first_open']}")
         print(f"  fresh prediction error < threshold: first {r['prediction_below_threshold_first']}, "
               f"median of 20 {r['prediction_below_threshold_median20']}")
-        for a, d in r['final_eval'].items():
-            print(f"  held-out {a}: EV {d['explained_variance_mean']:.3f}, dot error median {d['dot_error_px_median']} px, "
-                  f"within 3 px {d['within_3px']:.2f}")
+        for kind, res in r['final_eval'].items():
+            for a, d in res.items():
+                print(f"  held-out ({kind}) {a}: EV {d['explained_variance_mean']:.3f}, dot error median "
+                      f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f}")
     print(f'\nreport: {path}')
     return 0
 

@@ -108,6 +108,18 @@ def test_dot_centroid_and_torus_distance():
     assert np.isnan(dot_centroids(np.zeros((1, 8, 8, 3)))[0]).all()
 
 
+def test_dot_centroid_ignores_a_patchy_haze_and_finds_no_dot_in_a_faint_image():
+    rng = np.random.default_rng(0)
+    img = np.zeros((2, 224, 224, 3))
+    img[:, 80:150:2, 40:180:3] = 30.0                # a faint patchy smear, like a decoded prediction's haze
+    img += rng.uniform(0, 6, img.shape)
+    img[0, 30:39, 180:189] = 255.0                   # an 81-pixel dot centred at (184, 34), far off-centre
+    img[1, 30:39, 180:189] = 40.0                    # only a shadow of a dot: no dot drawn
+    c = dot_centroids(img.astype(np.uint8))
+    assert np.allclose(c[0], [184.0, 34.0], atol=0.5)
+    assert np.isnan(c[1]).all()
+
+
 def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
     paths = sessions(tmp_path)
     settings = TrainSettings(batch_size=8, steps=12, lr_schedule='cosine', warmup_steps=3, save_every=0,

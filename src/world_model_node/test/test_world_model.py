@@ -243,6 +243,23 @@ def test_gate_closed_trains_autoencoder_and_publishes_no_scores():
     assert [str(lab) for lab in r3.labels] == ['L0:0', 'L0:1']
 
 
+def test_gate_opens_after_gate_patience_iterations_without_improvement():
+    # a frame the autoencoder does not get better at (lr ~ 0): the lockstep robot would wait forever
+    cfg = tiny(reconstruction_threshold=0.0, gate_patience=5)
+    learner = OnlineLearner(cfg, ACTIONS, autoencoder_lr=1e-12)
+    env = dot_env()
+    results = [learner.observe(env.frame())] + [learner.train_gate() for _ in range(5)]
+    assert [r.gate_open for r in results] == [False] * 5 + [True]
+    assert results[-1].gate_released and results[-1].scores.shape == (2,)
+    assert learner.gate_releases == 1 and learner.autoencoder_steps == 5
+    learner.record_action(1)
+    nxt = learner.observe(env.step(1))                  # a new streak starts on the next frame
+    assert not nxt.gate_open and not nxt.gate_released and nxt.consecutive_autoencoder_iterations == 1
+    never = OnlineLearner(tiny(reconstruction_threshold=0.0, gate_patience=0), ACTIONS, autoencoder_lr=1e-12)
+    never.observe(env.frame())
+    assert not any(never.train_gate().gate_open for _ in range(30))
+
+
 def test_observe_resizes_and_validates_frames():
     learner = OnlineLearner(tiny(reconstruction_threshold=1.0), ACTIONS)
     frame = np.zeros((48, 40, 3), np.uint8)

@@ -47,6 +47,10 @@ class WorldModelConfig:
     # ---------------------------------------------------------------- quality thresholds
     reconstruction_threshold: float = 0.0005  # gate: act only when the unmasked reconstruction MSE is below this
     prediction_threshold: float = 0.0005      # train a level only when its fresh prediction MSE is above this
+    # gate-closed iterations without a 2% better reconstruction MSE after which the frame is acted on
+    # anyway (0: never). The masked objective can settle just above the threshold on one frame (a dot
+    # split over four patches: 0.00063 for 4,000+ steps), and a lockstep robot would wait forever
+    gate_patience: int = 300
 
     # ---------------------------------------------------------------- optimisation
     autoencoder_lr: float = 1e-4              # Adam(W) learning rate of the autoencoder (encoder + decoder)
@@ -140,7 +144,7 @@ class WorldModelConfig:
                   'pred_patch_w', 'pred_latent_w', 'pred_action_w', 'joint_reconstruction_weight',
                   'prediction_history_size', 'saved_history_size', 'action_delay', 'recording_max_disk_gb',
                   'uncertainty_eps', 'prior_scale', 'encoder_prediction_grad_scale', 'residual_decay',
-                  'initial_residual']
+                  'initial_residual', 'gate_patience']
         for name in nonneg:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

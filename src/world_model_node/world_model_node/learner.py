@@ -82,6 +82,8 @@ class ObserveResult:
     gate_open: bool                             # reconstruction good enough to act (scores published)
     reconstruction_loss: float                  # unmasked reconstruction MSE of the frame (pixels in [0, 1])
     consecutive_autoencoder_iterations: int     # autoencoder steps in the current/last gate-closed streak
+    gate_released: bool = False                 # acting although the reconstruction is above the threshold
+                                                # (it stopped improving for GATE_PATIENCE iterations)
     autoencoder_loss: float | None = None       # masked training loss when the gate was closed
     mask_ratio: float | None = None             # its mask ratio
     scores: np.ndarray | None = None            # [K] float32 uncertainty (entropy, nats/feature) per candidate
@@ -227,6 +229,9 @@ class OnlineLearner:
         self.step = 0                                # observe + train_gate calls
         self.autoencoder_steps = 0                   # autoencoder optimizer steps (masked + joint)
         self.consecutive_autoencoder_iterations = 0
+        self.gate_releases = 0                       # gate-closed streaks ended by GATE_PATIENCE
+        self._gate_best = math.inf                   # best reconstruction MSE of the current closed streak
+        self._gate_stalled = 0                       # closed iterations since it last improved by 2%
         self.generation = 0                          # checkpoint generation counter
         self._ae_version = 0
         self._pending: _Pending | None = None
@@ -454,7 +459,19 @@ class OnlineLearner:
         entry = self.history[-1]
 
         # ---- 2. quality gate
+        released = False
         if recon_loss > cfg.reconstruction_threshold:
+            if recon_loss < 0.98 * self._gate_best:
+                self._gate_best, self._gate_stalled = recon_loss, 0
+            else:
+                self._gate_stalled += 1
+            released = 0 < cfg.gate_patience <= self._gate_stalled
+            if released:
+                self.gate_releases += 1
+                log.warning('reconstruction MSE %.5f has not improved for %d autoencoder iterations: acting on '
+                            'this frame anyway (threshold %g)', recon_loss, self._gate_stalled,
+                            cfg.reconstruction_threshold)
+        if recon_loss > cfg.reconstruction_threshold and not released:
             t1 = time.perf_counter()
             ae_loss, ratio = self._autoencoder_step(enc.x)
             self.consecutive_autoencoder_iterations += 1
@@ -469,10 +486,12 @@ class OnlineLearner:
         timings['gate'] = 0.0
         streak = self.consecutive_autoencoder_iterations
         self.consecutive_autoencoder_iterations = 0
+        self._gate_best, self._gate_stalled = math.inf, 0
 
         # ---- 3. fresh predictions and gated training
         t1 = time.perf_counter()
-        result = ObserveResult(self.step, True, recon_loss, streak, num_levels=len(self.levels))
+        result = ObserveResult(self.step, True, recon_loss, streak, gate_released=released,
+                               num_levels=len(self.levels))
         ae_changed = self._check_and_train(result)
         if ae_changed:                      # the features must come from the updated encoder
             enc = self._encode(enc.x)
@@ -756,7 +775,8 @@ class OnlineLearner:
                              'reconstruction_loss': self._last_recon_loss,
                              'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
                              'predictor_training_iterations': sum(l.training_steps for l in self.levels),
-                             'autoencoder_steps': self.autoencoder_steps, 'num_levels': len(self.levels)}
+                             'autoencoder_steps': self.autoencoder_steps, 'num_levels': len(self.levels),
+                             'gate_releases': self.gate_releases}
         if self._last_ae_loss is not None:
             m['autoencoder_training_loss'] = self._last_ae_loss
             m['mask_ratio'] = self._last_mask_ratio

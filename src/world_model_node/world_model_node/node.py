@@ -272,7 +272,7 @@ class WorldModelNode(Node):
                 self._panel_pub.publish(img)
 
     def _metrics_msg(self, result) -> DiagnosticArray:
-        values = {'step': result.step, 'gate_open': int(result.gate_open),
+        values = {'step': result.step, 'gate_open': int(result.gate_open), 'gate_released': int(result.gate_released),
                   'reconstruction_loss': result.reconstruction_loss,
                   'consecutive_autoencoder_iterations': result.consecutive_autoencoder_iterations,
                   'num_levels': result.num_levels, 'frames_dropped': self.loop.counters.frames_dropped}
