@@ -44,6 +44,7 @@ and exits 0; an error in learning saves what it can and exits 1.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import inspect
 import queue
 import re
@@ -377,6 +378,8 @@ class TorchThread:
 
 
 def main(args: list[str] | None = None) -> int:
+    # a native crash (seen twice in CI: SIGSEGV, cause unknown) prints every thread's Python stack
+    faulthandler.enable()
     node = None
     try:
         with rclpy.init(args=args):
