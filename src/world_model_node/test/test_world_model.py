@@ -248,15 +248,24 @@ def test_gate_opens_after_gate_patience_iterations_without_improvement():
     cfg = tiny(reconstruction_threshold=0.0, gate_patience=5)
     learner = OnlineLearner(cfg, ACTIONS, autoencoder_lr=1e-12)
     env = dot_env()
-    results = [learner.observe(env.frame())] + [learner.train_gate() for _ in range(5)]
+    # never before the gate has first opened (a plateau from scratch is no deadlock)
+    assert not any(r.gate_open for r in [learner.observe(env.frame())] + [learner.train_gate() for _ in range(10)])
+    learner.config.reconstruction_threshold = 1.0
+    assert learner.train_gate().gate_open
+    learner.config.reconstruction_threshold = 0.0
+    learner.record_action(0)
+    results = [learner.observe(env.step(0))] + [learner.train_gate() for _ in range(5)]
     assert [r.gate_open for r in results] == [False] * 5 + [True]
     assert results[-1].gate_released and results[-1].scores.shape == (2,)
-    assert learner.gate_releases == 1 and learner.autoencoder_steps == 5
+    assert learner.gate_releases == 1 and results[-1].consecutive_autoencoder_iterations == 5
     learner.record_action(1)
     nxt = learner.observe(env.step(1))                  # a new streak starts on the next frame
     assert not nxt.gate_open and not nxt.gate_released and nxt.consecutive_autoencoder_iterations == 1
-    never = OnlineLearner(tiny(reconstruction_threshold=0.0, gate_patience=0), ACTIONS, autoencoder_lr=1e-12)
+    never = OnlineLearner(tiny(reconstruction_threshold=1.0, gate_patience=0), ACTIONS, autoencoder_lr=1e-12)
     never.observe(env.frame())
+    never.config.reconstruction_threshold = 0.0
+    never.record_action(0)
+    never.observe(env.step(0))
     assert not any(never.train_gate().gate_open for _ in range(30))
 
 

@@ -49,7 +49,8 @@ class WorldModelConfig:
     prediction_threshold: float = 0.0005      # train a level only when its fresh prediction MSE is above this
     # gate-closed iterations without a 2% better reconstruction MSE after which the frame is acted on
     # anyway (0: never). The masked objective can settle just above the threshold on one frame (a dot
-    # split over four patches: 0.00063 for 4,000+ steps), and a lockstep robot would wait forever
+    # split over four patches: 0.00063 for 4,000+ steps), and a lockstep robot would wait forever.
+    # Only after the gate has first opened (from scratch the loss plateaus for a while)
     gate_patience: int = 300
 
     # ---------------------------------------------------------------- optimisation

@@ -232,6 +232,7 @@ class OnlineLearner:
         self.gate_releases = 0                       # gate-closed streaks ended by GATE_PATIENCE
         self._gate_best = math.inf                   # best reconstruction MSE of the current closed streak
         self._gate_stalled = 0                       # closed iterations since it last improved by 2%
+        self._gate_opened = False                    # the gate has opened in this process
         self.generation = 0                          # checkpoint generation counter
         self._ae_version = 0
         self._pending: _Pending | None = None
@@ -465,7 +466,10 @@ class OnlineLearner:
                 self._gate_best, self._gate_stalled = recon_loss, 0
             else:
                 self._gate_stalled += 1
-            released = 0 < cfg.gate_patience <= self._gate_stalled
+            # never before the gate has first opened: from scratch the loss plateaus for hundreds of
+            # iterations (background learned, dot not yet) and that is no deadlock
+            opened_before = self._gate_opened or any(lvl.training_steps for lvl in self.levels)
+            released = opened_before and 0 < cfg.gate_patience <= self._gate_stalled
             if released:
                 self.gate_releases += 1
                 log.warning('reconstruction MSE %.5f has not improved for %d autoencoder iterations: acting on '
@@ -487,6 +491,7 @@ class OnlineLearner:
         streak = self.consecutive_autoencoder_iterations
         self.consecutive_autoencoder_iterations = 0
         self._gate_best, self._gate_stalled = math.inf, 0
+        self._gate_opened = True
 
         # ---- 3. fresh predictions and gated training
         t1 = time.perf_counter()
