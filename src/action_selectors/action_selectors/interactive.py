@@ -486,38 +486,26 @@ def main(args: list[str] | None = None) -> int:
     if not sys.stdin.isatty():
         print(NOT_A_TTY, file=sys.stderr, flush=True)
         return 2
-    import signal
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.signals import SignalHandlerOptions
 
-    from devbot.spin import spin_until
+    from devbot.spin import ros_process, spin_until
 
-    try:
-        # Ctrl-C / SIGTERM end the run like `stop`, between callbacks: an action is never
-        # published without being counted (rclpy's handlers would interrupt anywhere)
-        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
-            node = rclpy.create_node('interactive_selector')
-            try:
-                selector = InteractiveSelector(node)
-            except (ValueError, OSError) as exc:
-                print(f'interactive_selector: {exc}', file=sys.stderr, flush=True)
-                node.destroy_node()
-                return 2
-
-            def on_signal(signum, frame) -> None:
-                selector.done = True
-
-            signal.signal(signal.SIGINT, on_signal)
-            signal.signal(signal.SIGTERM, on_signal)
-            try:
-                spin_until(node, lambda: selector.done)
-            finally:
-                print('\n' + selector.summary_text(), flush=True)
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    # Ctrl-C / SIGTERM end the run like `stop`, between callbacks: an action is never published
+    # without being counted
+    with ros_process(args) as stop:
+        node = rclpy.create_node('interactive_selector')
+        try:
+            selector = InteractiveSelector(node)
+        except (ValueError, OSError) as exc:
+            print(f'interactive_selector: {exc}', file=sys.stderr, flush=True)
+            node.destroy_node()
+            return 2
+        try:
+            spin_until(node, stop, lambda: selector.done)
+        finally:
+            print('\n' + selector.summary_text(), flush=True)
+            node.destroy_node()
     return 0
 
 

@@ -39,8 +39,6 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
@@ -52,7 +50,7 @@ from devbot.action_space import ActionSpace
 from devbot.cdr import header_stamp
 from devbot.messages import action_to_joint_state
 from devbot.params import declare
-from devbot.spin import spin_until
+from devbot.spin import ros_process, spin_until
 
 # seconds between progress lines
 PROGRESS_PERIOD_S = 2.0
@@ -184,16 +182,13 @@ class SelectorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = SelectorNode()
-            try:
-                spin_until(node, lambda: node.done)
-            finally:
-                print(node.summary_text(), flush=True)
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    with ros_process(args) as stop:
+        node = SelectorNode()
+        try:
+            spin_until(node, stop, lambda: node.done)
+        finally:
+            print(node.summary_text(), flush=True)
+            node.destroy_node()
     return 0
 
 

@@ -325,9 +325,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import foxglove
     import rclpy
-    from rclpy.executors import ExternalShutdownException
 
-    from devbot.spin import spin_until
+    from devbot.spin import ros_process, spin_until
 
     context = foxglove.Context()
     try:
@@ -338,20 +337,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bridge = None
     try:
-        with rclpy.init(args=['devbot_foxglove', *ros_args]):
+        with ros_process(['devbot_foxglove', *ros_args]) as stop:
             node = rclpy.create_node('foxglove_bridge')
             bridge = FoxgloveBridge(node, options.specs, context)
             print(f'[devbot.foxglove] serving {len(options.specs)} topic(s) on ws://{options.host}:{server.port} '
                   f'(Foxglove app: Open connection -> Foxglove WebSocket)', flush=True)
             for topic, type_name in options.specs:
                 print(f'[devbot.foxglove]   {topic} ({type_name.replace("/msg/", "/")})', flush=True)
-            deadline = time.monotonic() + options.duration if options.duration else None
+            deadline = time.monotonic() + options.duration if options.duration else float('inf')
             try:
-                spin_until(node, (lambda: time.monotonic() >= deadline) if deadline else None)
+                spin_until(node, stop, lambda: time.monotonic() >= deadline)
             finally:
                 node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
         server.stop()
         if bridge is not None:

@@ -56,10 +56,8 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from geometry_msgs.msg import Twist
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState
@@ -69,7 +67,7 @@ from devbot.action_space import ActionError, ActionSpace
 from devbot.image import numpy_to_image
 from devbot.messages import action_to_joint_state, joint_state_to_action
 from devbot.params import declare
-from devbot.spin import spin_until
+from devbot.spin import ros_process, spin_until
 from jetbot_driver import protocol
 from jetbot_driver.client import ConnectionLost, JetBotClient
 from jetbot_driver.motion import MotionError, MotionLimits, twist_to_wheels
@@ -244,26 +242,22 @@ class JetBotDriverNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    status = 0
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = JetBotDriverNode()
-            except (ConnectionLost, ValueError) as exc:
-                # print, not log: the node (and its logger) does not exist
-                print(f'[jetbot_driver] ERROR: {exc}', file=sys.stderr, flush=True)
-                return 1
-            try:
-                spin_until(node, lambda: node.done)
-            finally:
-                node.close()
-                print(f'executed {node.steps} actions, published {node.frames} frames, rejected {node.rejected} '
-                      f'and refused {node.refused} commands', flush=True)
-                node.destroy_node()
-            status = 1 if node.failure else 0
-    except (KeyboardInterrupt, ExternalShutdownException):
-        status = 0
-    return status
+    with ros_process(args) as stop:
+        try:
+            node = JetBotDriverNode()
+        except (ConnectionLost, ValueError) as exc:
+            # print, not log: the node (and its logger) does not exist
+            print(f'[jetbot_driver] ERROR: {exc}', file=sys.stderr, flush=True)
+            return 1
+        try:
+            spin_until(node, stop, lambda: node.done)
+        finally:
+            node.close()  # motors stopped, on a live context
+            print(f'executed {node.steps} actions, published {node.frames} frames, rejected {node.rejected} '
+                  f'and refused {node.refused} commands', flush=True)
+            node.destroy_node()
+        return 1 if node.failure else 0
+    return 0  # stopped while connecting
 
 
 if __name__ == '__main__':

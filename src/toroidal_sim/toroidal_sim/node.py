@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -44,7 +42,7 @@ from devbot.action_space import ActionError, ActionSpace
 from devbot.image import numpy_to_image
 from devbot.messages import action_to_joint_state, joint_state_to_action
 from devbot.params import declare
-from devbot.spin import spin_until
+from devbot.spin import ros_process, spin_until
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 
@@ -144,17 +142,13 @@ class ToroidalSimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = ToroidalSimNode()
-            try:
-                spin_until(node)
-            finally:
-                # print, not log: after Ctrl-C the context (and so /rosout) is already shut down
-                print(f'executed {node.steps} actions, rejected {node.rejected} commands', flush=True)
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    with ros_process(args) as stop:
+        node = ToroidalSimNode()
+        try:
+            spin_until(node, stop)
+        finally:
+            print(f'executed {node.steps} actions, rejected {node.rejected} commands', flush=True)
+            node.destroy_node()
     return 0
 
 

@@ -48,7 +48,6 @@ import faulthandler
 import inspect
 import queue
 import re
-import signal
 import sys
 import threading
 import time
@@ -56,10 +55,8 @@ from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -70,7 +67,7 @@ from devbot.action_space import ActionError, ActionSpace
 from devbot.image import ImageError, image_to_numpy, numpy_to_image
 from devbot.messages import joint_state_to_action
 from devbot.params import declare
-from devbot.spin import spin_until
+from devbot.spin import ros_process, spin_until
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.loop import LearningLoop
@@ -213,8 +210,7 @@ class WorldModelNode(Node):
     def _ack_frame(self, stamp: int) -> None:
         header = Header()
         header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        if rclpy.ok(context=self.context):
-            self._processed_pub.publish(header)
+        self._processed_pub.publish(header)
 
     def _on_scores_matched(self, info) -> None:
         if info.current_count_change > 0 and self._scores_msg is not None and self.loop.awaiting_action:
@@ -238,12 +234,10 @@ class WorldModelNode(Node):
                     self.get_logger().info(f'budget reached: {self.progress_line()}')
                     self.done.set()
         except Exception as exc:  # noqa: BLE001 - any learning error ends the run, after saving
-            # after Ctrl-C/SIGTERM the context is gone and a publish may fail: that is no error
-            if not self.done.is_set() and rclpy.ok(context=self.context):
-                self.failed = True
-                self.get_logger().error(f'learning failed: {type(exc).__name__}: {exc}')
-                import traceback
-                traceback.print_exc()
+            self.failed = True
+            self.get_logger().error(f'learning failed: {type(exc).__name__}: {exc}')
+            import traceback
+            traceback.print_exc()
             self.done.set()
 
     def _budget_spent(self) -> bool:
@@ -251,8 +245,6 @@ class WorldModelNode(Node):
                     (self.duration and time.monotonic() - self._started >= self.duration))
 
     def _publish(self, result) -> None:
-        if not rclpy.ok(context=self.context):
-            return
         stamp = self._frame_stamps.get(self.loop.last_observed_stamp)
         if result.gate_open and result.scores is not None:
             msg = JointState()
@@ -378,26 +370,21 @@ class TorchThread:
 
 
 def main(args: list[str] | None = None) -> int:
-    # a native crash (seen twice in CI: SIGSEGV, cause unknown) prints every thread's Python stack
+    # a native crash prints every thread's Python stack
     faulthandler.enable()
-    node = None
-    try:
-        with rclpy.init(args=args):
-            node = WorldModelNode()
-            try:
-                spin_until(node, node.done.is_set)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
-            # a second Ctrl-C must not cut the checkpoint and the report short
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with ros_process(args) as stop:
+        node = WorldModelNode()
+        try:
+            spin_until(node, stop, node.done.is_set)
+        finally:
+            # the worker stops, the checkpoint and the report are saved, all on a live context
             summary = node.finish()
-            node.destroy_node()  # before the context goes: rclpy handles freed after it can crash
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0 if node is None else 1  # interrupted while starting: nothing learned yet
-    # print, not log: after Ctrl-C the context (and so /rosout) is already shut down
-    print(node.progress_line(), flush=True)
-    print(f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; report: {summary}', flush=True)
-    return 1 if node.failed else 0
+            node.destroy_node()
+        print(node.progress_line(), flush=True)
+        print(f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; report: {summary}',
+              flush=True)
+        return 1 if node.failed else 0
+    return 0  # stopped while starting: nothing learned yet
 
 
 if __name__ == '__main__':

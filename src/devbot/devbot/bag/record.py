@@ -39,23 +39,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 
 from devbot.bag.storage import DEFAULT_ROOT, GB, dir_size, enforce_disk_limit, sessions_of, unique_session_dir
 from devbot.bag.writer import (KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT, KEY_ROBOT_TYPE, KEY_SOFTWARE,
                                BagWriteError, BagWriter, TopicSpec, WriterOptions, software_version)
 from devbot.params import declare
-from devbot.spin import spin_until
+from devbot.spin import ros_process, spin_until
 
 # the graph's topic contract (devbot.topics): these are subscribed at start, before their
 # publishers are discovered, so the first messages of a run are not missed
@@ -315,29 +311,22 @@ class RecorderNode(Node):
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:
     """Run the recorder node (console script ``recorder_node``; parameters via --ros-args).
 
-    SIGINT and SIGTERM only ask the spin loop to stop (it checks every 0.1 s), and the bag is
-    closed after it: a KeyboardInterrupt raised in the middle of writing a message could leave the
-    writer unable to write the MCAP summary, and the session unreadable until reindexed."""
+    SIGINT and SIGTERM only ask the spin loop to stop (see ``ros_process``), and the bag is closed
+    after it: a KeyboardInterrupt raised in the middle of writing a message could leave the writer
+    unable to write the MCAP summary, and the session unreadable until reindexed."""
     status = 0
-    stop_signals: list[int] = []
     try:
-        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+        with ros_process(args) as stop:
             node = RecorderNode(**node_kwargs)
-            previous = {sig: signal.signal(sig, lambda signum, _frame: stop_signals.append(signum))
-                        for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
-                spin_until(node, lambda: node.done or bool(stop_signals))
+                spin_until(node, stop, lambda: node.done)
             finally:
-                summary = node.finish()          # a second signal here is only recorded, too
+                summary = node.finish()
                 print(summary, flush=True)
                 if node.error:
                     print(f'recorder error: {node.error}', file=sys.stderr, flush=True)
                     status = 1
                 node.destroy_node()
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     except (RuntimeError, ValueError, OSError, BagWriteError) as exc:
         print(f'recorder: {exc}', file=sys.stderr, flush=True)
         return 1
