@@ -294,3 +294,22 @@ def test_lockstep_publishes_the_next_frame_only_after_the_ack(probe, ros_env, tm
     assert _played_seconds(out) < 10   # far faster than the 14 s the frames span
     stamps = [stamp_ns(f) for f in frames]
     assert stamps == sorted(stamps) and len(set(stamps)) == 8
+
+
+def test_ctrl_c_stops_a_playback_at_once_and_reports_what_was_played(probe, ros_env, tmp_path):
+    write_timed_bag(tmp_path / 'slow', 8, 2_000_000_000)   # 14 s in real time
+    frames = probe.record(Image, NS + 'camera/image_raw')
+    player = _start([str(BIN / 'player_node'), '--ros-args', '-p', f'session:={tmp_path / "slow"}',
+                     '-p', 'wait_subscribers:=1'], ros_env)
+    try:
+        assert probe.spin_until(lambda: len(frames) >= 2, timeout=30), 'playback never started'
+        player.send_signal(signal.SIGINT)
+        out, _ = player.communicate(timeout=5)   # not the 10 s of frames still to come
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.wait()
+    assert player.returncode == 0, out
+    played = int(re.search(r'played (\d+) messages', out).group(1))
+    assert 2 <= played < 8, out
+    assert 'Traceback' not in out, out

@@ -54,9 +54,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -67,6 +66,7 @@ from devbot.bag.storage import resolve_session_path
 from devbot.bag.writer import KEY_NAMESPACE
 from devbot.cdr import header_stamp
 from devbot.params import declare
+from devbot.spin import ros_process
 
 _STAMP = struct.Struct('<iI')
 SETTLE_S = 0.5   # after the wanted subscribers have matched, before the first message
@@ -326,33 +326,34 @@ def _number(node, name: str, default: float, description: str, high: float, low:
 
 
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:
-    """Run the player node (console script ``player_node``; parameters via --ros-args)."""
+    """Run the player node (console script ``player_node``; parameters via --ros-args).
+
+    It spins only between its own publishes, so a stop signal interrupts playback at once (see
+    ``ros_process``: it never defers them); the summary line is printed and the node destroyed
+    on a live context."""
     status = 0
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = PlayerNode(**node_kwargs)
-            except (BagError, ValueError) as exc:
-                print(f'player: {exc}', file=sys.stderr, flush=True)
-                return 1
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            try:
-                node.play(executor)
-            except BagError as exc:
-                print(f'player: {exc}', file=sys.stderr, flush=True)
-                status = 1
-            finally:
-                elapsed = (node.play_ended or time.monotonic()) - node.play_started if node.play_started else 0.0
-                missed = f', {node.acks_missed} acks missed' if node.lockstep else ''
-                print(f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
-                      flush=True)
-                executor.remove_node(node)
-                executor.shutdown()
-                node.session.close()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    with ros_process(args):
+        try:
+            node = PlayerNode(**node_kwargs)
+        except (BagError, ValueError) as exc:
+            print(f'player: {exc}', file=sys.stderr, flush=True)
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            node.play(executor)
+        except BagError as exc:
+            print(f'player: {exc}', file=sys.stderr, flush=True)
+            status = 1
+        finally:
+            elapsed = (node.play_ended or time.monotonic()) - node.play_started if node.play_started else 0.0
+            missed = f', {node.acks_missed} acks missed' if node.lockstep else ''
+            print(f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
+                  flush=True)
+            executor.remove_node(node)
+            executor.shutdown()
+            node.session.close()
+            node.destroy_node()
     return status
 
 
