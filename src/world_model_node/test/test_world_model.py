@@ -86,6 +86,34 @@ def test_config_seed_values_yaml_and_unknown_keys(tmp_path):
         WorldModelConfig.from_dict({'film_block_ids': [7]})
 
 
+
+@pytest.mark.parametrize('std', [0.0, 0.002, 0.02])
+def test_head_init_std_sets_how_far_the_first_predictions_are_from_the_copy(std):
+    cfg = WorldModelConfig.tiny()
+    cfg.head_init_std = std
+    pred = build_predictor(cfg, 1, 2, dropout=0.0).eval()
+    assert float(pred.head_weight.detach().std()) == pytest.approx(std, rel=0.1, abs=1e-9)
+    feats = torch.randn(2, 2, cfg.tokens_per_frame, cfg.embed_dim)
+    with torch.no_grad():
+        out = pred(feats, torch.zeros(2, 2, 1))
+    delta = out.prediction - feats[:, -1]                  # the mean over heads: priors cancel
+    # the normed trunk output has unit variance, so each feature moves by ~std * sqrt(D / E)
+    expected = std * (cfg.embed_dim / cfg.ensemble_heads) ** 0.5
+    assert float(delta.std()) == pytest.approx(expected, rel=0.3, abs=1e-6)
+
+
+def test_every_config_field_has_its_whole_comment_as_parameter_description():
+    import dataclasses
+    from world_model_node.node import config_field_descriptions
+    descriptions = config_field_descriptions()
+    assert set(descriptions) == {f.name for f in dataclasses.fields(WorldModelConfig)}
+    # a trailing comment with its continuation line
+    assert descriptions['residual_decay'].endswith("(the predictive variance's residual part); 0: the last error only")
+    # a comment block above a field without a trailing comment, not the section ruler above it
+    assert descriptions['gate_patience'].startswith('gate-closed iterations without a 2% better')
+    assert descriptions['prediction_threshold'] == 'train a level only when its fresh prediction MSE is above this'
+    assert not any('---' in d for d in descriptions.values())
+
 # ---------------------------------------------------------------------------------------------
 # D1: autoencoder
 # ---------------------------------------------------------------------------------------------

@@ -114,6 +114,10 @@ class WorldModelConfig:
     ensemble_heads: int = 5                   # output heads; their disagreement is the predictive uncertainty
     uncertainty_eps: float = 1e-8             # variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))
     prior_scale: float = 0.1                  # scale of each head's fixed random action prior (randomized priors)
+    head_init_std: float = 0.02               # std of the output heads' initial weights (their outputs start at
+                                              # ~head_init_std * sqrt(embed_dim) per feature). Smaller (0.002, 0)
+                                              # starts near the copy of the frame, but online the predictions
+                                              # then blew up again and again (EV -20..-52 in a 20-min run)
     residual_decay: float = 0.9               # EMA decay of each action's observed latent prediction error (the
                                               # predictive variance's residual part); 0: the last error only
     initial_residual: float = 1.0             # residual of an action never tried yet (high: untried = uncertain)
@@ -144,7 +148,7 @@ class WorldModelConfig:
         nonneg = ['reconstruction_threshold', 'prediction_threshold', 'weight_decay', 'grad_clip_norm',
                   'pred_patch_w', 'pred_latent_w', 'pred_action_w', 'joint_reconstruction_weight',
                   'prediction_history_size', 'saved_history_size', 'action_delay', 'recording_max_disk_gb',
-                  'uncertainty_eps', 'prior_scale', 'encoder_prediction_grad_scale', 'residual_decay',
+                  'uncertainty_eps', 'prior_scale', 'head_init_std', 'encoder_prediction_grad_scale', 'residual_decay',
                   'initial_residual', 'gate_patience']
         for name in nonneg:
             v = getattr(self, name)

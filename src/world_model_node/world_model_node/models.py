@@ -441,6 +441,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         ensemble_heads: output heads E (>= 2); their disagreement measures uncertainty.
         patch_size, in_chans, classifier_channels: for the pixel-difference action classifier.
         prior_scale: scale of the heads' fixed random action priors (0: plain ensemble).
+        head_init_std: std of the heads' initial weights.
         query_from_frame: add the current frame's token of the same patch to each future query.
     """
 
@@ -450,7 +451,7 @@ class TransformerActionConditionedPredictor(nn.Module):
                  film_block_ids: tuple[int, ...] = (0, 2), max_seq_len: int = 4096, delta_latent: bool = True,
                  ensemble_heads: int = 5, patch_size: int = 16, in_chans: int = 3,
                  classifier_channels: tuple[int, int] = (16, 32), prior_scale: float = 0.1,
-                 query_from_frame: bool = True) -> None:
+                 head_init_std: float = 0.02, query_from_frame: bool = True) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.tokens_per_frame = tokens_per_frame
@@ -463,6 +464,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         # through the frame tokens it feeds the transformer (no pull of z_t towards z_{t+1}).
         self.delta_base_grad = False
         self.query_from_frame = query_from_frame
+        self.head_init_std = head_init_std
         self.film_block_ids = tuple(film_block_ids)
 
         self.action_embed = ActionEmbedding(action_dim, film_hidden_dim, action_embed_dim)
@@ -508,7 +510,10 @@ class TransformerActionConditionedPredictor(nn.Module):
         with torch.no_grad():
             self.pos_embed.copy_(self.initial_positions())
         nn.init.trunc_normal_(self.type_embed.weight, std=0.02)
-        nn.init.trunc_normal_(self.head_weight, std=0.02)   # heads differ: disagreement off the data
+        if self.head_init_std > 0:          # heads differ: disagreement off the data
+            nn.init.trunc_normal_(self.head_weight, std=self.head_init_std)
+        else:                               # the heads differ by their priors only
+            nn.init.zeros_(self.head_weight)
 
     def initial_positions(self) -> torch.Tensor:
         """Initial value of the learned position table [max_seq_len, D].
@@ -744,7 +749,8 @@ def build_predictor(cfg: WorldModelConfig, action_dim: int, num_actions: int,
                 ffn_dim=cfg.predictor_ffn_dim, dropout=cfg.predictor_dropout, action_embed_dim=cfg.action_embed_dim,
                 film_hidden_dim=cfg.film_hidden_dim, film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len,
                 delta_latent=cfg.delta_latent, ensemble_heads=cfg.ensemble_heads, patch_size=cfg.patch_size,
-                in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels, prior_scale=cfg.prior_scale)
+                in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels, prior_scale=cfg.prior_scale,
+                head_init_std=cfg.head_init_std)
     args.update(overrides)
     return TransformerActionConditionedPredictor(**args)
 

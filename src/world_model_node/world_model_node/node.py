@@ -75,12 +75,34 @@ from world_model_node.report import RunReport
 
 
 def config_field_descriptions() -> dict[str, str]:
-    """The per-field comments of WorldModelConfig, used as ROS parameter descriptions."""
-    descriptions = {}
+    """The per-field comments of WorldModelConfig, used as ROS parameter descriptions: a field's
+    trailing comment with its continuation lines (a comment at the same column below it), or the
+    comment block right above a field that has no trailing comment."""
+    descriptions: dict[str, str] = {}
+    above: list[str] = []            # the comment block above the next field
+    field, column = None, -1         # the last field with a trailing comment, and its '#' column
     for line in inspect.getsource(WorldModelConfig).splitlines():
-        match = re.match(r'\s+(\w+): [^=]+=.*#\s*(.+)$', line)
-        if match:
-            descriptions[match.group(1)] = match.group(2).strip()
+        if match := re.match(r'\s+(\w+): [^=]+=[^#]*(#\s*(.+))?$', line):
+            name, comment = match.group(1), match.group(3)
+            if comment:
+                descriptions[name] = comment.strip()
+                field, column = name, match.start(2)
+            else:
+                if above:
+                    descriptions[name] = ' '.join(above)
+                field = None
+            above = []
+        elif match := re.match(r'\s*#\s*(.*)$', line):
+            text = match.group(1).strip()
+            if field and line.index('#') == column:
+                descriptions[field] += ' ' + text
+            elif text.startswith('---'):
+                field, above = None, []
+            else:
+                field = None
+                above.append(text)
+        else:
+            field, above = None, []
     return descriptions
 
 
