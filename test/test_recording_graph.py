@@ -124,6 +124,23 @@ def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float, seen: list[
     return False
 
 
+def _wait_recorded(output_dir, frames: int, timeout: float):
+    """The session folder once the recorder has ``frames`` frames and some ground truth on disk
+    (its metadata.yaml, refreshed every flush_interval_s, says so), or None after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for meta in (output_dir / 'toroidal_dot').glob('*/metadata.yaml'):
+            try:
+                doc = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
+            except (OSError, yaml.YAMLError, TypeError, KeyError):
+                continue
+            counts = {t['topic_metadata']['name']: t['message_count'] for t in doc['topics_with_message_count']}
+            if counts.get(NS + 'camera/image_raw', 0) >= frames and counts.get(NS + 'ground_truth/dot_position', 0):
+                return meta.parent
+        time.sleep(0.1)
+    return None
+
+
 def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp_path):
     run = launch(RUNNER, 'selector:=random', 'seed:=2', 'action_delay:=0.01', 'report_dir:=')
     rec = _start([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
@@ -132,19 +149,7 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp
     seen: list[str] = []
     try:
         assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
-        deadline = time.monotonic() + 45
-        session_dir = None
-        while time.monotonic() < deadline and session_dir is None:
-            # the metadata.yaml the recorder keeps refreshing says how many frames are on disk
-            for meta in (tmp_path / 'toroidal_dot').glob('*/metadata.yaml'):
-                try:
-                    doc = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
-                except (OSError, yaml.YAMLError, TypeError, KeyError):
-                    continue
-                counts = {t['topic_metadata']['name']: t['message_count'] for t in doc['topics_with_message_count']}
-                if counts.get(NS + 'camera/image_raw', 0) >= 30 and counts.get(NS + 'ground_truth/dot_position', 0):
-                    session_dir = meta.parent
-            time.sleep(0.1)
+        session_dir = _wait_recorded(tmp_path, 30, timeout=45)
         assert session_dir is not None, ''.join(seen) + run.output
         rec.send_signal(signal.SIGKILL)
         rec.wait(10)
@@ -173,12 +178,13 @@ def test_a_burst_of_stop_signals_still_closes_the_bag(launch, ros_env, tmp_path)
     # or inside the closing of the bag; now every signal only asks the loop to stop
     run = launch(RUNNER, 'selector:=random', 'seed:=3', 'action_delay:=0.0', 'report_dir:=')
     rec = _start([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                  '-p', f'robot_config:={REPO / "config/toroidal_dot.yaml"}', '-p', f'output_dir:={tmp_path}'],
-                 ros_env)
+                  '-p', f'robot_config:={REPO / "config/toroidal_dot.yaml"}', '-p', f'output_dir:={tmp_path}',
+                  '-p', 'flush_interval_s:=0.2'], ros_env)
     seen: list[str] = []
     try:
         assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
-        time.sleep(2.0)                                  # frames are flowing
+        # frames are flowing into the bag (discovery can take seconds under load)
+        assert _wait_recorded(tmp_path, 10, timeout=45) is not None, ''.join(seen) + run.output
         for sig in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
             rec.send_signal(sig)
             time.sleep(0.002)
