@@ -124,3 +124,41 @@ def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(
     for reason in ('unknown channel', 'non-finite', 'outside its range', 'not one of', 'missing channel'):
         assert reason in out, reason
     assert f'executed {stays + 1} actions, rejected 5 commands' in out
+
+
+def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
+    """A command published before the robot's reader matched is lost, and the closed loop then
+    waits forever for its outcome. Another reader of motor_command (a recorder, a viewer)
+    matching first must not count: the selector holds the trigger until the robot listens."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    seen_by_other = probe.record(JointState, NS + 'motor_command')
+    robot = rclpy.create_node('fake_robot', context=probe.context)
+    probe.executor.add_node(robot)
+    camera = robot.create_publisher(Image, NS + 'camera/image_raw', reliable)
+    selector = subprocess.Popen([str(BIN / 'selector_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
+                                 '-p', 'robot_config:=config/toroidal_dot.yaml', '-p', 'policy:=constant',
+                                 '-p', 'action:=1'], env=ros_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        assert probe.spin_until(lambda: camera.get_subscription_count() > 0, timeout=20)
+        frame = Image(height=1, width=1, encoding='rgb8', step=3, data=bytes(3))
+        frame.header.stamp.sec = 1
+        camera.publish(frame)
+        # the other reader has matched the selector, the robot does not listen: nothing is sent
+        probe.spin_until(lambda: bool(seen_by_other), timeout=3.0)
+        assert seen_by_other == []
+        seen_by_robot: list = []
+        robot.create_subscription(JointState, NS + 'motor_command', seen_by_robot.append, reliable)
+        assert probe.spin_until(lambda: seen_by_robot and seen_by_other, timeout=20)
+        probe.spin_until(lambda: False, timeout=0.5)
+        assert [list(m.position) for m in seen_by_robot] == [[1.0]] == [list(m.position) for m in seen_by_other]
+    finally:
+        selector.send_signal(signal.SIGINT)
+        out = selector.communicate(timeout=20)[0]
+        probe.executor.remove_node(robot)
+        robot.destroy_node()
+    assert selector.returncode == 0, out
+    assert 'waiting for the robot to subscribe to motor_command' in out, out
+    assert 'steps: 1 ' in out, out

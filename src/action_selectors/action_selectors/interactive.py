@@ -66,6 +66,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from action_selectors.policies import UncertaintyPolicy, make_policy
+from devbot import topics
 from devbot.action_space import ActionError, ActionSpace
 
 # longest line we try to parse (anything longer is refused, not truncated)
@@ -325,7 +326,6 @@ class InteractiveSelector:
         from sensor_msgs.msg import Image, JointState
 
         from action_selectors.stats import RunnerStats
-        from devbot import topics
         from devbot.params import declare
 
         self.node = node
@@ -426,6 +426,11 @@ class InteractiveSelector:
             self._stop()
         elif decision.kind == 'help':
             self._say(format_actions(self.space))
+            self._say(PROMPT, end='')
+        elif not topics.robot_subscribed(self.node, self._publisher):
+            # sent now, the command would be lost and the loop would wait for its outcome forever
+            self._say('  not sent: no robot listens to motor_command yet (is it running, in this '
+                      'namespace?); try again')
             self._say(PROMPT, end='')
         else:
             self._send(decision.action, accepted=decision.kind == 'accept')

@@ -11,7 +11,10 @@ Subscribed topics:
         name = candidate labels, position = uncertainty; de-duplicated by header.stamp.
 
 Published topics:
-    motor_command (sensor_msgs/JointState): the chosen discrete action.
+    motor_command (sensor_msgs/JointState): the chosen discrete action. The first one goes out
+        only once the robot (the node publishing camera/image_raw) has subscribed for
+        LISTENER_SETTLE_S; until then the trigger is kept and re-tried, because a command lost
+        before the robot listens would stall the loop for good.
 
 Parameters:
     robot_config (string): robot file with the action space (required).
@@ -54,8 +57,11 @@ from devbot.spin import ros_process, spin_until
 
 # seconds between progress lines
 PROGRESS_PERIOD_S = 2.0
-# wait_for_recorder: seconds the recorder's subscriptions must have been visible before acting
-RECORDER_SETTLE_S = 0.5
+# seconds the robot's (and, with wait_for_recorder, the recorder's) subscriptions must have
+# been visible before the first command: covers their readers matching this node's writer
+LISTENER_SETTLE_S = 0.5
+# log the wait for the robot only when it lasts this long (normally it takes milliseconds)
+ROBOT_WAIT_LOG_S = 2.0
 
 
 class SelectorNode(Node):
@@ -107,7 +113,10 @@ class SelectorNode(Node):
         self._command = JointState()
         self._retry_timer = None
         self._pending_scores = None
-        self._recorder_seen: float | None = None
+        self._listeners_seen: float | None = None
+        self._waiting_since = 0.0
+        self._robot_wait_logged = False
+        self._listeners_ready = False
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
         self.get_logger().info(f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
                                + (f', max_steps {self.max_steps}' if self.max_steps else ''))
@@ -129,7 +138,7 @@ class SelectorNode(Node):
     def _act(self, scores) -> None:
         if self.done:
             return
-        if self.wait_for_recorder and not self._recorder_ready(scores):
+        if not self._listeners_ready and not self._check_listeners(scores):
             return
         if self.max_steps and self.stats.steps >= self.max_steps:
             self.done = True  # this trigger shows the outcome of the last action
@@ -150,28 +159,39 @@ class SelectorNode(Node):
             self.get_logger().info(f'step {self.stats.steps}{total}')
 
 
-    def _recorder_ready(self, scores) -> bool:
-        """True once the recorder has subscribed to the loop's topics (commands, executed
-        actions, frames) for RECORDER_SETTLE_S; until then the trigger is kept and re-tried by a
-        timer, so a recorded session starts with its first transition. The settle time covers
-        the robot matching the recorder's readers after this node has seen them."""
-        names = [self._command_pub.topic_name] + [self.resolve_topic_name(t) for t in
-                                                   (topics.MOTOR_EXECUTED, topics.CAMERA_IMAGE)]
-        subscribed = all(any(info.node_name == 'recorder' for info in self.get_subscriptions_info_by_topic(t))
-                         for t in names)
+    def _check_listeners(self, scores) -> bool:
+        """True once the robot (and the recorder, if wait_for_recorder) has subscribed for
+        LISTENER_SETTLE_S; until then the trigger is kept and re-tried by a timer. The robot
+        must listen before the first command or that command is lost; the recorder must
+        listen to commands, executed actions and frames, so a recorded session starts with its
+        first transition. The settle time covers their readers matching this node's writer
+        after this node has seen them in the graph."""
+        robot = topics.robot_subscribed(self, self._command_pub)
+        recorder = not self.wait_for_recorder or all(
+            any(name == 'recorder' for _, name in topics.subscribers(self, t))
+            for t in (topics.MOTOR_COMMAND, topics.MOTOR_EXECUTED, topics.CAMERA_IMAGE))
         now = time.monotonic()
-        if subscribed and self._recorder_seen is None:
-            self._recorder_seen = now
-        if subscribed and now - self._recorder_seen >= RECORDER_SETTLE_S:
-            self.wait_for_recorder = False
-            if self._retry_timer is not None:
-                self.destroy_timer(self._retry_timer)
-                self._retry_timer = None
-            return True
+        if robot and recorder:
+            if self._listeners_seen is None:
+                self._listeners_seen = now
+            if now - self._listeners_seen >= LISTENER_SETTLE_S:
+                self._listeners_ready = True
+                if self._retry_timer is not None:
+                    self.destroy_timer(self._retry_timer)
+                    self._retry_timer = None
+                return True
+        else:
+            self._listeners_seen = None
         self._pending_scores = scores
-        if self._retry_timer is None:
-            self.get_logger().info('waiting for the recorder to subscribe before the first command')
+        if self._retry_timer is None:   # the first wait
+            self._waiting_since = now
+            if not recorder:
+                self.get_logger().info('waiting for the recorder to subscribe before the first command')
             self._retry_timer = self.create_timer(0.1, lambda: self._act(self._pending_scores))
+        elif not robot and not self._robot_wait_logged and now - self._waiting_since >= ROBOT_WAIT_LOG_S:
+            self._robot_wait_logged = True
+            self.get_logger().warning('waiting for the robot to subscribe to motor_command '
+                                      '(no node that publishes camera/image_raw listens yet)')
         return False
 
     def summary_text(self) -> str:
