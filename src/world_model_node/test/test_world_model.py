@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torch.serialization
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
@@ -241,16 +242,47 @@ def test_loss_weighting():
     feats = torch.randn(1, 1, cfg.tokens_per_frame, cfg.embed_dim)
     out = pred(feats, torch.ones(1, 1, 1))
     pp, tp = torch.rand(1, cfg.num_patches, 192), torch.rand(1, cfg.num_patches, 192)
+    last, nxt = torch.rand(1, cfg.num_patches, 192), torch.rand(1, cfg.num_patches, 192)
     target = torch.randn(1, cfg.tokens_per_frame, cfg.embed_dim)
-    logits = pred.classify_action(pp, torch.rand(1, cfg.num_patches, 192))
     a = torch.tensor([1])
-    parts = pred.forward_loss(out, pp, target, tp, logits, a, (0.2, 0.8, 1.0))
-    assert torch.allclose(parts['total'], 0.2 * parts['patch'] + 0.8 * parts['latent'] + 1.0 * parts['action'])
+    parts = pred.forward_loss(out, pp, last, nxt, target, tp, a, (0.2, 0.8, 1.0))
+    assert torch.allclose(parts['total'], 0.2 * parts['patch'] + 0.8 * parts['latent']
+                          + 1.0 * (parts['action'] + parts['classifier']))
     assert torch.allclose(parts['patch'], ((pp - tp) ** 2).mean())
     heads = out.head_predictions[:, :, 1:]                       # latent loss: every head, CLS excluded
     assert torch.allclose(parts['latent'], ((heads - target[None, :, 1:]) ** 2).mean())
-    only_action = pred.forward_loss(out, pp, target, tp, logits, a, (0.0, 0.0, 1.0))
-    assert torch.allclose(only_action['total'], parts['action'])
+    assert torch.allclose(parts['action'], F.cross_entropy(pred.classify_action(pp, last), a))
+    assert torch.allclose(parts['classifier'], F.cross_entropy(pred.classify_action(nxt, last), a))
+    only_action = pred.forward_loss(out, pp, last, nxt, target, tp, a, (0.0, 0.0, 1.0))
+    assert torch.allclose(only_action['total'], parts['action'] + parts['classifier'])
+
+
+def test_action_classifier_learns_from_real_changes_and_only_judges_predictions():
+    # trained on the predictions themselves, classifier and predictor co-adapt towards any change
+    # that tells the actions apart (exaggerated predictions, blow-ups of the fresh error)
+    cfg = tiny(action_grad_scale=1.0)
+    pred = make_predictor(cfg)
+    classifier = list(pred.action_classifier.parameters())
+    pp = torch.rand(1, cfg.num_patches, 192, requires_grad=True)
+    last, nxt = torch.rand(1, cfg.num_patches, 192), torch.rand(1, cfg.num_patches, 192)
+    out = pred(torch.randn(1, 1, cfg.tokens_per_frame, cfg.embed_dim), torch.ones(1, 1, 1))
+    target, tp = torch.randn(1, cfg.tokens_per_frame, cfg.embed_dim), torch.rand(1, cfg.num_patches, 192)
+    parts = pred.forward_loss(out, pp, last, nxt, target, tp, torch.tensor([1]))
+
+    verdict_grads = torch.autograd.grad(parts['action'], [pp] + classifier, allow_unused=True)
+    assert verdict_grads[0] is not None and float(verdict_grads[0].abs().sum()) > 0   # judges the prediction
+    assert all(g is None for g in verdict_grads[1:])                                # ... and learns nothing
+    real_grads = torch.autograd.grad(parts['classifier'], [pp] + classifier, allow_unused=True)
+    assert real_grads[0] is None                                                    # the prediction is not in it
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in real_grads[1:])  # the classifier learns
+
+    # action_grad_scale scales only the gradient that reaches the prediction, not the loss
+    pred = make_predictor(tiny(action_grad_scale=0.25))
+    assert pred.action_grad_scale == 0.25
+    scaled = pred.forward_loss(out, pp, last, nxt, target, tp, torch.tensor([1]))
+    assert torch.allclose(scaled['action'], parts['action'])
+    [g] = torch.autograd.grad(scaled['action'], [pp])
+    assert torch.allclose(g, 0.25 * verdict_grads[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,14 +499,13 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
     ae, lvl = learner.autoencoder, learner.levels[0]
     with torch.no_grad():
         z0, z1 = ae.encode(x0), ae.encode(x1)
-        r0, p1 = ae.decode(z0), ae.patchify(x1)
+        r0, r1, p1 = ae.decode(z0), ae.decode(z1), ae.patchify(x1)
     history = []
     for _ in range(150):
         ctx = lvl.predictor.build_context(z0)
         out = lvl.predictor.predict(ctx, lvl.actions[1:2])        # candidate: move
         pp = ae.decode(out.prediction)
-        logits = lvl.predictor.classify_action(pp, r0)
-        parts = lvl.predictor.forward_loss(out, pp, z1, p1, logits, torch.tensor([1]), learner._weights())
+        parts = lvl.predictor.forward_loss(out, pp, r0, r1, z1, p1, torch.tensor([1]), learner._weights())
         lvl.optimizer.zero_grad()
         parts['total'].backward()
         lvl.optimizer.step()

@@ -71,6 +71,10 @@ class WorldModelConfig:
     pred_patch_w: float = 0.2                 # weight of MSE(decoded prediction, target patches)
     pred_latent_w: float = 0.8                # weight of MSE(prediction[1:], encode(target)[1:])
     pred_action_w: float = 1.0                # weight of CE(action logits, executed action)
+    # scale of that CE's gradient reaching the prediction (0: none). The CE's gradient is ~100x the
+    # prediction losses'; at 1.0 it pushed both actions' predictions to exaggerated changes and the
+    # fresh prediction error blew up 20x (EV -25..-40) after ~300 acted frames; at 0.01 no blow-up
+    action_grad_scale: float = 0.01
     delta_latent: bool = True                 # prediction = last context frame features + head output
 
     # ---------------------------------------------------------------- context and history
@@ -114,10 +118,10 @@ class WorldModelConfig:
     ensemble_heads: int = 5                   # output heads; their disagreement is the predictive uncertainty
     uncertainty_eps: float = 1e-8             # variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))
     prior_scale: float = 0.1                  # scale of each head's fixed random action prior (randomized priors)
-    head_init_std: float = 0.02               # std of the output heads' initial weights (their outputs start at
-                                              # ~head_init_std * sqrt(embed_dim) per feature). Smaller (0.002, 0)
-                                              # starts near the copy of the frame, but online the predictions
-                                              # then blew up again and again (EV -20..-52 in a 20-min run)
+    head_init_std: float = 0.002              # std of the output heads' initial weights (their outputs start at
+                                              # ~head_init_std * sqrt(embed_dim) per feature): near the copy of
+                                              # the frame. At 0.02 the first predictions were ~15x further from
+                                              # the target than the copy and "move" was never learned in 20 min
     residual_decay: float = 0.9               # EMA decay of each action's observed latent prediction error (the
                                               # predictive variance's residual part); 0: the last error only
     initial_residual: float = 1.0             # residual of an action never tried yet (high: untried = uncertain)
@@ -149,7 +153,7 @@ class WorldModelConfig:
                   'pred_patch_w', 'pred_latent_w', 'pred_action_w', 'joint_reconstruction_weight',
                   'prediction_history_size', 'saved_history_size', 'action_delay', 'recording_max_disk_gb',
                   'uncertainty_eps', 'prior_scale', 'head_init_std', 'encoder_prediction_grad_scale', 'residual_decay',
-                  'initial_residual', 'gate_patience']
+                  'initial_residual', 'gate_patience', 'action_grad_scale']
         for name in nonneg:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

@@ -55,7 +55,8 @@ from . import diagnostics as D
 from . import metrics as M
 from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager
 from .config import WorldModelConfig
-from .models import PredictorContext, build_autoencoder, build_predictor, ensemble_entropy, scale_gradient
+from .models import (PredictorContext, build_autoencoder, build_predictor, clip_gradients, ensemble_entropy,
+                     scale_gradient)
 
 log = logging.getLogger(__name__)
 
@@ -606,9 +607,9 @@ class OnlineLearner:
                 if err_f > cfg.prediction_threshold:
                     out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
                     pp = self.autoencoder.decode_frozen(out.prediction)
-                    logits = lvl.predictor.classify_action(pp, pend.enc.recon.detach())
-                    parts = lvl.predictor.forward_loss(out, pp, z_target, target_patches, logits,
-                                                       torch.tensor([a_idx], device=self.device), self._weights())
+                    parts = lvl.predictor.forward_loss(out, pp, pend.enc.recon, self._latest.recon, z_target,
+                                                       target_patches, torch.tensor([a_idx], device=self.device),
+                                                       self._weights())
                     losses.append(parts['total'] + cfg.joint_reconstruction_weight * pend.enc.loss)
                     joint_ae = True
                 self._pending = None
@@ -624,9 +625,9 @@ class OnlineLearner:
                 if err_f > cfg.prediction_threshold:
                     with torch.no_grad():
                         last_p = self.autoencoder.decode(ctx.last_frame)
-                    logits = lvl.predictor.classify_action(pp, last_p)
-                    parts = lvl.predictor.forward_loss(out, pp, z_target, target_patches, logits,
-                                                       torch.tensor([a_idx], device=self.device), self._weights())
+                    parts = lvl.predictor.forward_loss(out, pp, last_p, self._latest.recon, z_target,
+                                                       target_patches, torch.tensor([a_idx], device=self.device),
+                                                       self._weights())
                     losses.append(parts['total'])
             lvl.last_error = err_f
             result.prediction_errors[lvl.index] = err_f
@@ -838,8 +839,7 @@ class OnlineLearner:
         return (c.pred_patch_w, c.pred_latent_w, c.pred_action_w)
 
     def _clip(self, module: torch.nn.Module) -> None:
-        if self.config.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip_norm, foreach=True)
+        clip_gradients(module, self.config.grad_clip_norm)
 
     def _patches_to_images(self, patches: torch.Tensor) -> np.ndarray:
         """[K, N, P] in [0, 1] -> uint8 [K, S, S, 3]."""

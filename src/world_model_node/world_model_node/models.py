@@ -442,6 +442,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         patch_size, in_chans, classifier_channels: for the pixel-difference action classifier.
         prior_scale: scale of the heads' fixed random action priors (0: plain ensemble).
         head_init_std: std of the heads' initial weights.
+        action_grad_scale: scale of the action classifier's verdict gradient reaching the prediction.
         query_from_frame: add the current frame's token of the same patch to each future query.
     """
 
@@ -451,7 +452,8 @@ class TransformerActionConditionedPredictor(nn.Module):
                  film_block_ids: tuple[int, ...] = (0, 2), max_seq_len: int = 4096, delta_latent: bool = True,
                  ensemble_heads: int = 5, patch_size: int = 16, in_chans: int = 3,
                  classifier_channels: tuple[int, int] = (16, 32), prior_scale: float = 0.1,
-                 head_init_std: float = 0.02, query_from_frame: bool = True) -> None:
+                 head_init_std: float = 0.02, action_grad_scale: float = 1.0,
+                 query_from_frame: bool = True) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.tokens_per_frame = tokens_per_frame
@@ -465,6 +467,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         self.delta_base_grad = False
         self.query_from_frame = query_from_frame
         self.head_init_std = head_init_std
+        self.action_grad_scale = action_grad_scale
         self.film_block_ids = tuple(film_block_ids)
 
         self.action_embed = ActionEmbedding(action_dim, film_hidden_dim, action_embed_dim)
@@ -707,29 +710,60 @@ class TransformerActionConditionedPredictor(nn.Module):
         """Decoded prediction and decoded last frame [B, N, P] -> action logits [B, A]."""
         return self.action_classifier(pred_patches, last_patches)
 
-    @staticmethod
-    def forward_loss(out: PredictorOutput, pred_patches: torch.Tensor, target_latent: torch.Tensor,
-                     target_patches: torch.Tensor, logits: torch.Tensor, action_index: torch.Tensor,
-                     weights: tuple[float, float, float] = (0.2, 0.8, 1.0)) -> dict[str, torch.Tensor]:
-        """The predictor's three losses and their weighted sum.
+    def forward_loss(self, out: PredictorOutput, pred_patches: torch.Tensor, last_patches: torch.Tensor,
+                     next_patches: torch.Tensor, target_latent: torch.Tensor, target_patches: torch.Tensor,
+                     action_index: torch.Tensor, weights: tuple[float, float, float] = (0.2, 0.8, 1.0)
+                     ) -> dict[str, torch.Tensor]:
+        """The predictor's losses and their weighted sum.
+
+        The action classifier learns which action caused a change from the REAL change (decoded
+        next frame - decoded last frame); its verdict on the PREDICTED change trains the
+        prediction only. Trained on the predictions themselves, classifier and predictor
+        co-adapted: the cross-entropy, ~100x the prediction losses' gradient, rewarded any change
+        that told the actions apart, so both actions' predictions were pushed to exaggerated
+        changes and the fresh prediction error blew up 20x (EV -25) within a few hundred steps.
+        Judged by a classifier of real changes, a prediction is pushed towards what that action
+        really does (nothing, for "stay").
 
         Args:
             out: predictor output (prediction [B, T, D], head_predictions [E, B, T, D]).
             pred_patches: decoded mean prediction [B, N, P].
+            last_patches: decoded last context frame [B, N, P] (no gradient is taken).
+            next_patches: decoded real next frame [B, N, P] (no gradient is taken).
             target_latent: encoder features of the real next frame [B, T, D] (treated as a target).
             target_patches: patches of the real next frame [B, N, P].
-            logits: action classifier output [B, A].
             action_index: executed action [B] (long).
-            weights: (PRED_PATCH_W, PRED_LATENT_W, PRED_ACTION_W).
+            weights: (PRED_PATCH_W, PRED_LATENT_W, PRED_ACTION_W); the last weighs both
+                cross-entropies.
         Returns:
-            dict with 'patch', 'latent' (mean over heads, CLS excluded), 'action', 'total'.
+            dict with 'patch', 'latent' (mean over heads, CLS excluded), 'action' (CE of the verdict
+            on the predicted change), 'classifier' (CE on the real change), 'total'.
         """
         patch = F.mse_loss(pred_patches, target_patches)
         heads = out.head_predictions[:, :, 1:]
         latent = F.mse_loss(heads, target_latent[None, :, 1:].expand_as(heads))
-        action = F.cross_entropy(logits, action_index)
-        total = weights[0] * patch + weights[1] * latent + weights[2] * action
-        return {'total': total, 'patch': patch, 'latent': latent, 'action': action}
+        last = last_patches.detach()
+        frozen = {k: v.detach() for k, v in self.action_classifier.named_parameters()}
+        verdict = functional_call(self.action_classifier, frozen,
+                                  (scale_gradient(pred_patches, self.action_grad_scale), last))
+        action = F.cross_entropy(verdict, action_index)
+        classifier = F.cross_entropy(self.action_classifier(next_patches.detach(), last), action_index)
+        total = weights[0] * patch + weights[1] * latent + weights[2] * (action + classifier)
+        return {'total': total, 'patch': patch, 'latent': latent, 'action': action, 'classifier': classifier}
+
+
+def clip_gradients(module: nn.Module, max_norm: float) -> None:
+    """Clip the global gradient norm of ``module`` to ``max_norm`` (0: off). A predictor's action
+    classifier is clipped on its own: it learns from real changes, a loss of its own, and its
+    gradient must not rescale the rest of the predictor's step."""
+    if max_norm <= 0:
+        return
+    params = list(module.parameters())
+    if isinstance(module, TransformerActionConditionedPredictor):
+        own = {id(p) for p in module.action_classifier.parameters()}
+        torch.nn.utils.clip_grad_norm_([p for p in params if id(p) in own], max_norm, foreach=True)
+        params = [p for p in params if id(p) not in own]
+    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
 def build_autoencoder(cfg: WorldModelConfig) -> MaskedAutoencoderViT:
@@ -750,7 +784,7 @@ def build_predictor(cfg: WorldModelConfig, action_dim: int, num_actions: int,
                 film_hidden_dim=cfg.film_hidden_dim, film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len,
                 delta_latent=cfg.delta_latent, ensemble_heads=cfg.ensemble_heads, patch_size=cfg.patch_size,
                 in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels, prior_scale=cfg.prior_scale,
-                head_init_std=cfg.head_init_std)
+                head_init_std=cfg.head_init_std, action_grad_scale=cfg.action_grad_scale)
     args.update(overrides)
     return TransformerActionConditionedPredictor(**args)
 

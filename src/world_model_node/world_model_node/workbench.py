@@ -36,7 +36,7 @@ from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager, load_fil
 from .config import WorldModelConfig
 from .learner import OnlineLearner
 from .metrics import layer_key
-from .models import MaskedAutoencoderViT, TransformerActionConditionedPredictor
+from .models import MaskedAutoencoderViT, TransformerActionConditionedPredictor, clip_gradients
 
 
 class LiveCheckpointError(FileExistsError):
@@ -460,9 +460,8 @@ class ModelWorkbench:
             for group in groups(batch):
                 out, a_idx, cur = forward(group)
                 pp = self.autoencoder.decode_frozen(out.prediction)
-                logits = pred.classify_action(pp, last_patches[cur])
-                parts = pred.forward_loss(out, pp, feats[cur + 1], targets[cur + 1], logits, a_idx,
-                                          weights)
+                parts = pred.forward_loss(out, pp, last_patches[cur], last_patches[cur + 1], feats[cur + 1],
+                                          targets[cur + 1], a_idx, weights)
                 loss = parts['total'] * (len(group) / len(batch))
                 loss.backward()
                 total += float(loss.detach())
@@ -488,8 +487,7 @@ class ModelWorkbench:
         return training.run() if run and (steps is not None or threshold is not None) else training
 
     def _clip(self, module: torch.nn.Module) -> None:
-        if self.config.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip_norm, foreach=True)
+        clip_gradients(module, self.config.grad_clip_norm)
 
     # ------------------------------------------------------------------ weights
 

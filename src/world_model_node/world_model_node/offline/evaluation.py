@@ -116,7 +116,8 @@ def evaluate(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionCond
             out = predictor.predict(ctx, table[:, -1])
             pred = autoencoder.decode(out.prediction)                          # [B, N, P]
             logits = predictor.classify_action(pred, recon)
-            parts = predictor.forward_loss(out, pred, z[:, f], target, logits, acts[:, -1], weights)
+            parts = predictor.forward_loss(out, pred, recon, autoencoder.decode(z[:, f]), z[:, f], target,
+                                           acts[:, -1], weights)
             sums['loss'] += float(parts['total']) * b
             sums['patch_loss'] += float(parts['patch']) * b
             sums['latent_loss'] += float(parts['latent']) * b

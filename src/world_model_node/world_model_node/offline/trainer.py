@@ -63,7 +63,7 @@ from .. import metrics as M
 from ..checkpoint import CheckpointError, CheckpointManager, atomic_save
 from ..config import WorldModelConfig
 from ..learner import OnlineLearner
-from ..models import MaskedAutoencoderViT, TransformerActionConditionedPredictor, scale_gradient
+from ..models import MaskedAutoencoderViT, TransformerActionConditionedPredictor, clip_gradients, scale_gradient
 from .dataset import TransitionDataset, TransitionIndex, build_index, split_samples
 from .evaluation import evaluate, flatten_metrics
 
@@ -236,6 +236,7 @@ class WorldModelStep(nn.Module):
         with torch.no_grad():
             z_hist = ae.encode(frames[:, :f - 1].flatten(0, 1)).unflatten(0, (b, f - 1)) if f > 1 else None
             z_next = ae.encode(x_next)                                         # [B, T, D] target features
+            next_patches = ae.decode(z_next)                                   # the real change's end, decoded
         z_cur = ae.encode(x_cur)                                               # [B, T, D] with graph
         cur_patches = ae.patchify(x_cur)
         recon = ae.decode(z_cur)
@@ -245,8 +246,8 @@ class WorldModelStep(nn.Module):
         out = pred.predict(ctx, table[:, -1])                                   # prediction [B, T, D]
         pred_patches = ae.decode_frozen(out.prediction)                         # [B, N, P]; decoder: recon only
         target_patches = ae.patchify(x_next)
-        logits = pred.classify_action(pred_patches, recon.detach())
-        parts = pred.forward_loss(out, pred_patches, z_next, target_patches, logits, actions[:, -1], self.weights)
+        parts = pred.forward_loss(out, pred_patches, recon, next_patches, z_next, target_patches, actions[:, -1],
+                                  self.weights)
         loss = parts['total'] + self.joint_reconstruction_weight * recon_loss
         return {'loss': loss, 'reconstruction': recon_loss.detach().float(), 'patch': parts['patch'].detach().float(),
                 'latent': parts['latent'].detach().float(), 'action': parts['action'].detach().float(),
@@ -480,8 +481,7 @@ class OfflineTrainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == 'bf16' else torch.float16)
 
     def _clip(self, module: nn.Module) -> None:
-        if self.config.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip_norm, foreach=True)
+        clip_gradients(module, self.config.grad_clip_norm)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimizer step on this process's share of a global batch; returns the step's
