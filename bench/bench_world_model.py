@@ -24,6 +24,7 @@ Usage::
     .venv/bin/python bench/bench_world_model.py --mode uncertainty --frames 3000
     .venv/bin/python bench/bench_world_model.py --preset tiny --time-budget 30   # smoke run
     .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 1200 --reset-every 50
+    python3 bench/bench_world_model.py --device cuda --mode uncertainty --frames 1500   # on a GPU machine
 
 Writes ``saved/reports/world_model_bench_<time>.json`` and PNG pictures of predictions.
 """
@@ -140,7 +141,7 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
         stamp: str) -> dict:
     env_cfg = ToroidalDotConfig(seed=args.seed)
     env = ToroidalDotEnv(env_cfg)
-    learner = OnlineLearner(cfg, actions, device='cpu', autoencoder_lr=args.ae_lr, predictor_lr=args.pred_lr,
+    learner = OnlineLearner(cfg, actions, device=args.device, autoencoder_lr=args.ae_lr, predictor_lr=args.pred_lr,
                             checkpoint_dir=None if args.checkpoint is None else args.checkpoint / mode)
     rng = np.random.default_rng(args.seed + 1)
     history_mode = 'always_move' if mode == 'always_move' else 'random'
@@ -285,7 +286,7 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
     (the worst case of an acted frame), alternating actions, after a few warm-up frames."""
     forced = cfg.replace(reconstruction_threshold=1e9, prediction_threshold=0.0)
     env = ToroidalDotEnv(ToroidalDotConfig(seed=args.seed))
-    learner = OnlineLearner(forced, actions, device='cpu')
+    learner = OnlineLearner(forced, actions, device=args.device)
     frame = env.frame()
     rows = []
     for i in range(args.timing_frames + 5):
@@ -299,13 +300,13 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
     gflop, ops = count_gflop(lambda: learner.observe(frame))
     learner.record_action(0)
     out = {'gflop_per_acted_frame': round(gflop, 2), 'gflop_by_op': {k: round(v, 2) for k, v in list(ops.items())[:6]},
-           'matmul_ceiling_gflop_per_s': round(matmul_ceiling(), 1)}
+           'matmul_ceiling_gflop_per_s': round(matmul_ceiling(device=args.device), 1)}
     for k in ['encode', 'gate', 'train', 'score', 'total']:
         v = np.array([t.get(k, 0.0) for t in rows]) * 1000
         out[k] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
                   'min_ms': round(float(v.min()), 1), 'p90_ms': round(float(np.percentile(v, 90)), 1)}
     # gate-closed iteration: one masked autoencoder step + the gate's encoding
-    closed = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), actions, device='cpu')
+    closed = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), actions, device=args.device)
     r = closed.observe(env.frame())
     ts = []
     for _ in range(args.timing_frames):
@@ -326,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--frames', type=int, default=0, help='stop a mode after this many acted frames (0: no limit)')
     p.add_argument('--preset', choices=['full', 'tiny'], default='full')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--device', default='cpu',
+                   help="cpu | cuda (on cuda the per-phase timings are not synchronised: only the totals count)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--ae-lr', type=float, default=None, help='autoencoder lr override (default: config 1e-4)')
     p.add_argument('--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)')
@@ -353,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime('%Y%m%d_%H%M%S')
     args.out.mkdir(parents=True, exist_ok=True)
     modes = ['always_move', 'uncertainty'] if args.mode == 'both' else [args.mode]
-    report = {'started': stamp, 'preset': args.preset, 'threads': args.threads, 'torch': torch.__version__,
+    report = {'started': stamp, 'preset': args.preset, 'threads': args.threads, 'device': args.device,
+              'torch': torch.__version__,
               'cpu_count': os.cpu_count(), 'load_average_start': list(os.getloadavg()),
               'config_overrides': overrides, 'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
               'thresholds': {'reconstruction': cfg.reconstruction_threshold, 'prediction': cfg.prediction_threshold},

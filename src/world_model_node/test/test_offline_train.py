@@ -15,9 +15,8 @@ from world_model_node.checkpoint import CheckpointManager
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.cli import main as train_main
-from world_model_node.offline.dataset import TransitionDataset
-from world_model_node.offline.evaluation import dot_centroids, evaluate, torus_distance
-from world_model_node.offline.synthetic import write_dot_session
+from world_model_node.offline.evaluation import dot_centroids, torus_distance
+from world_model_node.offline.synthetic import write_dot_session, write_random_dot_sessions
 from world_model_node.offline.trainer import STATE_FILE, OfflineTrainer, TrainError, TrainSettings, lr_factor
 
 torch.set_num_threads(1)
@@ -29,14 +28,8 @@ def tiny(**kw) -> WorldModelConfig:
 
 
 def sessions(root: Path, n: int = 2, steps: int = 60, seed: int = 0) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        path = root / 'sessions' / 'toroidal_dot' / f's{i}'
-        write_dot_session(path, rng.integers(0, 2, steps).tolist(), seed=seed * 10 + i, size=32, dot_radius=2,
-                          move_pixels=5)
-        out.append(path)
-    return out
+    return write_random_dot_sessions(root / 'sessions' / 'toroidal_dot', n, steps, seed, [f's{i}' for i in range(n)],
+                                     size=32, dot_radius=2, move_pixels=5)
 
 
 def weights(trainer: OfflineTrainer) -> dict[str, torch.Tensor]:
@@ -72,16 +65,9 @@ def test_training_lowers_the_loss_and_evaluates_heldout_dot_error(tmp_path):
     paths = sessions(tmp_path, n=2, steps=60)
     settings = TrainSettings(batch_size=8, steps=60, gate=False, save_every=0, val_fraction=0.2, val_block=16)
     trainer = OfflineTrainer(paths, tmp_path / 'out', tiny(), settings, device='cpu', progress=False)
-    probe = TransitionDataset(trainer.index, trainer.train_ids[:32], 32)
-    batches = [probe[i] for i in range(len(probe))]
-    batch = {k: torch.stack([b[k] for b in batches]) for k in ('frames', 'actions')}
-
-    def losses() -> dict:
-        return evaluate(trainer.autoencoder, trainer.predictor, trainer.learner.levels[0].actions, [batch],
-                        trainer.device)
-    before = losses()
+    before = trainer.evaluate_samples(trainer.train_ids[:32])
     result = trainer.train()
-    after = losses()
+    after = trainer.evaluate_samples(trainer.train_ids[:32])
     # the predicted frame and features get much closer to the real next frame (the action CE of a
     # still-blurry prediction stays near chance this early)
     assert after['patch_loss'] < 0.2 * before['patch_loss'], (before, after)
@@ -313,3 +299,14 @@ def test_sigint_saves_and_the_run_resumes(tmp_path):
     assert OnlineLearner(tiny(), ACTIONS, checkpoint_dir=out).autoencoder_steps == done
     trainer = OfflineTrainer([], out, resume=True, device='cpu', progress=False)
     assert trainer.state.global_step == done and trainer.train(stop_after=2).global_step == done + 2
+
+
+def test_synthetic_sessions_command_writes_sessions_that_read_back(tmp_path, capsys):
+    from devbot.bag import Session
+    from world_model_node.offline.synthetic import main as synthetic_main
+    assert synthetic_main(['--root', str(tmp_path), '--sessions', '2', '--steps', '7', '--seed', '3']) == 0
+    paths = sorted((tmp_path / 'toroidal_dot').iterdir())
+    assert len(paths) == 2 and capsys.readouterr().out.count(': 7 transitions') == 2
+    for p in paths:
+        with Session(p) as s:
+            assert len(list(s.transitions())) == 7

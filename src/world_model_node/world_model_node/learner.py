@@ -223,7 +223,9 @@ class OnlineLearner:
         self.autoencoder.to(self.device).eval()     # no dropout in the encoder: eval == train numerically
         self.ae_optimizer = make_adamw(self.autoencoder.parameters(), config.autoencoder_lr, config)
         self.levels: list[_Level] = [_Level(0, config, self.base_actions, self.device)]
-        self.generator = torch.Generator(device=self.device)
+        # on the CPU whatever the device: its state is then the same kind everywhere, so a checkpoint
+        # written on a GPU resumes on the CPU (a CUDA generator's state does not fit a CPU one)
+        self.generator = torch.Generator()
         self.generator.manual_seed(config.seed)
 
         self.history: deque[_Entry] = deque(maxlen=config.max_history_size)
@@ -430,7 +432,7 @@ class OnlineLearner:
         self.autoencoder_steps = int(state['autoencoder_steps'])
         self.consecutive_autoencoder_iterations = int(state['consecutive_autoencoder_iterations'])
         self.generation = int(state['generation'])
-        self.generator.set_state(state["generator"].cpu())
+        self.generator.set_state(state['generator'].cpu())
         h = state['history']
         self.history.clear()
         for i in range(h['actions'].shape[0]):
@@ -552,7 +554,7 @@ class OnlineLearner:
 
     def _autoencoder_step(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
         cfg = self.config
-        u = float(torch.rand((), generator=self.generator, device=self.device))
+        u = float(torch.rand((), generator=self.generator))
         ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * u
         capture = self._metrics_due(self.autoencoder_steps + 1)
         self.ae_optimizer.zero_grad(set_to_none=True)

@@ -382,7 +382,7 @@ class ModelWorkbench:
         def step() -> float:
             idx = torch.randperm(x.shape[0], generator=gen)[:batch_size].to(self.device)
             ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * float(torch.rand((), generator=gen))
-            mask_gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2 ** 62, (), generator=gen)))
+            mask_gen = torch.Generator().manual_seed(int(torch.randint(2 ** 62, (), generator=gen)))
             opt = self.learner.ae_optimizer
             opt.zero_grad(set_to_none=True)
             loss, _, _ = ae(x[idx], ratio, mask_gen)

@@ -90,6 +90,29 @@ def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, s
     return frames
 
 
+def write_random_dot_sessions(robot_dir: str | Path, sessions: int, steps: int, seed: int = 0,
+                              names: Sequence[str] | None = None, **world: int) -> list[Path]:
+    """Write ``sessions`` dot sessions of ``steps`` uniformly random actions each.
+
+    Args:
+        robot_dir: the robot's sessions folder (e.g. ``saved/sessions/toroidal_dot``).
+        sessions, steps: how many sessions, and actions per session.
+        seed: draws the actions; session i runs the world with seed ``1000 * seed + i``.
+        names: the sessions' folder names (default: fresh time-stamped names).
+        world: ``write_dot_session``'s ``size``, ``dot_radius``, ``move_pixels``.
+    Returns:
+        the session directories.
+    """
+    from devbot.bag.storage import unique_session_dir
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(sessions):
+        path = unique_session_dir(Path(robot_dir), None if names is None else names[i])
+        write_dot_session(path, rng.integers(0, 2, steps).tolist(), seed=1000 * seed + i, **world)
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write random-action dot sessions: ``python -m world_model_node.offline.synthetic --help``."""
     import argparse
@@ -103,16 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--steps', type=int, default=500, help='actions per session [500]')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
-    from devbot.bag.storage import unique_session_dir
-    rng = np.random.default_rng(args.seed)
-    for i in range(args.sessions):
-        path = unique_session_dir(Path(args.root) / args.robot)
-        write_dot_session(path, rng.integers(0, 2, args.steps).tolist(), seed=args.seed + i)
+    for path in write_random_dot_sessions(Path(args.root) / args.robot, args.sessions, args.steps, args.seed):
         print(f'{path}: {args.steps} transitions', file=sys.stdout)
     return 0
 
 
-__all__ = ['write_dot_session', 'image_cdr', 'action_cdr', 'main']
+__all__ = ['write_dot_session', 'write_random_dot_sessions', 'image_cdr', 'action_cdr', 'main']
 
 
 if __name__ == '__main__':

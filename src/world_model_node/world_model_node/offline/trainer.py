@@ -470,7 +470,7 @@ class OfflineTrainer:
         g = torch.Generator().manual_seed(zlib.crc32(f'ratio:{s.seed}:{self.state.global_step}'.encode()))
         u = float(torch.rand((), generator=g))
         ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * u
-        mg = torch.Generator(device=self.device)
+        mg = torch.Generator()                       # on the CPU: the same masks on any device
         mg.manual_seed(zlib.crc32(f'mask:{s.seed}:{self.state.global_step}:{self.dist.rank}'.encode()))
         return ratio, mg
 
@@ -613,6 +613,14 @@ class OfflineTrainer:
         return result
 
     # ------------------------------------------------------------------ evaluation
+
+    def evaluate_samples(self, sample_ids: Sequence[int], batch_size: int = 32, dot_metrics: bool = False) -> dict:
+        """The current models' numbers (:func:`evaluation.evaluate`) on these samples of the index,
+        e.g. ``trainer.val_ids[:64]``: a look at the models from a notebook or a test, this process only."""
+        data = TransitionDataset(self.index, np.asarray(sample_ids, dtype=np.int64), self.config.img_size)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+        return evaluate(self.autoencoder, self.predictor, self.learner.levels[0].actions, loader, self.device,
+                        self.step_module.weights, dot_metrics=dot_metrics)
 
     def run_evaluation(self) -> dict:
         """Evaluate on the held-out samples (rank 0; the others wait). Returns the result there."""
