@@ -310,3 +310,29 @@ def test_synthetic_sessions_command_writes_sessions_that_read_back(tmp_path, cap
     for p in paths:
         with Session(p) as s:
             assert len(list(s.transitions())) == 7
+
+
+def test_a_run_waiting_for_data_says_so_and_how_to_feed_it(tmp_path, capsys, monkeypatch):
+    """The share of time spent waiting for batches is measured; when it dominates, the run says
+    once how to feed the model faster; when training dominates, it says nothing."""
+    import json
+    import time as _time
+    paths = sessions(tmp_path, n=1, steps=60)
+    settings = TrainSettings(batch_size=4, steps=14, gate=False, save_every=0, val_fraction=0.0)
+    slow_data = OfflineTrainer(paths, tmp_path / 'a', tiny(), settings, device='cpu', progress=False)
+    get = type(slow_data.train_set).__getitem__
+    monkeypatch.setattr(type(slow_data.train_set), '__getitem__', lambda ds, i: (_time.sleep(0.15), get(ds, i))[1])
+    res = slow_data.train()
+    assert res.data_wait_fraction > 0.5
+    out = capsys.readouterr().out
+    assert out.count('waiting for data takes') == 1 and '--workers N' in out
+    summary = json.loads((tmp_path / 'a' / 'offline_summary.json').read_text())
+    assert summary['this_run']['data_wait_fraction'] == pytest.approx(res.data_wait_fraction, abs=1e-3)
+    monkeypatch.undo()
+
+    slow_step = OfflineTrainer(paths, tmp_path / 'b', tiny(), settings, device='cpu', progress=False)
+    step = slow_step.train_step
+    slow_step.train_step = lambda batch: (_time.sleep(0.3), step(batch))[1]
+    res = slow_step.train()
+    assert 0.0 <= res.data_wait_fraction < 0.5
+    assert 'waiting for data' not in capsys.readouterr().out

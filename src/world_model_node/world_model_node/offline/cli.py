@@ -11,6 +11,7 @@ An interrupted run (Ctrl-C, SIGTERM, ``--stop-after``) saves and continues exact
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     cleanup_distributed()
     if info.is_main:
         rate = f'{result.samples_per_s:.2f} samples/s'
+        if math.isfinite(result.data_wait_fraction):
+            rate += f', {100 * result.data_wait_fraction:.0f}% of it waiting for data'
         if result.interrupted:
             print(f'[train] stopped at step {result.global_step}/{result.total_steps} ({rate}); saved to '
                   f'{result.out_dir}; continue with: devbot train --resume {result.out_dir}', flush=True)

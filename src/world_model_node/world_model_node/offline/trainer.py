@@ -286,6 +286,11 @@ class TrainResult:
     interrupted: bool
     train_metrics: dict[str, float]
     eval: dict
+    data_wait_fraction: float = math.nan  # share of the time (after the first step) spent waiting for batches
+
+
+DATA_BOUND_FRACTION = 0.5      # waiting for batches more than this share of the time: say how to feed faster
+DATA_HINT_AFTER_STEPS = 10     # ... once, after this many measured steps
 
 
 class OfflineTrainer:
@@ -348,6 +353,7 @@ class OfflineTrainer:
         self._stop_signal = False                   # set by a signal handler in this process
         self.stop_requested = False                 # a stop all processes agreed on (after a step)
         self._bar = None
+        self._wait_s = self._busy_s = 0.0           # this train() call: waiting for batches / training
 
     # ------------------------------------------------------------------ set-up helpers
 
@@ -573,6 +579,8 @@ class OfflineTrainer:
         steps = 0
         metrics: dict[str, float] = {}
         self._stop_signal = self.stop_requested = False
+        self._wait_s = self._busy_s = 0.0           # waiting for batches / in train_step, after the first step
+        hinted = False
         bar = self._bar = self._progress_bar()
         handlers = self._install_signal_handlers()
         try:
@@ -580,11 +588,18 @@ class OfflineTrainer:
             while st.global_step < self.total_steps and not self.stop_requested:
                 if stop_after is not None and steps >= stop_after:
                     break
+                t_ask = time.perf_counter()
                 batch = next(batches)
-                metrics = self.train_step(batch)
+                t_got = time.perf_counter()
+                metrics = self.train_step(batch)        # ends with a device sync (the numbers go to the CPU)
                 steps += 1
                 if t_first is None:
                     t_first = time.perf_counter()
+                else:
+                    self._wait_s += t_got - t_ask
+                    self._busy_s += time.perf_counter() - t_got
+                    if not hinted and steps > DATA_HINT_AFTER_STEPS:
+                        hinted = self._hint_if_data_bound()
                 if bar is not None:
                     bar.update(1)
                 if st.global_step % s.log_every == 0 or st.global_step == self.total_steps:
@@ -606,7 +621,7 @@ class OfflineTrainer:
         rate_wall = time.perf_counter() - t_first if (t_first is not None and steps > 1) else wall
         result = TrainResult(self.out_dir, st.global_step, self.total_steps, steps, steps * s.batch_size, wall,
                              rate_steps * s.batch_size / rate_wall if rate_wall > 0 else 0.0, interrupted, metrics,
-                             final_eval)
+                             final_eval, self.data_wait_fraction())
         if self.dist.is_main:
             self._write_summary(result)
         self.logger.close()
@@ -639,6 +654,22 @@ class OfflineTrainer:
 
     # ------------------------------------------------------------------ logging
 
+    def data_wait_fraction(self) -> float:
+        """Share of this ``train`` call's time (after its first step) spent waiting for batches
+        (NaN before the second step)."""
+        total = self._wait_s + self._busy_s
+        return self._wait_s / total if total > 0 else math.nan
+
+    def _hint_if_data_bound(self) -> bool:
+        """Say once how to feed the model faster when waiting for batches takes most of the time."""
+        frac = self.data_wait_fraction()
+        if not frac > DATA_BOUND_FRACTION:
+            return False
+        how = ('give --workers N (DataLoader processes decode frames in parallel)' if self.workers == 0 else
+               f'more --workers than {self.workers}, or a larger --cache-mb if the frames would fit')
+        self._print(f'[train] waiting for data takes {100 * frac:.0f}% of the time: {how}')
+        return True
+
     def _progress_bar(self):
         if not (self.progress and self.dist.is_main):
             return None
@@ -660,11 +691,16 @@ class OfflineTrainer:
                     'recon': f'{self.state.gate_recon:.5f}'}
             if 'loss' in metrics:
                 post['loss'] = f"{metrics['loss']:.4f}"
+            wait = self.data_wait_fraction()
+            if math.isfinite(wait):
+                post['data wait'] = f'{100 * wait:.0f}%'
             bar.set_postfix(post, refresh=False)
         data = {f'train/{k}': v for k, v in metrics.items()}
         data.update(step=self.state.global_step, samples=self.state.samples)
         if rate:
             data['train/samples_per_s'] = rate
+        if math.isfinite(self.data_wait_fraction()):
+            data['train/data_wait_fraction'] = self.data_wait_fraction()
         self.logger.log(data)
 
     def _print(self, text: str) -> None:
@@ -682,7 +718,9 @@ class OfflineTrainer:
                'epoch': st.epoch, 'samples_trained': st.samples, 'autoencoder_only_steps': st.autoencoder_only_steps,
                'joint_steps': st.joint_steps, 'gate_reconstruction': st.gate_recon,
                'this_run': {'steps': result.steps_this_run, 'wall_s': round(result.wall_s, 2),
-                            'samples_per_s': round(result.samples_per_s, 3), 'interrupted': result.interrupted},
+                            'samples_per_s': round(result.samples_per_s, 3), 'interrupted': result.interrupted,
+                            'data_wait_fraction': (round(result.data_wait_fraction, 3)
+                                                   if math.isfinite(result.data_wait_fraction) else None)},
                'data': {'sessions': len(self.index.sessions), 'samples': len(self.index),
                         'train': int(self.train_ids.size), 'held_out': int(self.val_ids.size),
                         'evaluated': len(self.val_set)},
