@@ -210,8 +210,8 @@ class MaskedAutoencoderViT(nn.Module):
         keep = max(1, int(n * (1.0 - mask_ratio)))
         # drawn where the generator lives (the callers keep theirs on the CPU: the same masks on any
         # device, and a checkpoint's generator state that loads anywhere), then moved to x's device
-        noise = torch.rand(b, n, generator=generator, device=None if generator is None else generator.device)
-        noise = noise.to(x.device)
+        where = x.device if generator is None else generator.device
+        noise = torch.rand(b, n, generator=generator, device=where).to(x.device)
         ids_shuffle = torch.argsort(noise, dim=1)                # ascending: small noise is kept
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :keep]
