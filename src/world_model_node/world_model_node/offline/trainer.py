@@ -686,12 +686,12 @@ class OfflineTrainer:
         rate = None
         if t_first is not None and steps > 1:
             rate = (steps - 1) * self.settings.batch_size / max(1e-9, time.perf_counter() - t_first)
+        wait = self.data_wait_fraction()
         if bar is not None:
             post = {'samples/s': f'{rate:.1f}' if rate else '-', 'gate': 'open' if metrics.get('mode_joint') else 'closed',
                     'recon': f'{self.state.gate_recon:.5f}'}
             if 'loss' in metrics:
                 post['loss'] = f"{metrics['loss']:.4f}"
-            wait = self.data_wait_fraction()
             if math.isfinite(wait):
                 post['data wait'] = f'{100 * wait:.0f}%'
             bar.set_postfix(post, refresh=False)
@@ -699,8 +699,8 @@ class OfflineTrainer:
         data.update(step=self.state.global_step, samples=self.state.samples)
         if rate:
             data['train/samples_per_s'] = rate
-        if math.isfinite(self.data_wait_fraction()):
-            data['train/data_wait_fraction'] = self.data_wait_fraction()
+        if math.isfinite(wait):
+            data['train/data_wait_fraction'] = wait
         self.logger.log(data)
 
     def _print(self, text: str) -> None:
