@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
               'cpu_count': os.cpu_count(), 'load_average_start': list(os.getloadavg()),
               'config_overrides': overrides, 'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
               'thresholds': {'reconstruction': cfg.reconstruction_threshold, 'prediction': cfg.prediction_threshold},
-              'runs': []}
+              'config': cfg.to_dict(), 'runs': []}
     path = args.out / f'world_model_bench_{stamp}.json'
     if args.timing_frames:
         print(f'=== timing: gate forced open, training + scoring every frame, {args.timing_frames} frames ===',

@@ -18,15 +18,15 @@ import torch.nn.functional as F
 import torch.serialization
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
-from world_model_node.checkpoint import CheckpointError, CheckpointManager, load_file
+from world_model_node.checkpoint import CheckpointError, CheckpointManager, atomic_save, load_file
 from world_model_node.config import ConfigError, WorldModelConfig
 from world_model_node.learner import ActionLabel, OnlineLearner
 from world_model_node.diagnostics import attention_metrics
 from world_model_node.metrics import (WandbLogger, explained_variance, grad_norm_stats, interval_stats, snapshot,
                                       update_ratio_stats)
 from world_model_node.models import (ACTION_TOKEN, FRAME_TOKEN, QUERY_TOKEN, FiLM, MaskedAutoencoderViT,
-                                     TransformerActionConditionedPredictor, build_predictor, ensemble_entropy,
-                                     patchify, sincos_2d, unpatchify)
+                                     TransformerActionConditionedPredictor, apply_rope, build_predictor,
+                                     ensemble_entropy, patch_rope_angles, patchify, sincos_2d, unpatchify)
 
 torch.set_num_threads(1)   # the tiny models gain nothing from a second thread
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)       # the dot: stay, move right
@@ -202,8 +202,9 @@ def test_delta_latent_prediction_is_residual_on_last_frame():
     assert torch.equal(absolute(feats, acts).prediction, torch.full_like(feats[:, -1], 0.25))
 
 
-def test_cached_context_matches_full_sequence_and_batches_candidates():
-    cfg = tiny()
+@pytest.mark.parametrize('patch_rope', [False, True])
+def test_cached_context_matches_full_sequence_and_batches_candidates(patch_rope):
+    cfg = tiny(patch_rope=patch_rope)
     pred = make_predictor(cfg, seed=1)
     with torch.no_grad():
         for f in pred.films.values():                           # make FiLM matter
@@ -217,6 +218,36 @@ def test_cached_context_matches_full_sequence_and_batches_candidates():
         full = pred(feats, torch.cat([hist_acts, cands[i].view(1, 1, 1)], dim=1))
         assert torch.allclose(batched.prediction[i], full.prediction[0], atol=1e-5)
     assert (batched.prediction[0] - batched.prediction[1]).abs().max() > 1e-4
+
+
+def test_patch_rope_makes_attention_depend_on_relative_patch_offsets():
+    cfg = tiny()
+    grid = cfg.img_size // cfg.patch_size
+    head_dim = cfg.embed_dim // cfg.predictor_heads
+    angles = patch_rope_angles(cfg.tokens_per_frame, head_dim)
+    assert angles.shape == (cfg.tokens_per_frame + 1, head_dim // 2)
+    assert angles[0].abs().max() == 0 and angles[-1].abs().max() == 0     # CLS and action slots: no rotation
+    cos, sin = angles.cos(), angles.sin()
+    q, k = torch.randn(head_dim), torch.randn(head_dim)
+
+    def logit(qp: tuple[int, int], kp: tuple[int, int]) -> float:
+        i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]         # token slots of those patches
+        return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
+
+    # the same offset (one row down, two columns left) anywhere on the grid: the same logit
+    same = [logit((r, c), (r + 1, c - 2)) for r, c in [(0, 2), (1, 3), (2, 2)]]
+    assert max(same) - min(same) < 1e-4
+    assert abs(logit((0, 2), (1, 0)) - logit((0, 2), (1, 1))) > 1e-3      # another offset: another logit
+    # a predictor with patch RoPE is another function of the same weights
+    plain = make_predictor(cfg.replace(patch_rope=False), seed=3)
+    rope = make_predictor(cfg.replace(patch_rope=True), seed=3)
+    with torch.no_grad():
+        for layer in plain.layers:                  # sharp attention (at init it is ~uniform)
+            layer.qkv.weight.normal_(std=0.5)
+    rope.load_state_dict(plain.state_dict())
+    feats, acts = torch.randn(1, 2, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 2, 1)
+    with torch.no_grad():
+        assert (plain(feats, acts).features - rope(feats, acts).features).abs().max() > 1e-3
 
 
 def test_attention_maps_returned_on_request():
@@ -401,8 +432,11 @@ def test_prediction_losses_train_the_encoder_but_not_the_decoder(recon_weight):
     # the decoder learns from reconstruction only (trained on predicted latents and the action
     # classifier's loss it pushed the reconstruction over the gate after most predictor steps)
     cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, joint_reconstruction_weight=recon_weight)
-    learner = OnlineLearner(cfg, ACTIONS)
+    learner = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), ACTIONS)
     env = dot_env()
+    learner.observe(env.frame())
+    learner.train_gate()                      # gate-closed steps: the decoder has Adam moments now, which
+    learner.config = cfg                      # would move it on a zero gradient
     run_steps(learner, env, [1, 0])
     before = {k: v.detach().clone() for k, v in learner.autoencoder.named_parameters()}
     results, _ = run_steps(learner, env, [1])
@@ -558,6 +592,23 @@ def test_checkpoint_round_trip_resumes_bit_exactly(tmp_path):
     sa, sb = _all_state(a), _all_state(b)
     assert all(torch.equal(sa[k], sb[k]) for k in sa), [k for k in sa if not torch.equal(sa[k], sb[k])][:5]
     assert torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_a_checkpoint_from_before_patch_rope_loads_as_the_model_it_holds(tmp_path):
+    # a checkpoint written before the patch_rope field existed holds a model without patch RoPE
+    cfg = tiny(patch_rope=False, reconstruction_threshold=0.02)
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    run_steps(a, dot_env(seed=1), [1, 0, 1])
+    assert a.save() == 1
+    path = CheckpointManager(tmp_path).path('learner_state')
+    state = load_file(path)
+    del state['config']['patch_rope']
+    atomic_save(state, path)
+    assert WorldModelConfig.from_checkpoint(state['config']).patch_rope is False
+    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)                 # the model it holds: loads
+    assert b.step == a.step
+    with pytest.raises(CheckpointError, match='patch_rope=False'):           # another model: refused
+        OnlineLearner(cfg.replace(patch_rope=True), ACTIONS, checkpoint_dir=tmp_path)
 
 
 def test_corrupted_primary_falls_back_to_one_consistent_backup_generation(tmp_path, caplog):

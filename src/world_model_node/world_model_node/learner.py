@@ -612,7 +612,10 @@ class OnlineLearner:
                     parts = lvl.predictor.forward_loss(out, pp, pend.enc.recon, self._latest.recon, z_target,
                                                        target_patches, torch.tensor([a_idx], device=self.device),
                                                        self._weights())
-                    losses.append(parts['total'] + cfg.joint_reconstruction_weight * pend.enc.loss)
+                    loss = parts['total']
+                    if cfg.joint_reconstruction_weight > 0:     # at 0 the decoder gets no (zero) gradient,
+                        loss = loss + cfg.joint_reconstruction_weight * pend.enc.loss   # which Adam would still move
+                    losses.append(loss)
                     joint_ae = True
                 self._pending = None
             else:
@@ -875,12 +878,14 @@ class OnlineLearner:
         }
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
-        saved = state.get('config', {})
+        saved = WorldModelConfig.checkpoint_values(state.get('config', {}))
         mine = self.config.to_dict()
-        diff = [k for k in WorldModelConfig.SHAPE_FIELDS if k in saved and saved[k] != mine[k]]
+        diff = [k for k in WorldModelConfig.MODEL_FIELDS if k in saved and saved[k] != mine[k]]
         if diff:
-            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint was made with different model sizes: '
-                                  + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff))
+            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint was made with another model: '
+                                  + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff)
+                                  + '; set these parameters to the checkpoint\'s values to resume it, or use '
+                                    'another checkpoint folder to start a new model')
         acts = state.get('action_space')
         if acts is None or tuple(acts.shape) != tuple(self.base_actions.shape) or \
                 not torch.allclose(acts.to(self.device), self.base_actions):

@@ -64,6 +64,36 @@ def sincos_2d(dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
     return emb.float()
 
 
+def patch_rope_angles(tokens_per_frame: int, head_dim: int, base: float = 100.0) -> torch.Tensor:
+    """Rotary angles [T+1, head_dim/2] for the predictor's token slots (axial 2-D RoPE).
+
+    Slot j of a step is token j of a frame (0 = CLS, 1..N = patches in row-major order) or, for
+    j = T, the action token; future queries share the slots of the frame tokens. A patch slot gets
+    head_dim/4 angles from its grid row and head_dim/4 from its grid column (frequencies
+    base^(-k/(head_dim/4))); CLS and action slots get zero angles (no rotation). Rotating queries
+    and keys by these angles makes the attention logits depend on the patches' relative offset, so
+    "look one patch to the left" is one rule for every patch instead of one per position.
+    """
+    grid = int(round(math.sqrt(tokens_per_frame - 1)))
+    if grid * grid != tokens_per_frame - 1 or head_dim % 4:
+        raise ValueError(f'patch RoPE needs a square patch grid and head_dim % 4 == 0, got '
+                         f'{tokens_per_frame - 1} patches and head_dim {head_dim}')
+    quarter = head_dim // 4
+    freqs = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)          # [dh/4]
+    rows = torch.arange(grid * grid) // grid
+    cols = torch.arange(grid * grid) % grid
+    angles = torch.zeros(tokens_per_frame + 1, 2 * quarter, dtype=torch.float64)
+    angles[1:tokens_per_frame] = torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=1)
+    return angles.float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [..., S, dh] by angles given as cos, sin [S, dh/2] (pairs (i, i + dh/2))."""
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """The same values; the gradient flowing back through the result is multiplied by ``scale``
     (0: none). Used for ENCODER_PREDICTION_GRAD_SCALE on the features the predictor reads."""
@@ -337,16 +367,20 @@ class PredictorLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None,
-                return_attn: bool = False
+                return_attn: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
-        """x [B, S, D] (tokens at positions P .. P+S-1), past (k, v) [1 or B, H, P, D/H] or None.
+        """x [B, S, D] (tokens at positions P .. P+S-1), past (k, v) [1 or B, H, P, D/H] or None,
+        rope: (cos, sin) [S, D/H/2] rotary angles of this segment's tokens, or None.
 
         Token i sees every past token and tokens 0..i of this segment (causal).
-        Returns (x [B, S, D], this segment's (k, v) [B, H, S, D/H], attention [B, H, S, P+S] or None).
+        Returns (x [B, S, D], this segment's (k, v) [B, H, S, D/H] (k rotated), attention
+        [B, H, S, P+S] or None).
         """
         b, s, d = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, s, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)                                        # [B, H, S, dh] each
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         p = 0
         k_all, v_all = k, v
         if past is not None:
@@ -447,6 +481,8 @@ class TransformerActionConditionedPredictor(nn.Module):
         head_init_std: std of the heads' initial weights.
         action_grad_scale: scale of the action classifier's verdict gradient reaching the prediction.
         query_from_frame: add the current frame's token of the same patch to each future query.
+        patch_rope: also rotate every layer's queries and keys by their patch's grid row and
+            column (axial 2-D RoPE, see ``patch_rope_angles``), on top of the learned positions.
     """
 
     def __init__(self, embed_dim: int = 256, tokens_per_frame: int = 197, action_dim: int = 1,
@@ -456,7 +492,7 @@ class TransformerActionConditionedPredictor(nn.Module):
                  ensemble_heads: int = 5, patch_size: int = 16, in_chans: int = 3,
                  classifier_channels: tuple[int, int] = (16, 32), prior_scale: float = 0.1,
                  head_init_std: float = 0.02, action_grad_scale: float = 1.0,
-                 query_from_frame: bool = True) -> None:
+                 query_from_frame: bool = True, patch_rope: bool = False) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.tokens_per_frame = tokens_per_frame
@@ -497,6 +533,11 @@ class TransformerActionConditionedPredictor(nn.Module):
         proj = torch.randn(ensemble_heads, prior_features, embed_dim, generator=g) / math.sqrt(prior_features)
         self.register_buffer('prior_proj', proj - proj.mean(dim=0, keepdim=True))
         self.action_classifier = ActionClassifier(num_actions, in_chans, classifier_channels, patch_size)
+        self.patch_rope = patch_rope
+        if patch_rope:      # fixed tables, rebuilt from the constructor arguments (not in checkpoints)
+            angles = patch_rope_angles(tokens_per_frame, embed_dim // num_heads)      # [T+1, dh/2]
+            self.register_buffer('rope_cos', angles.cos(), persistent=False)
+            self.register_buffer('rope_sin', angles.sin(), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -575,17 +616,26 @@ class TransformerActionConditionedPredictor(nn.Module):
 
     # ------------------------------------------------------------------ trunk
 
+    def _segment_rope(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(cos, sin) [S, dh/2] of the tokens at positions start .. start+S-1, or None without RoPE."""
+        if not self.patch_rope:
+            return None
+        slot = (start + torch.arange(length, device=self.rope_cos.device)) % (self.tokens_per_frame + 1)
+        return self.rope_cos[slot], self.rope_sin[slot]
+
     def _run_layers(self, x: torch.Tensor, past: list | None, film_emb: torch.Tensor | None, film_from: int,
-                    return_attn: bool) -> tuple[torch.Tensor, list, torch.Tensor | None]:
-        """Run all layers over a segment x [B, S, D]; FiLM (with film_emb [B, Ea]) modulates the
-        segment's tokens from index ``film_from`` on, after each layer in FILM_BLOCK_IDS.
+                    return_attn: bool, start: int) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+        """Run all layers over a segment x [B, S, D] whose first token is at position ``start``;
+        FiLM (with film_emb [B, Ea]) modulates the segment's tokens from index ``film_from`` on,
+        after each layer in FILM_BLOCK_IDS.
         Returns (x [B, S, D], per-layer (k, v) of this segment, last layer attention or None)."""
         x = self.input_drop(x)
+        rope = self._segment_rope(start, x.shape[1])
         new_kv = []
         attn = None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x, kv, a = layer(x, None if past is None else past[i], return_attn=return_attn and i == last)
+            x, kv, a = layer(x, None if past is None else past[i], return_attn=return_attn and i == last, rope=rope)
             new_kv.append(kv)
             if a is not None:
                 attn = a
@@ -646,7 +696,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         parts.append(self._query_tokens(b, pos, frame_feats[:, -1]))
         x = torch.cat(parts, dim=1)                                         # [B, L, D]
         film_from = pos - 1                                                  # the candidate action token
-        x, _, attn = self._run_layers(x, None, emb[:, -1], film_from, return_attn)
+        x, _, attn = self._run_layers(x, None, emb[:, -1], film_from, return_attn, start=0)
         return self._heads(x[:, pos:], frame_feats[:, -1], attn, actions[:, -1])
 
     # ------------------------------------------------------------------ cached context (online use)
@@ -679,9 +729,9 @@ class TransformerActionConditionedPredictor(nn.Module):
                     parts.append(self._action_tokens(emb[:, i], pos + t))
                     pos += t + 1
                     types += [FRAME_TOKEN] * t + [ACTION_TOKEN]
-                _, kv, _ = self._run_layers(torch.cat(parts, dim=1), None, None, 0, False)
+                _, kv, _ = self._run_layers(torch.cat(parts, dim=1), None, None, 0, False, start=0)
         x = self._frame_tokens(current, pos)
-        _, cur_kv, _ = self._run_layers(x, kv, None, 0, False)
+        _, cur_kv, _ = self._run_layers(x, kv, None, 0, False, start=pos)
         base = current if self.delta_base_grad else current.detach()
         if kv is None:
             kv = cur_kv
@@ -704,7 +754,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         a = candidate_actions.shape[0]
         emb = self.embed_actions(candidate_actions)                          # [A, Ea]
         x = torch.cat([self._action_tokens(emb, ctx.length), self._query_tokens(a, ctx.length + 1, ctx.last_frame)], dim=1)
-        x, _, attn = self._run_layers(x, ctx.kv, emb, 0, return_attn)
+        x, _, attn = self._run_layers(x, ctx.kv, emb, 0, return_attn, start=ctx.length)
         return self._heads(x[:, 1:], ctx.last_frame.expand(a, -1, -1), attn, candidate_actions)
 
     # ------------------------------------------------------------------ losses
@@ -787,7 +837,8 @@ def build_predictor(cfg: WorldModelConfig, action_dim: int, num_actions: int,
                 film_hidden_dim=cfg.film_hidden_dim, film_block_ids=cfg.film_block_ids, max_seq_len=cfg.max_seq_len,
                 delta_latent=cfg.delta_latent, ensemble_heads=cfg.ensemble_heads, patch_size=cfg.patch_size,
                 in_chans=cfg.in_chans, classifier_channels=cfg.classifier_channels, prior_scale=cfg.prior_scale,
-                head_init_std=cfg.head_init_std, action_grad_scale=cfg.action_grad_scale)
+                head_init_std=cfg.head_init_std, action_grad_scale=cfg.action_grad_scale,
+                patch_rope=cfg.patch_rope)
     args.update(overrides)
     return TransformerActionConditionedPredictor(**args)
 

@@ -202,7 +202,7 @@ class ModelWorkbench:
                 continue
         if state is None:
             raise CheckpointError(f'{directory}: neither {STATE_NAME}.pth nor its backup can be read')
-        config = WorldModelConfig.from_dict(state['config'])
+        config = WorldModelConfig.from_checkpoint(state['config'])
         learner = OnlineLearner(config, state['action_space'].numpy(), device=device)
         learner.checkpoints = manager           # only for this load(), which reads and never writes
         try:

@@ -139,7 +139,7 @@ def checkpoint_config(directory: str):
         raise ConfigError(f'--init {directory}: {exc}') from exc
     if comps is None:
         raise ConfigError(f'--init {directory}: no checkpoint there')
-    return WorldModelConfig.from_dict(comps[STATE_NAME]['config'])
+    return WorldModelConfig.from_checkpoint(comps[STATE_NAME]['config'])
 
 
 def _params_mapping(doc) -> dict:

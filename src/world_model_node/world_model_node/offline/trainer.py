@@ -326,7 +326,7 @@ class OfflineTrainer:
         self.device = self._pick_device(device)
         saved = self._read_state() if resume else None
         if saved is not None:
-            config = WorldModelConfig.from_dict(saved['config'])
+            config = WorldModelConfig.from_checkpoint(saved['config'])
             settings = TrainSettings.from_dict(saved['settings'])
             sessions = [Path(p) for p in saved['data']['sessions']]
             skip_bad = False
