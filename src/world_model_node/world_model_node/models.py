@@ -5,10 +5,12 @@
   features [B, 1+N, D] (CLS first) that the predictor works on.
 * ``TransformerActionConditionedPredictor``: a causal transformer over
   ``[frame_0 tokens, a_0, frame_1 tokens, a_1, ..., frame_t tokens, a_t, future queries]`` that
-  predicts the features of frame t+1. FiLM layers (zero-initialised, so identity at start) inject
-  the embedding of the action being predicted for; the output is a residual on the last frame's
-  features (delta latent); an ensemble of output heads gives the predictive uncertainty; an action
-  classifier looks at decoded pixel differences.
+  predicts the features of frame t+1. Positions: a learned table plus, in every layer, queries and
+  keys rotated by their patch's grid row and column (patch RoPE), so attention sees relative patch
+  offsets. FiLM layers (zero-initialised, so identity at start) inject the embedding of the action
+  being predicted for; the output is a residual on the last frame's features (delta latent); an
+  ensemble of output heads gives the predictive uncertainty; an action classifier looks at decoded
+  pixel differences.
 
 Shapes use: B batch, N patches per frame (196), T = N + 1 tokens per frame (197), D width (256),
 F frames in a context, C action channels, A candidate actions, E ensemble heads, H heads,
