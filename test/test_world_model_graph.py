@@ -181,6 +181,30 @@ def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, 
     assert not pid_alive(wm.pid)
 
 
+def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):
+    from devbot.action_space import ActionSpace
+    from world_model_node.config import WorldModelConfig
+    from world_model_node.learner import OnlineLearner
+
+    ckpt = tmp_path / 'ckpt'   # a checkpoint of another model than the node's (no patch RoPE)
+    learner = OnlineLearner(WorldModelConfig.tiny(patch_rope=False), ActionSpace.from_yaml(ROBOT).normalized(),
+                            checkpoint_dir=ckpt)
+    learner.save()
+    learner.close()
+    saved = {f.name: f.read_bytes() for f in ckpt.iterdir()}
+    common = [str(BIN / 'world_model_node'), '--ros-args', '-r', '__ns:=/toroidal_dot', '-p', 'preset:=tiny',
+              '-p', 'num_threads:=1', '-p', f'report_dir:={tmp_path / "r"}']
+    cases = {'patch_rope=False (config: True)': ['-p', f'robot_config:={ROBOT}', '-p', f'checkpoint_dir:={ckpt}'],
+             'robot config not found': ['-p', f'robot_config:={tmp_path / "nope.yaml"}'],
+             'set exactly one of robot_config': []}
+    for expected, extra in cases.items():
+        run = subprocess.run(common + extra, env=ros_env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run
+        assert 'Traceback' not in run.stderr + run.stdout, run
+        assert 'world_model_node: cannot start: ' in run.stderr and expected in run.stderr, run.stderr
+    assert {f.name: f.read_bytes() for f in ckpt.iterdir()} == saved, 'the refused checkpoint must stay as it was'
+
+
 def test_lockstep_replay_trains_on_the_same_transitions_as_live(launch, tmp_path):
     from devbot.bag import Session, list_sessions
     params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)  # every frame acts

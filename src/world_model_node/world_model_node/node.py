@@ -38,7 +38,8 @@ Parameters:
     progress_period (float): seconds between progress lines [5].
 
 At the end (budget reached, Ctrl-C, SIGTERM, robot gone) it saves a checkpoint, writes the report
-and exits 0; an error in learning saves what it can and exits 1.
+and exits 0; an error in learning saves what it can and exits 1. A setup mistake found at start
+(parameters, robot file, bag, a checkpoint of another model) is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -63,12 +64,15 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
 from devbot import topics
+from devbot import action_space
 from devbot.action_space import ActionError, ActionSpace
+from devbot.bag.session import BagError
 from devbot.image import ImageError, image_to_numpy, numpy_to_image
 from devbot.messages import joint_state_to_action
 from devbot.params import declare
 from devbot.spin import ros_process, spin_until
-from world_model_node.config import WorldModelConfig
+from world_model_node.checkpoint import CheckpointError
+from world_model_node.config import ConfigError, WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.loop import LearningLoop
 from world_model_node.report import RunReport
@@ -111,7 +115,7 @@ def session_action_space(session: str) -> ActionSpace:
     from devbot.bag import read_info
     space = read_info(session).action_space
     if space is None:
-        raise ValueError(f'{session}: the bag has no devbot action space in its metadata')
+        raise ConfigError(f'{session}: the bag has no devbot action space in its metadata')
     return space
 
 
@@ -144,9 +148,9 @@ class WorldModelNode(Node):
         self.progress_period = declare(self, 'progress_period', 5.0, 'seconds between progress lines',
                                        float_range=(0.1, 3600.0))
         if bool(robot_config) == bool(session):
-            raise ValueError('set exactly one of robot_config (e.g. config/toroidal_dot.yaml) and session')
+            raise ConfigError('set exactly one of robot_config (e.g. config/toroidal_dot.yaml) and session')
         if preset not in ('full', 'tiny'):
-            raise ValueError(f'preset must be full or tiny, got {preset!r}')
+            raise ConfigError(f'preset must be full or tiny, got {preset!r}')
         self.action_space = ActionSpace.from_yaml(robot_config) if robot_config else session_action_space(session)
         self.config = self._declare_config(WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny())
 
@@ -391,11 +395,19 @@ class TorchThread:
                 future.set_exception(exc)
 
 
+# what a user sets up wrongly (parameters, robot file, bag, checkpoint folder): one line, exit 2
+STARTUP_ERRORS = (ConfigError, action_space.ConfigError, BagError, CheckpointError)
+
+
 def main(args: list[str] | None = None) -> int:
     # a native crash prints every thread's Python stack
     faulthandler.enable()
     with ros_process(args) as stop:
-        node = WorldModelNode()
+        try:
+            node = WorldModelNode()
+        except STARTUP_ERRORS as exc:
+            print(f'world_model_node: cannot start: {exc}', file=sys.stderr, flush=True)
+            return 2
         try:
             spin_until(node, stop, node.done.is_set)
         finally:
