@@ -13,7 +13,7 @@ from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
-from graphtest import BIN, pid_alive
+from graphtest import BIN, REPO, pid_alive
 
 RUNNER = 'launch/toroidal_dot_runner.launch.yaml'
 NS = '/toroidal_dot/'
@@ -162,3 +162,22 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
     assert selector.returncode == 0, out
     assert 'waiting for the robot to subscribe to motor_command' in out, out
     assert 'steps: 1 ' in out, out
+
+
+def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):
+    robot = REPO / 'config' / 'toroidal_dot.yaml'
+    cases = [
+        ('toroidal_sim_node', ['-p', f'robot_config:={tmp_path / "nope.yaml"}'], 'robot config not found'),
+        ('toroidal_sim_node', ['-p', f'robot_config:={REPO / "config" / "jetbot.yaml"}'], 'the toroidal sim executes only'),
+        ('selector_node', [], 'parameter robot_config is required'),
+        ('selector_node', ['-p', f'robot_config:={robot}', '-p', 'policy:=sequence', '-p', 'sequence:=ZIGZAG'],
+         "sequence 'ZIGZAG' is neither one of"),
+        ('selector_node', ['-p', f'robot_config:={robot}', '-p', 'policy:=recorded',
+                           '-p', f'session:={tmp_path / "no_such_session"}'], 'no such session directory'),
+    ]
+    for program, params, expected in cases:
+        run = subprocess.run([str(BIN / program), '--ros-args', '-r', '__ns:=/toroidal_dot', *params],
+                             env=ros_env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, run
+        assert 'Traceback' not in run.stdout + run.stderr, run
+        assert f'{program}: cannot start: ' in run.stderr and expected in run.stderr, run.stderr

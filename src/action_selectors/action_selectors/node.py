@@ -35,6 +35,9 @@ Parameters:
     max_steps (int): stop after this many actions (0 = run until stopped) [0]. The node then
         waits for the trigger that follows its last action, prints the runner statistics and
         exits with status 0 (use ``on_exit: shutdown`` in a launch file to end the launch).
+
+A setup mistake (a missing or bad parameter, robot file or recorded session) is one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ from devbot.action_space import ActionSpace
 from devbot.cdr import header_stamp
 from devbot.messages import action_to_joint_state
 from devbot.params import declare
-from devbot.spin import ros_process, spin_until
+from devbot.bag.session import BagError
+from devbot.spin import create_node, ros_process, spin_until
 
 # seconds between progress lines
 PROGRESS_PERIOD_S = 2.0
@@ -203,7 +207,10 @@ class SelectorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     with ros_process(args) as stop:
-        node = SelectorNode()
+        # a bad parameter, robot file or recorded session: one line, exit 2
+        node = create_node(SelectorNode, 'selector_node', (ValueError, BagError))
+        if node is None:
+            return 2
         try:
             spin_until(node, stop, lambda: node.done)
         finally:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+NodeT = TypeVar('NodeT')
 
 
 class StopSignals:
@@ -86,3 +89,18 @@ def spin_until(node, stop: StopSignals, done: Callable[[], bool] | None = None, 
     finally:
         executor.remove_node(node)
         executor.shutdown()
+
+
+def create_node(factory: Callable[[], NodeT], program: str,
+                setup_errors: tuple[type[Exception], ...]) -> NodeT | None:
+    """``factory()``, or None after one line on stderr when it raises one of ``setup_errors``.
+
+    For mistakes the user fixes at start (a missing or bad parameter, robot file, bag or
+    checkpoint): the message, not a traceback, and the caller's ``main`` returns 2. Any other
+    exception keeps its traceback.
+    """
+    try:
+        return factory()
+    except setup_errors as exc:
+        print(f'{program}: cannot start: {exc}', file=sys.stderr, flush=True)
+        return None

@@ -24,6 +24,8 @@ Parameters:
     seed (int, -1..2^31-1): RNG seed for start/reset positions; -1 = random [-1].
     action_delay (float, 0..10 s): wait between executing an action and publishing the frame [0].
     frame_id (string): header.frame_id of frames [camera].
+
+A bad parameter or robot file is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from devbot.action_space import ActionError, ActionSpace
 from devbot.image import numpy_to_image
 from devbot.messages import action_to_joint_state, joint_state_to_action
 from devbot.params import declare
-from devbot.spin import ros_process, spin_until
+from devbot.spin import create_node, ros_process, spin_until
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 
@@ -143,7 +145,9 @@ class ToroidalSimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     with ros_process(args) as stop:
-        node = ToroidalSimNode()
+        node = create_node(ToroidalSimNode, 'toroidal_sim_node', (ValueError,))   # a bad parameter or robot file
+        if node is None:
+            return 2
         try:
             spin_until(node, stop)
         finally:

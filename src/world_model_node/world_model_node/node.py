@@ -63,14 +63,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
-from devbot import topics
-from devbot import action_space
+from devbot import action_space, topics
 from devbot.action_space import ActionError, ActionSpace
 from devbot.bag.session import BagError
 from devbot.image import ImageError, image_to_numpy, numpy_to_image
 from devbot.messages import joint_state_to_action
 from devbot.params import declare
-from devbot.spin import ros_process, spin_until
+from devbot.spin import create_node, ros_process, spin_until
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import ConfigError, WorldModelConfig
 from world_model_node.learner import OnlineLearner
@@ -403,10 +402,8 @@ def main(args: list[str] | None = None) -> int:
     # a native crash prints every thread's Python stack
     faulthandler.enable()
     with ros_process(args) as stop:
-        try:
-            node = WorldModelNode()
-        except STARTUP_ERRORS as exc:
-            print(f'world_model_node: cannot start: {exc}', file=sys.stderr, flush=True)
+        node = create_node(WorldModelNode, 'world_model_node', STARTUP_ERRORS)
+        if node is None:
             return 2
         try:
             spin_until(node, stop, node.done.is_set)
