@@ -53,10 +53,10 @@ from action_selectors.recorded import RecordedPolicy, RecordingFinished
 from action_selectors.stats import RunnerStats
 from devbot import topics
 from devbot.action_space import ActionSpace
+from devbot.bag.session import BagError
 from devbot.cdr import header_stamp
 from devbot.messages import action_to_joint_state
 from devbot.params import declare
-from devbot.bag.session import BagError
 from devbot.spin import create_node, ros_process, spin_until
 
 # seconds between progress lines
