@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
-    cfg = base.replace(reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=10 ** 6)
+    cfg = base.replace(reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=10**6)
     learner = OnlineLearner(cfg, np.array([[-1.0], [1.0]], np.float32), device=args.device)
     env = ToroidalDotEnv(ToroidalDotConfig(size=cfg.img_size, seed=0))
     frame = env.frame()
@@ -67,15 +67,27 @@ def main() -> None:
     frames = torch.stack([e.frame for e in hist[-5:-1]]).permute(0, 3, 1, 2).float().div(255)
     nxt = hist[-1].frame.permute(2, 0, 1).float().div(255)
     acts = lvl.actions[[e.action for e in hist[-5:-2]]]
-    analyse_s = timed(lambda: D.analyse_transition(learner.autoencoder, lvl.predictor, frames, acts, lvl.actions,
-                                                   hist[-2].action, nxt), args.repeats)
+    analyse_s = timed(
+        lambda: D.analyse_transition(
+            learner.autoencoder, lvl.predictor, frames, acts, lvl.actions, hist[-2].action, nxt
+        ),
+        args.repeats,
+    )
     d = statistics.median(diag_s)
-    print(f'preset {args.preset}, {args.threads} threads, device {args.device}, {args.repeats} repeats (medians)')
+    print(
+        f'preset {args.preset}, {args.threads} threads, device {args.device}, {args.repeats} repeats (medians)'
+    )
     print(f'  acted observe step (trains + scores):   {1000 * step_s:8.1f} ms')
-    print(f'  learner._diagnostics (per log):         {1000 * d:8.1f} ms  (min {1000 * min(diag_s):.1f})')
-    print(f'  added per step at LOG_INTERVAL={base.log_interval}:      {1000 * d / base.log_interval:8.2f} ms '
-          f'({100 * d / base.log_interval / step_s:.2f}% of a step)')
-    print(f'  analyse_transition from pixels:         {1000 * statistics.median(analyse_s):8.1f} ms')
+    print(
+        f'  learner._diagnostics (per log):         {1000 * d:8.1f} ms  (min {1000 * min(diag_s):.1f})'
+    )
+    print(
+        f'  added per step at LOG_INTERVAL={base.log_interval}:      {1000 * d / base.log_interval:8.2f} ms '
+        f'({100 * d / base.log_interval / step_s:.2f}% of a step)'
+    )
+    print(
+        f'  analyse_transition from pixels:         {1000 * statistics.median(analyse_s):8.1f} ms'
+    )
 
 
 if __name__ == '__main__':

@@ -36,6 +36,7 @@ from jetbot_driver.server import Hardware, JetBotServer, JetBotService
 def _picture(size: int = 224) -> np.ndarray:
     """A photo-like BGR test picture (gradients + shapes + noise), so JPEG sizes are realistic."""
     import cv2
+
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:size, 0:size]
     img = np.stack([x * 255 / size, y * 255 / size, (x + y) * 127 / size], axis=2)
@@ -69,6 +70,7 @@ def _serve(kind: str, port: int, ready) -> None:
         server = JetBotServer(StaticHardware(), '127.0.0.1', port, service_cls=RawFrameService)
     else:
         from jetbot_driver.sim_server import SimServer
+
         server = SimServer('127.0.0.1', port, size=(320, 240) if kind == 'sim320' else 224)
     server._server._listen()
     ready.set()
@@ -94,8 +96,11 @@ def _times(fn, n: int) -> list[float]:
 def _line(name: str, times: list[float], extra: str = '') -> None:
     ms = sorted(t * 1000 for t in times)
     p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
-    print(f'  {name:<42} mean {statistics.fmean(ms):7.3f} ms  median {statistics.median(ms):7.3f}  '
-          f'p95 {p95:7.3f}  ({len(ms)} calls){extra}', flush=True)
+    print(
+        f'  {name:<42} mean {statistics.fmean(ms):7.3f} ms  median {statistics.median(ms):7.3f}  '
+        f'p95 {p95:7.3f}  ({len(ms)} calls){extra}',
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -120,14 +125,25 @@ def main() -> int:
         _line('set_motors', _times(lambda: static.set_motors(0.1, 0.1), options.calls))
         get_frame_text = static._root.get_camera_frame  # bound once, as the client does
         text = get_frame_text()
-        _line('get_camera_frame, static camera', _times(get_frame_text, options.frames),
-              f'  {len(text) / 1024:.1f} KiB base64')
-        _line('get_camera_frame, sim camera (render)', _times(sim._root.get_camera_frame, options.frames))
+        _line(
+            'get_camera_frame, static camera',
+            _times(get_frame_text, options.frames),
+            f'  {len(text) / 1024:.1f} KiB base64',
+        )
+        _line(
+            'get_camera_frame, sim camera (render)',
+            _times(sim._root.get_camera_frame, options.frames),
+        )
         _line('client get_frame -> RGB 224, static', _times(static.get_frame, options.frames))
-        _line('client get_frame -> RGB 224, sim 320x240', _times(sim320.get_frame, options.frames),
-              '  (incl. resize)')
-        _line('raw 150 KB bytes frame (not the contract)',
-              _times(static._root.get_raw_frame, max(20, options.frames // 5)))
+        _line(
+            'client get_frame -> RGB 224, sim 320x240',
+            _times(sim320.get_frame, options.frames),
+            '  (incl. resize)',
+        )
+        _line(
+            'raw 150 KB bytes frame (not the contract)',
+            _times(static._root.get_raw_frame, max(20, options.frames // 5)),
+        )
         for name, client in (('static camera', static), ('sim camera', sim)):
             n = options.frames
             t = time.perf_counter()

@@ -85,6 +85,7 @@ def ros_env() -> dict[str, str]:
 
 def bench_env_core(steps: int) -> float:
     from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
+
     env = ToroidalDotEnv(ToroidalDotConfig(seed=0))
     start = time.perf_counter()
     for i in range(steps):
@@ -96,8 +97,14 @@ def bench_bare(steps: int) -> float:
     env = ros_env()
     robot = subprocess.Popen([sys.executable, '-c', BARE_ROBOT], env=env)
     try:
-        out = subprocess.run([sys.executable, '-c', BARE_SELECTOR, str(steps)], env=env, capture_output=True,
-                             text=True, timeout=120, check=True)
+        out = subprocess.run(
+            [sys.executable, '-c', BARE_SELECTOR, str(steps)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         return float(out.stdout.strip().splitlines()[-1])
     finally:
         robot.terminate()
@@ -108,13 +115,41 @@ def bench_nodes(steps: int) -> float:
     env = ros_env()
     config = REPO / 'config' / 'toroidal_dot.yaml'
     with tempfile.TemporaryDirectory() as report:
-        sim = subprocess.Popen([str(BIN / 'toroidal_sim_node'), '--ros-args', '-p', f'robot_config:={config}',
-                                '-p', 'seed:=0', '--log-level', 'warn'], env=env)
+        sim = subprocess.Popen(
+            [
+                str(BIN / 'toroidal_sim_node'),
+                '--ros-args',
+                '-p',
+                f'robot_config:={config}',
+                '-p',
+                'seed:=0',
+                '--log-level',
+                'warn',
+            ],
+            env=env,
+        )
         try:
             # warm-up steps are excluded: the stats below use the selector's own interval timing
-            subprocess.run([str(BIN / 'selector_node'), '--ros-args', '-p', f'robot_config:={config}',
-                            '-p', 'sequence:=ALTERNATE', '-p', f'max_steps:={steps}', '-p', f'report_dir:={report}',
-                            '--log-level', 'warn'], env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    str(BIN / 'selector_node'),
+                    '--ros-args',
+                    '-p',
+                    f'robot_config:={config}',
+                    '-p',
+                    'sequence:=ALTERNATE',
+                    '-p',
+                    f'max_steps:={steps}',
+                    '-p',
+                    f'report_dir:={report}',
+                    '--log-level',
+                    'warn',
+                ],
+                env=env,
+                check=True,
+                timeout=300,
+                stdout=subprocess.DEVNULL,
+            )
             summary = json.loads((Path(report) / 'runner_stats.json').read_text())
         finally:
             sim.terminate()
@@ -123,18 +158,28 @@ def bench_nodes(steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--steps', type=int, default=5000, help='steps per closed-loop run')
-    parser.add_argument('--repeats', type=int, default=3, help='runs per measurement (best and all shown)')
+    parser.add_argument(
+        '--repeats', type=int, default=3, help='runs per measurement (best and all shown)'
+    )
     args = parser.parse_args()
     print(f'env core:        {bench_env_core(20000):10.0f} steps/s')
     bare = [bench_bare(args.steps) for _ in range(args.repeats)]
-    print(f'bare lockstep:   {max(bare):10.0f} steps/s   runs: {", ".join(f"{b:.0f}" for b in bare)}')
+    print(
+        f'bare lockstep:   {max(bare):10.0f} steps/s   runs: {", ".join(f"{b:.0f}" for b in bare)}'
+    )
     nodes = [bench_nodes(args.steps) for _ in range(args.repeats)]
     best = max(n[1] for n in nodes)
-    print(f'sim + selector:  {best:10.0f} steps/s   runs (mean rate / 1/median interval): '
-          + ', '.join(f'{n[1]:.0f}/{n[0]:.0f}' for n in nodes))
-    print(f'sim + selector keeps {100 * best / max(bare):.0f}% of the bare lockstep rate (target >= 1000 steps/s)')
+    print(
+        f'sim + selector:  {best:10.0f} steps/s   runs (mean rate / 1/median interval): '
+        + ', '.join(f'{n[1]:.0f}/{n[0]:.0f}' for n in nodes)
+    )
+    print(
+        f'sim + selector keeps {100 * best / max(bare):.0f}% of the bare lockstep rate (target >= 1000 steps/s)'
+    )
 
 
 if __name__ == '__main__':

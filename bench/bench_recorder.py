@@ -81,21 +81,55 @@ PUBLISHER = textwrap.dedent('''
 
 def run_case(frames: int, rate: float, kind: str, compression: str = 'zstd') -> dict:
     from devbot.bag import Session, list_sessions
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-               PYTHONUNBUFFERED='1')
+
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(random.randint(100, 230)),
+        ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+        PYTHONUNBUFFERED='1',
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        rec = subprocess.Popen([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/bench',
-                                '-p', 'topics:=camera/image_raw', '-p', f'output_dir:={tmp}', '-p', 'robot:=bench',
-                                '-p', 'qos_depth:=5000', '-p', f'compression:={compression}', '-p', 'disk_limit_gb:=0'],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        rec = subprocess.Popen(
+            [
+                str(BIN / 'recorder_node'),
+                '--ros-args',
+                '-r',
+                '__ns:=/bench',
+                '-p',
+                'topics:=camera/image_raw',
+                '-p',
+                f'output_dir:={tmp}',
+                '-p',
+                'robot:=bench',
+                '-p',
+                'qos_depth:=5000',
+                '-p',
+                f'compression:={compression}',
+                '-p',
+                'disk_limit_gb:=0',
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         time.sleep(1.0)
-        pub = subprocess.run([sys.executable, '-c', PUBLISHER, str(frames), str(rate), kind], env=env,
-                             capture_output=True, text=True, timeout=600)
+        pub = subprocess.run(
+            [sys.executable, '-c', PUBLISHER, str(frames), str(rate), kind],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         line = [ln for ln in pub.stdout.splitlines() if ln.startswith('PUBLISHED')]
         if not line:
             rec.kill()
             raise RuntimeError(f'publisher failed: {pub.stdout}{pub.stderr}')
-        sent, pub_s, blocked = int(line[0].split()[1]), float(line[0].split()[2]), int(line[0].split()[3])
+        sent, pub_s, blocked = (
+            int(line[0].split()[1]),
+            float(line[0].split()[2]),
+            int(line[0].split()[3]),
+        )
         time.sleep(1.0)
         rec.send_signal(signal.SIGINT)
         out, _ = rec.communicate(timeout=120)
@@ -105,27 +139,51 @@ def run_case(frames: int, rate: float, kind: str, compression: str = 'zstd') -> 
             unique = s.num_frames
         mcap_bytes = sum(p.stat().st_size for p in Path(info.path).glob('*.mcap'))
     span = (logs[-1] - logs[0]) / 1e9 if len(logs) > 1 else float('nan')
-    return dict(kind=kind, target=rate, sent=sent, blocked=blocked, recorded=len(logs), unique=unique, drops=sent - len(logs),
-                publish_fps=sent / pub_s, record_fps=(len(logs) - 1) / span if span else float('nan'),
-                bytes_per_frame=mcap_bytes / max(1, len(logs)), compression=compression)
+    return dict(
+        kind=kind,
+        target=rate,
+        sent=sent,
+        blocked=blocked,
+        recorded=len(logs),
+        unique=unique,
+        drops=sent - len(logs),
+        publish_fps=sent / pub_s,
+        record_fps=(len(logs) - 1) / span if span else float('nan'),
+        bytes_per_frame=mcap_bytes / max(1, len(logs)),
+        compression=compression,
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--frames', type=int, default=3000)
     opts = parser.parse_args()
-    cases = [(opts.frames, 1000.0, 'dot', 'zstd'), (opts.frames, 2000.0, 'dot', 'zstd'), (opts.frames, 0.0, 'dot', 'zstd'),
-             (opts.frames // 3, 1000.0, 'noise', 'zstd'), (opts.frames // 3, 1000.0, 'dot', 'none')]
-    print(f'{"frames":<7} {"compr.":<6} {"target/s":>8} {"sent":>6} {"in bag":>7} {"drops":>6} '
-          f'{"pub/s":>8} {"rec/s":>8} {"B/frame":>9} {"pub. blocked":>12}')
+    cases = [
+        (opts.frames, 1000.0, 'dot', 'zstd'),
+        (opts.frames, 2000.0, 'dot', 'zstd'),
+        (opts.frames, 0.0, 'dot', 'zstd'),
+        (opts.frames // 3, 1000.0, 'noise', 'zstd'),
+        (opts.frames // 3, 1000.0, 'dot', 'none'),
+    ]
+    print(
+        f'{"frames":<7} {"compr.":<6} {"target/s":>8} {"sent":>6} {"in bag":>7} {"drops":>6} '
+        f'{"pub/s":>8} {"rec/s":>8} {"B/frame":>9} {"pub. blocked":>12}'
+    )
     for n, rate, kind, comp in cases:
         r = run_case(n, rate, kind, comp)
         target = f'{rate:.0f}' if rate else 'max'
-        print(f'{kind:<7} {comp:<6} {target:>8} {r["sent"]:>6} {r["recorded"]:>7} {r["drops"]:>6} '
-              f'{r["publish_fps"]:>8.0f} {r["record_fps"]:>8.0f} {r["bytes_per_frame"]:>9.0f} {r["blocked"]:>12}', flush=True)
-    print('\nrec/s: frames in the bag over their receive-time span (end to end: publisher -> DDS -> recorder -> '
-          'MCAP file). B/frame: MCAP bytes on disk per frame (224x224 rgb8 = 150,528 B raw). pub. blocked: '
-          'publish calls refused by reliable back-pressure (retried, so the frame was still sent).')
+        print(
+            f'{kind:<7} {comp:<6} {target:>8} {r["sent"]:>6} {r["recorded"]:>7} {r["drops"]:>6} '
+            f'{r["publish_fps"]:>8.0f} {r["record_fps"]:>8.0f} {r["bytes_per_frame"]:>9.0f} {r["blocked"]:>12}',
+            flush=True,
+        )
+    print(
+        '\nrec/s: frames in the bag over their receive-time span (end to end: publisher -> DDS -> recorder -> '
+        'MCAP file). B/frame: MCAP bytes on disk per frame (224x224 rgb8 = 150,528 B raw). pub. blocked: '
+        'publish calls refused by reliable back-pressure (retried, so the frame was still sent).'
+    )
     return 0
 
 

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from compute import count_gflop, matmul_ceiling
+
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def load_actions() -> np.ndarray:
     try:
         from devbot.action_space import ActionSpace
+
         return ActionSpace.from_yaml(ROOT / 'config' / 'toroidal_dot.yaml').normalized()
     except Exception as exc:  # noqa: BLE001 - the bench still runs with the known dot space
         print(f'(action space from config failed: {exc}; using [[-1], [1]])', file=sys.stderr)
@@ -65,9 +66,17 @@ def load_actions() -> np.ndarray:
 # held-out evaluation
 # ---------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history_actions: str, seed: int,
-             picture: Path | None = None, row: int | None = None) -> dict:
+def evaluate(
+    learner: OnlineLearner,
+    env_cfg: ToroidalDotConfig,
+    n: int,
+    history_actions: str,
+    seed: int,
+    picture: Path | None = None,
+    row: int | None = None,
+) -> dict:
     """Predict held-out transitions with the learner's current models (eval mode, no learning).
 
     Each sample: a random start (never the training trajectory's RNG), PREDICTION_HISTORY_SIZE
@@ -79,11 +88,19 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
     cfg = learner.config
     lvl = learner.levels[0]
     ae = learner.autoencoder
-    per_action: dict[int, dict[str, list]] = {a: {'ev': [], 'mse': [], 'dist': []} for a in range(learner.num_actions)}
+    per_action: dict[int, dict[str, list]] = {
+        a: {'ev': [], 'mse': [], 'dist': []} for a in range(learner.num_actions)
+    }
     tiles = []
     for i in range(n):
-        env = ToroidalDotEnv(ToroidalDotConfig(size=env_cfg.size, dot_radius=env_cfg.dot_radius,
-                                               move_pixels=env_cfg.move_pixels, seed=int(rng.integers(1 << 30))))
+        env = ToroidalDotEnv(
+            ToroidalDotConfig(
+                size=env_cfg.size,
+                dot_radius=env_cfg.dot_radius,
+                move_pixels=env_cfg.move_pixels,
+                seed=int(rng.integers(1 << 30)),
+            )
+        )
         if row is not None:
             env.y = row
         frames, acts = [env.frame()], []
@@ -91,11 +108,11 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
             a = 1 if history_actions == 'always_move' else int(rng.integers(learner.num_actions))
             acts.append(a)
             frames.append(env.step(a))
-        x = torch.cat([learner._prepare(f)[0] for f in frames])                 # [F, 3, S, S]
-        z = ae.encode(x)                                                         # [F, T, D]
+        x = torch.cat([learner._prepare(f)[0] for f in frames])  # [F, 3, S, S]
+        z = ae.encode(x)  # [F, T, D]
         ctx = lvl.predictor.build_context(z[-1:], z[None, :-1], lvl.actions[acts][None])
-        out = lvl.predictor.predict(ctx, lvl.actions)                            # all candidates, one pass
-        pred_patches = ae.decode(out.prediction)                                 # [A, N, P]
+        out = lvl.predictor.predict(ctx, lvl.actions)  # all candidates, one pass
+        pred_patches = ae.decode(out.prediction)  # [A, N, P]
         imgs = learner._patches_to_images(pred_patches)
         state = (env.x, env.y)
         tile = [learner._prepare(frames[-1])[1].numpy()]
@@ -103,10 +120,14 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
             env.x, env.y = state
             truth = env.step(a)
             t_patches = ae.patchify(learner._prepare(truth)[0])
-            per_action[a]['ev'].append(float(explained_variance(pred_patches[a:a + 1], t_patches)))
-            per_action[a]['mse'].append(float(((pred_patches[a:a + 1] - t_patches) ** 2).mean()))
+            per_action[a]['ev'].append(
+                float(explained_variance(pred_patches[a : a + 1], t_patches))
+            )
+            per_action[a]['mse'].append(float(((pred_patches[a : a + 1] - t_patches) ** 2).mean()))
             truth_xy = np.array([[env.x, env.y]], np.float64) * cfg.img_size / env_cfg.size
-            per_action[a]['dist'].append(float(torus_distance(dot_centroids(imgs[a:a + 1]), truth_xy, cfg.img_size)[0]))
+            per_action[a]['dist'].append(
+                float(torus_distance(dot_centroids(imgs[a : a + 1]), truth_xy, cfg.img_size)[0])
+            )
             tile += [learner._prepare(truth)[1].numpy(), imgs[a]]
         if i < 4:
             tiles.append(np.concatenate(tile, axis=1))
@@ -114,10 +135,13 @@ def evaluate(learner: OnlineLearner, env_cfg: ToroidalDotConfig, n: int, history
     for a, d in per_action.items():
         dist = np.array(d['dist'])
         res[f'action_{a}'] = {
-            'explained_variance_mean': float(np.mean(d['ev'])), 'mse_mean': float(np.mean(d['mse'])),
+            'explained_variance_mean': float(np.mean(d['ev'])),
+            'mse_mean': float(np.mean(d['mse'])),
             'dot_error_px_median': float(np.nanmedian(dist)) if np.isfinite(dist).any() else None,
             'dot_error_px_mean': float(np.nanmean(dist)) if np.isfinite(dist).any() else None,
-            'within_3px': float(np.mean(dist <= 3.0)), 'samples': n}
+            'within_3px': float(np.mean(dist <= 3.0)),
+            'samples': n,
+        }
     if picture is not None and tiles:
         save_png(np.concatenate(tiles, axis=0), picture)
     return res
@@ -129,6 +153,7 @@ def _px(v: float | None) -> str:
 
 def save_png(img: np.ndarray, path: Path) -> None:
     from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path)
 
@@ -137,39 +162,67 @@ def save_png(img: np.ndarray, path: Path) -> None:
 # one run
 # ---------------------------------------------------------------------------------------------
 
-def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray, out_dir: Path,
-        stamp: str) -> dict:
+
+def run(
+    mode: str,
+    args: argparse.Namespace,
+    cfg: WorldModelConfig,
+    actions: np.ndarray,
+    out_dir: Path,
+    stamp: str,
+) -> dict:
     env_cfg = ToroidalDotConfig(seed=args.seed)
     env = ToroidalDotEnv(env_cfg)
-    learner = OnlineLearner(cfg, actions, device=args.device, autoencoder_lr=args.ae_lr, predictor_lr=args.pred_lr,
-                            checkpoint_dir=None if args.checkpoint is None else args.checkpoint / mode)
+    learner = OnlineLearner(
+        cfg,
+        actions,
+        device=args.device,
+        autoencoder_lr=args.ae_lr,
+        predictor_lr=args.pred_lr,
+        checkpoint_dir=None if args.checkpoint is None else args.checkpoint / mode,
+    )
     rng = np.random.default_rng(args.seed + 1)
     history_mode = 'always_move' if mode == 'always_move' else 'random'
     training_row = env.y
 
     def heldout(picture: Path | None = None) -> dict:
         """Held-out predictions on the training trajectory's row and, separately, on random rows."""
-        kinds = {'any_row': None} if args.reset_every else {'training_row': training_row, 'any_row': None}
-        return {kind: evaluate(learner, env_cfg, args.eval_samples, history_mode, seed=12345 + i, row=row,
-                               picture=None if picture is None else picture.with_name(f'{picture.stem}_{kind}.png'))
-                for i, (kind, row) in enumerate(kinds.items())}
+        kinds = (
+            {'any_row': None}
+            if args.reset_every
+            else {'training_row': training_row, 'any_row': None}
+        )
+        return {
+            kind: evaluate(
+                learner,
+                env_cfg,
+                args.eval_samples,
+                history_mode,
+                seed=12345 + i,
+                row=row,
+                picture=None
+                if picture is None
+                else picture.with_name(f'{picture.stem}_{kind}.png'),
+            )
+            for i, (kind, row) in enumerate(kinds.items())
+        }
 
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     frame = env.frame()
-    acted, closed = [], []                      # per-frame timings
+    acted, closed = [], []  # per-frame timings
     first_gate_open = None
     first_below = None
     sustained_below = None
     recent_err: list[float] = []
     evals = []
     queue: list[int] = []
-    n_frames = 0                                # observe() calls (new frames)
+    n_frames = 0  # observe() calls (new frames)
     n_acted = 0
     next_eval = args.eval_every
     last_print = 0.0
     resets = 0
-    executed = [0] * learner.num_actions          # executed primitive actions
+    executed = [0] * learner.num_actions  # executed primitive actions
     while True:
         elapsed = time.perf_counter() - t_start
         if (args.frames and n_acted >= args.frames) or elapsed >= args.time_budget:
@@ -183,26 +236,43 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
                 break
             if now - last_print >= args.print_every:
                 last_print = now
-                print(f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} gate closed: recon '
-                      f'{r.reconstruction_loss:.5f} (threshold {cfg.reconstruction_threshold}) '
-                      f'ae_steps {learner.autoencoder_steps} ({r.timings["total"] * 1000:.0f} ms/iteration)', flush=True)
+                print(
+                    f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} gate closed: recon '
+                    f'{r.reconstruction_loss:.5f} (threshold {cfg.reconstruction_threshold}) '
+                    f'ae_steps {learner.autoencoder_steps} ({r.timings["total"] * 1000:.0f} ms/iteration)',
+                    flush=True,
+                )
             r = learner.train_gate()
         if not r.gate_open:
             break
         acted.append({**r.timings, 'trained': float(bool(r.trained_levels))})
         n_acted += 1
         if first_gate_open is None:
-            first_gate_open = {'frames': n_frames, 'learner_steps': r.step, 'autoencoder_steps': learner.autoencoder_steps,
-                               'wall_s': round(time.perf_counter() - t_start, 1)}
+            first_gate_open = {
+                'frames': n_frames,
+                'learner_steps': r.step,
+                'autoencoder_steps': learner.autoencoder_steps,
+                'wall_s': round(time.perf_counter() - t_start, 1),
+            }
         if 0 in r.prediction_errors:
             err = r.prediction_errors[0]
             recent_err = (recent_err + [err])[-20:]
             if first_below is None and err < cfg.prediction_threshold:
-                first_below = {'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1),
-                               'cpu_s': round(time.process_time() - cpu_start, 1)}
-            if sustained_below is None and len(recent_err) == 20 and np.median(recent_err) < cfg.prediction_threshold:
-                sustained_below = {'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1),
-                                   'cpu_s': round(time.process_time() - cpu_start, 1)}
+                first_below = {
+                    'acted_frames': n_acted,
+                    'wall_s': round(time.perf_counter() - t_start, 1),
+                    'cpu_s': round(time.process_time() - cpu_start, 1),
+                }
+            if (
+                sustained_below is None
+                and len(recent_err) == 20
+                and np.median(recent_err) < cfg.prediction_threshold
+            ):
+                sustained_below = {
+                    'acted_frames': n_acted,
+                    'wall_s': round(time.perf_counter() - t_start, 1),
+                    'cpu_s': round(time.process_time() - cpu_start, 1),
+                }
         # ---- choose an action
         if mode == 'always_move':
             a = 1
@@ -228,20 +298,30 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
             last_print = now
             tail = acted[-50:]
             per = np.mean([t['total'] for t in tail]) if tail else float('nan')
-            print(f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} ae_steps {learner.autoencoder_steps} '
-                  f'recon {r.reconstruction_loss:.5f} pred_err {r.prediction_errors.get(0, float("nan")):.5f} '
-                  f'EV {r.explained_variance if r.explained_variance is not None else float("nan"):.3f} '
-                  f'levels {learner.num_levels} acted-frame {per * 1000:.0f} ms', flush=True)
+            print(
+                f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} ae_steps {learner.autoencoder_steps} '
+                f'recon {r.reconstruction_loss:.5f} pred_err {r.prediction_errors.get(0, float("nan")):.5f} '
+                f'EV {r.explained_variance if r.explained_variance is not None else float("nan"):.3f} '
+                f'levels {learner.num_levels} acted-frame {per * 1000:.0f} ms',
+                flush=True,
+            )
         if args.eval_every and n_acted >= next_eval:
             next_eval += args.eval_every
             ev = heldout()
-            evals.append({'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1), **ev})
+            evals.append(
+                {'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1), **ev}
+            )
             for kind, res in ev.items():
-                print(f'[{mode}] eval @ {n_acted} ({kind}): ' + ', '.join(
-                    f'a{a}: EV {res[f"action_{a}"]["explained_variance_mean"]:.3f} dot '
-                    f'{_px(res[f"action_{a}"]["dot_error_px_median"])} px, '
-                    f'{100 * res[f"action_{a}"]["within_3px"]:.0f}% within 3' for a in range(learner.num_actions)),
-                    flush=True)
+                print(
+                    f'[{mode}] eval @ {n_acted} ({kind}): '
+                    + ', '.join(
+                        f'a{a}: EV {res[f"action_{a}"]["explained_variance_mean"]:.3f} dot '
+                        f'{_px(res[f"action_{a}"]["dot_error_px_median"])} px, '
+                        f'{100 * res[f"action_{a}"]["within_3px"]:.0f}% within 3'
+                        for a in range(learner.num_actions)
+                    ),
+                    flush=True,
+                )
     wall = time.perf_counter() - t_start
     cpu = time.process_time() - cpu_start
     final = heldout(picture=out_dir / f'world_model_bench_{stamp}_{mode}_heldout.png')
@@ -258,26 +338,39 @@ def run(mode: str, args: argparse.Namespace, cfg: WorldModelConfig, actions: np.
         out = {}
         for k in keys:
             v = np.array([t.get(k, 0.0) for t in rows]) * 1000
-            out[k] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
-                      'p90_ms': round(float(np.percentile(v, 90)), 1)}
+            out[k] = {
+                'mean_ms': round(float(v.mean()), 1),
+                'median_ms': round(float(np.median(v)), 1),
+                'p90_ms': round(float(np.percentile(v, 90)), 1),
+            }
         return out
 
     keys = ['encode', 'gate', 'train', 'score', 'total']
-    trained_rows = [t for t in acted if t['trained']]                 # a predictor training step happened
+    trained_rows = [t for t in acted if t['trained']]  # a predictor training step happened
     return {
-        'mode': mode, 'wall_s': round(wall, 1), 'cpu_s': round(cpu, 1), 'frames_observed': n_frames,
-        'acted_frames': n_acted, 'gate_closed_iterations': len(closed), 'resets': resets,
+        'mode': mode,
+        'wall_s': round(wall, 1),
+        'cpu_s': round(cpu, 1),
+        'frames_observed': n_frames,
+        'acted_frames': n_acted,
+        'gate_closed_iterations': len(closed),
+        'resets': resets,
         'executed_actions': executed,
         'training_row': None if args.reset_every else training_row,
-        'learner_steps': learner.step, 'autoencoder_steps': learner.autoencoder_steps,
-        'predictor_training_steps': [l.training_steps for l in learner.levels], 'levels': learner.num_levels,
+        'learner_steps': learner.step,
+        'autoencoder_steps': learner.autoencoder_steps,
+        'predictor_training_steps': [l.training_steps for l in learner.levels],
+        'levels': learner.num_levels,
         'gate_first_open': first_gate_open,
         'prediction_below_threshold_first': first_below,
         'prediction_below_threshold_median20': sustained_below,
         'acted_frame_cost': split(acted, keys, skip=min(5, len(acted) // 10)),
-        'acted_frame_cost_with_training': split(trained_rows, keys, skip=min(5, len(trained_rows) // 10)),
+        'acted_frame_cost_with_training': split(
+            trained_rows, keys, skip=min(5, len(trained_rows) // 10)
+        ),
         'gate_closed_frame_cost': split(closed, keys),
-        'evals': evals, 'final_eval': final,
+        'evals': evals,
+        'final_eval': final,
     }
 
 
@@ -299,12 +392,19 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
     # the arithmetic of one more acted frame, and what this processor can do at best
     gflop, ops = count_gflop(lambda: learner.observe(frame))
     learner.record_action(0)
-    out = {'gflop_per_acted_frame': round(gflop, 2), 'gflop_by_op': {k: round(v, 2) for k, v in list(ops.items())[:6]},
-           'matmul_ceiling_gflop_per_s': round(matmul_ceiling(device=args.device), 1)}
+    out = {
+        'gflop_per_acted_frame': round(gflop, 2),
+        'gflop_by_op': {k: round(v, 2) for k, v in list(ops.items())[:6]},
+        'matmul_ceiling_gflop_per_s': round(matmul_ceiling(device=args.device), 1),
+    }
     for k in ['encode', 'gate', 'train', 'score', 'total']:
         v = np.array([t.get(k, 0.0) for t in rows]) * 1000
-        out[k] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
-                  'min_ms': round(float(v.min()), 1), 'p90_ms': round(float(np.percentile(v, 90)), 1)}
+        out[k] = {
+            'mean_ms': round(float(v.mean()), 1),
+            'median_ms': round(float(np.median(v)), 1),
+            'min_ms': round(float(v.min()), 1),
+            'p90_ms': round(float(np.percentile(v, 90)), 1),
+        }
     # gate-closed iteration: one masked autoencoder step + the gate's encoding
     closed = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), actions, device=args.device)
     r = closed.observe(env.frame())
@@ -313,42 +413,83 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
         r = closed.train_gate()
         ts.append(r.timings['total'])
     v = np.array(ts) * 1000
-    out['gate_closed_iteration'] = {'mean_ms': round(float(v.mean()), 1), 'median_ms': round(float(np.median(v)), 1),
-                                    'min_ms': round(float(v.min()), 1)}
+    out['gate_closed_iteration'] = {
+        'mean_ms': round(float(v.mean()), 1),
+        'median_ms': round(float(np.median(v)), 1),
+        'min_ms': round(float(v.min()), 1),
+    }
     out['frames'] = args.timing_frames
     out['load_average'] = list(os.getloadavg())
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument('--mode', choices=['always_move', 'uncertainty', 'both'], default='both')
     p.add_argument('--time-budget', type=float, default=600.0, help='wall seconds per mode')
-    p.add_argument('--frames', type=int, default=0, help='stop a mode after this many acted frames (0: no limit)')
+    p.add_argument(
+        '--frames',
+        type=int,
+        default=0,
+        help='stop a mode after this many acted frames (0: no limit)',
+    )
     p.add_argument('--preset', choices=['full', 'tiny'], default='full')
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--device', default='cpu',
-                   help="cpu | cuda (on cuda the per-phase timings are not synchronised: only the totals count)")
+    p.add_argument(
+        '--device',
+        default='cpu',
+        help="cpu | cuda (on cuda the per-phase timings are not synchronised: only the totals count)",
+    )
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--ae-lr', type=float, default=None, help='autoencoder lr override (default: config 1e-4)')
-    p.add_argument('--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                   help='override a WorldModelConfig field (YAML value), repeatable')
-    p.add_argument('--eval-every', type=int, default=500, help='held-out evaluation every N acted frames (0: end only)')
+    p.add_argument(
+        '--ae-lr', type=float, default=None, help='autoencoder lr override (default: config 1e-4)'
+    )
+    p.add_argument(
+        '--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)'
+    )
+    p.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help='override a WorldModelConfig field (YAML value), repeatable',
+    )
+    p.add_argument(
+        '--eval-every',
+        type=int,
+        default=500,
+        help='held-out evaluation every N acted frames (0: end only)',
+    )
     p.add_argument('--eval-samples', type=int, default=8)
     p.add_argument('--print-every', type=float, default=15.0, help='progress line every N seconds')
     p.add_argument('--out', type=Path, default=ROOT / 'saved' / 'reports')
-    p.add_argument('--timing-frames', type=int, default=30,
-                   help='frames of the forced-open timing phase (gate open, training every frame); 0: skip')
+    p.add_argument(
+        '--timing-frames',
+        type=int,
+        default=30,
+        help='frames of the forced-open timing phase (gate open, training every frame); 0: skip',
+    )
     p.add_argument('--timing-only', action='store_true', help='only the timing phase')
-    p.add_argument('--reset-every', type=int, default=0, metavar='N',
-                   help='move the dot to a random position after every N acted frames (episodes; 0: never, '
-                        'the dot then stays on one row for the whole run)')
-    p.add_argument('--checkpoint', type=Path, help='save the learner here at the end of each mode (<dir>/<mode>)')
+    p.add_argument(
+        '--reset-every',
+        type=int,
+        default=0,
+        metavar='N',
+        help='move the dot to a random position after every N acted frames (episodes; 0: never, '
+        'the dot then stays on one row for the whole run)',
+    )
+    p.add_argument(
+        '--checkpoint',
+        type=Path,
+        help='save the learner here at the end of each mode (<dir>/<mode>)',
+    )
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     import yaml
+
     overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
     base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
     cfg = WorldModelConfig.from_dict({**base.to_dict(), **overrides})
@@ -356,51 +497,88 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime('%Y%m%d_%H%M%S')
     args.out.mkdir(parents=True, exist_ok=True)
     modes = ['always_move', 'uncertainty'] if args.mode == 'both' else [args.mode]
-    report = {'started': stamp, 'preset': args.preset, 'threads': args.threads, 'device': args.device,
-              'torch': torch.__version__,
-              'cpu_count': os.cpu_count(), 'load_average_start': list(os.getloadavg()),
-              'config_overrides': overrides, 'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
-              'thresholds': {'reconstruction': cfg.reconstruction_threshold, 'prediction': cfg.prediction_threshold},
-              'config': cfg.to_dict(), 'runs': []}
+    report = {
+        'started': stamp,
+        'preset': args.preset,
+        'threads': args.threads,
+        'device': args.device,
+        'torch': torch.__version__,
+        'cpu_count': os.cpu_count(),
+        'load_average_start': list(os.getloadavg()),
+        'config_overrides': overrides,
+        'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
+        'thresholds': {
+            'reconstruction': cfg.reconstruction_threshold,
+            'prediction': cfg.prediction_threshold,
+        },
+        'config': cfg.to_dict(),
+        'runs': [],
+    }
     path = args.out / f'world_model_bench_{stamp}.json'
     if args.timing_frames:
-        print(f'=== timing: gate forced open, training + scoring every frame, {args.timing_frames} frames ===',
-              flush=True)
+        print(
+            f'=== timing: gate forced open, training + scoring every frame, {args.timing_frames} frames ===',
+            flush=True,
+        )
         report['timing_forced_open'] = t = timing(args, cfg, actions)
-        print('  acted frame (ms, mean/median/min): ' + ', '.join(
-            f"{k} {t[k]['mean_ms']}/{t[k]['median_ms']}/{t[k]['min_ms']}" for k in ['encode', 'train', 'score', 'total']))
-        print(f"  gate-closed iteration (ms, mean/median/min): {t['gate_closed_iteration']['mean_ms']}/"
-              f"{t['gate_closed_iteration']['median_ms']}/{t['gate_closed_iteration']['min_ms']}", flush=True)
+        print(
+            '  acted frame (ms, mean/median/min): '
+            + ', '.join(
+                f"{k} {t[k]['mean_ms']}/{t[k]['median_ms']}/{t[k]['min_ms']}"
+                for k in ['encode', 'train', 'score', 'total']
+            )
+        )
+        print(
+            f"  gate-closed iteration (ms, mean/median/min): {t['gate_closed_iteration']['mean_ms']}/"
+            f"{t['gate_closed_iteration']['median_ms']}/{t['gate_closed_iteration']['min_ms']}",
+            flush=True,
+        )
         achieved = t['gflop_per_acted_frame'] / (t['total']['median_ms'] / 1000)
         ceiling = t['matmul_ceiling_gflop_per_s']
-        print(f"  an acted frame is {t['gflop_per_acted_frame']} GFLOP: {achieved:.0f} GFLOP/s at the median; a "
-              f"2048x2048 matrix product runs at {ceiling} GFLOP/s here, so no kernel tuning can bring this "
-              f"frame under {1000 * t['gflop_per_acted_frame'] / ceiling:.0f} ms", flush=True)
+        print(
+            f"  an acted frame is {t['gflop_per_acted_frame']} GFLOP: {achieved:.0f} GFLOP/s at the median; a "
+            f"2048x2048 matrix product runs at {ceiling} GFLOP/s here, so no kernel tuning can bring this "
+            f"frame under {1000 * t['gflop_per_acted_frame'] / ceiling:.0f} ms",
+            flush=True,
+        )
         path.write_text(json.dumps(report, indent=2))
     if args.timing_only:
         modes = []
     for mode in modes:
-        print(f'=== {mode}: {args.preset} model, {args.threads} threads, budget {args.time_budget:.0f} s ===', flush=True)
+        print(
+            f'=== {mode}: {args.preset} model, {args.threads} threads, budget {args.time_budget:.0f} s ===',
+            flush=True,
+        )
         report['runs'].append(run(mode, args, cfg, actions, args.out, stamp))
         report['load_average_end'] = list(os.getloadavg())
         path.write_text(json.dumps(report, indent=2))
     for r in report['runs']:
         c = r['acted_frame_cost']
-        print(f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s (cpu {r['cpu_s']} s), "
-              f"executed actions {r['executed_actions']}")
+        print(
+            f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s (cpu {r['cpu_s']} s), "
+            f"executed actions {r['executed_actions']}"
+        )
         if c:
-            print('  acted frame (ms, mean/median): ' + ', '.join(
-                f"{k} {c[k]['mean_ms']}/{c[k]['median_ms']}" for k in c))
+            print(
+                '  acted frame (ms, mean/median): '
+                + ', '.join(f"{k} {c[k]['mean_ms']}/{c[k]['median_ms']}" for k in c)
+            )
         g = r['gate_closed_frame_cost']
         if g:
-            print(f"  gate-closed iteration: {g['total']['mean_ms']} ms mean, {r['gate_closed_iterations']} iterations")
+            print(
+                f"  gate-closed iteration: {g['total']['mean_ms']} ms mean, {r['gate_closed_iterations']} iterations"
+            )
         print(f"  gate first open: {r['gate_first_open']}")
-        print(f"  fresh prediction error < threshold: first {r['prediction_below_threshold_first']}, "
-              f"median of 20 {r['prediction_below_threshold_median20']}")
+        print(
+            f"  fresh prediction error < threshold: first {r['prediction_below_threshold_first']}, "
+            f"median of 20 {r['prediction_below_threshold_median20']}"
+        )
         for kind, res in r['final_eval'].items():
             for a, d in res.items():
-                print(f"  held-out ({kind}) {a}: EV {d['explained_variance_mean']:.3f}, dot error median "
-                      f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f}")
+                print(
+                    f"  held-out ({kind}) {a}: EV {d['explained_variance_mean']:.3f}, dot error median "
+                    f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f}"
+                )
     print(f'\nreport: {path}')
     return 0
 

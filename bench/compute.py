@@ -34,13 +34,24 @@ def _register_cpu_attention() -> None:
     aten = torch.ops.aten
 
     @flop_counter.register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu)
-    def _forward(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+    def _forward(
+        query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any
+    ) -> int:
         return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
     @flop_counter.register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu_backward)
-    def _backward(grad_out_shape, query_shape, key_shape, value_shape, *args: Any, out_shape=None,
-                  **kwargs: Any) -> int:
-        return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    def _backward(
+        grad_out_shape,
+        query_shape,
+        key_shape,
+        value_shape,
+        *args: Any,
+        out_shape=None,
+        **kwargs: Any,
+    ) -> int:
+        return flop_counter.sdpa_backward_flop_count(
+            grad_out_shape, query_shape, key_shape, value_shape
+        )
 
     _registered = True
 
@@ -67,4 +78,4 @@ def matmul_ceiling(size: int = 2048, repeats: int = 8, device: str = 'cpu') -> f
         if device != 'cpu':
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best / 1e9
+    return 2 * size**3 / best / 1e9

@@ -8,14 +8,11 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-
 from graphtest import BIN, REPO
 
 
@@ -24,7 +21,9 @@ def ros_env():
     """Environment for processes of one test graph: its own domain, discovery on localhost only."""
     domain = random.Random().randint(100, 230)
     env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
+    env.update(
+        ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1'
+    )
     return env
 
 
@@ -32,9 +31,15 @@ class Launch:
     """``devbot launch`` running in a subprocess; its output is collected line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([str(BIN / 'devbot'), 'launch', *args], env=env, cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [str(BIN / 'devbot'), 'launch', *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -48,8 +53,10 @@ class Launch:
         return '\n'.join(self.lines)
 
     def child_pids(self) -> dict[str, int]:
-        return {m.group(1): int(m.group(2)) for m in
-                re.finditer(r'process\[(\S+)\] started with pid (\d+)', self.output)}
+        return {
+            m.group(1): int(m.group(2))
+            for m in re.finditer(r'process\[(\S+)\] started with pid (\d+)', self.output)
+        }
 
     def wait(self, timeout: float) -> int:
         rc = self.proc.wait(timeout)
@@ -94,6 +101,7 @@ class Probe:
     def __init__(self, domain_id: int) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+
         self._rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
@@ -104,9 +112,14 @@ class Probe:
 
     def record(self, msg_type, topic: str, depth: int = 1000) -> list:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
+
         store = self.received.setdefault(topic, [])
-        self.node.create_subscription(msg_type, topic, store.append,
-                                      QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(
+            msg_type,
+            topic,
+            store.append,
+            QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE),
+        )
         return store
 
     def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:

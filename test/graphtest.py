@@ -47,11 +47,11 @@ def read_fields(buf: bytes) -> dict[int, list]:
             value = varint()
         elif wire == 2:
             size = varint()
-            value = buf[pos:pos + size]
+            value = buf[pos : pos + size]
             pos += size
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
-            value = int.from_bytes(buf[pos:pos + size], 'little')
+            value = int.from_bytes(buf[pos : pos + size], 'little')
             pos += size
         else:
             raise ValueError(f'wire type {wire}')

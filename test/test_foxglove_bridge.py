@@ -23,10 +23,11 @@ import time
 
 import numpy as np
 import pytest
-
 from graphtest import BIN, REPO, read_fields
 
-websockets = pytest.importorskip('websockets', reason='the Foxglove client needs websockets==17.4 (requirements.txt)')
+websockets = pytest.importorskip(
+    'websockets', reason='the Foxglove client needs websockets==17.4 (requirements.txt)'
+)
 
 # a namespace of this run's own: other graph tests on this machine may share the ROS domain
 NS = f'/toroidal_dot_fx{os.getpid()}'
@@ -71,7 +72,9 @@ def field_numbers(descriptor_set: bytes, message: str) -> dict[str, int]:
         for msg in read_fields(file).get(4, []):
             desc = read_fields(msg)
             if desc[1][0].decode() == message:
-                return {read_fields(f)[1][0].decode(): read_fields(f)[3][0] for f in desc.get(2, [])}
+                return {
+                    read_fields(f)[1][0].decode(): read_fields(f)[3][0] for f in desc.get(2, [])
+                }
     raise KeyError(message)
 
 
@@ -120,8 +123,17 @@ def processes():
     started: list[subprocess.Popen] = []
 
     def start(argv, env):
-        started.append(subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL))
+        started.append(
+            subprocess.Popen(
+                argv,
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+        )
         return Output(started[-1])
 
     yield start
@@ -132,8 +144,13 @@ def processes():
 async def watch(port: int, topics: list[str], timeout: float = 30.0) -> dict:
     """Connect, subscribe to ``topics`` and return what arrived: channels and one payload each."""
     result = {'payloads': {}}
-    async with websockets.connect(f'ws://127.0.0.1:{port}', subprotocols=SUBPROTOCOLS, proxy=None,
-                                  max_size=None, open_timeout=timeout) as ws:
+    async with websockets.connect(
+        f'ws://127.0.0.1:{port}',
+        subprotocols=SUBPROTOCOLS,
+        proxy=None,
+        max_size=None,
+        open_timeout=timeout,
+    ) as ws:
         result['subprotocol'] = ws.subprotocol
         channels: dict[str, dict] = {}
         async with asyncio.timeout(timeout):
@@ -147,8 +164,17 @@ async def watch(port: int, topics: list[str], timeout: float = 30.0) -> dict:
                     channels.update({c['topic']: c for c in data['channels']})
             result['channels'] = channels
             by_subscription = {i + 1: channels[t] for i, t in enumerate(topics)}
-            await ws.send(json.dumps({'op': 'subscribe', 'subscriptions': [
-                {'id': sub, 'channelId': ch['id']} for sub, ch in by_subscription.items()]}))
+            await ws.send(
+                json.dumps(
+                    {
+                        'op': 'subscribe',
+                        'subscriptions': [
+                            {'id': sub, 'channelId': ch['id']}
+                            for sub, ch in by_subscription.items()
+                        ],
+                    }
+                )
+            )
             while len(result['payloads']) < len(topics):
                 message = await ws.recv()
                 if isinstance(message, str):
@@ -173,14 +199,25 @@ def test_images_and_joint_states_reach_a_websocket_client(ros_env, processes):
     seen = asyncio.run(watch(port, [image_topic, executed_topic]))
     assert seen['subprotocol'] in SUBPROTOCOLS
     assert seen['server_info']['op'] == 'serverInfo' and seen['server_info']['name'] == 'devbot'
-    assert set(seen['channels']) == {NS + '/' + t for t in (
-        'camera/image_raw', 'world_model/visualization', 'motor_command', 'motor_command/executed',
-        'world_model/action_scores', 'world_model/metrics')}
+    assert set(seen['channels']) == {
+        NS + '/' + t
+        for t in (
+            'camera/image_raw',
+            'world_model/visualization',
+            'motor_command',
+            'motor_command/executed',
+            'world_model/action_scores',
+            'world_model/metrics',
+        )
+    }
 
     # the image: foxglove.RawImage in protobuf, decoded with the advertised schema
     channel = seen['channels'][image_topic]
-    assert (channel['encoding'], channel['schemaName'], channel['schemaEncoding']) == \
-        ('protobuf', 'foxglove.RawImage', 'protobuf')
+    assert (channel['encoding'], channel['schemaName'], channel['schemaEncoding']) == (
+        'protobuf',
+        'foxglove.RawImage',
+        'protobuf',
+    )
     numbers = field_numbers(base64.b64decode(channel['schema']), 'RawImage')
     log_time, payload = seen['payloads'][image_topic]
     assert log_time >= started - 10**9
@@ -197,7 +234,11 @@ def test_images_and_joint_states_reach_a_websocket_client(ros_env, processes):
     assert (channel['encoding'], channel['schemaEncoding']) == ('json', 'jsonschema')
     assert json.loads(channel['schema'])['title'] == 'sensor_msgs/JointState'
     action = json.loads(seen['payloads'][executed_topic][1])
-    assert action['name'] == ['action'] and action['position'] == [1.0] and action['by_name'] == {'action': 1.0}
+    assert (
+        action['name'] == ['action']
+        and action['position'] == [1.0]
+        and action['by_name'] == {'action': 1.0}
+    )
     assert action['header']['stamp']['sec'] > 1000
 
     # SIGTERM: a clean stop with a summary
@@ -214,14 +255,29 @@ def test_a_busy_port_is_a_clear_error(ros_env):
         busy.bind(('127.0.0.1', 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([str(BIN / 'devbot'), 'foxglove', '--port', str(port)], env=ros_env,
-                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [str(BIN / 'devbot'), 'foxglove', '--port', str(port)],
+            env=ros_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
     assert result.returncode == 2, result
-    assert f'cannot serve on 127.0.0.1:{port}' in result.stderr and 'Address already in use' in result.stderr
+    assert (
+        f'cannot serve on 127.0.0.1:{port}' in result.stderr
+        and 'Address already in use' in result.stderr
+    )
 
 
 def test_an_unknown_topic_type_is_refused_before_starting(ros_env):
-    result = subprocess.run([str(BIN / 'devbot'), 'foxglove', '/some/topic'], env=ros_env,
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [str(BIN / 'devbot'), 'foxglove', '/some/topic'],
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
     assert 'the type of /some/topic is not known' in result.stderr

@@ -13,9 +13,8 @@ import threading
 import time
 
 import pytest
-from sensor_msgs.msg import Image, JointState
-
 from graphtest import BIN, REPO
+from sensor_msgs.msg import Image, JointState
 
 # a namespace of this test run's own: graph tests of other runs on this machine may share the
 # randomly drawn ROS domain, and must not be able to drive (or be driven by) this one
@@ -30,9 +29,16 @@ class Terminal:
         master, slave = os.openpty()
         # a session of its own with the pty as its controlling terminal, as in a terminal window:
         # Ctrl-C typed on the master side then reaches it as SIGINT
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO,
-                                     start_new_session=True,
-                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
         os.close(slave)
         self.master = master
         self._chunks: list[bytes] = []
@@ -99,9 +105,22 @@ def sims(ros_env):
     started: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
-        started.append(subprocess.Popen(
-            [str(BIN / 'toroidal_sim_node'), '--ros-args', '-r', f'__ns:={NS}', '-p', 'seed:=2'],
-            env=ros_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        started.append(
+            subprocess.Popen(
+                [
+                    str(BIN / 'toroidal_sim_node'),
+                    '--ros-args',
+                    '-r',
+                    f'__ns:={NS}',
+                    '-p',
+                    'seed:=2',
+                ],
+                env=ros_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
+        )
         return started[-1]
 
     yield start
@@ -123,7 +142,14 @@ def matched(probe, topic: str) -> bool:
 
 
 def selector_argv(*params: str) -> list[str]:
-    argv = [str(BIN / 'interactive_selector'), '--ros-args', '-r', f'__ns:={NS}', '-p', f'robot_config:={CONFIG}']
+    argv = [
+        str(BIN / 'interactive_selector'),
+        '--ros-args',
+        '-r',
+        f'__ns:={NS}',
+        '-p',
+        f'robot_config:={CONFIG}',
+    ]
     for p in params:
         argv += ['-p', p]
     return argv
@@ -176,7 +202,9 @@ def test_scores_propose_the_most_uncertain_action(ros_env, probe, terminals):
     term = terminals(selector_argv('trigger:=scores', 'policy:=constant', 'action:=1'), ros_env)
     assert term.wait_for(rf'waiting for {NS}/world_model/action_scores'), term.text
 
-    scores = JointState(name=['L0:0', 'L0:1'], position=[0.75, 0.25], velocity=[0.0, 0.0], effort=[0.0, 0.0])
+    scores = JointState(
+        name=['L0:0', 'L0:1'], position=[0.75, 0.25], velocity=[0.0, 0.0], effort=[0.0, 0.0]
+    )
     assert probe.spin_until(lambda: scores_pub.get_subscription_count() > 0, timeout=20), term.text
     scores_pub.publish(scores)
     assert term.wait_for(r'step 1: proposed 0 \(action=0\)'), term.text
@@ -188,7 +216,7 @@ def test_scores_propose_the_most_uncertain_action(ros_env, probe, terminals):
     # now the probe is the robot: the same Enter goes out
     probe.node.create_publisher(Image, NS + '/camera/image_raw', 10)
     assert probe.spin_until(lambda: matched(probe, NS + '/motor_command'), timeout=20), term.text
-    deadline = time.monotonic() + 20   # until the selector's graph shows the camera publisher
+    deadline = time.monotonic() + 20  # until the selector's graph shows the camera publisher
     while not commands and time.monotonic() < deadline:
         term.type('\r')
         probe.spin_until(lambda: len(commands) >= 1, timeout=2)
@@ -220,7 +248,15 @@ def test_typed_ahead_action_waits_for_the_first_proposal_and_ctrl_d_ends(sims, r
 
 
 def test_without_a_terminal_it_refuses_with_status_2(ros_env):
-    result = subprocess.run(selector_argv(), env=ros_env, stdin=subprocess.DEVNULL, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        selector_argv(),
+        env=ros_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
-    assert 'stdin is not one' in result.stderr and 'interactive_selector --ros-args' in result.stderr
+    assert (
+        'stdin is not one' in result.stderr and 'interactive_selector --ros-args' in result.stderr
+    )

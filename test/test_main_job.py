@@ -10,9 +10,19 @@ from graphtest import REPO
 def test_make_run_learns_and_writes_a_report(ros_env, tmp_path):
     report, ckpt = tmp_path / 'report', tmp_path / 'ckpt'
     out = subprocess.run(
-        ['make', '--no-print-directory', 'run', 'DURATION=0',
-         f'RUN_ARGS=preset:=tiny max_steps:=300 num_threads:=1 report_dir:={report} checkpoint_dir:={ckpt}'],
-        cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=300)
+        [
+            'make',
+            '--no-print-directory',
+            'run',
+            'DURATION=0',
+            f'RUN_ARGS=preset:=tiny max_steps:=300 num_threads:=1 report_dir:={report} checkpoint_dir:={ckpt}',
+        ],
+        cwd=REPO,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'steps/s' in out.stdout  # progress lines
     for name in ('summary.md', 'curves.png', 'metrics.csv'):

@@ -24,10 +24,14 @@ def execute(name: str, parameters: str = '') -> nbformat.NotebookNode:
         cell = next(c for c in nb.cells if 'parameters' in c.metadata.get('tags', []))
         cell.source += '\n' + parameters
     env_before = os.environ.get('MPLBACKEND')
-    os.environ.pop('MPLBACKEND', None)   # the kernel uses the inline backend
+    os.environ.pop('MPLBACKEND', None)  # the kernel uses the inline backend
     try:
-        NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name='python3',
-                       resources={'metadata': {'path': str(NOTEBOOKS)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=CELL_TIMEOUT,
+            kernel_name='python3',
+            resources={'metadata': {'path': str(NOTEBOOKS)}},
+        ).execute()
     finally:
         if env_before is not None:
             os.environ['MPLBACKEND'] = env_before
@@ -35,13 +39,23 @@ def execute(name: str, parameters: str = '') -> nbformat.NotebookNode:
 
 
 def outputs(nb, mime: str) -> list:
-    return [o['data'][mime] for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
-            if mime in o.get('data', {})]
+    return [
+        o['data'][mime]
+        for c in nb.cells
+        if c.cell_type == 'code'
+        for o in c.get('outputs', [])
+        if mime in o.get('data', {})
+    ]
 
 
 def errors_and_warnings(nb) -> list[str]:
-    return [o.get('text', '') for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
-            if o.get('name') == 'stderr']
+    return [
+        o.get('text', '')
+        for c in nb.cells
+        if c.cell_type == 'code'
+        for o in c.get('outputs', [])
+        if o.get('name') == 'stderr'
+    ]
 
 
 def summary(nb) -> dict:
@@ -54,6 +68,7 @@ def summary(nb) -> dict:
 
 def test_generated_notebooks_match_the_generator():
     from importlib.util import module_from_spec, spec_from_file_location
+
     spec = spec_from_file_location('make_notebooks', REPO / 'tools' / 'make_notebooks.py')
     module = module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -77,14 +92,16 @@ def test_dot_action_test_notebook():
     assert (np.diff(traj[:, 0]) < 0).any(), 'the sequence crosses the right edge at least once'
     w = s['wrap']
     assert w['after'][0] == (w['before'][0] + move) % size < w['before'][0]
-    assert 0 in w['edge_columns'] and size - 1 in w['edge_columns'], 'a disc at the edge is drawn on both sides'
+    assert 0 in w['edge_columns'] and size - 1 in w['edge_columns'], (
+        'a disc at the edge is drawn on both sides'
+    )
     assert w['cycle_moves'] == size and w['back_to_start'] is True
     r = s['resets']
     assert r['count'] == 400 and r['unique_fraction'] > 0.9 and r['p_value'] > 1e-3
     tables = outputs(nb, 'text/html')
     assert any('0: action=0' in t and '1: action=1' in t for t in tables)
     assert any('trajectory' in t and '<td>27</td>' in t for t in tables)
-    assert len(outputs(nb, 'image/png')) == 6   # move, stay, trajectory, its frames, wrap, resets
+    assert len(outputs(nb, 'image/png')) == 6  # move, stay, trajectory, its frames, wrap, resets
     assert not errors_and_warnings(nb)
 
 
@@ -104,7 +121,9 @@ def test_jetbot_action_test_notebook_against_the_simulated_server():
         assert (4 < d < 12) if a == turn['action'] else d == 0
     w = s['wrap']
     assert 360 <= w['turned_deg'] < 375 and 30 < w['turns'] < 90
-    assert w['end_change'] < 0.5 * w['half_change'], 'after a full turn the view is close to the start view'
+    assert w['end_change'] < 0.5 * w['half_change'], (
+        'after a full turn the view is close to the start view'
+    )
     poses = s['resets']
     assert len(poses) == 3 and len({tuple(p) for p in poses}) == 3
     assert all(abs(p[0]) < 1 and abs(p[1]) < 1 for p in poses)
@@ -115,6 +134,7 @@ def test_jetbot_action_test_notebook_against_the_simulated_server():
 
 def test_session_explorer_notebook_on_generated_sessions(tmp_path):
     from devbot.bag import Session
+
     nb = execute('session_explorer.ipynb', f'WORK_DIR = {str(tmp_path)!r}')
     s = summary(nb)
     assert s['robot_type'] == 'toroidal_dot' and s['actions'] == ['0: action=0', '1: action=1']
@@ -128,10 +148,21 @@ def test_session_explorer_notebook_on_generated_sessions(tmp_path):
     assert math.isclose(rows[0]['this %'] + rows[1]['this %'], 100, abs_tol=0.02)
     # the sweep covers the action space and marks the recorded action
     sweep = s['sweep']
-    assert len(sweep['errors']) == 2 and all(np.isfinite(sweep['errors'])) and len(sweep['uncertainty']) == 2
+    assert (
+        len(sweep['errors']) == 2
+        and all(np.isfinite(sweep['errors']))
+        and len(sweep['uncertainty']) == 2
+    )
     assert sweep['recorded'] == sweep['recorded_in_session'] == recorded
     att = s['attention']
-    assert {'attn/APA', 'attn/ALF', 'attn/TTAR', 'attn/RI@16', 'attn/entropy', 'attn/entropy_uniform'} <= set(att)
+    assert {
+        'attn/APA',
+        'attn/ALF',
+        'attn/TTAR',
+        'attn/RI@16',
+        'attn/entropy',
+        'attn/entropy_uniform',
+    } <= set(att)
     assert 0 < att['attn/entropy'] <= att['attn/entropy_uniform'] + 1e-6
     assert math.isclose(sum(s['breakdown'].values()), 1.0, abs_tol=1e-4)
     assert set(s['counterfactual']) == {'true', 'shuffled', 'zeroed', 'shuffled_gap', 'zeroed_gap'}
@@ -147,7 +178,11 @@ def test_session_explorer_notebook_on_generated_sessions(tmp_path):
     html = outputs(nb, 'text/html')
     assert any('jetbot' in t and 'toroidal_dot' in t and 'demo-01' in t for t in html)
     player = [t for t in html if 'data:image/png;base64' in t]
-    assert len(player) == 1 and player[0].count('data:image/png;base64') == 40 and 'slider' in player[0].lower()
+    assert (
+        len(player) == 1
+        and player[0].count('data:image/png;base64') == 40
+        and 'slider' in player[0].lower()
+    )
     # the other robot's strip, frame, strip, actions, reconstructions, sweep, attention, training,
     # weight change, weights of both networks
     assert len(outputs(nb, 'image/png')) == 11

@@ -11,13 +11,12 @@ import time
 
 import numpy as np
 import yaml
-from geometry_msgs.msg import PointStamped
+from graphtest import BIN, REPO
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
 from devbot.bag import BagWriter, Session, TopicSpec, list_sessions
 from devbot.bag.writer import KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
-from graphtest import BIN, REPO
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 RUNNER = 'launch/toroidal_dot_runner.launch.yaml'
@@ -39,7 +38,9 @@ def ground_truth(session: Session) -> dict[int, np.ndarray]:
     out = {}
     for msg in session.messages(['ground_truth/dot_position']):
         p = session.deserialize(msg)
-        out[p.header.stamp.sec * 1_000_000_000 + p.header.stamp.nanosec] = dot_frame(int(p.point.x), int(p.point.y))
+        out[p.header.stamp.sec * 1_000_000_000 + p.header.stamp.nanosec] = dot_frame(
+            int(p.point.x), int(p.point.y)
+        )
     return out
 
 
@@ -47,20 +48,33 @@ def mcap_frames(bag) -> dict[int, np.ndarray]:
     """stamp -> frame, read with the mcap library and its ROS 2 decoder (not rosbags)."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
+
     out = {}
     for path in sorted(bag.glob('*.mcap')):
         with path.open('rb') as f:
-            for _, channel, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
-                    topics=[NS + 'camera/image_raw']):
+            for _, channel, _, msg in make_reader(
+                f, decoder_factories=[DecoderFactory()]
+            ).iter_decoded_messages(topics=[NS + 'camera/image_raw']):
                 assert msg.encoding == 'rgb8' and msg.step == 224 * 3
-                out.setdefault(stamp_ns(msg), np.frombuffer(bytes(msg.data), np.uint8).reshape(224, 224, 3))
+                out.setdefault(
+                    stamp_ns(msg), np.frombuffer(bytes(msg.data), np.uint8).reshape(224, 224, 3)
+                )
     return out
 
 
 def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path):
     executed = probe.record(JointState, NS + 'motor_command/executed')
-    run = launch(RUNNER, 'record:=true', f'sessions_dir:={tmp_path}', 'selector:=sequence', 'sequence:=DOUBLE_MOVE',
-                 'max_steps:=250', 'seed:=5', 'action_delay:=0.02', 'report_dir:=')  # >= 5 s: DDS discovery can take ~3 s
+    run = launch(
+        RUNNER,
+        'record:=true',
+        f'sessions_dir:={tmp_path}',
+        'selector:=sequence',
+        'sequence:=DOUBLE_MOVE',
+        'max_steps:=250',
+        'seed:=5',
+        'action_delay:=0.02',
+        'report_dir:=',
+    )  # >= 5 s: DDS discovery can take ~3 s
     assert probe.spin_until(lambda: run.proc.poll() is not None, timeout=90), run.output
     assert run.wait(10) == 0, run.output
     assert re.search(r'recorded \d+ messages into', run.output), run.output
@@ -71,7 +85,12 @@ def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path
     assert info.action_space == DOT_ACTION_SPACE and info.software_version.startswith('devbot ')
     meta = yaml.safe_load((info.path / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
     assert meta['storage_identifier'] == 'mcap' and meta['version'] == 9
-    assert set(meta['custom_data']) >= {KEY_ROBOT_TYPE, KEY_ACTION_SPACE, KEY_SOFTWARE, KEY_NAMESPACE}
+    assert set(meta['custom_data']) >= {
+        KEY_ROBOT_TYPE,
+        KEY_ACTION_SPACE,
+        KEY_SOFTWARE,
+        KEY_NAMESPACE,
+    }
     topics = {t['topic_metadata']['name']: t for t in meta['topics_with_message_count']}
     camera = topics[NS + 'camera/image_raw']['topic_metadata']
     assert camera['type'] == 'sensor_msgs/msg/Image' and camera['serialization_format'] == 'cdr'
@@ -82,7 +101,9 @@ def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path
         counts = {}
         for msg in s.messages():
             counts[msg.topic] = counts.get(msg.topic, 0) + 1
-        assert counts == {name: t['message_count'] for name, t in topics.items() if t['message_count']}
+        assert counts == {
+            name: t['message_count'] for name, t in topics.items() if t['message_count']
+        }
         truth = ground_truth(s)
         frames = list(s.frames())
         assert len(frames) >= 40, f'only {len(frames)} frames recorded'
@@ -95,22 +116,32 @@ def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path
         # the same actions as the robot executed on the graph (seen by the probe)
         live = {stamp_ns(e): int(e.position[0]) for e in executed}
         recorded = s.actions()
-        both = [a for a in recorded if a.stamp_ns in live]   # DDS discovery may delay either side's start
+        both = [
+            a for a in recorded if a.stamp_ns in live
+        ]  # DDS discovery may delay either side's start
         assert len(recorded) >= 40 and len(both) >= 30, (len(recorded), len(both))
         assert all(live[a.stamp_ns] == a.index for a in both)
         transitions = list(s.transitions())
         assert len(transitions) >= 35
-        for t in transitions:   # the frames of each transition show exactly its action
+        for t in transitions:  # the frames of each transition show exactly its action
             assert np.array_equal(np.roll(t.frame, 27 * t.action, axis=1), t.next_frame)
 
 
 def _start(cmd: list[str], env) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float, seen: list[str]) -> bool:
     import select
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.1)
@@ -134,8 +165,13 @@ def _wait_recorded(output_dir, frames: int, timeout: float):
                 doc = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
             except (OSError, yaml.YAMLError, TypeError, KeyError):
                 continue
-            counts = {t['topic_metadata']['name']: t['message_count'] for t in doc['topics_with_message_count']}
-            if counts.get(NS + 'camera/image_raw', 0) >= frames and counts.get(NS + 'ground_truth/dot_position', 0):
+            counts = {
+                t['topic_metadata']['name']: t['message_count']
+                for t in doc['topics_with_message_count']
+            }
+            if counts.get(NS + 'camera/image_raw', 0) >= frames and counts.get(
+                NS + 'ground_truth/dot_position', 0
+            ):
                 return meta.parent
         time.sleep(0.1)
     return None
@@ -143,9 +179,21 @@ def _wait_recorded(output_dir, frames: int, timeout: float):
 
 def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp_path):
     run = launch(RUNNER, 'selector:=random', 'seed:=2', 'action_delay:=0.01', 'report_dir:=')
-    rec = _start([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                  '-p', f'robot_config:={REPO / "config/toroidal_dot.yaml"}', '-p', f'output_dir:={tmp_path}',
-                  '-p', 'flush_interval_s:=0.2'], ros_env)
+    rec = _start(
+        [
+            str(BIN / 'recorder_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
+            '-p',
+            f'output_dir:={tmp_path}',
+            '-p',
+            'flush_interval_s:=0.2',
+        ],
+        ros_env,
+    )
     seen: list[str] = []
     try:
         assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
@@ -160,14 +208,21 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp
     run.stop()
     info = list_sessions(tmp_path)[0]
     assert not info.complete
-    out = subprocess.run([str(BIN / 'devbot'), 'bag', 'reindex', str(session_dir)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [str(BIN / 'devbot'), 'bag', 'reindex', str(session_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and 'repaired' in out.stdout, out.stdout + out.stderr
     with Session(session_dir) as s:
         truth = ground_truth(s)
         frames = list(s.frames())
         assert len(frames) >= 5
-        assert sum(np.array_equal(f.image, truth[f.stamp_ns]) for f in frames if f.stamp_ns in truth) >= len(frames) - 2
+        assert (
+            sum(np.array_equal(f.image, truth[f.stamp_ns]) for f in frames if f.stamp_ns in truth)
+            >= len(frames) - 2
+        )
         for t in s.transitions():
             assert np.array_equal(np.roll(t.frame, 27 * t.action, axis=1), t.next_frame)
         assert s.info.robot_type == 'toroidal_dot' and s.info.action_space == DOT_ACTION_SPACE
@@ -177,9 +232,21 @@ def test_a_burst_of_stop_signals_still_closes_the_bag(launch, ros_env, tmp_path)
     # SIGINT used to raise KeyboardInterrupt wherever the recorder was, possibly inside a write
     # or inside the closing of the bag; now every signal only asks the loop to stop
     run = launch(RUNNER, 'selector:=random', 'seed:=3', 'action_delay:=0.0', 'report_dir:=')
-    rec = _start([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                  '-p', f'robot_config:={REPO / "config/toroidal_dot.yaml"}', '-p', f'output_dir:={tmp_path}',
-                  '-p', 'flush_interval_s:=0.2'], ros_env)
+    rec = _start(
+        [
+            str(BIN / 'recorder_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
+            '-p',
+            f'output_dir:={tmp_path}',
+            '-p',
+            'flush_interval_s:=0.2',
+        ],
+        ros_env,
+    )
     seen: list[str] = []
     try:
         assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
@@ -202,6 +269,7 @@ def test_a_burst_of_stop_signals_still_closes_the_bag(launch, ros_env, tmp_path)
 
 def _fake_session(path, size: int, age_s: float) -> None:
     import os
+
     path.mkdir(parents=True)
     (path / 'metadata.yaml').write_text('rosbag2_bagfile_information: {}\n')
     (path / f'{path.name}_0.mcap').write_bytes(b'\0' * size)
@@ -216,19 +284,46 @@ def test_disk_limit_deletes_oldest_sessions_at_start_and_while_recording(launch,
     _fake_session(robot / 'newer', 500_000, 100)
     run = launch(RUNNER, 'selector:=sequence', 'seed:=1', 'action_delay:=0.05', 'report_dir:=')
     # 0.001 GB = 1.07 MB; frames stored uncompressed (150 KB each) fill it within a second
-    rec = subprocess.run([str(BIN / 'recorder_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                          '-p', f'robot_config:={REPO / "config/toroidal_dot.yaml"}', '-p', f'output_dir:={tmp_path}',
-                          '-p', 'disk_limit_gb:=0.001', '-p', 'compression:=none', '-p', 'flush_interval_s:=0.1',
-                          '-p', 'duration_s:=60.0'],
-                         env=ros_env, cwd=REPO, capture_output=True, text=True, timeout=90)
+    rec = subprocess.run(
+        [
+            str(BIN / 'recorder_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
+            '-p',
+            f'output_dir:={tmp_path}',
+            '-p',
+            'disk_limit_gb:=0.001',
+            '-p',
+            'compression:=none',
+            '-p',
+            'flush_interval_s:=0.1',
+            '-p',
+            'duration_s:=60.0',
+        ],
+        env=ros_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     run.stop()
     out = rec.stdout + rec.stderr
     assert rec.returncode == 1, out
-    first, second = out.index('deleted oldest session'), out.index('recording /toroidal_dot/camera/image_raw')
-    assert first < second and f'{robot / "old"}' in out[:second]   # at start: the oldest
-    assert re.search(r'disk limit: deleted oldest session .*newer', out), out   # then while recording
+    first, second = (
+        out.index('deleted oldest session'),
+        out.index('recording /toroidal_dot/camera/image_raw'),
+    )
+    assert first < second and f'{robot / "old"}' in out[:second]  # at start: the oldest
+    assert re.search(r'disk limit: deleted oldest session .*newer', out), (
+        out
+    )  # then while recording
     assert 'reached by this session alone' in out
-    [info] = list_sessions(tmp_path)   # only the current session is left, and it is closed and readable
+    [info] = list_sessions(
+        tmp_path
+    )  # only the current session is left, and it is closed and readable
     assert info.complete
     with Session(info.path) as s:
         assert s.num_frames >= 5
@@ -236,6 +331,7 @@ def test_disk_limit_deletes_oldest_sessions_at_start_and_while_recording(launch,
 
 def write_timed_bag(path, frames: int, period_ns: int):
     from rosbags.typesys import Stores, get_typestore
+
     ts = get_typestore(Stores.ROS2_KILTED)
     T = ts.types
     rng = np.random.default_rng(0)
@@ -248,7 +344,9 @@ def write_timed_bag(path, frames: int, period_ns: int):
             ns = t0 + k * period_ns
             img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             images.append(img)
-            hdr = T['std_msgs/msg/Header'](T['builtin_interfaces/msg/Time'](ns // 10**9, ns % 10**9), 'camera')
+            hdr = T['std_msgs/msg/Header'](
+                T['builtin_interfaces/msg/Time'](ns // 10**9, ns % 10**9), 'camera'
+            )
             msg = T['sensor_msgs/msg/Image'](hdr, 32, 32, 'rgb8', 0, 96, img.reshape(-1))
             bag.write(tid, ns, ts.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
     return images
@@ -261,32 +359,58 @@ def _played_seconds(output: str) -> float:
 
 
 def test_playback_at_rate_two_takes_half_the_recorded_time(probe, ros_env, tmp_path):
-    images = write_timed_bag(tmp_path / 'timed', 21, 100_000_000)   # 2.0 s of frames
+    images = write_timed_bag(tmp_path / 'timed', 21, 100_000_000)  # 2.0 s of frames
     frames = probe.record(Image, NS + 'camera/image_raw')
-    player = _start([str(BIN / 'player_node'), '--ros-args', '-p', f'session:={tmp_path / "timed"}',
-                     '-p', 'rate:=2.0', '-p', 'wait_subscribers:=1'], ros_env)
+    player = _start(
+        [
+            str(BIN / 'player_node'),
+            '--ros-args',
+            '-p',
+            f'session:={tmp_path / "timed"}',
+            '-p',
+            'rate:=2.0',
+            '-p',
+            'wait_subscribers:=1',
+        ],
+        ros_env,
+    )
     assert probe.spin_until(lambda: player.poll() is not None, timeout=60)
     probe.spin_until(lambda: len(frames) >= 21, timeout=5)
     out = player.stdout.read()
     assert player.returncode == 0, out
-    assert 0.8 <= _played_seconds(out) <= 1.7, out   # 2.0 s recorded / rate 2 = 1.0 s
+    assert 0.8 <= _played_seconds(out) <= 1.7, out  # 2.0 s recorded / rate 2 = 1.0 s
     assert len(frames) == 21
-    assert all(np.array_equal(np.frombuffer(bytes(f.data), np.uint8).reshape(32, 32, 3), img)
-               for f, img in zip(frames, images))
+    assert all(
+        np.array_equal(np.frombuffer(bytes(f.data), np.uint8).reshape(32, 32, 3), img)
+        for f, img in zip(frames, images)
+    )
 
 
 def test_lockstep_publishes_the_next_frame_only_after_the_ack(probe, ros_env, tmp_path):
-    write_timed_bag(tmp_path / 'slow', 8, 2_000_000_000)   # 14 s in real time
+    write_timed_bag(tmp_path / 'slow', 8, 2_000_000_000)  # 14 s in real time
     frames = probe.record(Image, NS + 'camera/image_raw')
     acks = probe.node.create_publisher(Header, NS + 'world_model/processed', 10)
-    player = _start([str(BIN / 'player_node'), '--ros-args', '-p', f'session:={tmp_path / "slow"}',
-                     '-p', 'lockstep:=true', '-p', 'ack_timeout_s:=20.0'], ros_env)
+    player = _start(
+        [
+            str(BIN / 'player_node'),
+            '--ros-args',
+            '-p',
+            f'session:={tmp_path / "slow"}',
+            '-p',
+            'lockstep:=true',
+            '-p',
+            'ack_timeout_s:=20.0',
+        ],
+        ros_env,
+    )
     acked = 0
     try:
         while acked < 8:
-            assert probe.spin_until(lambda: len(frames) > acked, timeout=30), f'frame {acked} never came'
+            assert probe.spin_until(lambda: len(frames) > acked, timeout=30), (
+                f'frame {acked} never came'
+            )
             assert len(frames) == acked + 1, 'a frame came before the previous one was acked'
-            if acked == 3:   # a slow consumer: nothing new may arrive while it works
+            if acked == 3:  # a slow consumer: nothing new may arrive while it works
                 assert not probe.spin_until(lambda: len(frames) > 4, timeout=1.0)
             acks.publish(Header(stamp=frames[acked].header.stamp, frame_id='processed'))
             acked += 1
@@ -297,20 +421,29 @@ def test_lockstep_publishes_the_next_frame_only_after_the_ack(probe, ros_env, tm
             player.wait()
     assert player.returncode == 0, out
     assert 'played 8 messages' in out and '0 acks missed' in out, out
-    assert _played_seconds(out) < 10   # far faster than the 14 s the frames span
+    assert _played_seconds(out) < 10  # far faster than the 14 s the frames span
     stamps = [stamp_ns(f) for f in frames]
     assert stamps == sorted(stamps) and len(set(stamps)) == 8
 
 
 def test_ctrl_c_stops_a_playback_at_once_and_reports_what_was_played(probe, ros_env, tmp_path):
-    write_timed_bag(tmp_path / 'slow', 8, 2_000_000_000)   # 14 s in real time
+    write_timed_bag(tmp_path / 'slow', 8, 2_000_000_000)  # 14 s in real time
     frames = probe.record(Image, NS + 'camera/image_raw')
-    player = _start([str(BIN / 'player_node'), '--ros-args', '-p', f'session:={tmp_path / "slow"}',
-                     '-p', 'wait_subscribers:=1'], ros_env)
+    player = _start(
+        [
+            str(BIN / 'player_node'),
+            '--ros-args',
+            '-p',
+            f'session:={tmp_path / "slow"}',
+            '-p',
+            'wait_subscribers:=1',
+        ],
+        ros_env,
+    )
     try:
         assert probe.spin_until(lambda: len(frames) >= 2, timeout=30), 'playback never started'
         player.send_signal(signal.SIGINT)
-        out, _ = player.communicate(timeout=5)   # not the 10 s of frames still to come
+        out, _ = player.communicate(timeout=5)  # not the 10 s of frames still to come
     finally:
         if player.poll() is None:
             player.kill()

@@ -6,14 +6,12 @@ import json
 import math
 import signal
 import subprocess
-import sys
 import time
 
 from geometry_msgs.msg import PointStamped
+from graphtest import BIN, REPO, pid_alive
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
-
-from graphtest import BIN, REPO, pid_alive
 
 RUNNER = 'launch/toroidal_dot_runner.launch.yaml'
 NS = '/toroidal_dot/'
@@ -28,8 +26,15 @@ def test_sequence_run_moves_the_dot_27px_per_move_and_ends_with_statistics(launc
     executed = probe.record(JointState, NS + 'motor_command/executed')
     # action_delay slows the run to ~13 s: discovery of the probe (up to a few seconds on a
     # loaded machine) costs only the first steps
-    run = launch(RUNNER, 'selector:=sequence', 'sequence:=DOUBLE_MOVE', 'max_steps:=90', 'seed:=5',
-                 'action_delay:=0.15', f'report_dir:={tmp_path}')
+    run = launch(
+        RUNNER,
+        'selector:=sequence',
+        'sequence:=DOUBLE_MOVE',
+        'max_steps:=90',
+        'seed:=5',
+        'action_delay:=0.15',
+        f'report_dir:={tmp_path}',
+    )
     # the probe keeps spinning while the launch runs, so it sees the messages live
     assert probe.spin_until(lambda: run.proc.poll() is not None, timeout=60), run.output
     probe.spin_until(lambda: False, timeout=0.5)  # drain what is still in flight
@@ -78,9 +83,20 @@ def test_sigint_stops_every_process(launch, probe):
 
 
 def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(ros_env, probe):
-    sim = subprocess.Popen([str(BIN / 'toroidal_sim_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                            '-p', 'seed:=1'], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
+    sim = subprocess.Popen(
+        [
+            str(BIN / 'toroidal_sim_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            'seed:=1',
+        ],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         frames = probe.record(Image, NS + 'camera/image_raw')
         executed = probe.record(JointState, NS + 'motor_command/executed')
@@ -98,11 +114,13 @@ def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(
         probe.spin_until(lambda: False, timeout=1.0)
         stays = len(executed)
         assert stays >= 1
-        bad = [JointState(name=['bogus'], position=[1.0]),
-               JointState(name=['action'], position=[float('nan')]),
-               JointState(name=['action'], position=[2.0]),
-               JointState(name=['action'], position=[0.5]),
-               JointState(name=[], position=[])]
+        bad = [
+            JointState(name=['bogus'], position=[1.0]),
+            JointState(name=['action'], position=[float('nan')]),
+            JointState(name=['action'], position=[2.0]),
+            JointState(name=['action'], position=[0.5]),
+            JointState(name=[], position=[]),
+        ]
         for msg in bad:
             pub.publish(msg)
         pub.publish(move)
@@ -121,7 +139,13 @@ def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(
         out = sim.communicate(timeout=20)[0]
     assert sim.returncode == 0, out
     assert out.count('rejected motor_command') == len(bad), out
-    for reason in ('unknown channel', 'non-finite', 'outside its range', 'not one of', 'missing channel'):
+    for reason in (
+        'unknown channel',
+        'non-finite',
+        'outside its range',
+        'not one of',
+        'missing channel',
+    ):
         assert reason in out, reason
     assert f'executed {stays + 1} actions, rejected 5 commands' in out
 
@@ -132,15 +156,30 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
     matching first must not count: the selector holds the trigger until the robot listens."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     seen_by_other = probe.record(JointState, NS + 'motor_command')
     robot = rclpy.create_node('fake_robot', context=probe.context)
     probe.executor.add_node(robot)
     camera = robot.create_publisher(Image, NS + 'camera/image_raw', reliable)
-    selector = subprocess.Popen([str(BIN / 'selector_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                                 '-p', 'robot_config:=config/toroidal_dot.yaml', '-p', 'policy:=constant',
-                                 '-p', 'action:=1'], env=ros_env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+    selector = subprocess.Popen(
+        [
+            str(BIN / 'selector_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            'robot_config:=config/toroidal_dot.yaml',
+            '-p',
+            'policy:=constant',
+            '-p',
+            'action:=1',
+        ],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert probe.spin_until(lambda: camera.get_subscription_count() > 0, timeout=20)
         frame = Image(height=1, width=1, encoding='rgb8', step=3, data=bytes(3))
@@ -153,7 +192,11 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
         robot.create_subscription(JointState, NS + 'motor_command', seen_by_robot.append, reliable)
         assert probe.spin_until(lambda: seen_by_robot and seen_by_other, timeout=20)
         probe.spin_until(lambda: False, timeout=0.5)
-        assert [list(m.position) for m in seen_by_robot] == [[1.0]] == [list(m.position) for m in seen_by_other]
+        assert (
+            [list(m.position) for m in seen_by_robot]
+            == [[1.0]]
+            == [list(m.position) for m in seen_by_other]
+        )
     finally:
         selector.send_signal(signal.SIGINT)
         out = selector.communicate(timeout=20)[0]
@@ -167,17 +210,43 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
 def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):
     robot = REPO / 'config' / 'toroidal_dot.yaml'
     cases = [
-        ('toroidal_sim_node', ['-p', f'robot_config:={tmp_path / "nope.yaml"}'], 'robot config not found'),
-        ('toroidal_sim_node', ['-p', f'robot_config:={REPO / "config" / "jetbot.yaml"}'], 'the toroidal sim executes only'),
+        (
+            'toroidal_sim_node',
+            ['-p', f'robot_config:={tmp_path / "nope.yaml"}'],
+            'robot config not found',
+        ),
+        (
+            'toroidal_sim_node',
+            ['-p', f'robot_config:={REPO / "config" / "jetbot.yaml"}'],
+            'the toroidal sim executes only',
+        ),
         ('selector_node', [], 'parameter robot_config is required'),
-        ('selector_node', ['-p', f'robot_config:={robot}', '-p', 'policy:=sequence', '-p', 'sequence:=ZIGZAG'],
-         "sequence 'ZIGZAG' is neither one of"),
-        ('selector_node', ['-p', f'robot_config:={robot}', '-p', 'policy:=recorded',
-                           '-p', f'session:={tmp_path / "no_such_session"}'], 'no such session directory'),
+        (
+            'selector_node',
+            ['-p', f'robot_config:={robot}', '-p', 'policy:=sequence', '-p', 'sequence:=ZIGZAG'],
+            "sequence 'ZIGZAG' is neither one of",
+        ),
+        (
+            'selector_node',
+            [
+                '-p',
+                f'robot_config:={robot}',
+                '-p',
+                'policy:=recorded',
+                '-p',
+                f'session:={tmp_path / "no_such_session"}',
+            ],
+            'no such session directory',
+        ),
     ]
     for program, params, expected in cases:
-        run = subprocess.run([str(BIN / program), '--ros-args', '-r', '__ns:=/toroidal_dot', *params],
-                             env=ros_env, capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [str(BIN / program), '--ros-args', '-r', '__ns:=/toroidal_dot', *params],
+            env=ros_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 2, run
         assert 'Traceback' not in run.stdout + run.stderr, run
         assert f'{program}: cannot start: ' in run.stderr and expected in run.stderr, run.stderr

@@ -11,9 +11,8 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import Image, JointState
-
 from graphtest import BIN, REPO, pid_alive
+from sensor_msgs.msg import Image, JointState
 
 LAUNCH = 'launch/toroidal_dot_world_model.launch.yaml'
 NS = '/toroidal_dot/'
@@ -36,6 +35,7 @@ def metric(msg: DiagnosticArray, key: str) -> str:
 
 def generation(checkpoint_dir) -> int:
     import torch
+
     state = torch.load(checkpoint_dir / 'learner_state.pth', weights_only=True, map_location='cpu')
     return int(state['generation']), int(state['step'])
 
@@ -50,8 +50,15 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
     metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
     panels = probe.record(Image, NS + 'world_model/visualization')
     ckpt, report = tmp_path / 'ckpt', tmp_path / 'report'
-    args = [LAUNCH, 'preset:=tiny', f'params_file:={params}', f'checkpoint_dir:={ckpt}', f'report_dir:={report}',
-            'seed:=2', 'num_threads:=1']
+    args = [
+        LAUNCH,
+        'preset:=tiny',
+        f'params_file:={params}',
+        f'checkpoint_dir:={ckpt}',
+        f'report_dir:={report}',
+        'seed:=2',
+        'num_threads:=1',
+    ]
     run = launch(*args, 'max_steps:=600')
     assert probe.spin_until(lambda: run.proc.poll() is not None, timeout=240), run.output
     probe.spin_until(lambda: False, timeout=0.5)
@@ -68,7 +75,7 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
     # the first gate-open step the probe saw, and every command answers a scores message
     gates = [(int(metric(m, 'step')), metric(m, 'gate_open') == '1') for m in metrics]
     first_open = next(i for i, (_, is_open) in enumerate(gates) if is_open)
-    if first_open > 0:      # the probe saw gate-closed steps, so it saw the opening step itself
+    if first_open > 0:  # the probe saw gate-closed steps, so it saw the opening step itself
         assert gates[first_open][0] == opened[0]
         assert stamp_ns(commands[0]) >= stamp_ns(metrics[first_open])
     # lockstep: each scores message is about a frame; each executed action's stamp is the stamp
@@ -77,7 +84,9 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
     assert {stamp_ns(s) for s in scores} <= frame_stamps
     assert {stamp_ns(e) for e in executed} <= frame_stamps
     assert abs(len(commands) - len(scores)) <= 1 and abs(len(executed) - len(commands)) <= 1
-    assert all(list(s.name[:2]) == ['L0:0', 'L0:1'] and np.isfinite(s.position).all() for s in scores)
+    assert all(
+        list(s.name[:2]) == ['L0:0', 'L0:1'] and np.isfinite(s.position).all() for s in scores
+    )
     assert all(c.position[0] == 1.0 for c in commands)  # ALWAYS_MOVE
     assert panels and panels[-1].encoding == 'rgb8' and panels[-1].width > panels[-1].height
 
@@ -101,16 +110,35 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
 
 
 def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_path):
-    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=0.05, checkpoint_save_interval=5)
+    params = write_params(
+        tmp_path / 'wm.yaml', reconstruction_threshold=0.05, checkpoint_save_interval=5
+    )
     ckpt = tmp_path / 'ckpt'
     cmd_common = ['--ros-args', '-r', '__ns:=/toroidal_dot', '-p', f'robot_config:={ROBOT}']
     sim = subprocess.Popen([str(BIN / 'toroidal_sim_node'), *cmd_common], env=ros_env)
-    sel = subprocess.Popen([str(BIN / 'selector_node'), *cmd_common, '-p', 'trigger:=scores'], env=ros_env)
-    wm_cmd = [str(BIN / 'world_model_node'), *cmd_common, '--params-file', params, '-p', 'preset:=tiny',
-              '-p', 'progress_period:=0.5',
-              '-p', f'checkpoint_dir:={ckpt}', '-p', f'report_dir:={tmp_path / "r"}', '-p', 'num_threads:=1']
+    sel = subprocess.Popen(
+        [str(BIN / 'selector_node'), *cmd_common, '-p', 'trigger:=scores'], env=ros_env
+    )
+    wm_cmd = [
+        str(BIN / 'world_model_node'),
+        *cmd_common,
+        '--params-file',
+        params,
+        '-p',
+        'preset:=tiny',
+        '-p',
+        'progress_period:=0.5',
+        '-p',
+        f'checkpoint_dir:={ckpt}',
+        '-p',
+        f'report_dir:={tmp_path / "r"}',
+        '-p',
+        'num_threads:=1',
+    ]
     try:
-        wm = subprocess.Popen(wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wm = subprocess.Popen(
+            wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not (ckpt / 'learner_state.pth').exists():
             time.sleep(0.2)
@@ -119,7 +147,9 @@ def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_pat
         wm.kill()
         wm.wait(10)
         saved_gen, saved_step = generation(ckpt)
-        wm = subprocess.Popen(wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wm = subprocess.Popen(
+            wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         lines = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the resume line, then a progress line: it is spinning
@@ -142,18 +172,41 @@ def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_pat
 
 
 def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, tmp_path):
-    wm = subprocess.Popen([str(BIN / 'world_model_node'), '--ros-args', '-r', '__ns:=/toroidal_dot',
-                           '-p', f'robot_config:={ROBOT}', '-p', 'preset:=tiny', '-p', 'num_threads:=1',
-                           '-p', f'checkpoint_dir:={tmp_path / "c"}', '-p', f'report_dir:={tmp_path / "r"}'],
-                          env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wm = subprocess.Popen(
+        [
+            str(BIN / 'world_model_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            f'robot_config:={ROBOT}',
+            '-p',
+            'preset:=tiny',
+            '-p',
+            'num_threads:=1',
+            '-p',
+            f'checkpoint_dir:={tmp_path / "c"}',
+            '-p',
+            f'report_dir:={tmp_path / "r"}',
+        ],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
         pub = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
         assert probe.spin_until(lambda: pub.get_subscription_count() > 0, timeout=60)
 
         def frame(sec, height=64, width=48):  # another size than the model's: resized
-            msg = Image(height=height, width=width, encoding='bgr8', step=3 * width,
-                        data=np.zeros((height, width, 3), np.uint8).tobytes())
+            msg = Image(
+                height=height,
+                width=width,
+                encoding='bgr8',
+                step=3 * width,
+                data=np.zeros((height, width, 3), np.uint8).tobytes(),
+            )
             msg.header.stamp.sec = sec
             return msg
 
@@ -170,7 +223,9 @@ def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, 
             pub.publish(msg)
         pub.publish(frame(10))
         seen = len(metrics)
-        assert probe.spin_until(lambda: len(metrics) > seen + 3, timeout=60), 'the node stopped learning'
+        assert probe.spin_until(lambda: len(metrics) > seen + 3, timeout=60), (
+            'the node stopped learning'
+        )
         assert wm.poll() is None
     finally:
         wm.send_signal(signal.SIGINT)
@@ -186,32 +241,67 @@ def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path
     from world_model_node.config import WorldModelConfig
     from world_model_node.learner import OnlineLearner
 
-    ckpt = tmp_path / 'ckpt'   # a checkpoint of another model than the node's (no patch RoPE)
-    learner = OnlineLearner(WorldModelConfig.tiny(patch_rope=False), ActionSpace.from_yaml(ROBOT).normalized(),
-                            checkpoint_dir=ckpt)
+    ckpt = tmp_path / 'ckpt'  # a checkpoint of another model than the node's (no patch RoPE)
+    learner = OnlineLearner(
+        WorldModelConfig.tiny(patch_rope=False),
+        ActionSpace.from_yaml(ROBOT).normalized(),
+        checkpoint_dir=ckpt,
+    )
     learner.save()
     learner.close()
     saved = {f.name: f.read_bytes() for f in ckpt.iterdir()}
-    common = [str(BIN / 'world_model_node'), '--ros-args', '-r', '__ns:=/toroidal_dot', '-p', 'preset:=tiny',
-              '-p', 'num_threads:=1', '-p', f'report_dir:={tmp_path / "r"}']
-    cases = {'patch_rope=False (config: True)': ['-p', f'robot_config:={ROBOT}', '-p', f'checkpoint_dir:={ckpt}'],
-             'robot config not found': ['-p', f'robot_config:={tmp_path / "nope.yaml"}'],
-             'set exactly one of robot_config': []}
+    common = [
+        str(BIN / 'world_model_node'),
+        '--ros-args',
+        '-r',
+        '__ns:=/toroidal_dot',
+        '-p',
+        'preset:=tiny',
+        '-p',
+        'num_threads:=1',
+        '-p',
+        f'report_dir:={tmp_path / "r"}',
+    ]
+    cases = {
+        'patch_rope=False (config: True)': [
+            '-p',
+            f'robot_config:={ROBOT}',
+            '-p',
+            f'checkpoint_dir:={ckpt}',
+        ],
+        'robot config not found': ['-p', f'robot_config:={tmp_path / "nope.yaml"}'],
+        'set exactly one of robot_config': [],
+    }
     for expected, extra in cases.items():
-        run = subprocess.run(common + extra, env=ros_env, capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            common + extra, env=ros_env, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == 2, run
         assert 'Traceback' not in run.stderr + run.stdout, run
-        assert 'world_model_node: cannot start: ' in run.stderr and expected in run.stderr, run.stderr
-    assert {f.name: f.read_bytes() for f in ckpt.iterdir()} == saved, 'the refused checkpoint must stay as it was'
+        assert 'world_model_node: cannot start: ' in run.stderr and expected in run.stderr, (
+            run.stderr
+        )
+    assert {f.name: f.read_bytes() for f in ckpt.iterdir()} == saved, (
+        'the refused checkpoint must stay as it was'
+    )
 
 
 def test_lockstep_replay_trains_on_the_same_transitions_as_live(launch, tmp_path):
     from devbot.bag import Session, list_sessions
+
     params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)  # every frame acts
     sessions = tmp_path / 'sessions'
-    live = launch(LAUNCH, 'preset:=tiny', f'params_file:={params}', 'record:=true', f'sessions_dir:={sessions}',
-                  f'checkpoint_dir:={tmp_path / "live_ckpt"}', f'report_dir:={tmp_path / "live"}',
-                  'max_steps:=40', 'num_threads:=1')
+    live = launch(
+        LAUNCH,
+        'preset:=tiny',
+        f'params_file:={params}',
+        'record:=true',
+        f'sessions_dir:={sessions}',
+        f'checkpoint_dir:={tmp_path / "live_ckpt"}',
+        f'report_dir:={tmp_path / "live"}',
+        'max_steps:=40',
+        'num_threads:=1',
+    )
     assert live.wait(240) == 0, live.output
     [info] = list_sessions(sessions)
     with Session(info.path) as session:
@@ -219,9 +309,16 @@ def test_lockstep_replay_trains_on_the_same_transitions_as_live(launch, tmp_path
     live_learned = summary_value(tmp_path / 'live', 'transitions_learned')
     assert in_bag >= 30 and live_learned in (in_bag - 1, in_bag)
 
-    replay = launch('launch/replay_training.launch.yaml', f'session:={info.path}', 'preset:=tiny',
-                    f'params_file:={params}', f'checkpoint_dir:={tmp_path / "replay_ckpt"}',
-                    f'report_dir:={tmp_path / "replay"}', 'num_threads:=1', f'namespace:=replay_{tmp_path.name[-8:]}')
+    replay = launch(
+        'launch/replay_training.launch.yaml',
+        f'session:={info.path}',
+        'preset:=tiny',
+        f'params_file:={params}',
+        f'checkpoint_dir:={tmp_path / "replay_ckpt"}',
+        f'report_dir:={tmp_path / "replay"}',
+        'num_threads:=1',
+        f'namespace:=replay_{tmp_path.name[-8:]}',
+    )
     assert replay.wait(240) == 0, replay.output
     assert summary_value(tmp_path / 'replay', 'transitions_learned') == in_bag
     assert (tmp_path / 'replay_ckpt' / 'learner_state.pth').is_file()
@@ -239,35 +336,83 @@ def test_devbot_replay_trains_every_session_of_a_robot_in_order(ros_env, tmp_pat
     params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)
     sessions = tmp_path / 'sessions'
     for seed in (1, 2):
-        out = subprocess.run([str(BIN / 'devbot'), 'launch', 'launch/toroidal_dot_runner.launch.yaml', 'record:=true',
-                              f'sessions_dir:={sessions}', 'max_steps:=15', f'seed:={seed}',
-                              f'report_dir:={tmp_path / "runner"}'],
-                             cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [
+                str(BIN / 'devbot'),
+                'launch',
+                'launch/toroidal_dot_runner.launch.yaml',
+                'record:=true',
+                f'sessions_dir:={sessions}',
+                'max_steps:=15',
+                f'seed:={seed}',
+                f'report_dir:={tmp_path / "runner"}',
+            ],
+            cwd=REPO,
+            env=ros_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stdout
-    out = subprocess.run([str(BIN / 'devbot'), 'replay', '--robot', 'toroidal_dot', '--sessions-dir', str(sessions),
-                          '--preset', 'tiny', '--params-file', params, '--checkpoint-dir', str(tmp_path / 'ckpt'),
-                          '--reports-dir', str(tmp_path / 'reports'), '--num-threads', '1'],
-                         cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            str(BIN / 'devbot'),
+            'replay',
+            '--robot',
+            'toroidal_dot',
+            '--sessions-dir',
+            str(sessions),
+            '--preset',
+            'tiny',
+            '--params-file',
+            params,
+            '--checkpoint-dir',
+            str(tmp_path / 'ckpt'),
+            '--reports-dir',
+            str(tmp_path / 'reports'),
+            '--num-threads',
+            '1',
+        ],
+        cwd=REPO,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert '[replay] 2 session(s)' in out.stdout
     assert generation(tmp_path / 'ckpt')[0] == 2
     reports = sorted((tmp_path / 'reports').iterdir())
     assert len(reports) == 2 and all(summary_value(r, 'transitions_learned') >= 14 for r in reports)
 
-    bad = subprocess.run([str(BIN / 'devbot'), 'replay', str(tmp_path / 'no_such_session')],
-                         cwd=REPO, env=ros_env, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [str(BIN / 'devbot'), 'replay', str(tmp_path / 'no_such_session')],
+        cwd=REPO,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and 'no_such_session' in bad.stderr
 
 
 def test_world_model_drives_the_simulated_jetbot_over_rpyc(launch, tmp_path):
     import socket
+
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)
-    run = launch('launch/jetbot_sim_world_model.launch.yaml', 'preset:=tiny', 'max_steps:=30', f'port:={port}',
-                 f'params_file:={params}', f'checkpoint_dir:={tmp_path / "ckpt"}', f'report_dir:={tmp_path / "r"}',
-                 'num_threads:=1')
+    run = launch(
+        'launch/jetbot_sim_world_model.launch.yaml',
+        'preset:=tiny',
+        'max_steps:=30',
+        f'port:={port}',
+        f'params_file:={params}',
+        f'checkpoint_dir:={tmp_path / "ckpt"}',
+        f'report_dir:={tmp_path / "r"}',
+        'num_threads:=1',
+    )
     assert run.wait(240) == 0, run.output
     # every executed action was paired with the first frame after it and learned from
     assert summary_value(tmp_path / 'r', 'transitions_learned') >= 25

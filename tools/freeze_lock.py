@@ -15,9 +15,15 @@ from importlib import metadata
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--exclude', nargs='*', default=['pip', 'setuptools', 'wheel', 'py-spy'],
-                        help='distributions to leave out (default: pip setuptools wheel py-spy)')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--exclude',
+        nargs='*',
+        default=['pip', 'setuptools', 'wheel', 'py-spy'],
+        help='distributions to leave out (default: pip setuptools wheel py-spy)',
+    )
     args = parser.parse_args()
     exclude = {n.lower() for n in args.exclude}
     pins = {}

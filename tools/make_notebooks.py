@@ -47,11 +47,14 @@ node runs) and shows what they do: one action, a sequence with its trajectory, t
 the image edge, the before/after difference and the randomisation of resets.
 Action 0 keeps the dot where it is; action 1 moves it 27 px to the right; both axes wrap.
 '''),
-    code('''
+    code(
+        '''
 SEED = 0              # the env's RNG seed (start and reset positions)
 SEQUENCE = [1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1]
 RESETS = 400          # resets drawn for the randomisation check
-''', parameters=True),
+''',
+        parameters=True,
+    ),
     code('''
 %matplotlib inline
 import numpy as np
@@ -154,13 +157,16 @@ is reached over real RPyC; it also reports its pose and can be reset to a random
 With a robot address the same cells drive the real robot (no pose, no reset):
 **make sure it has room to turn**.
 '''),
-    code('''
+    code(
+        '''
 JETBOT_IP = None       # None: the simulated JetBot on 127.0.0.1; else the robot's address
 PORT = 18861           # its RPyC port (ignored for the simulator, which picks a free one)
 SEED = 0               # seed of the simulated resets
 SEQUENCE = [1, 1, 1, 0, 1, 1, 0, 0, 1, 1]
 REAL_ROBOT_TURNS = 52  # wrap-around demo on a real robot (no pose): turns for about one full circle
-''', parameters=True),
+''',
+        parameters=True,
+    ),
     code('''
 %matplotlib inline
 import math
@@ -291,7 +297,8 @@ trained model). Point `SESSIONS_ROOT` / `CHECKPOINTS_ROOT` at `saved/sessions` a
 Scrubbing: change `FRAME` (or the arguments of the calls) and re-run a cell; `playback` has
 play/pause and a slider.
 '''),
-    code('''
+    code(
+        '''
 SESSIONS_ROOT = None       # None: generate demo sessions; else e.g. 'saved/sessions' (relative to the repo)
 CHECKPOINTS_ROOT = None    # None: a tiny model trained on the demo data; else e.g. 'saved/checkpoints'
 SESSION = None             # index, '<robot>/<session>' or a path; None: the first toroidal_dot session
@@ -304,7 +311,9 @@ SAVE_TO = None             # where to save the trained model; None: a temporary 
 TORCH_THREADS = 1          # 0: torch's default (use more for a full-size model); 1 is fastest for tiny ones
 WORK_DIR = None            # where generated data and the saved model go; None: a new temporary folder
 FRESH_PRESET = 'tiny'      # model size when the robot has no checkpoint: 'tiny' or 'full' (untrained)
-''', parameters=True),
+''',
+        parameters=True,
+    ),
     code('''
 %matplotlib inline
 import tempfile
@@ -482,16 +491,24 @@ NOTEBOOKS = {
 
 def build(cells) -> nbformat.NotebookNode:
     nb = new_notebook(cells=cells)
-    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
+    nb.metadata['kernelspec'] = {
+        'name': 'python3',
+        'display_name': 'Python 3 (ipykernel)',
+        'language': 'python',
+    }
     nb.metadata['language_info'] = {'name': 'python'}
-    for i, cell in enumerate(nb.cells):   # stable ids: the files do not change when regenerated
+    for i, cell in enumerate(nb.cells):  # stable ids: the files do not change when regenerated
         cell['id'] = f'cell-{i:02d}'
     return nb
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--check', action='store_true', help='only compare; exit 1 when a notebook is out of date')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--check', action='store_true', help='only compare; exit 1 when a notebook is out of date'
+    )
     parser.add_argument('--out', type=Path, default=OUT, help='output folder [notebooks/]')
     args = parser.parse_args(argv)
     stale = []

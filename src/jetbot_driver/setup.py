@@ -10,12 +10,16 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['devbot', 'numpy', 'rpyc'],  # + OpenCV (pip opencv-python-headless, or JetPack's cv2 on the robot)
+    install_requires=[
+        'devbot',
+        'numpy',
+        'rpyc',
+    ],  # + OpenCV (pip opencv-python-headless, or JetPack's cv2 on the robot)
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
     description='JetBot over RPyC: the ROS 2 driver node (camera, discrete actions, cmd_vel, safety), '
-                'the JetBot-side RPyC server, a simulated JetBot server and a live camera feed.',
+    'the JetBot-side RPyC server, a simulated JetBot server and a live camera feed.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

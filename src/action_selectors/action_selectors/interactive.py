@@ -97,6 +97,7 @@ class Decision:
 # ---------------------------------------------------------------------------------------------
 # parsing typed lines (data only, never code)
 
+
 def parse_input(line: str, space: ActionSpace, proposed: int | None) -> Decision:
     """Interpret one typed line against ``space``; ``proposed`` is the action on offer.
 
@@ -124,12 +125,14 @@ def parse_input(line: str, space: ActionSpace, proposed: int | None) -> Decision
     raise InputError(f'not an action: {_short(text)!r}. {FORMS_HINT}')
 
 
-FORMS_HINT = ('Type Enter (accept), an index, JSON ({"channel": value} or {"action": index}), '
-              'channel=value pairs, stop, or help.')
+FORMS_HINT = (
+    'Type Enter (accept), an index, JSON ({"channel": value} or {"action": index}), '
+    'channel=value pairs, stop, or help.'
+)
 
 
 def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + '...'
+    return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def _index(text: str, space: ActionSpace) -> int:
@@ -159,10 +162,19 @@ def _from_json(text: str, space: ActionSpace, proposed: int | None) -> int:
         raise InputError(f'invalid JSON: {exc.msg} at column {exc.colno}') from None
     if isinstance(data, list):
         if len(data) != space.num_channels:
-            raise InputError(f'a JSON list needs one value per channel {list(space.channel_names)}, '
-                             f'got {len(data)} value(s)')
-        return _from_values(dict(zip(space.channel_names, (_json_number(v, f'value {i}') for i, v in
-                                                           enumerate(data)))), space, proposed)
+            raise InputError(
+                f'a JSON list needs one value per channel {list(space.channel_names)}, '
+                f'got {len(data)} value(s)'
+            )
+        return _from_values(
+            dict(
+                zip(
+                    space.channel_names, (_json_number(v, f'value {i}') for i, v in enumerate(data))
+                )
+            ),
+            space,
+            proposed,
+        )
     if not isinstance(data, dict):
         raise InputError(f'JSON must be an object or a list, got {type(data).__name__}')
     if not data:
@@ -177,8 +189,10 @@ def _from_json(text: str, space: ActionSpace, proposed: int | None) -> int:
                 raise InputError(f'"{key}" must be an integer action index, got {value!r}')
             return _check_index(value, space)
         unknown = sorted(keys - set(space.channel_names))
-        raise InputError(f'unknown key(s) {unknown}: use the channels {list(space.channel_names)} '
-                         f'or {{"action": index}}')
+        raise InputError(
+            f'unknown key(s) {unknown}: use the channels {list(space.channel_names)} '
+            f'or {{"action": index}}'
+        )
     return _from_values({k: _json_number(v, k) for k, v in data.items()}, space, proposed)
 
 
@@ -236,6 +250,7 @@ def _from_values(values: Mapping[str, float], space: ActionSpace, proposed: int 
 # ---------------------------------------------------------------------------------------------
 # proposals and what the terminal shows
 
+
 def level0_scores(scores: Mapping[str, float] | None, num_actions: int) -> dict[int, float]:
     """Finite scores of the level-0 candidates (labels ``"1"`` or ``"L0:1"``), by action index."""
     out: dict[int, float] = {}
@@ -250,13 +265,24 @@ class Proposer:
     """The inner policy: most uncertain level-0 candidate when scores are usable, else a
     constant / sequence / random policy (see :func:`action_selectors.policies.make_policy`)."""
 
-    def __init__(self, space: ActionSpace, policy: str = 'sequence', *, action: int = 0,
-                 sequence: str = 'ALWAYS_MOVE', seed: int | None = None) -> None:
+    def __init__(
+        self,
+        space: ActionSpace,
+        policy: str = 'sequence',
+        *,
+        action: int = 0,
+        sequence: str = 'ALWAYS_MOVE',
+        seed: int | None = None,
+    ) -> None:
         if policy not in ('constant', 'sequence', 'random'):
-            raise ValueError(f'the interactive proposal policy must be constant, sequence or random, '
-                             f'got {policy!r} (scores, when given, are always used)')
+            raise ValueError(
+                f'the interactive proposal policy must be constant, sequence or random, '
+                f'got {policy!r} (scores, when given, are always used)'
+            )
         self.num_actions = space.num_actions
-        self.fallback = make_policy(policy, space.num_actions, action=action, sequence=sequence, seed=seed)
+        self.fallback = make_policy(
+            policy, space.num_actions, action=action, sequence=sequence, seed=seed
+        )
         self.uncertainty = UncertaintyPolicy(space.num_actions, seed)
 
     def propose(self, scores: Mapping[str, float] | None = None) -> int:
@@ -278,13 +304,16 @@ def format_actions(space: ActionSpace) -> str:
     example = space.values(min(1, space.num_actions - 1))
     pairs = ' '.join(f'{k}={v:g}' for k, v in example.items())
     forms = json.dumps(example) + ('' if 'action' in example else ' or {"action": 1}')
-    lines += [f'input: Enter = accept the proposal | an index (1) | JSON ({forms}) | key=value ({pairs}; '
-              'channels left out come from the proposal) | stop = end']
+    lines += [
+        f'input: Enter = accept the proposal | an index (1) | JSON ({forms}) | key=value ({pairs}; '
+        'channels left out come from the proposal) | stop = end'
+    ]
     return '\n'.join(lines)
 
 
-def format_proposal(space: ActionSpace, step: int, proposed: int,
-                    scores: Mapping[str, float] | None = None) -> str:
+def format_proposal(
+    space: ActionSpace, step: int, proposed: int, scores: Mapping[str, float] | None = None
+) -> str:
     """The text shown for each trigger: step, proposal and (if any) the score per candidate."""
     lines = [f'step {step}: proposed {proposed} ({action_label(space, proposed)})']
     if scores:
@@ -293,7 +322,11 @@ def format_proposal(space: ActionSpace, step: int, proposed: int,
         parts = []
         for label, score in scores.items():
             name = label[3:] if label.startswith('L0:') else label
-            mark = ' *' if best is not None and name.isdigit() and usable.get(int(name)) == best else ''
+            mark = (
+                ' *'
+                if best is not None and name.isdigit() and usable.get(int(name)) == best
+                else ''
+            )
             parts.append(f'{label}: {score:.4g}{mark}')
         lines.append('  uncertainty  ' + '   '.join(parts))
     return '\n'.join(lines)
@@ -305,9 +338,11 @@ PROMPT = '[Enter] accept | action | stop > '
 # ---------------------------------------------------------------------------------------------
 # the ROS node (imports rclpy lazily: the part above stays ROS-free)
 
-NOT_A_TTY = ('interactive_selector reads actions from a terminal, but stdin is not one '
-             '(launch files give their processes /dev/null). Start it in its own terminal, e.g.\n'
-             '  interactive_selector --ros-args -r __ns:=/toroidal_dot -p robot_config:=config/toroidal_dot.yaml')
+NOT_A_TTY = (
+    'interactive_selector reads actions from a terminal, but stdin is not one '
+    '(launch files give their processes /dev/null). Start it in its own terminal, e.g.\n'
+    '  interactive_selector --ros-args -r __ns:=/toroidal_dot -p robot_config:=config/toroidal_dot.yaml'
+)
 
 
 class InteractiveSelector:
@@ -330,23 +365,45 @@ class InteractiveSelector:
 
         self.node = node
         self.out = out or sys.stdout
-        robot_config = declare(node, 'robot_config', '', 'robot file with the action space (required)')
-        policy = declare(node, 'policy', 'sequence', 'constant | sequence | random: the proposal without scores')
-        action = declare(node, 'action', 0, 'action index of the constant policy', int_range=(0, 1024))
-        sequence = str(declare(node, 'sequence', 'ALWAYS_MOVE',
-                               'predefined sequence name or a comma-separated list of action indices',
-                               dynamic_typing=True))
-        seed = declare(node, 'seed', -1, 'RNG seed of the random policy and of ties; -1 = random',
-                       int_range=(-1, 2**31 - 1))
+        robot_config = declare(
+            node, 'robot_config', '', 'robot file with the action space (required)'
+        )
+        policy = declare(
+            node, 'policy', 'sequence', 'constant | sequence | random: the proposal without scores'
+        )
+        action = declare(
+            node, 'action', 0, 'action index of the constant policy', int_range=(0, 1024)
+        )
+        sequence = str(
+            declare(
+                node,
+                'sequence',
+                'ALWAYS_MOVE',
+                'predefined sequence name or a comma-separated list of action indices',
+                dynamic_typing=True,
+            )
+        )
+        seed = declare(
+            node,
+            'seed',
+            -1,
+            'RNG seed of the random policy and of ties; -1 = random',
+            int_range=(-1, 2**31 - 1),
+        )
         self.trigger = declare(node, 'trigger', 'frame', 'frame | scores')
-        self.report_dir = declare(node, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file')
+        self.report_dir = declare(
+            node, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file'
+        )
         if not robot_config:
-            raise ValueError('parameter robot_config is required (e.g. -p robot_config:=config/toroidal_dot.yaml)')
+            raise ValueError(
+                'parameter robot_config is required (e.g. -p robot_config:=config/toroidal_dot.yaml)'
+            )
         if self.trigger not in ('frame', 'scores'):
             raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')
         self.space = ActionSpace.from_yaml(robot_config)
-        self.proposer = Proposer(self.space, policy, action=action, sequence=sequence,
-                                 seed=None if seed < 0 else seed)
+        self.proposer = Proposer(
+            self.space, policy, action=action, sequence=sequence, seed=None if seed < 0 else seed
+        )
         self.stats = RunnerStats(self.space.num_actions)
         self.done = False
         self._pending: tuple[int, dict | None] | None = None  # (proposed, scores) awaiting a line
@@ -385,6 +442,7 @@ class InteractiveSelector:
 
     def _poll(self) -> None:
         import queue
+
         while True:
             try:
                 line = self._lines.get_nowait()
@@ -429,8 +487,10 @@ class InteractiveSelector:
             self._say(PROMPT, end='')
         elif not topics.robot_subscribed(self.node, self._publisher):
             # sent now, the command would be lost and the loop would wait for its outcome forever
-            self._say('  not sent: no robot listens to motor_command yet (is it running, in this '
-                      'namespace?); try again')
+            self._say(
+                '  not sent: no robot listens to motor_command yet (is it running, in this '
+                'namespace?); try again'
+            )
             self._say(PROMPT, end='')
         else:
             self._send(decision.action, accepted=decision.kind == 'accept')
@@ -444,6 +504,7 @@ class InteractiveSelector:
 
     def _on_frame(self, serialized: bytes) -> None:
         from devbot.cdr import header_stamp
+
         stamp = header_stamp(serialized)
         if stamp == self._last_stamp:
             return  # the same frame re-sent to a late joiner
@@ -467,11 +528,18 @@ class InteractiveSelector:
         import time
 
         from devbot.messages import action_to_joint_state
+
         self._pending = None
-        self._publisher.publish(action_to_joint_state(self.space, action, self.node.get_clock().now().to_msg(),
-                                                      self._command))
+        self._publisher.publish(
+            action_to_joint_state(
+                self.space, action, self.node.get_clock().now().to_msg(), self._command
+            )
+        )
         self.stats.record(action, time.monotonic())
-        self._say(f'  sent {action} ({action_label(self.space, action)})' + (' [accepted]' if accepted else ''))
+        self._say(
+            f'  sent {action} ({action_label(self.space, action)})'
+            + (' [accepted]' if accepted else '')
+        )
 
     # ------------------------------------------------------------------ end of run
 
@@ -481,10 +549,9 @@ class InteractiveSelector:
         return self.stats.finish(labels, self.report_dir)
 
 
-
 def main(args: list[str] | None = None) -> int:
     argv = sys.argv[1:] if args is None else list(args)
-    own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    own = argv[: argv.index('--ros-args')] if '--ros-args' in argv else argv
     if '-h' in own or '--help' in own:
         print(__doc__)
         return 0

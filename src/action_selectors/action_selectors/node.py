@@ -71,34 +71,82 @@ ROBOT_WAIT_LOG_S = 2.0
 class SelectorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('selector', **kwargs)
-        robot_config = declare(self, 'robot_config', '', 'robot file with the action space (required)')
-        policy = declare(self, 'policy', 'sequence', 'constant | sequence | random | uncertainty | recorded')
-        action = declare(self, 'action', 0, 'action index of the constant policy', int_range=(0, 1024))
-        sequence = str(declare(self, 'sequence', 'ALWAYS_MOVE',
-                               f'one of {sorted(SEQUENCES)} or a comma-separated list of action indices',
-                               dynamic_typing=True))
-        seed = declare(self, 'seed', -1, 'RNG seed of random/uncertainty policies; -1 = random',
-                       int_range=(-1, 2**31 - 1))
-        trigger = declare(self, 'trigger', '', 'frame | scores; empty = scores for uncertainty, else frame')
-        session = str(declare(self, 'session', '', 'policy recorded: the session (bag folder) to replay',
-                              dynamic_typing=True))
-        transition_filter = declare(self, 'filter', '',
-                                    'policy recorded: keep only these transitions, e.g. actions=1 or "from=10; to=60"')
-        self.max_steps = declare(self, 'max_steps', 0, 'stop after this many actions; 0 = unlimited',
-                                 int_range=(0, 2**31 - 1))
-        self.wait_for_recorder = declare(self, 'wait_for_recorder', False,
-                                         'send no command before a node named recorder subscribes to motor_command')
-        self.report_dir = declare(self, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file')
+        robot_config = declare(
+            self, 'robot_config', '', 'robot file with the action space (required)'
+        )
+        policy = declare(
+            self, 'policy', 'sequence', 'constant | sequence | random | uncertainty | recorded'
+        )
+        action = declare(
+            self, 'action', 0, 'action index of the constant policy', int_range=(0, 1024)
+        )
+        sequence = str(
+            declare(
+                self,
+                'sequence',
+                'ALWAYS_MOVE',
+                f'one of {sorted(SEQUENCES)} or a comma-separated list of action indices',
+                dynamic_typing=True,
+            )
+        )
+        seed = declare(
+            self,
+            'seed',
+            -1,
+            'RNG seed of random/uncertainty policies; -1 = random',
+            int_range=(-1, 2**31 - 1),
+        )
+        trigger = declare(
+            self, 'trigger', '', 'frame | scores; empty = scores for uncertainty, else frame'
+        )
+        session = str(
+            declare(
+                self,
+                'session',
+                '',
+                'policy recorded: the session (bag folder) to replay',
+                dynamic_typing=True,
+            )
+        )
+        transition_filter = declare(
+            self,
+            'filter',
+            '',
+            'policy recorded: keep only these transitions, e.g. actions=1 or "from=10; to=60"',
+        )
+        self.max_steps = declare(
+            self,
+            'max_steps',
+            0,
+            'stop after this many actions; 0 = unlimited',
+            int_range=(0, 2**31 - 1),
+        )
+        self.wait_for_recorder = declare(
+            self,
+            'wait_for_recorder',
+            False,
+            'send no command before a node named recorder subscribes to motor_command',
+        )
+        self.report_dir = declare(
+            self, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file'
+        )
         if not robot_config:
             raise ValueError('parameter robot_config is required (e.g. config/toroidal_dot.yaml)')
         self.action_space = ActionSpace.from_yaml(robot_config)
         if policy == 'recorded':
             if not session:
-                raise ValueError('policy recorded needs the session parameter (a recorded bag folder)')
+                raise ValueError(
+                    'policy recorded needs the session parameter (a recorded bag folder)'
+                )
             self.policy = RecordedPolicy(session, self.action_space, transition_filter)
         else:
-            self.policy = make_policy(policy, self.action_space.num_actions, action=action, sequence=sequence,
-                                      seed=None if seed < 0 else seed)
+            self.policy = make_policy(
+                policy,
+                self.action_space.num_actions,
+                action=action,
+                sequence=sequence,
+                seed=None if seed < 0 else seed,
+            )
         self.trigger = trigger or ('scores' if policy == 'uncertainty' else 'frame')
         if self.trigger not in ('frame', 'scores'):
             raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')
@@ -122,8 +170,10 @@ class SelectorNode(Node):
         self._robot_wait_logged = False
         self._listeners_ready = False
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
-        self.get_logger().info(f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
-                               + (f', max_steps {self.max_steps}' if self.max_steps else ''))
+        self.get_logger().info(
+            f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
+            + (f', max_steps {self.max_steps}' if self.max_steps else '')
+        )
 
     def _on_frame(self, serialized: bytes) -> None:
         stamp = header_stamp(serialized)
@@ -153,15 +203,17 @@ class SelectorNode(Node):
             self.get_logger().info(str(exc))
             self.done = True
             return
-        self._command_pub.publish(action_to_joint_state(self.action_space, action,
-                                                        self.get_clock().now().to_msg(), self._command))
+        self._command_pub.publish(
+            action_to_joint_state(
+                self.action_space, action, self.get_clock().now().to_msg(), self._command
+            )
+        )
         now = time.monotonic()
         self.stats.record(action, now)
         if now >= self._next_progress:
             self._next_progress = now + PROGRESS_PERIOD_S
             total = f'/{self.max_steps}' if self.max_steps else ''
             self.get_logger().info(f'step {self.stats.steps}{total}')
-
 
     def _check_listeners(self, scores) -> bool:
         """True once the robot (and the recorder, if wait_for_recorder) has subscribed for
@@ -173,7 +225,8 @@ class SelectorNode(Node):
         robot = topics.robot_subscribed(self, self._command_pub)
         recorder = not self.wait_for_recorder or all(
             any(name == 'recorder' for _, name in topics.subscribers(self, t))
-            for t in (topics.MOTOR_COMMAND, topics.MOTOR_EXECUTED, topics.CAMERA_IMAGE))
+            for t in (topics.MOTOR_COMMAND, topics.MOTOR_EXECUTED, topics.CAMERA_IMAGE)
+        )
         now = time.monotonic()
         if robot and recorder:
             if self._listeners_seen is None:
@@ -187,21 +240,31 @@ class SelectorNode(Node):
         else:
             self._listeners_seen = None
         self._pending_scores = scores
-        if self._retry_timer is None:   # the first wait
+        if self._retry_timer is None:  # the first wait
             self._waiting_since = now
             if not recorder:
-                self.get_logger().info('waiting for the recorder to subscribe before the first command')
+                self.get_logger().info(
+                    'waiting for the recorder to subscribe before the first command'
+                )
             self._retry_timer = self.create_timer(0.1, lambda: self._act(self._pending_scores))
-        elif not robot and not self._robot_wait_logged and now - self._waiting_since >= ROBOT_WAIT_LOG_S:
+        elif (
+            not robot
+            and not self._robot_wait_logged
+            and now - self._waiting_since >= ROBOT_WAIT_LOG_S
+        ):
             self._robot_wait_logged = True
-            self.get_logger().warning('waiting for the robot to subscribe to motor_command '
-                                      '(no node that publishes camera/image_raw listens yet)')
+            self.get_logger().warning(
+                'waiting for the robot to subscribe to motor_command '
+                '(no node that publishes camera/image_raw listens yet)'
+            )
         return False
 
     def summary_text(self) -> str:
         """The runner statistics (also written to report_dir, if set)."""
-        labels = {i: ', '.join(f'{k}={v:g}' for k, v in self.action_space.values(i).items())
-                  for i in range(self.action_space.num_actions)}
+        labels = {
+            i: ', '.join(f'{k}={v:g}' for k, v in self.action_space.values(i).items())
+            for i in range(self.action_space.num_actions)
+        }
         return self.stats.finish(labels, self.report_dir)
 
 

@@ -29,7 +29,11 @@ class Policy(Protocol):
 
 
 def _check_index(action: int, num_actions: int) -> int:
-    if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < num_actions:
+    if (
+        isinstance(action, bool)
+        or not isinstance(action, (int, np.integer))
+        or not 0 <= action < num_actions
+    ):
         raise ValueError(f'action {action!r} is not an index in [0, {num_actions})')
     return int(action)
 
@@ -126,13 +130,21 @@ def parse_sequence(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(','))
     except ValueError:
-        raise ValueError(f'sequence {text!r} is neither one of {sorted(SEQUENCES)} '
-                         f'nor a comma-separated list of action indices') from None
+        raise ValueError(
+            f'sequence {text!r} is neither one of {sorted(SEQUENCES)} '
+            f'nor a comma-separated list of action indices'
+        ) from None
     return values
 
 
-def make_policy(name: str, num_actions: int, *, action: int = 0, sequence: str = 'ALWAYS_MOVE',
-                seed: int | None = None) -> Policy:
+def make_policy(
+    name: str,
+    num_actions: int,
+    *,
+    action: int = 0,
+    sequence: str = 'ALWAYS_MOVE',
+    seed: int | None = None,
+) -> Policy:
     """Build a policy by name: constant, sequence, random or uncertainty."""
     if name == 'constant':
         return ConstantPolicy(action, num_actions)
@@ -142,4 +154,6 @@ def make_policy(name: str, num_actions: int, *, action: int = 0, sequence: str =
         return RandomPolicy(num_actions, seed)
     if name == 'uncertainty':
         return UncertaintyPolicy(num_actions, seed)
-    raise ValueError(f'unknown policy {name!r}; choose one of constant, sequence, random, uncertainty')
+    raise ValueError(
+        f'unknown policy {name!r}; choose one of constant, sequence, random, uncertainty'
+    )

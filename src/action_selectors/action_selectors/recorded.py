@@ -42,15 +42,27 @@ class RecordedPolicy:
         ValueError: action spaces differ.
     """
 
-    def __init__(self, session_path: str | Path, action_space: ActionSpace | None = None, filter: str = '') -> None:
+    def __init__(
+        self, session_path: str | Path, action_space: ActionSpace | None = None, filter: str = ''
+    ) -> None:
         recorded = read_info(session_path).action_space
-        if action_space is not None and recorded is not None and not _same_space(recorded, action_space):
-            raise ValueError(f'{session_path} was recorded with the action space {recorded.to_dict()}, '
-                             f"which differs from this robot's {action_space.to_dict()}")
-        with Session(session_path, action_space=action_space if recorded is None else None) as session:
+        if (
+            action_space is not None
+            and recorded is not None
+            and not _same_space(recorded, action_space)
+        ):
+            raise ValueError(
+                f'{session_path} was recorded with the action space {recorded.to_dict()}, '
+                f"which differs from this robot's {action_space.to_dict()}"
+            )
+        with Session(
+            session_path, action_space=action_space if recorded is None else None
+        ) as session:
             self.space = session.action_space
             self.filter = TransitionFilter.parse(filter, self.space)
-            self.transitions: list[Transition] = list(session.transitions(self.filter, frames=False))
+            self.transitions: list[Transition] = list(
+                session.transitions(self.filter, frames=False)
+            )
             self.total_recorded = len(session.transition_list())
         self.session_path = Path(session_path)
         self._position = 0
@@ -76,12 +88,17 @@ class RecordedPolicy:
     def choose(self, scores: Mapping[str, float] | None = None) -> int:
         """The next recorded action; raises :class:`RecordingFinished` after the last one."""
         if self.finished:
-            raise RecordingFinished(f'all {len(self.transitions)} recorded actions of {self.session_path} replayed')
+            raise RecordingFinished(
+                f'all {len(self.transitions)} recorded actions of {self.session_path} replayed'
+            )
         action = self.transitions[self._position].action
         self._position += 1
         return action
 
 
 def _same_space(a: ActionSpace, b: ActionSpace) -> bool:
-    return (a.channel_names == b.channel_names and a.num_actions == b.num_actions
-            and all(a._same(x, y) for x, y in zip(a.actions, b.actions)))
+    return (
+        a.channel_names == b.channel_names
+        and a.num_actions == b.num_actions
+        and all(a._same(x, y) for x, y in zip(a.actions, b.actions))
+    )

@@ -34,21 +34,31 @@ class RunnerStats:
         out = {
             'steps': steps,
             'counts': {a: self.counts.get(a, 0) for a in range(self.num_actions)},
-            'percent': {a: (100.0 * self.counts.get(a, 0) / steps if steps else 0.0) for a in range(self.num_actions)},
+            'percent': {
+                a: (100.0 * self.counts.get(a, 0) / steps if steps else 0.0)
+                for a in range(self.num_actions)
+            },
             'duration_s': duration,
             'steps_per_s': (steps - 1) / duration if duration > 0 else 0.0,
         }
         if intervals.size:
-            out['interval_s'] = {'mean': float(intervals.mean()), 'median': float(np.median(intervals)),
-                                 'min': float(intervals.min()), 'max': float(intervals.max()),
-                                 'std': float(intervals.std())}
+            out['interval_s'] = {
+                'mean': float(intervals.mean()),
+                'median': float(np.median(intervals)),
+                'min': float(intervals.min()),
+                'max': float(intervals.max()),
+                'std': float(intervals.std()),
+            }
         return out
 
     def format(self, labels: dict[int, str] | None = None) -> str:
         """The summary as a small table, printed at the end of a run."""
         s = self.summary()
-        lines = ['=== runner statistics ===', f'steps: {s["steps"]}   steps/s: {s["steps_per_s"]:.1f}',
-                 'action  count      %']
+        lines = [
+            '=== runner statistics ===',
+            f'steps: {s["steps"]}   steps/s: {s["steps_per_s"]:.1f}',
+            'action  count      %',
+        ]
         for a in range(self.num_actions):
             name = f'{a}' + (f' ({labels[a]})' if labels and a in labels else '')
             lines.append(f'{name:<6} {s["counts"][a]:>6} {s["percent"][a]:>6.1f}')
@@ -57,7 +67,9 @@ class RunnerStats:
             lines.append('interval (ms): ' + '  '.join(f'{k} {1e3 * v:.3f}' for k, v in iv.items()))
         return '\n'.join(lines)
 
-    def finish(self, labels: dict[int, str] | None = None, report_dir: str | Path | None = None) -> str:
+    def finish(
+        self, labels: dict[int, str] | None = None, report_dir: str | Path | None = None
+    ) -> str:
         """The end-of-run text: the summary table and, if ``report_dir`` is given, where the
         statistics were written as ``runner_stats.json``."""
         text = self.format(labels)

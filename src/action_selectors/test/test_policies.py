@@ -1,7 +1,14 @@
 import pytest
 
-from action_selectors.policies import (SEQUENCES, ConstantPolicy, RandomPolicy, SequencePolicy,
-                                       UncertaintyPolicy, make_policy, parse_sequence)
+from action_selectors.policies import (
+    SEQUENCES,
+    ConstantPolicy,
+    RandomPolicy,
+    SequencePolicy,
+    UncertaintyPolicy,
+    make_policy,
+    parse_sequence,
+)
 from action_selectors.stats import RunnerStats
 
 
@@ -15,9 +22,16 @@ def test_constant():
         ConstantPolicy(2, 2)
 
 
-@pytest.mark.parametrize('name, expected', [
-    ('ALWAYS_MOVE', [1, 1, 1, 1, 1, 1]), ('ALWAYS_STAY', [0] * 6), ('ALTERNATE', [0, 1, 0, 1, 0, 1]),
-    ('DOUBLE_MOVE', [1, 1, 0, 1, 1, 0]), ('TRIPLE_MOVE', [1, 1, 1, 0, 1, 1])])
+@pytest.mark.parametrize(
+    'name, expected',
+    [
+        ('ALWAYS_MOVE', [1, 1, 1, 1, 1, 1]),
+        ('ALWAYS_STAY', [0] * 6),
+        ('ALTERNATE', [0, 1, 0, 1, 0, 1]),
+        ('DOUBLE_MOVE', [1, 1, 0, 1, 1, 0]),
+        ('TRIPLE_MOVE', [1, 1, 1, 0, 1, 1]),
+    ],
+)
 def test_predefined_sequences_cycle(name, expected):
     assert take(SequencePolicy(SEQUENCES[name], 2), 6) == expected
 

@@ -25,11 +25,16 @@ def _header(ns: int):
 def record_dot_session(path, actions, seed=4):
     """A session as the recorder writes it from the dot robot: frames, executed actions, positions."""
     env = ToroidalDotEnv(ToroidalDotConfig(seed=seed))
-    custom = {KEY_ROBOT_TYPE: 'toroidal_dot', KEY_ACTION_SPACE: json.dumps(DOT_ACTION_SPACE.to_dict())}
+    custom = {
+        KEY_ROBOT_TYPE: 'toroidal_dot',
+        KEY_ACTION_SPACE: json.dumps(DOT_ACTION_SPACE.to_dict()),
+    }
     t = 1_750_000_000_000_000_000
     with BagWriter(path, custom) as bag:
         img = bag.add_topic(TopicSpec('/toroidal_dot/camera/image_raw', 'sensor_msgs/msg/Image'))
-        exe = bag.add_topic(TopicSpec('/toroidal_dot/motor_command/executed', 'sensor_msgs/msg/JointState'))
+        exe = bag.add_topic(
+            TopicSpec('/toroidal_dot/motor_command/executed', 'sensor_msgs/msg/JointState')
+        )
 
         def frame(ns):
             f = env.frame()
@@ -40,7 +45,9 @@ def record_dot_session(path, actions, seed=4):
         for k, a in enumerate(actions, start=1):
             ns = t + k * 5_000_000
             env.step(a)
-            js = T['sensor_msgs/msg/JointState'](_header(ns), ['action'], np.array([float(a)]), np.zeros(1), np.zeros(1))
+            js = T['sensor_msgs/msg/JointState'](
+                _header(ns), ['action'], np.array([float(a)]), np.zeros(1), np.zeros(1)
+            )
             bag.write(exe, ns, TS.serialize_cdr(js, 'sensor_msgs/msg/JointState'))
             frame(ns)
     return path
@@ -80,10 +87,19 @@ def test_bad_sessions_filters_and_action_spaces_are_clear_errors(tmp_path):
     bag = record_dot_session(tmp_path / 's', [1, 0])
     with pytest.raises(FilterError, match='unknown channel'):
         RecordedPolicy(bag, DOT_ACTION_SPACE, filter='motor_left=0')
-    jetbot = ActionSpace.from_dict({'channels': [{'name': 'motor_left', 'min': 0, 'max': 0},
-                                                 {'name': 'motor_right', 'min': 0, 'max': 0.12}],
-                                    'actions': [{'motor_left': 0, 'motor_right': 0},
-                                                {'motor_left': 0, 'motor_right': 0.12}]}, robot_type='jetbot')
+    jetbot = ActionSpace.from_dict(
+        {
+            'channels': [
+                {'name': 'motor_left', 'min': 0, 'max': 0},
+                {'name': 'motor_right', 'min': 0, 'max': 0.12},
+            ],
+            'actions': [
+                {'motor_left': 0, 'motor_right': 0},
+                {'motor_left': 0, 'motor_right': 0.12},
+            ],
+        },
+        robot_type='jetbot',
+    )
     with pytest.raises(ValueError, match='differs'):
         RecordedPolicy(bag, jetbot)
     with pytest.raises(BagError, match='no such session'):

@@ -41,9 +41,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Channel:
-    name: str     # channel name, e.g. "motor_left"
-    min: float    # lower end of the normalisation range
-    max: float    # upper end of the normalisation range
+    name: str  # channel name, e.g. "motor_left"
+    min: float  # lower end of the normalisation range
+    max: float  # upper end of the normalisation range
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,16 @@ class ActionSpace:
             raise ConfigError(f'duplicate channel names in {names}')
         for c in self.channels:
             if not (math.isfinite(c.min) and math.isfinite(c.max)) or c.min > c.max:
-                raise ConfigError(f'channel {c.name!r}: need finite min <= max, got [{c.min}, {c.max}]')
+                raise ConfigError(
+                    f'channel {c.name!r}: need finite min <= max, got [{c.min}, {c.max}]'
+                )
         if not self.actions:
             raise ConfigError('action_space.actions is empty')
         for i, a in enumerate(self.actions):
             if len(a) != len(self.channels):
-                raise ConfigError(f'action {i} has {len(a)} values for {len(self.channels)} channels')
+                raise ConfigError(
+                    f'action {i} has {len(a)} values for {len(self.channels)} channels'
+                )
             self._check_in_range(a, what=f'action {i}', error=ConfigError)
         for i in range(len(self.actions)):
             for j in range(i):
@@ -96,18 +100,29 @@ class ActionSpace:
         channels = []
         for i, ch in enumerate(raw_channels):
             if not isinstance(ch, Mapping) or set(ch) != {'name', 'min', 'max'}:
-                raise ConfigError(f'action_space.channels[{i}] must have exactly name, min, max; got {ch!r}')
-            channels.append(Channel(str(ch['name']), _number(ch['min'], f'channels[{i}].min'),
-                                    _number(ch['max'], f'channels[{i}].max')))
+                raise ConfigError(
+                    f'action_space.channels[{i}] must have exactly name, min, max; got {ch!r}'
+                )
+            channels.append(
+                Channel(
+                    str(ch['name']),
+                    _number(ch['min'], f'channels[{i}].min'),
+                    _number(ch['max'], f'channels[{i}].max'),
+                )
+            )
         names = [c.name for c in channels]
         actions = []
         for i, act in enumerate(raw_actions):
             if not isinstance(act, Mapping):
                 raise ConfigError(f'action_space.actions[{i}] must be a mapping, got {act!r}')
             if set(act) != set(names):
-                raise ConfigError(f'action_space.actions[{i}] has channels {sorted(act)}, expected {names}')
+                raise ConfigError(
+                    f'action_space.actions[{i}] has channels {sorted(act)}, expected {names}'
+                )
             actions.append(tuple(_number(act[n], f'actions[{i}].{n}') for n in names))
-        return cls(robot_type or str(data.get('robot_type', 'unknown')), tuple(channels), tuple(actions))
+        return cls(
+            robot_type or str(data.get('robot_type', 'unknown')), tuple(channels), tuple(actions)
+        )
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> 'ActionSpace':
@@ -151,8 +166,14 @@ class ActionSpace:
 
     def values(self, index: int) -> dict[str, float]:
         """The channel values of discrete action ``index``."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < self.num_actions:
-            raise ActionError(f'action index must be an integer in [0, {self.num_actions}), got {index!r}')
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not 0 <= index < self.num_actions
+        ):
+            raise ActionError(
+                f'action index must be an integer in [0, {self.num_actions}), got {index!r}'
+            )
         return dict(zip(self.channel_names, self.actions[index]))
 
     def index_of(self, names: Sequence[str], values: Sequence[float]) -> int:
@@ -168,7 +189,9 @@ class ActionSpace:
             raise ActionError(f'{len(names)} channel names but {len(values)} values')
         unknown = [n for n in names if n not in self.channel_names]
         if unknown:
-            raise ActionError(f'unknown channel(s) {unknown}; this action space has {list(self.channel_names)}')
+            raise ActionError(
+                f'unknown channel(s) {unknown}; this action space has {list(self.channel_names)}'
+            )
         if len(set(names)) != len(names):
             raise ActionError(f'repeated channel names in {names}')
         missing = [n for n in self.channel_names if n not in names]
@@ -181,13 +204,17 @@ class ActionSpace:
             raise ActionError(f'action values must be numbers: {values!r}') from exc
         bad = [n for n, v in zip(self.channel_names, ordered) if not math.isfinite(v)]
         if bad:
-            raise ActionError(f'non-finite value in channel(s) {bad}: {dict(zip(self.channel_names, ordered))}')
+            raise ActionError(
+                f'non-finite value in channel(s) {bad}: {dict(zip(self.channel_names, ordered))}'
+            )
         self._check_in_range(ordered, what='action', error=ActionError)
         for i, a in enumerate(self.actions):
             if self._same(a, ordered):
                 return i
-        raise ActionError(f'{dict(zip(self.channel_names, ordered))} is not one of the {self.num_actions} '
-                          f'discrete actions {[self.values(i) for i in range(self.num_actions)]}')
+        raise ActionError(
+            f'{dict(zip(self.channel_names, ordered))} is not one of the {self.num_actions} '
+            f'discrete actions {[self.values(i) for i in range(self.num_actions)]}'
+        )
 
     def normalized(self) -> np.ndarray:
         """All actions scaled per channel to [-1, 1]; a constant channel maps to 0. [A, C] float32."""

@@ -16,7 +16,9 @@ def header_stamp(serialized: bytes) -> tuple[int, int]:
     int32 sec and uint32 nanosec.
     """
     if len(serialized) < 12:
-        raise ValueError(f'a serialized message with a header has at least 12 bytes, got {len(serialized)}')
+        raise ValueError(
+            f'a serialized message with a header has at least 12 bytes, got {len(serialized)}'
+        )
     kind = serialized[1]
     if kind not in (0, 1):
         raise ValueError(f'unsupported CDR encapsulation {serialized[:2].hex()}')

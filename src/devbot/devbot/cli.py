@@ -19,9 +19,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'record': ('devbot.bag.record:main', 'record robot topics into a rosbag2 (MCAP) session'),
     'play': ('devbot.bag.play:main', 'play a rosbag2 session back (rate, loop, lockstep)'),
     'bag': ('devbot.bag.cli:main', 'list, inspect and reindex recorded sessions'),
-    'replay': ('world_model_node.replay:main', 'train the world model offline from recorded sessions'),
-    'train': ('world_model_node.offline.cli:main', 'batched, resumable offline training from sessions (torchrun-ready)'),
-    'explore': ('world_model_node.explore_cli:main', 'session explorer: sessions and a world model as tables/figures'),
+    'replay': (
+        'world_model_node.replay:main',
+        'train the world model offline from recorded sessions',
+    ),
+    'train': (
+        'world_model_node.offline.cli:main',
+        'batched, resumable offline training from sessions (torchrun-ready)',
+    ),
+    'explore': (
+        'world_model_node.explore_cli:main',
+        'session explorer: sessions and a world model as tables/figures',
+    ),
     'foxglove': ('devbot.foxglove_bridge:main', 'serve topics to the Foxglove app over WebSocket'),
     'jetbot-feed': ('jetbot_driver.feed:main', 'live camera feed of a JetBot over RPyC'),
 }
@@ -47,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            print(f'devbot {command}: not available in this install ({module_name} is missing)', file=sys.stderr)
+            print(
+                f'devbot {command}: not available in this install ({module_name} is missing)',
+                file=sys.stderr,
+            )
             return 2
         raise
     return getattr(module, function)(rest)

@@ -49,12 +49,19 @@ KNOWN_TOPICS: dict[str, str] = {
     'world_model/metrics': DIAGNOSTICS,
     'ground_truth/dot_position': POINT,
 }
-DEFAULT_TOPICS = ('camera/image_raw', 'world_model/visualization', 'motor_command', 'motor_command/executed',
-                  'world_model/action_scores', 'world_model/metrics')
+DEFAULT_TOPICS = (
+    'camera/image_raw',
+    'world_model/visualization',
+    'motor_command',
+    'motor_command/executed',
+    'world_model/action_scores',
+    'world_model/metrics',
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # pure parts: topic specs and message conversion
+
 
 def normalize_type(name: str) -> str:
     """``sensor_msgs/Image``, ``sensor_msgs/msg/Image`` or ``Image`` -> ``sensor_msgs/msg/Image``."""
@@ -62,10 +69,14 @@ def normalize_type(name: str) -> str:
     if len(parts) == 2:
         parts = [parts[0], 'msg', parts[1]]
     for supported in SUPPORTED_TYPES:
-        if parts == supported.split('/') or (len(parts) == 1 and parts[0] == supported.rsplit('/', 1)[1]):
+        if parts == supported.split('/') or (
+            len(parts) == 1 and parts[0] == supported.rsplit('/', 1)[1]
+        ):
             return supported
-    raise ValueError(f'unsupported message type {name!r}; supported: '
-                     f'{", ".join(t.replace("/msg/", "/") for t in SUPPORTED_TYPES)}')
+    raise ValueError(
+        f'unsupported message type {name!r}; supported: '
+        f'{", ".join(t.replace("/msg/", "/") for t in SUPPORTED_TYPES)}'
+    )
 
 
 def resolve_topic(name: str, namespace: str) -> str:
@@ -88,8 +99,9 @@ def parse_topic_spec(spec: str, namespace: str) -> tuple[str, str]:
     for relative, known_type in KNOWN_TOPICS.items():  # a devbot topic, in any namespace
         if topic == '/' + relative or topic.endswith('/' + relative):
             return topic, known_type
-    raise ValueError(f'the type of {topic} is not known: give it as {name}:TYPE '
-                     f'(e.g. {name}:sensor_msgs/Image)')
+    raise ValueError(
+        f'the type of {topic} is not known: give it as {name}:TYPE (e.g. {name}:sensor_msgs/Image)'
+    )
 
 
 def _finite(value: float) -> float | None:
@@ -99,8 +111,10 @@ def _finite(value: float) -> float | None:
 
 
 def _header(msg) -> dict:
-    return {'stamp': {'sec': int(msg.header.stamp.sec), 'nsec': int(msg.header.stamp.nanosec)},
-            'frame_id': str(msg.header.frame_id)}
+    return {
+        'stamp': {'sec': int(msg.header.stamp.sec), 'nsec': int(msg.header.stamp.nanosec)},
+        'frame_id': str(msg.header.frame_id),
+    }
 
 
 def image_fields(msg) -> dict:
@@ -110,29 +124,49 @@ def image_fields(msg) -> dict:
         devbot.image.ImageError: unsupported encoding or inconsistent sizes.
     """
     from devbot.image import image_to_numpy
+
     pixels = image_to_numpy(msg)  # validates encoding, step and size; drops row padding
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    return {'sec': int(msg.header.stamp.sec), 'nsec': int(msg.header.stamp.nanosec),
-            'frame_id': str(msg.header.frame_id), 'width': int(width), 'height': int(height),
-            'encoding': str(msg.encoding), 'step': int(width * channels), 'data': pixels.tobytes()}
+    return {
+        'sec': int(msg.header.stamp.sec),
+        'nsec': int(msg.header.stamp.nanosec),
+        'frame_id': str(msg.header.frame_id),
+        'width': int(width),
+        'height': int(height),
+        'encoding': str(msg.encoding),
+        'step': int(width * channels),
+        'data': pixels.tobytes(),
+    }
 
 
 def raw_image(fields: dict):
     """A ``foxglove.messages.RawImage`` from :func:`image_fields`."""
     from foxglove.messages import RawImage, Timestamp
-    return RawImage(timestamp=Timestamp(fields['sec'], fields['nsec']), frame_id=fields['frame_id'],
-                    width=fields['width'], height=fields['height'], encoding=fields['encoding'],
-                    step=fields['step'], data=fields['data'])
+
+    return RawImage(
+        timestamp=Timestamp(fields['sec'], fields['nsec']),
+        frame_id=fields['frame_id'],
+        width=fields['width'],
+        height=fields['height'],
+        encoding=fields['encoding'],
+        step=fields['step'],
+        data=fields['data'],
+    )
 
 
 def joint_state_json(msg) -> dict:
     """A JointState as JSON; ``by_name`` maps each name to its position (for Plot paths)."""
     names = [str(n) for n in msg.name]
     position = [_finite(v) for v in msg.position]
-    return {'header': _header(msg), 'name': names, 'position': position,
-            'velocity': [_finite(v) for v in msg.velocity], 'effort': [_finite(v) for v in msg.effort],
-            'by_name': dict(zip(names, position))}
+    return {
+        'header': _header(msg),
+        'name': names,
+        'position': position,
+        'velocity': [_finite(v) for v in msg.velocity],
+        'effort': [_finite(v) for v in msg.effort],
+        'by_name': dict(zip(names, position)),
+    }
 
 
 def diagnostics_json(msg) -> dict:
@@ -147,43 +181,97 @@ def diagnostics_json(msg) -> dict:
             except ValueError:
                 pass
         level = status.level  # a ROS byte: bytes of length 1 in rclpy
-        statuses.append({'level': level[0] if isinstance(level, (bytes, bytearray)) else int(level),
-                         'name': str(status.name), 'message': str(status.message),
-                         'hardware_id': str(status.hardware_id), 'values': values, 'numbers': numbers})
+        statuses.append(
+            {
+                'level': level[0] if isinstance(level, (bytes, bytearray)) else int(level),
+                'name': str(status.name),
+                'message': str(status.message),
+                'hardware_id': str(status.hardware_id),
+                'values': values,
+                'numbers': numbers,
+            }
+        )
     return {'header': _header(msg), 'status': statuses}
 
 
 def point_json(msg) -> dict:
-    return {'header': _header(msg), 'point': {'x': _finite(msg.point.x), 'y': _finite(msg.point.y),
-                                              'z': _finite(msg.point.z)}}
+    return {
+        'header': _header(msg),
+        'point': {'x': _finite(msg.point.x), 'y': _finite(msg.point.y), 'z': _finite(msg.point.z)},
+    }
 
 
-_HEADER_SCHEMA = {'type': 'object', 'properties': {
-    'stamp': {'type': 'object', 'properties': {'sec': {'type': 'integer'}, 'nsec': {'type': 'integer'}}},
-    'frame_id': {'type': 'string'}}}
+_HEADER_SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'stamp': {
+            'type': 'object',
+            'properties': {'sec': {'type': 'integer'}, 'nsec': {'type': 'integer'}},
+        },
+        'frame_id': {'type': 'string'},
+    },
+}
 _FLOATS = {'type': 'array', 'items': {'type': ['number', 'null']}}
 
 JSON_SCHEMAS: dict[str, dict] = {
-    JOINT_STATE: {'title': 'sensor_msgs/JointState', 'type': 'object', 'properties': {
-        'header': _HEADER_SCHEMA, 'name': {'type': 'array', 'items': {'type': 'string'}},
-        'position': _FLOATS, 'velocity': _FLOATS, 'effort': _FLOATS,
-        'by_name': {'type': 'object', 'additionalProperties': {'type': ['number', 'null']}}}},
-    DIAGNOSTICS: {'title': 'diagnostic_msgs/DiagnosticArray', 'type': 'object', 'properties': {
-        'header': _HEADER_SCHEMA, 'status': {'type': 'array', 'items': {'type': 'object', 'properties': {
-            'level': {'type': 'integer'}, 'name': {'type': 'string'}, 'message': {'type': 'string'},
-            'hardware_id': {'type': 'string'},
-            'values': {'type': 'object', 'additionalProperties': {'type': 'string'}},
-            'numbers': {'type': 'object', 'additionalProperties': {'type': ['number', 'null']}}}}}}},
-    POINT: {'title': 'geometry_msgs/PointStamped', 'type': 'object', 'properties': {
-        'header': _HEADER_SCHEMA, 'point': {'type': 'object', 'properties': {
-            'x': {'type': ['number', 'null']}, 'y': {'type': ['number', 'null']},
-            'z': {'type': ['number', 'null']}}}}},
+    JOINT_STATE: {
+        'title': 'sensor_msgs/JointState',
+        'type': 'object',
+        'properties': {
+            'header': _HEADER_SCHEMA,
+            'name': {'type': 'array', 'items': {'type': 'string'}},
+            'position': _FLOATS,
+            'velocity': _FLOATS,
+            'effort': _FLOATS,
+            'by_name': {'type': 'object', 'additionalProperties': {'type': ['number', 'null']}},
+        },
+    },
+    DIAGNOSTICS: {
+        'title': 'diagnostic_msgs/DiagnosticArray',
+        'type': 'object',
+        'properties': {
+            'header': _HEADER_SCHEMA,
+            'status': {
+                'type': 'array',
+                'items': {
+                    'type': 'object',
+                    'properties': {
+                        'level': {'type': 'integer'},
+                        'name': {'type': 'string'},
+                        'message': {'type': 'string'},
+                        'hardware_id': {'type': 'string'},
+                        'values': {'type': 'object', 'additionalProperties': {'type': 'string'}},
+                        'numbers': {
+                            'type': 'object',
+                            'additionalProperties': {'type': ['number', 'null']},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    POINT: {
+        'title': 'geometry_msgs/PointStamped',
+        'type': 'object',
+        'properties': {
+            'header': _HEADER_SCHEMA,
+            'point': {
+                'type': 'object',
+                'properties': {
+                    'x': {'type': ['number', 'null']},
+                    'y': {'type': ['number', 'null']},
+                    'z': {'type': ['number', 'null']},
+                },
+            },
+        },
+    },
 }
 JSON_CONVERTERS = {JOINT_STATE: joint_state_json, DIAGNOSTICS: diagnostics_json, POINT: point_json}
 
 
 # ---------------------------------------------------------------------------------------------
 # the bridge
+
 
 class _TopicStats:
     def __init__(self) -> None:
@@ -201,6 +289,7 @@ class FoxgloveBridge:
         from foxglove.channels import RawImageChannel
 
         from devbot.topics import viewer_qos
+
         self.node = node
         self.topics = list(topics)
         self.stats: dict[str, _TopicStats] = {}
@@ -231,6 +320,7 @@ class FoxgloveBridge:
                 return
             channel.log(image, log_time=time.time_ns())
             stats.forwarded += 1
+
         return on_image
 
     def _json_callback(self, channel, stats: _TopicStats, convert):
@@ -245,33 +335,44 @@ class FoxgloveBridge:
                 return
             channel.log(payload, log_time=time.time_ns())
             stats.forwarded += 1
+
         return on_message
 
     def _error(self, topic: str, stats: _TopicStats, exc: Exception) -> None:
         stats.errors += 1
         if stats.errors == 1 or str(exc) != stats.last_error:
-            print(f'[devbot.foxglove] {topic}: message not forwarded: {exc}', file=sys.stderr, flush=True)
+            print(
+                f'[devbot.foxglove] {topic}: message not forwarded: {exc}',
+                file=sys.stderr,
+                flush=True,
+            )
         stats.last_error = str(exc)
 
     def summary(self) -> str:
-        lines = [f'[devbot.foxglove] {topic}: received {s.received}, forwarded {s.forwarded}'
-                 + (f', {s.errors} not convertible ({s.last_error})' if s.errors else '')
-                 for topic, s in self.stats.items()]
+        lines = [
+            f'[devbot.foxglove] {topic}: received {s.received}, forwarded {s.forwarded}'
+            + (f', {s.errors} not convertible ({s.last_error})' if s.errors else '')
+            for topic, s in self.stats.items()
+        ]
         return '\n'.join(lines)
 
 
 def _message_class(type_name: str):
     if type_name == IMAGE:
         from sensor_msgs.msg import Image
+
         return Image
     if type_name == JOINT_STATE:
         from sensor_msgs.msg import JointState
+
         return JointState
     if type_name == DIAGNOSTICS:
         from diagnostic_msgs.msg import DiagnosticArray
+
         return DiagnosticArray
     if type_name == POINT:
         from geometry_msgs.msg import PointStamped
+
         return PointStamped
     raise ValueError(f'unsupported message type {type_name!r}')
 
@@ -288,25 +389,45 @@ class _Listener:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog='devbot foxglove', formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog='devbot foxglove',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Serve ROS topics to the Foxglove app over WebSocket (foxglove-sdk), no ROS install needed.',
-        epilog=EXAMPLES)
-    parser.add_argument('topics', nargs='*', metavar='TOPIC[:TYPE]',
-                        help='topics to serve (default: ' + ', '.join(DEFAULT_TOPICS) + ')')
-    parser.add_argument('--namespace', default='/toroidal_dot', help='robot namespace of relative topics '
-                        '(default /toroidal_dot)')
-    parser.add_argument('--host', default='127.0.0.1', help='address to listen on (default 127.0.0.1; '
-                        '0.0.0.0 for other machines)')
-    parser.add_argument('--port', type=int, default=8765, help='WebSocket port (default 8765; 0 = any free port)')
-    parser.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds '
-                        '(default: run until Ctrl-C)')
+        epilog=EXAMPLES,
+    )
+    parser.add_argument(
+        'topics',
+        nargs='*',
+        metavar='TOPIC[:TYPE]',
+        help='topics to serve (default: ' + ', '.join(DEFAULT_TOPICS) + ')',
+    )
+    parser.add_argument(
+        '--namespace',
+        default='/toroidal_dot',
+        help='robot namespace of relative topics (default /toroidal_dot)',
+    )
+    parser.add_argument(
+        '--host',
+        default='127.0.0.1',
+        help='address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)',
+    )
+    parser.add_argument(
+        '--port', type=int, default=8765, help='WebSocket port (default 8765; 0 = any free port)'
+    )
+    parser.add_argument(
+        '--duration',
+        type=float,
+        default=0.0,
+        help='stop after this many seconds (default: run until Ctrl-C)',
+    )
     options = parser.parse_args(argv)
     if not 0 <= options.port <= 65535:
         parser.error(f'--port must be in 0..65535, got {options.port}')
     if options.duration < 0:
         parser.error('--duration must not be negative')
     try:
-        options.specs = [parse_topic_spec(s, options.namespace) for s in (options.topics or DEFAULT_TOPICS)]
+        options.specs = [
+            parse_topic_spec(s, options.namespace) for s in (options.topics or DEFAULT_TOPICS)
+        ]
     except ValueError as exc:
         parser.error(str(exc))
     if len({t for t, _ in options.specs}) != len(options.specs):
@@ -316,8 +437,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ros_args = argv[argv.index('--ros-args'):] if '--ros-args' in argv else []
-    argv = argv[:len(argv) - len(ros_args)]
+    ros_args = argv[argv.index('--ros-args') :] if '--ros-args' in argv else []
+    argv = argv[: len(argv) - len(ros_args)]
     try:
         options = _parse(argv)
     except SystemExit as exc:
@@ -330,20 +451,33 @@ def main(argv: list[str] | None = None) -> int:
 
     context = foxglove.Context()
     try:
-        server = foxglove.start_server(name='devbot', host=options.host, port=options.port, context=context,
-                                       server_listener=_Listener())
+        server = foxglove.start_server(
+            name='devbot',
+            host=options.host,
+            port=options.port,
+            context=context,
+            server_listener=_Listener(),
+        )
     except RuntimeError as exc:
-        print(f'[devbot.foxglove] cannot serve on {options.host}:{options.port}: {exc}', file=sys.stderr)
+        print(
+            f'[devbot.foxglove] cannot serve on {options.host}:{options.port}: {exc}',
+            file=sys.stderr,
+        )
         return 2
     bridge = None
     try:
         with ros_process(['devbot_foxglove', *ros_args]) as stop:
             node = rclpy.create_node('foxglove_bridge')
             bridge = FoxgloveBridge(node, options.specs, context)
-            print(f'[devbot.foxglove] serving {len(options.specs)} topic(s) on ws://{options.host}:{server.port} '
-                  f'(Foxglove app: Open connection -> Foxglove WebSocket)', flush=True)
+            print(
+                f'[devbot.foxglove] serving {len(options.specs)} topic(s) on ws://{options.host}:{server.port} '
+                f'(Foxglove app: Open connection -> Foxglove WebSocket)',
+                flush=True,
+            )
             for topic, type_name in options.specs:
-                print(f'[devbot.foxglove]   {topic} ({type_name.replace("/msg/", "/")})', flush=True)
+                print(
+                    f'[devbot.foxglove]   {topic} ({type_name.replace("/msg/", "/")})', flush=True
+                )
             deadline = time.monotonic() + options.duration if options.duration else float('inf')
             try:
                 spin_until(node, stop, lambda: time.monotonic() >= deadline)

@@ -42,11 +42,15 @@ def image_to_numpy(msg, desired_encoding: str = 'passthrough') -> np.ndarray:
     if height <= 0 or width <= 0:
         raise ImageError(f'image has no pixels: {width}x{height}')
     if step < row_bytes:
-        raise ImageError(f'step {step} is smaller than a row of {width} {enc} pixels ({row_bytes} bytes)')
+        raise ImageError(
+            f'step {step} is smaller than a row of {width} {enc} pixels ({row_bytes} bytes)'
+        )
     data = msg.data
     size = len(data)
     if size != step * height:
-        raise ImageError(f'{enc} image {width}x{height} with step {step} needs {step * height} bytes, got {size}')
+        raise ImageError(
+            f'{enc} image {width}x{height} with step {step} needs {step * height} bytes, got {size}'
+        )
     buf = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
     img = buf.reshape(height, width, channels) if channels > 1 else buf.reshape(height, width)
     return convert_encoding(img, enc, desired_encoding)
@@ -57,7 +61,9 @@ def convert_encoding(img: np.ndarray, src: str, dst: str) -> np.ndarray:
     if dst == 'passthrough' or dst == src:
         return np.array(img, dtype=np.uint8, copy=True)
     if dst not in ENCODINGS:
-        raise ImageError(f'unsupported target encoding {dst!r}; supported: {sorted(ENCODINGS)} or passthrough')
+        raise ImageError(
+            f'unsupported target encoding {dst!r}; supported: {sorted(ENCODINGS)} or passthrough'
+        )
     if src == 'mono8':
         return np.repeat(img[:, :, None], 3, axis=2)  # grey -> 3 equal channels
     rgb = img if src == 'rgb8' else img[:, :, ::-1]
@@ -84,13 +90,18 @@ def numpy_to_image(img: np.ndarray, encoding: str = 'rgb8', msg=None):
     if encoding not in ENCODINGS:
         raise ImageError(f'unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}')
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
-        raise ImageError(f'image must be a uint8 numpy array, got {getattr(img, "dtype", type(img).__name__)}')
+        raise ImageError(
+            f'image must be a uint8 numpy array, got {getattr(img, "dtype", type(img).__name__)}'
+        )
     channels = ENCODINGS[encoding]
     expected_ndim = 3 if channels > 1 else 2
     if img.ndim != expected_ndim or (channels > 1 and img.shape[2] != channels):
-        raise ImageError(f'{encoding} needs shape {"[H, W, 3]" if channels > 1 else "[H, W]"}, got {list(img.shape)}')
+        raise ImageError(
+            f'{encoding} needs shape {"[H, W, 3]" if channels > 1 else "[H, W]"}, got {list(img.shape)}'
+        )
     if msg is None:
         from sensor_msgs.msg import Image
+
         msg = Image()
     msg.height, msg.width = int(img.shape[0]), int(img.shape[1])
     msg.encoding = encoding
@@ -105,5 +116,8 @@ def resize_rgb(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] == size and img.shape[1] == size:
         return img
     import cv2
+
     shrinking = img.shape[0] > size or img.shape[1] > size
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return cv2.resize(
+        img, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    )

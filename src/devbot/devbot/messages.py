@@ -21,6 +21,7 @@ def action_to_joint_state(space: ActionSpace, index: int, stamp=None, msg=None):
     values = space.values(index)
     if msg is None:
         from sensor_msgs.msg import JointState
+
         msg = JointState()
     if stamp is not None:
         msg.header.stamp = stamp

@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 
-def declare(node, name: str, default: Any, description: str, *, int_range: tuple[int, int] | None = None,
-            float_range: tuple[float, float] | None = None, read_only: bool = False,
-            dynamic_typing: bool = False) -> Any:
+def declare(
+    node,
+    name: str,
+    default: Any,
+    description: str,
+    *,
+    int_range: tuple[int, int] | None = None,
+    float_range: tuple[float, float] | None = None,
+    read_only: bool = False,
+    dynamic_typing: bool = False,
+) -> Any:
     """Declare parameter ``name`` on ``node`` with a descriptor and return its value.
 
     A float parameter also accepts an integer value (``action_delay:=1`` on a launch command
@@ -26,12 +34,16 @@ def declare(node, name: str, default: Any, description: str, *, int_range: tuple
     Raises:
         ValueError: a float parameter given a non-numeric value, or out of ``float_range``.
     """
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+
     is_float = isinstance(default, float)
-    descriptor = ParameterDescriptor(description=description, read_only=read_only,
-                                     dynamic_typing=dynamic_typing or is_float)
+    descriptor = ParameterDescriptor(
+        description=description, read_only=read_only, dynamic_typing=dynamic_typing or is_float
+    )
     if int_range is not None:
-        descriptor.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
+        descriptor.integer_range = [
+            IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)
+        ]
     if float_range is not None and not is_float:
         raise ValueError(f'{name}: float_range needs a float default')
     value = node.declare_parameter(name, default, descriptor).value
@@ -40,5 +52,7 @@ def declare(node, name: str, default: Any, description: str, *, int_range: tuple
             raise ValueError(f'parameter {name} must be a number, got {value!r}')
         value = float(value)
         if float_range is not None and not float_range[0] <= value <= float_range[1]:
-            raise ValueError(f'parameter {name}={value} is outside [{float_range[0]}, {float_range[1]}]')
+            raise ValueError(
+                f'parameter {name}={value} is outside [{float_range[0]}, {float_range[1]}]'
+            )
     return value

@@ -73,7 +73,9 @@ def ros_process(args: list[str] | None = None) -> Iterator[StopSignals]:
             signal.signal(sig, handler)
 
 
-def spin_until(node, stop: StopSignals, done: Callable[[], bool] | None = None, poll_s: float = 0.1) -> None:
+def spin_until(
+    node, stop: StopSignals, done: Callable[[], bool] | None = None, poll_s: float = 0.1
+) -> None:
     """Spin ``node`` on a SingleThreadedExecutor until a stop signal or ``done()`` (checked every ``poll_s``).
 
     Not the MultiThreadedExecutor: in rclpy 9.1 it busy-loops and was erratic here. Not the
@@ -91,8 +93,9 @@ def spin_until(node, stop: StopSignals, done: Callable[[], bool] | None = None, 
         executor.shutdown()
 
 
-def create_node(factory: Callable[[], NodeT], program: str,
-                setup_errors: tuple[type[Exception], ...]) -> NodeT | None:
+def create_node(
+    factory: Callable[[], NodeT], program: str, setup_errors: tuple[type[Exception], ...]
+) -> NodeT | None:
     """``factory()``, or None after one line on stderr when it raises one of ``setup_errors``.
 
     For mistakes the user fixes at start (a missing or bad parameter, robot file, bag or

@@ -30,8 +30,10 @@ RESET_SERVICE = 'reset'
 def subscribers(node, topic: str) -> set[tuple[str, str]]:
     """(namespace, name) of the nodes subscribed to ``topic`` (relative names resolve in the
     node's namespace), as the graph shows them now."""
-    return {(i.node_namespace, i.node_name)
-            for i in node.get_subscriptions_info_by_topic(node.resolve_topic_name(topic))}
+    return {
+        (i.node_namespace, i.node_name)
+        for i in node.get_subscriptions_info_by_topic(node.resolve_topic_name(topic))
+    }
 
 
 def robot_subscribed(node, command_publisher) -> bool:
@@ -41,21 +43,34 @@ def robot_subscribed(node, command_publisher) -> bool:
     Commands are volatile: one published before the robot's reader matched never arrives, and a
     closed loop then waits forever for its outcome. Another reader (the recorder, a viewer)
     matching first does not make a command safe, hence the check for the robot itself."""
-    cameras = {(i.node_namespace, i.node_name)
-               for i in node.get_publishers_info_by_topic(node.resolve_topic_name(CAMERA_IMAGE))}
-    return (command_publisher.get_subscription_count() > 0
-            and bool(cameras & subscribers(node, command_publisher.topic_name)))
+    cameras = {
+        (i.node_namespace, i.node_name)
+        for i in node.get_publishers_info_by_topic(node.resolve_topic_name(CAMERA_IMAGE))
+    }
+    return command_publisher.get_subscription_count() > 0 and bool(
+        cameras & subscribers(node, command_publisher.topic_name)
+    )
 
 
 def loop_qos():
     """The learning loop: reliable, keep-last 10 (a lost frame is a lost transition)."""
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def viewer_qos():
     """Viewers: best-effort, keep-last 1 (a slow viewer must never slow the loop)."""
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                      reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )

@@ -39,6 +39,7 @@ _BACKGROUND = (40, 40, 40)
 # ---------------------------------------------------------------------------------------------
 # pure parts
 
+
 def topic_file_name(topic: str) -> str:
     """``/toroidal_dot/camera/image_raw`` -> ``toroidal_dot__camera__image_raw.png``."""
     name = '__'.join(part for part in topic.split('/') if part)
@@ -53,6 +54,7 @@ def format_stamp(sec: int, nanosec: int) -> str:
 def _fit(img: np.ndarray, size: int) -> np.ndarray:
     """Letterbox a BGR (or grey) uint8 image into a [size, size, 3] tile, aspect kept."""
     import cv2
+
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     h, w = img.shape[:2]
@@ -62,12 +64,13 @@ def _fit(img: np.ndarray, size: int) -> np.ndarray:
     resized = cv2.resize(img, (nw, nh), interpolation=interpolation) if (nh, nw) != (h, w) else img
     tile = np.zeros((size, size, 3), np.uint8)
     top, left = (size - nh) // 2, (size - nw) // 2
-    tile[top:top + nh, left:left + nw] = resized
+    tile[top : top + nh, left : left + nw] = resized
     return tile
 
 
-def contact_sheet(entries: list[tuple[str, np.ndarray | None, str]], tile: int = 224,
-                  columns: int | None = None) -> np.ndarray:
+def contact_sheet(
+    entries: list[tuple[str, np.ndarray | None, str]], tile: int = 224, columns: int | None = None
+) -> np.ndarray:
     """A grid of captioned tiles, one per ``(title, bgr_image_or_None, subtitle)``.
 
     Each cell is a caption bar (title on the first line, subtitle such as the stamp and frame
@@ -75,6 +78,7 @@ def contact_sheet(entries: list[tuple[str, np.ndarray | None, str]], tile: int =
     shows "no frame yet". Returns a BGR uint8 array.
     """
     import cv2
+
     if not entries:
         raise ValueError('contact_sheet needs at least one entry')
     columns = columns or math.ceil(math.sqrt(len(entries)))
@@ -84,14 +88,26 @@ def contact_sheet(entries: list[tuple[str, np.ndarray | None, str]], tile: int =
     font = cv2.FONT_HERSHEY_SIMPLEX
     for index, (title, image, subtitle) in enumerate(entries):
         top, left = (index // columns) * cell_h, (index % columns) * cell_w
-        cell = sheet[top:top + cell_h, left:left + cell_w]
+        cell = sheet[top : top + cell_h, left : left + cell_w]
         cell[:CAPTION_HEIGHT] = 0
-        cv2.putText(cell, _clip_text(title, tile), (4, 14), font, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        cv2.putText(cell, _clip_text(subtitle, tile), (4, 30), font, 0.35, (180, 180, 180), 1, cv2.LINE_AA)
+        cv2.putText(
+            cell, _clip_text(title, tile), (4, 14), font, 0.4, (255, 255, 255), 1, cv2.LINE_AA
+        )
+        cv2.putText(
+            cell, _clip_text(subtitle, tile), (4, 30), font, 0.35, (180, 180, 180), 1, cv2.LINE_AA
+        )
         if image is None:
             cell[CAPTION_HEIGHT:] = _BACKGROUND
-            cv2.putText(cell, 'no frame yet', (tile // 2 - 45, CAPTION_HEIGHT + tile // 2), font, 0.45,
-                        (200, 200, 200), 1, cv2.LINE_AA)
+            cv2.putText(
+                cell,
+                'no frame yet',
+                (tile // 2 - 45, CAPTION_HEIGHT + tile // 2),
+                font,
+                0.45,
+                (200, 200, 200),
+                1,
+                cv2.LINE_AA,
+            )
         else:
             cell[CAPTION_HEIGHT:] = _fit(image, tile)
         # a thin separator line between cells
@@ -102,7 +118,7 @@ def contact_sheet(entries: list[tuple[str, np.ndarray | None, str]], tile: int =
 
 def _clip_text(text: str, width: int) -> str:
     limit = max(4, width // 7)
-    return text if len(text) <= limit else '...' + text[-(limit - 3):]
+    return text if len(text) <= limit else '...' + text[-(limit - 3) :]
 
 
 def gui_available() -> tuple[bool, str]:
@@ -110,6 +126,7 @@ def gui_available() -> tuple[bool, str]:
     if not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
         return False, 'no display (DISPLAY/WAYLAND_DISPLAY not set)'
     import cv2
+
     try:
         cv2.namedWindow('devbot view probe', cv2.WINDOW_NORMAL)
         cv2.destroyWindow('devbot view probe')
@@ -120,6 +137,7 @@ def gui_available() -> tuple[bool, str]:
 
 # ---------------------------------------------------------------------------------------------
 # the ROS side
+
 
 class _TopicState:
     def __init__(self, topic: str):
@@ -137,6 +155,7 @@ class ImageViewer:
         from sensor_msgs.msg import Image
 
         from devbot.topics import viewer_qos
+
         self.node = node
         self.states = {t: _TopicState(t) for t in topics}
         for topic in topics:
@@ -147,11 +166,13 @@ class ImageViewer:
         def on_image(msg) -> None:
             state.msg = msg
             state.count += 1
+
         return on_image
 
     def frames(self) -> list[tuple[str, np.ndarray | None, str]]:
         """(topic, BGR frame or None, caption) for each topic, converted now."""
         from devbot.image import ImageError, image_to_numpy
+
         result = []
         for state in self.states.values():
             image, caption = None, f'{state.count} frames'
@@ -178,6 +199,7 @@ class ImageViewer:
 def save_frames(frames: list[tuple[str, np.ndarray | None, str]], out_dir: str) -> list[str]:
     """Write each available frame as ``<topic>.png`` and all of them as ``contact_sheet.png``."""
     import cv2
+
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for topic, image, _ in frames:
@@ -201,17 +223,35 @@ def _write_png(cv2, path: str, image: np.ndarray) -> None:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog='devbot view', formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog='devbot view',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Show sensor_msgs/Image topics in a window, or save them as PNG when headless.',
-        epilog=EXAMPLES)
-    parser.add_argument('topics', nargs='+', metavar='TOPIC', help='image topics (sensor_msgs/Image)')
-    parser.add_argument('--out', default=None,
-                        help=f'folder for the PNGs (default {DEFAULT_OUT}/ when headless; with a window, '
-                             'frames are saved only when --out is given)')
-    parser.add_argument('--interval', type=float, default=1.0, help='seconds between saves (default 1)')
-    parser.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (default: run until Ctrl-C)')
-    parser.add_argument('--no-window', action='store_true', help='never open a window, even with a display')
-    parser.add_argument('--tile', type=int, default=224, help='contact sheet tile size in pixels (default 224)')
+        epilog=EXAMPLES,
+    )
+    parser.add_argument(
+        'topics', nargs='+', metavar='TOPIC', help='image topics (sensor_msgs/Image)'
+    )
+    parser.add_argument(
+        '--out',
+        default=None,
+        help=f'folder for the PNGs (default {DEFAULT_OUT}/ when headless; with a window, '
+        'frames are saved only when --out is given)',
+    )
+    parser.add_argument(
+        '--interval', type=float, default=1.0, help='seconds between saves (default 1)'
+    )
+    parser.add_argument(
+        '--duration',
+        type=float,
+        default=0.0,
+        help='stop after this many seconds (default: run until Ctrl-C)',
+    )
+    parser.add_argument(
+        '--no-window', action='store_true', help='never open a window, even with a display'
+    )
+    parser.add_argument(
+        '--tile', type=int, default=224, help='contact sheet tile size in pixels (default 224)'
+    )
     options = parser.parse_args(argv)
     if options.interval <= 0:
         parser.error('--interval must be positive')
@@ -230,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     if not options.no_window:
         window, why = gui_available()
         if not window:
-            print(f'[devbot.view] no window: {why}; saving frames to '
-                  f'{options.out or DEFAULT_OUT}/ instead', flush=True)
+            print(
+                f'[devbot.view] no window: {why}; saving frames to '
+                f'{options.out or DEFAULT_OUT}/ instead',
+                flush=True,
+            )
     out_dir = options.out or (None if window else DEFAULT_OUT)
 
     import rclpy
@@ -254,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _run(viewer: ImageViewer, options: argparse.Namespace, window: bool, out_dir: str | None) -> int:
+def _run(
+    viewer: ImageViewer, options: argparse.Namespace, window: bool, out_dir: str | None
+) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
@@ -273,6 +318,7 @@ def _run(viewer: ImageViewer, options: argparse.Namespace, window: bool, out_dir
             now = time.monotonic()
             if window:
                 import cv2
+
                 cv2.imshow('devbot view', contact_sheet(viewer.frames(), options.tile))
                 if cv2.waitKey(1) & 0xFF in (ord('q'), 27):
                     break
@@ -293,15 +339,23 @@ def _run(viewer: ImageViewer, options: argparse.Namespace, window: bool, out_dir
     if out_dir:
         written = save_frames(viewer.frames(), out_dir)
         print(f'[devbot.view] {viewer.progress(time.monotonic() - start)}', flush=True)
-        print(f'[devbot.view] saved {len(written)} file(s) in {out_dir}/'
-              + ('' if any(s.count for s in viewer.states.values())
-                 else ' (no frame received: is the topic published, with the same ROS_DOMAIN_ID?)'),
-              flush=True)
+        print(
+            f'[devbot.view] saved {len(written)} file(s) in {out_dir}/'
+            + (
+                ''
+                if any(s.count for s in viewer.states.values())
+                else ' (no frame received: is the topic published, with the same ROS_DOMAIN_ID?)'
+            ),
+            flush=True,
+        )
     if window:
         import cv2
+
         cv2.destroyAllWindows()
     bad = [s for s in viewer.states.values() if s.errors]
     for state in bad:
-        print(f'[devbot.view] {state.topic}: {state.errors} frame(s) could not be converted: {state.last_error}',
-              file=sys.stderr)
+        print(
+            f'[devbot.view] {state.topic}: {state.errors} frame(s) could not be converted: {state.last_error}',
+            file=sys.stderr,
+        )
     return 0

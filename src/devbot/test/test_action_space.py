@@ -18,7 +18,11 @@ def jetbot():
 
 def test_load_robot_files(jetbot):
     dot = ActionSpace.from_yaml(REPO / 'config' / 'toroidal_dot.yaml')
-    assert dot.robot_type == 'toroidal_dot' and dot.channel_names == ('action',) and dot.num_actions == 2
+    assert (
+        dot.robot_type == 'toroidal_dot'
+        and dot.channel_names == ('action',)
+        and dot.num_actions == 2
+    )
     assert jetbot.robot_type == 'jetbot'
     assert jetbot.channel_names == ('motor_left', 'motor_right', 'duration')
     assert jetbot.values(1) == {'motor_left': 0.0, 'motor_right': 0.12, 'duration': 0.2}
@@ -31,16 +35,22 @@ def test_normalisation_maps_ranges_to_unit_interval_and_constant_channels_to_zer
     np.testing.assert_allclose(dot.normalized(), [[-1], [1]])
 
 
-@pytest.mark.parametrize('doc, match', [
-    ({'channels': [], 'actions': [{}]}, 'empty'),
-    ({'channels': [{'name': 'a', 'min': 1, 'max': 0}], 'actions': [{'a': 0}]}, 'min <= max'),
-    ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': [{'a': 2}]}, 'outside'),
-    ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': [{'b': 0}]}, 'expected'),
-    ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': [{'a': 0}, {'a': 0}]}, 'identical'),
-    ({'channels': [{'name': 'a', 'min': 0}], 'actions': [{'a': 0}]}, 'exactly name, min, max'),
-    ({'channels': [{'name': 'a', 'min': 0, 'max': 'x'}], 'actions': [{'a': 0}]}, 'number'),
-    ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': []}, 'empty'),
-])
+@pytest.mark.parametrize(
+    'doc, match',
+    [
+        ({'channels': [], 'actions': [{}]}, 'empty'),
+        ({'channels': [{'name': 'a', 'min': 1, 'max': 0}], 'actions': [{'a': 0}]}, 'min <= max'),
+        ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': [{'a': 2}]}, 'outside'),
+        ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': [{'b': 0}]}, 'expected'),
+        (
+            {'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': [{'a': 0}, {'a': 0}]},
+            'identical',
+        ),
+        ({'channels': [{'name': 'a', 'min': 0}], 'actions': [{'a': 0}]}, 'exactly name, min, max'),
+        ({'channels': [{'name': 'a', 'min': 0, 'max': 'x'}], 'actions': [{'a': 0}]}, 'number'),
+        ({'channels': [{'name': 'a', 'min': 0, 'max': 1}], 'actions': []}, 'empty'),
+    ],
+)
 def test_invalid_spaces_are_rejected(doc, match):
     with pytest.raises(ConfigError, match=match):
         ActionSpace.from_dict(doc)
@@ -67,16 +77,19 @@ def test_joint_state_round_trip_in_any_channel_order(jetbot):
     assert joint_state_to_action(jetbot, shuffled) == 1
 
 
-@pytest.mark.parametrize('names, values, match', [
-    (['motor_left', 'motor_right', 'duration', 'turbo'], [0, 0, 0.2, 1], 'unknown channel'),
-    (['motor_left', 'motor_right'], [0, 0], 'missing channel'),
-    (['motor_left', 'motor_left', 'duration'], [0, 0, 0.2], 'repeated'),
-    (['motor_left', 'motor_right', 'duration'], [0, math.nan, 0.2], 'non-finite'),
-    (['motor_left', 'motor_right', 'duration'], [0, math.inf, 0.2], 'non-finite'),
-    (['motor_left', 'motor_right', 'duration'], [0, 0.5, 0.2], 'outside'),
-    (['motor_left', 'motor_right', 'duration'], [0, 0.06, 0.2], 'not one of'),
-    (['motor_left', 'motor_right', 'duration'], [0, 0.12], 'names but'),
-])
+@pytest.mark.parametrize(
+    'names, values, match',
+    [
+        (['motor_left', 'motor_right', 'duration', 'turbo'], [0, 0, 0.2, 1], 'unknown channel'),
+        (['motor_left', 'motor_right'], [0, 0], 'missing channel'),
+        (['motor_left', 'motor_left', 'duration'], [0, 0, 0.2], 'repeated'),
+        (['motor_left', 'motor_right', 'duration'], [0, math.nan, 0.2], 'non-finite'),
+        (['motor_left', 'motor_right', 'duration'], [0, math.inf, 0.2], 'non-finite'),
+        (['motor_left', 'motor_right', 'duration'], [0, 0.5, 0.2], 'outside'),
+        (['motor_left', 'motor_right', 'duration'], [0, 0.06, 0.2], 'not one of'),
+        (['motor_left', 'motor_right', 'duration'], [0, 0.12], 'names but'),
+    ],
+)
 def test_bad_actions_are_rejected_with_a_clear_message(jetbot, names, values, match):
     with pytest.raises(ActionError, match=match):
         jetbot.index_of(names, values)

@@ -17,16 +17,32 @@ import pytest
 import yaml
 from rosbags.typesys import Stores, get_typestore
 
-from devbot.bag import (BagError, BagFormatError, BagWriteError, BagWriter, FilterError, Session, TopicSpec,
-                        TransitionFilter, WriterOptions, enforce_disk_limit, list_sessions, read_info, reindex)
+from devbot.bag import (
+    BagError,
+    BagFormatError,
+    BagWriteError,
+    BagWriter,
+    FilterError,
+    Session,
+    TopicSpec,
+    TransitionFilter,
+    WriterOptions,
+    enforce_disk_limit,
+    list_sessions,
+    read_info,
+    reindex,
+)
 from devbot.bag.cli import main as bag_cli
 from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 TS = get_typestore(Stores.ROS2_KILTED)
 NS = '/toroidal_dot/'
-CUSTOM = {KEY_ROBOT_TYPE: 'toroidal_dot', KEY_ACTION_SPACE: json.dumps(DOT_ACTION_SPACE.to_dict()),
-          KEY_SOFTWARE: 'devbot test'}
+CUSTOM = {
+    KEY_ROBOT_TYPE: 'toroidal_dot',
+    KEY_ACTION_SPACE: json.dumps(DOT_ACTION_SPACE.to_dict()),
+    KEY_SOFTWARE: 'devbot test',
+}
 
 
 def stamp(ns: int):
@@ -36,15 +52,27 @@ def stamp(ns: int):
 
 def image_cdr(frame: np.ndarray, ns: int) -> bytes:
     T = TS.types
-    msg = T['sensor_msgs/msg/Image'](T['std_msgs/msg/Header'](stamp(ns), 'camera'), frame.shape[0], frame.shape[1],
-                                     'rgb8', 0, frame.shape[1] * 3, frame.reshape(-1))
+    msg = T['sensor_msgs/msg/Image'](
+        T['std_msgs/msg/Header'](stamp(ns), 'camera'),
+        frame.shape[0],
+        frame.shape[1],
+        'rgb8',
+        0,
+        frame.shape[1] * 3,
+        frame.reshape(-1),
+    )
     return bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
 
 
 def action_cdr(action: int, ns: int) -> bytes:
     T = TS.types
-    msg = T['sensor_msgs/msg/JointState'](T['std_msgs/msg/Header'](stamp(ns), ''), ['action'],
-                                          np.array([float(action)]), np.zeros(1), np.zeros(1))
+    msg = T['sensor_msgs/msg/JointState'](
+        T['std_msgs/msg/Header'](stamp(ns), ''),
+        ['action'],
+        np.array([float(action)]),
+        np.zeros(1),
+        np.zeros(1),
+    )
     return bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
 
 
@@ -77,19 +105,27 @@ def test_round_trip_is_bit_exact_with_rosbags_and_an_independent_mcap_reader(tmp
         assert s.robot_type == 'toroidal_dot' and s.action_space == DOT_ACTION_SPACE
         assert s.num_frames == len(frames)
         assert all(np.array_equal(f.image, frames[f.index]) for f in s.frames())
-        assert np.array_equal(s.frame(17).image, frames[17]) and np.array_equal(s.frame(-1).image, frames[-1])
+        assert np.array_equal(s.frame(17).image, frames[17]) and np.array_equal(
+            s.frame(-1).image, frames[-1]
+        )
         assert [a.index for a in s.actions()] == ACTIONS
         assert list(s.action_counts()) == [ACTIONS.count(0), ACTIONS.count(1)]
         ts = list(s.transitions())
         assert len(ts) == len(ACTIONS)
         for t in ts:
-            assert t.action == ACTIONS[t.index] and t.next_frame_index == t.frame_index + 1 == t.index + 1
-            assert np.array_equal(t.frame, frames[t.frame_index]) and np.array_equal(t.next_frame, frames[t.next_frame_index])
+            assert (
+                t.action == ACTIONS[t.index]
+                and t.next_frame_index == t.frame_index + 1 == t.index + 1
+            )
+            assert np.array_equal(t.frame, frames[t.frame_index]) and np.array_equal(
+                t.next_frame, frames[t.next_frame_index]
+            )
             assert t.frame_stamp_ns < t.action_stamp_ns == t.next_stamp_ns
 
     # independent reader: the mcap library with its ROS 2 decoder
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
+
     mcap_files = sorted(bag.glob('*.mcap'))
     assert [p.name for p in mcap_files] == ['s1_0.mcap']
     with mcap_files[0].open('rb') as f:
@@ -99,7 +135,11 @@ def test_round_trip_is_bit_exact_with_rosbags_and_an_independent_mcap_reader(tmp
         for schema, channel, message, decoded in reader.iter_decoded_messages():
             if channel.topic.endswith('image_raw'):
                 assert schema.name == 'sensor_msgs/msg/Image' and channel.message_encoding == 'cdr'
-                images.append(np.frombuffer(bytes(decoded.data), np.uint8).reshape(decoded.height, decoded.width, 3))
+                images.append(
+                    np.frombuffer(bytes(decoded.data), np.uint8).reshape(
+                        decoded.height, decoded.width, 3
+                    )
+                )
             else:
                 acts.append(int(decoded.position[0]))
         summary = reader.get_summary()
@@ -109,10 +149,27 @@ def test_round_trip_is_bit_exact_with_rosbags_and_an_independent_mcap_reader(tmp
 
 
 def test_metadata_follows_the_rosbag2_schema(tmp_path):
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
     inf = QosTime(2147483647, 4294967295)
-    offered = Qos(QosHistory.UNKNOWN, 0, QosReliability.RELIABLE, QosDurability.VOLATILE, inf, inf,
-                  QosLiveliness.AUTOMATIC, inf, False)
+    offered = Qos(
+        QosHistory.UNKNOWN,
+        0,
+        QosReliability.RELIABLE,
+        QosDurability.VOLATILE,
+        inf,
+        inf,
+        QosLiveliness.AUTOMATIC,
+        inf,
+        False,
+    )
     bag = tmp_path / 'b'
     with BagWriter(bag, CUSTOM) as w:
         tid = w.add_topic(TopicSpec(NS + 'camera/image_raw', 'sensor_msgs/msg/Image', (offered,)))
@@ -130,12 +187,16 @@ def test_metadata_follows_the_rosbag2_schema(tmp_path):
     tm = topic['topic_metadata']
     assert tm['name'] == NS + 'camera/image_raw' and tm['type'] == 'sensor_msgs/msg/Image'
     assert tm['serialization_format'] == 'cdr'
-    assert tm['type_description_hash'] == 'RIHS01_d31d41a9a4c4bc8eae9be757b0beed306564f7526c88ea6a4588fb9582527d47'
+    assert (
+        tm['type_description_hash']
+        == 'RIHS01_d31d41a9a4c4bc8eae9be757b0beed306564f7526c88ea6a4588fb9582527d47'
+    )
     assert tm['offered_qos_profiles'][0]['reliability'] == 'reliable'
     assert tm['offered_qos_profiles'][0]['deadline'] == {'sec': 2147483647, 'nsec': 4294967295}
     assert meta['custom_data'] == CUSTOM
     # rosbags' own reader agrees (QoS in metadata.yaml == QoS in the MCAP channel)
     from rosbags.rosbag2 import Reader
+
     with Reader(bag) as r:
         assert r.message_count == 3 and len(list(r.messages())) == 3
         assert r.connections[0].ext.offered_qos_profiles == [offered]
@@ -143,7 +204,9 @@ def test_metadata_follows_the_rosbag2_schema(tmp_path):
 
 def test_split_by_size_and_duration_reads_back_as_one_session(tmp_path):
     bag = tmp_path / 'split'
-    frames, _ = write_dot_session(bag, ACTIONS, options=WriterOptions(split_bytes=700_000, compression='none'))
+    frames, _ = write_dot_session(
+        bag, ACTIONS, options=WriterOptions(split_bytes=700_000, compression='none')
+    )
     files = read_info(bag).files
     assert len(files) >= 5 and files[0] == 'split_0.mcap'
     with Session(bag) as s:
@@ -151,7 +214,7 @@ def test_split_by_size_and_duration_reads_back_as_one_session(tmp_path):
         assert all(np.array_equal(f.image, frames[f.index]) for f in s.frames())
     bag2 = tmp_path / 'split2'
     write_dot_session(bag2, ACTIONS, options=WriterOptions(split_duration_ns=100_000_000))
-    assert len(read_info(bag2).files) == 5   # messages over 0..400 ms, a file per 100 ms
+    assert len(read_info(bag2).files) == 5  # messages over 0..400 ms, a file per 100 ms
     with Session(bag2) as s:
         assert [a.index for a in s.actions()] == ACTIONS
 
@@ -179,11 +242,18 @@ def test_filter_keeps_whole_transitions(tmp_path):
         for t in moves:  # the frames are those of that very transition: the dot moved 27 px right
             assert np.array_equal(np.roll(t.frame, 27, axis=1), t.next_frame)
         stays = list(s.transitions('action = 0; from=0.1'))
-        assert stays and all(t.action == 0 and t.action_stamp_ns - s.start_ns >= 0.1e9 for t in stays)
+        assert stays and all(
+            t.action == 0 and t.action_stamp_ns - s.start_ns >= 0.1e9 for t in stays
+        )
         assert all(np.array_equal(t.frame, t.next_frame) for t in stays)
         assert len(list(s.transitions('action>=0.5', frames=False))) == ACTIONS.count(1)
-    for bad, reason in (('actions=7', 'no action'), ('speed=1', 'unknown channel'), ('action=x', 'not a number'),
-                        ('import os', 'not <name><op><value>'), ('from>1', 'takes "="')):
+    for bad, reason in (
+        ('actions=7', 'no action'),
+        ('speed=1', 'unknown channel'),
+        ('action=x', 'not a number'),
+        ('import os', 'not <name><op><value>'),
+        ('from>1', 'takes "="'),
+    ):
         with pytest.raises(FilterError, match=reason):
             TransitionFilter.parse(bad, DOT_ACTION_SPACE)
 
@@ -218,7 +288,9 @@ def write_frames_then_die(bag: str, frames: int, flush_every: int) -> None:
 
 def test_killed_writer_leaves_a_bag_readable_after_reindex(tmp_path, capsys):
     bag = tmp_path / 'toroidal_dot' / 'killed'
-    proc = subprocess.run([sys.executable, '-c', _killed_writer_script(bag, 45, 10)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, '-c', _killed_writer_script(bag, 45, 10)], capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     info = read_info(bag)
     assert not info.complete and info.custom_data == CUSTOM  # metadata.yaml written at start
@@ -236,9 +308,10 @@ def test_killed_writer_leaves_a_bag_readable_after_reindex(tmp_path, capsys):
         assert s.info.complete and s.info.custom_data == CUSTOM
         assert s.info.topics[NS + 'camera/image_raw'].count == 41
     from mcap.reader import make_reader
+
     with next(bag.glob('*.mcap')).open('rb') as f:
         assert sum(1 for _ in make_reader(f).iter_messages()) == 81
-    assert reindex(bag).repaired == []   # a second reindex finds nothing to repair
+    assert reindex(bag).repaired == []  # a second reindex finds nothing to repair
 
 
 def test_write_error_is_clear_and_keeps_what_was_written(tmp_path):
@@ -253,9 +326,13 @@ def test_write_error_is_clear_and_keeps_what_was_written(tmp_path):
         except BagWriteError as exc:
             print('ERROR:', exc)
     ''')
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60)
-    assert 'ERROR: write to' in proc.stdout and 'File too large' in proc.stdout, proc.stdout + proc.stderr
-    with Session(bag) as s:   # closed as far as possible: readable without a reindex
+    proc = subprocess.run(
+        [sys.executable, '-c', script], capture_output=True, text=True, timeout=60
+    )
+    assert 'ERROR: write to' in proc.stdout and 'File too large' in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
+    with Session(bag) as s:  # closed as far as possible: readable without a reindex
         n = s.num_frames
         assert 5 <= n < 400 and len(s.actions()) >= n - 1
         env = ToroidalDotEnv(ToroidalDotConfig(seed=1))
@@ -279,7 +356,9 @@ def test_foreign_and_corrupt_bags_are_clear_errors(tmp_path):
     sqlite = tmp_path / 'sqlite'
     write_dot_session(sqlite, [1, 0])
     meta = (sqlite / 'metadata.yaml').read_text()
-    (sqlite / 'metadata.yaml').write_text(meta.replace('storage_identifier: mcap', 'storage_identifier: sqlite3'))
+    (sqlite / 'metadata.yaml').write_text(
+        meta.replace('storage_identifier: mcap', 'storage_identifier: sqlite3')
+    )
     with pytest.raises(BagError, match='sqlite3'):
         Session(sqlite)
     garbage = tmp_path / 'garbage'
@@ -294,6 +373,7 @@ def test_foreign_and_corrupt_bags_are_clear_errors(tmp_path):
     foreign = tmp_path / 'foreign'
     foreign.mkdir()
     from mcap.writer import Writer
+
     with (foreign / 'x.mcap').open('wb') as f:
         w = Writer(f)
         w.start(profile='', library='test')
@@ -341,12 +421,17 @@ def test_disk_limit_deletes_oldest_sessions_first(tmp_path):
     for i, name in enumerate(['c_newest', 'a_oldest', 'b_middle']):
         _fake_session(robot / name, 100_000, now - {0: 10, 1: 300, 2: 200}[i])
     (robot / 'notes').mkdir()
-    (robot / 'notes' / 'big.txt').write_bytes(b'x' * 500_000)   # not a bag: never touched
+    (robot / 'notes' / 'big.txt').write_bytes(b'x' * 500_000)  # not a bag: never touched
     current = robot / 'current'
     _fake_session(current, 150_000, now)
     used, deleted = enforce_disk_limit(robot, 300_000, keep=current)
     assert [d.path.name for d in deleted] == ['a_oldest', 'b_middle']
-    assert used <= 300_000 and (robot / 'c_newest').exists() and current.exists() and (robot / 'notes').exists()
+    assert (
+        used <= 300_000
+        and (robot / 'c_newest').exists()
+        and current.exists()
+        and (robot / 'notes').exists()
+    )
     # the session being recorded is never deleted, even when it alone is over the limit
     used, deleted = enforce_disk_limit(robot, 100_000, keep=current)
     assert [d.path.name for d in deleted] == ['c_newest'] and used > 100_000 and current.exists()
@@ -365,9 +450,16 @@ def test_cli_list_and_info(tmp_path, capsys):
     (tmp_path / 'jetbot' / 'broken').mkdir()
     (tmp_path / 'jetbot' / 'broken' / 'metadata.yaml').write_text('nonsense: 1\n')
     infos = list_sessions(tmp_path)
-    assert [(i.robot, i.name) for i in infos] == [('jetbot', '20260101-000000-000002'), ('jetbot', 'broken'),
-                                                  ('toroidal_dot', '20260101-000000-000001')]
-    assert infos[1].error and infos[2].robot_type == 'toroidal_dot' and infos[2].action_space == DOT_ACTION_SPACE
+    assert [(i.robot, i.name) for i in infos] == [
+        ('jetbot', '20260101-000000-000002'),
+        ('jetbot', 'broken'),
+        ('toroidal_dot', '20260101-000000-000001'),
+    ]
+    assert (
+        infos[1].error
+        and infos[2].robot_type == 'toroidal_dot'
+        and infos[2].action_space == DOT_ACTION_SPACE
+    )
     out = _run_cli(capsys, 'list', '--root', str(tmp_path))
     assert 'unreadable' in out and 'toroidal_dot' in out and ' ok' in out
     out = _run_cli(capsys, 'info', str(tmp_path / 'toroidal_dot' / '20260101-000000-000001'))

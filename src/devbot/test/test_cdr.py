@@ -14,7 +14,10 @@ def test_header_stamp_matches_deserialized_value(msg):
 
 
 def test_big_endian_and_bad_input():
-    assert header_stamp(b'\x00\x00\x00\x00' + (7).to_bytes(4, 'big') + (9).to_bytes(4, 'big')) == (7, 9)
+    assert header_stamp(b'\x00\x00\x00\x00' + (7).to_bytes(4, 'big') + (9).to_bytes(4, 'big')) == (
+        7,
+        9,
+    )
     with pytest.raises(ValueError, match='at least 12'):
         header_stamp(b'\x00\x01\x00\x00')
     with pytest.raises(ValueError, match='encapsulation'):

@@ -6,22 +6,38 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
+from graphtest import read_fields
 from sensor_msgs.msg import JointState
 
-from devbot.foxglove_bridge import (DEFAULT_TOPICS, DIAGNOSTICS, IMAGE, JOINT_STATE, JSON_SCHEMAS, POINT,
-                                    _parse, diagnostics_json, image_fields, joint_state_json, normalize_type,
-                                    parse_topic_spec, point_json, raw_image, resolve_topic)
+from devbot.foxglove_bridge import (
+    DEFAULT_TOPICS,
+    DIAGNOSTICS,
+    IMAGE,
+    JOINT_STATE,
+    JSON_SCHEMAS,
+    POINT,
+    _parse,
+    diagnostics_json,
+    image_fields,
+    joint_state_json,
+    normalize_type,
+    parse_topic_spec,
+    point_json,
+    raw_image,
+    resolve_topic,
+)
 from devbot.image import ImageError, numpy_to_image
-from graphtest import read_fields
 
 
 def message_field_numbers(descriptor_set: bytes, message: str) -> dict[str, int]:
     """Field name -> number of ``message`` in a serialized google.protobuf.FileDescriptorSet."""
-    for file in read_fields(descriptor_set).get(1, []):          # FileDescriptorSet.file
-        for msg in read_fields(file).get(4, []):                # FileDescriptorProto.message_type
+    for file in read_fields(descriptor_set).get(1, []):  # FileDescriptorSet.file
+        for msg in read_fields(file).get(4, []):  # FileDescriptorProto.message_type
             desc = read_fields(msg)
-            if desc[1][0].decode() == message:                  # DescriptorProto.name
-                return {read_fields(f)[1][0].decode(): read_fields(f)[3][0] for f in desc.get(2, [])}
+            if desc[1][0].decode() == message:  # DescriptorProto.name
+                return {
+                    read_fields(f)[1][0].decode(): read_fields(f)[3][0] for f in desc.get(2, [])
+                }
     raise KeyError(message)
 
 
@@ -39,14 +55,20 @@ def make_image(pixels, encoding='rgb8', sec=12, nanosec=345, frame_id='camera', 
 
 # ------------------------------------------------------------------------------ topics
 
+
 def test_topics_resolve_under_the_namespace_with_known_types():
     assert resolve_topic('camera/image_raw', '/toroidal_dot') == '/toroidal_dot/camera/image_raw'
     assert resolve_topic('camera/image_raw', 'jetbot/') == '/jetbot/camera/image_raw'
     assert resolve_topic('/abs/topic', '/toroidal_dot') == '/abs/topic'
     assert resolve_topic('x', '/') == '/x'
-    assert parse_topic_spec('motor_command/executed', '/toroidal_dot') == \
-        ('/toroidal_dot/motor_command/executed', JOINT_STATE)
-    assert parse_topic_spec('/jetbot/camera/image_raw', '/toroidal_dot') == ('/jetbot/camera/image_raw', IMAGE)
+    assert parse_topic_spec('motor_command/executed', '/toroidal_dot') == (
+        '/toroidal_dot/motor_command/executed',
+        JOINT_STATE,
+    )
+    assert parse_topic_spec('/jetbot/camera/image_raw', '/toroidal_dot') == (
+        '/jetbot/camera/image_raw',
+        IMAGE,
+    )
     assert parse_topic_spec('world_model/metrics', 'r') == ('/r/world_model/metrics', DIAGNOSTICS)
     assert parse_topic_spec('/cam:sensor_msgs/Image', '/t') == ('/cam', IMAGE)
     assert parse_topic_spec('pos:geometry_msgs/msg/PointStamped', '/t') == ('/t/pos', POINT)
@@ -54,13 +76,16 @@ def test_topics_resolve_under_the_namespace_with_known_types():
     assert normalize_type('diagnostic_msgs/DiagnosticArray') == DIAGNOSTICS
 
 
-@pytest.mark.parametrize('spec, message', [
-    ('/some/thing', 'type of /some/thing is not known'),
-    ('cam:sensor_msgs/CompressedImage', 'unsupported message type'),
-    ('cam:', 'unsupported message type'),
-    ('bad//name', 'invalid topic name'),
-    ('', 'invalid topic name'),
-])
+@pytest.mark.parametrize(
+    'spec, message',
+    [
+        ('/some/thing', 'type of /some/thing is not known'),
+        ('cam:sensor_msgs/CompressedImage', 'unsupported message type'),
+        ('cam:', 'unsupported message type'),
+        ('bad//name', 'invalid topic name'),
+        ('', 'invalid topic name'),
+    ],
+)
 def test_bad_topic_specs_are_explained(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_topic_spec(spec, '/toroidal_dot')
@@ -72,7 +97,11 @@ def test_command_line(capsys):
     assert (options.host, options.port) == ('127.0.0.1', 8765)
     options = _parse(['--namespace', '/jetbot', '--port', '0', 'camera/image_raw', '/x:JointState'])
     assert options.specs == [('/jetbot/camera/image_raw', IMAGE), ('/x', JOINT_STATE)]
-    for bad in (['--port', '70000'], ['/unknown'], ['motor_command', '/toroidal_dot/motor_command']):
+    for bad in (
+        ['--port', '70000'],
+        ['/unknown'],
+        ['motor_command', '/toroidal_dot/motor_command'],
+    ):
         with pytest.raises(SystemExit):
             _parse(bad)
     assert 'given twice' in capsys.readouterr().err
@@ -80,13 +109,24 @@ def test_command_line(capsys):
 
 # ------------------------------------------------------------------------------ images
 
-@pytest.mark.parametrize('encoding, shape', [('rgb8', (3, 4, 3)), ('bgr8', (2, 5, 3)), ('mono8', (4, 3))])
+
+@pytest.mark.parametrize(
+    'encoding, shape', [('rgb8', (3, 4, 3)), ('bgr8', (2, 5, 3)), ('mono8', (4, 3))]
+)
 def test_image_fields_keep_pixels_layout_and_stamp(encoding, shape):
     pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     fields = image_fields(make_image(pixels, encoding, pad=3))  # row padding is dropped
     channels = 1 if len(shape) == 2 else 3
-    assert fields == {'sec': 12, 'nsec': 345, 'frame_id': 'camera', 'width': shape[1], 'height': shape[0],
-                      'encoding': encoding, 'step': shape[1] * channels, 'data': pixels.tobytes()}
+    assert fields == {
+        'sec': 12,
+        'nsec': 345,
+        'frame_id': 'camera',
+        'width': shape[1],
+        'height': shape[0],
+        'encoding': encoding,
+        'step': shape[1] * channels,
+        'data': pixels.tobytes(),
+    }
 
 
 def test_bad_images_raise_image_error():
@@ -102,6 +142,7 @@ def test_bad_images_raise_image_error():
 
 def test_raw_image_encodes_as_the_foxglove_schema_says():
     from foxglove.messages import RawImage
+
     schema = RawImage.get_schema()
     assert (schema.name, schema.encoding) == ('foxglove.RawImage', 'protobuf')
     numbers = message_field_numbers(bytes(schema.data), 'RawImage')
@@ -117,30 +158,55 @@ def test_raw_image_encodes_as_the_foxglove_schema_says():
 
 # ------------------------------------------------------------------------------ JSON
 
+
 def _valid_json(payload) -> dict:
     return json.loads(json.dumps(payload, allow_nan=False))  # strict JSON: no NaN/inf allowed
 
 
 def test_joint_state_json():
-    msg = JointState(name=['L0:0', 'L0:1'], position=[0.5, float('nan')], velocity=[0.0, 0.0],
-                     effort=[0.0, float('inf')])
+    msg = JointState(
+        name=['L0:0', 'L0:1'],
+        position=[0.5, float('nan')],
+        velocity=[0.0, 0.0],
+        effort=[0.0, float('inf')],
+    )
     msg.header.stamp.sec, msg.header.stamp.nanosec = 3, 4
     out = _valid_json(joint_state_json(msg))
-    assert out == {'header': {'stamp': {'sec': 3, 'nsec': 4}, 'frame_id': ''}, 'name': ['L0:0', 'L0:1'],
-                   'position': [0.5, None], 'velocity': [0.0, 0.0], 'effort': [0.0, None],
-                   'by_name': {'L0:0': 0.5, 'L0:1': None}}
+    assert out == {
+        'header': {'stamp': {'sec': 3, 'nsec': 4}, 'frame_id': ''},
+        'name': ['L0:0', 'L0:1'],
+        'position': [0.5, None],
+        'velocity': [0.0, 0.0],
+        'effort': [0.0, None],
+        'by_name': {'L0:0': 0.5, 'L0:1': None},
+    }
 
 
 def test_diagnostics_json_parses_numbers():
-    status = DiagnosticStatus(level=DiagnosticStatus.WARN, name='world_model', message='gate closed',
-                              hardware_id='cpu',
-                              values=[KeyValue(key='loss', value='0.25'), KeyValue(key='gate', value='closed'),
-                                      KeyValue(key='steps', value='12'), KeyValue(key='bad', value='nan')])
+    status = DiagnosticStatus(
+        level=DiagnosticStatus.WARN,
+        name='world_model',
+        message='gate closed',
+        hardware_id='cpu',
+        values=[
+            KeyValue(key='loss', value='0.25'),
+            KeyValue(key='gate', value='closed'),
+            KeyValue(key='steps', value='12'),
+            KeyValue(key='bad', value='nan'),
+        ],
+    )
     msg = DiagnosticArray(status=[status])
     out = _valid_json(diagnostics_json(msg))
-    assert out['status'] == [{'level': 1, 'name': 'world_model', 'message': 'gate closed', 'hardware_id': 'cpu',
-                              'values': {'loss': '0.25', 'gate': 'closed', 'steps': '12', 'bad': 'nan'},
-                              'numbers': {'loss': 0.25, 'steps': 12.0, 'bad': None}}]
+    assert out['status'] == [
+        {
+            'level': 1,
+            'name': 'world_model',
+            'message': 'gate closed',
+            'hardware_id': 'cpu',
+            'values': {'loss': '0.25', 'gate': 'closed', 'steps': '12', 'bad': 'nan'},
+            'numbers': {'loss': 0.25, 'steps': 12.0, 'bad': None},
+        }
+    ]
 
 
 def test_point_json():
@@ -152,7 +218,10 @@ def test_point_json():
 
 def test_json_schemas_are_object_schemas_for_the_sdk():
     import foxglove
+
     for type_name, schema in JSON_SCHEMAS.items():
         assert schema['type'] == 'object' and schema['title'].replace('/', '/msg/') == type_name
-        channel = foxglove.Channel(f'/schema_test/{type_name}', schema=schema, context=foxglove.Context())
+        channel = foxglove.Channel(
+            f'/schema_test/{type_name}', schema=schema, context=foxglove.Context()
+        )
         assert channel.message_encoding == 'json' and channel.schema_name() == schema['title']

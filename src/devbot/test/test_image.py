@@ -43,12 +43,15 @@ def test_step_with_row_padding_is_honoured(rgb):
     assert np.array_equal(image_to_numpy(msg), rgb)
 
 
-@pytest.mark.parametrize('field, value, match', [
-    ('encoding', '16UC1', 'unsupported'),
-    ('step', 20, 'smaller than a row'),
-    ('height', 6, 'needs'),
-    ('width', 0, 'no pixels'),
-])
+@pytest.mark.parametrize(
+    'field, value, match',
+    [
+        ('encoding', '16UC1', 'unsupported'),
+        ('step', 20, 'smaller than a row'),
+        ('height', 6, 'needs'),
+        ('width', 0, 'no pixels'),
+    ],
+)
 def test_inconsistent_messages_are_rejected(rgb, field, value, match):
     msg = numpy_to_image(rgb, 'rgb8')
     setattr(msg, field, value)
@@ -63,13 +66,16 @@ def test_truncated_data_is_rejected(rgb):
         image_to_numpy(msg)
 
 
-@pytest.mark.parametrize('array, encoding', [
-    (np.zeros((4, 4, 3), np.float32), 'rgb8'),
-    (np.zeros((4, 4), np.uint8), 'rgb8'),
-    (np.zeros((4, 4, 4), np.uint8), 'bgr8'),
-    (np.zeros((4, 4, 3), np.uint8), 'mono8'),
-    (np.zeros((4, 4, 3), np.uint8), 'rgba8'),
-])
+@pytest.mark.parametrize(
+    'array, encoding',
+    [
+        (np.zeros((4, 4, 3), np.float32), 'rgb8'),
+        (np.zeros((4, 4), np.uint8), 'rgb8'),
+        (np.zeros((4, 4, 4), np.uint8), 'bgr8'),
+        (np.zeros((4, 4, 3), np.uint8), 'mono8'),
+        (np.zeros((4, 4, 3), np.uint8), 'rgba8'),
+    ],
+)
 def test_bad_arrays_are_rejected(array, encoding):
     with pytest.raises(ImageError):
         numpy_to_image(array, encoding)

@@ -44,9 +44,18 @@ PROCESS = textwrap.dedent('''
 
 
 def start(mode: str) -> subprocess.Popen:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-    return subprocess.Popen([sys.executable, '-c', PROCESS, mode], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(random.randint(100, 230)),
+        ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+    )
+    return subprocess.Popen(
+        [sys.executable, '-c', PROCESS, mode],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(proc: subprocess.Popen, line: str) -> list[str]:
@@ -66,7 +75,7 @@ def test_a_stop_signal_while_spinning_lets_the_node_finish_on_a_live_context(sig
         wait_for(proc, 'spinning')
         proc.send_signal(sig)
         wait_for(proc, 'finishing: stop=True ok=True')
-        proc.send_signal(signal.SIGINT)   # impatient second Ctrl-C: the node still finishes
+        proc.send_signal(signal.SIGINT)  # impatient second Ctrl-C: the node still finishes
         out, _ = proc.communicate(timeout=30)
     finally:
         proc.kill()
@@ -79,7 +88,7 @@ def test_a_stop_signal_before_the_node_spins_ends_the_process_at_once():
     try:
         wait_for(proc, 'starting')
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)   # not the 30 s start
+        out, _ = proc.communicate(timeout=10)  # not the 30 s start
     finally:
         proc.kill()
     assert proc.returncode == 3, out

@@ -16,7 +16,9 @@ from devbot.viewer import CAPTION_HEIGHT, contact_sheet, format_stamp, main, top
 
 
 def test_topic_file_name_and_stamp():
-    assert topic_file_name('/toroidal_dot/camera/image_raw') == 'toroidal_dot__camera__image_raw.png'
+    assert (
+        topic_file_name('/toroidal_dot/camera/image_raw') == 'toroidal_dot__camera__image_raw.png'
+    )
     assert topic_file_name('relative/img') == 'relative__img.png'
     assert format_stamp(42, 7) == '42.000000007'
 
@@ -25,17 +27,19 @@ def test_contact_sheet_layout_and_content():
     red = np.zeros((224, 224, 3), np.uint8)
     red[:, :, 2] = 255  # BGR red
     wide = np.full((50, 100), 128, np.uint8)  # grey, 2:1 -> letterboxed
-    sheet = contact_sheet([('/a', red, 'stamp 1.0'), ('/b', wide, 'stamp 2.0'), ('/c', None, '0 frames')], tile=224)
+    sheet = contact_sheet(
+        [('/a', red, 'stamp 1.0'), ('/b', wide, 'stamp 2.0'), ('/c', None, '0 frames')], tile=224
+    )
     # 3 entries -> 2 columns x 2 rows of (caption + tile)
     assert sheet.shape == (2 * (224 + CAPTION_HEIGHT), 2 * 224, 3) and sheet.dtype == np.uint8
-    a = sheet[CAPTION_HEIGHT:CAPTION_HEIGHT + 223, :223]
+    a = sheet[CAPTION_HEIGHT : CAPTION_HEIGHT + 223, :223]
     assert (a == [0, 0, 255]).all()
-    b = sheet[CAPTION_HEIGHT:CAPTION_HEIGHT + 224, 224:448]
+    b = sheet[CAPTION_HEIGHT : CAPTION_HEIGHT + 224, 224:448]
     assert (b[112, 1:222] == 128).all()  # the image band in the middle
     assert (b[10, 1:222] == 0).all()  # letterbox bars above it
     caption = sheet[:CAPTION_HEIGHT, :224]
     assert caption.max() > 100  # text drawn
-    empty = sheet[224 + CAPTION_HEIGHT:, :224]
+    empty = sheet[224 + CAPTION_HEIGHT :, :224]
     assert empty.max() > 150  # "no frame yet" text on the grey background
     with pytest.raises(ValueError):
         contact_sheet([])
@@ -77,21 +81,46 @@ PUBLISHER = textwrap.dedent("""\
 
 
 def test_view_saves_frames_published_by_another_process(tmp_path):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
-               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1',
-               ROS_LOG_DIR=str(tmp_path / 'ros_log'))
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(random.randint(100, 200)),
+        ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+        PYTHONUNBUFFERED='1',
+        ROS_LOG_DIR=str(tmp_path / 'ros_log'),
+    )
     env.pop('DISPLAY', None)
     env.pop('WAYLAND_DISPLAY', None)
     script = tmp_path / 'publisher.py'
     script.write_text(PUBLISHER)
-    publisher = subprocess.Popen([sys.executable, str(script), '20'], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    publisher = subprocess.Popen(
+        [sys.executable, str(script), '20'],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out_dir = tmp_path / 'view'
     try:
         viewer = subprocess.run(
-            [sys.executable, '-m', 'devbot.cli', 'view', '/test_view/rgb', '/test_view/mono',
-             '--out', str(out_dir), '--interval', '0.5', '--duration', '3'],
-            env=env, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                '-m',
+                'devbot.cli',
+                'view',
+                '/test_view/rgb',
+                '/test_view/mono',
+                '--out',
+                str(out_dir),
+                '--interval',
+                '0.5',
+                '--duration',
+                '3',
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         publisher.terminate()
         publisher.wait(timeout=10)
@@ -110,6 +139,8 @@ def test_view_saves_frames_published_by_another_process(tmp_path):
     assert (sheet[CAPTION_HEIGHT + 10, 10] == [0, 0, 255]).all()
     assert not list(out_dir.glob('*.tmp.png'))
     # the progress lines count frames per topic
-    last = [line for line in viewer.stdout.splitlines() if line.startswith('[devbot.view] frames')][-1]
+    last = [line for line in viewer.stdout.splitlines() if line.startswith('[devbot.view] frames')][
+        -1
+    ]
     counts = [int(part.split()[0]) for part in last.split(': ')[1:]]
     assert len(counts) == 2 and min(counts) > 0, last

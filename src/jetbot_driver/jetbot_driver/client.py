@@ -48,9 +48,18 @@ class JetBotClient:
         self.last_frame_shape: tuple[int, ...] | None = None
 
     @classmethod
-    def connect(cls, host: str, port: int = protocol.DEFAULT_PORT, *, image_size: int = protocol.FRAME_SIZE,
-                sync_request_timeout: float = protocol.SYNC_REQUEST_TIMEOUT_S, connect_timeout: float = 10.0,
-                ssl_keyfile: str = '', ssl_certfile: str = '', ssl_ca_certs: str = '') -> 'JetBotClient':
+    def connect(
+        cls,
+        host: str,
+        port: int = protocol.DEFAULT_PORT,
+        *,
+        image_size: int = protocol.FRAME_SIZE,
+        sync_request_timeout: float = protocol.SYNC_REQUEST_TIMEOUT_S,
+        connect_timeout: float = 10.0,
+        ssl_keyfile: str = '',
+        ssl_certfile: str = '',
+        ssl_ca_certs: str = '',
+    ) -> 'JetBotClient':
         """Connect, retrying refused/unreachable attempts for up to ``connect_timeout`` seconds.
 
         Raises:
@@ -61,20 +70,30 @@ class JetBotClient:
         last: BaseException | None = None
         while True:
             try:
-                conn = protocol.connect(host, port, sync_request_timeout,
-                                        connect_timeout=max(0.5, min(3.0, connect_timeout)),
-                                        ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, ssl_ca_certs=ssl_ca_certs)
+                conn = protocol.connect(
+                    host,
+                    port,
+                    sync_request_timeout,
+                    connect_timeout=max(0.5, min(3.0, connect_timeout)),
+                    ssl_keyfile=ssl_keyfile,
+                    ssl_certfile=ssl_certfile,
+                    ssl_ca_certs=ssl_ca_certs,
+                )
                 return cls(conn, image_size, address)
             except _TRANSPORT_ERRORS as exc:
                 last = exc
             if time.monotonic() >= deadline:
-                raise ConnectionLost(f'no JetBot service at {address} after {connect_timeout:g} s: '
-                                     f'{type(last).__name__}: {last}')
+                raise ConnectionLost(
+                    f'no JetBot service at {address} after {connect_timeout:g} s: '
+                    f'{type(last).__name__}: {last}'
+                )
             time.sleep(0.2)
 
     # ------------------------------------------------------------------ protocol calls
 
-    def set_motors(self, left: float, right: float, limit: float = protocol.MOTOR_LIMIT) -> tuple[float, float]:
+    def set_motors(
+        self, left: float, right: float, limit: float = protocol.MOTOR_LIMIT
+    ) -> tuple[float, float]:
         """Send motor speeds clamped to [-limit, limit] (and [-1, 1]); returns what was sent.
 
         Raises:
@@ -150,5 +169,7 @@ class JetBotClient:
             self._conn.close()
         except Exception:  # noqa: BLE001
             pass
-        what = 'request timed out' if isinstance(exc, TimeoutError) else f'{type(exc).__name__}: {exc}'
+        what = (
+            'request timed out' if isinstance(exc, TimeoutError) else f'{type(exc).__name__}: {exc}'
+        )
         return ConnectionLost(f'lost the connection to the JetBot at {self.address} ({what})')

@@ -30,6 +30,7 @@ def gui_available() -> tuple[bool, str]:
     if not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
         return False, 'no display (DISPLAY/WAYLAND_DISPLAY not set)'
     import cv2
+
     try:
         cv2.namedWindow(WINDOW + ' probe', cv2.WINDOW_NORMAL)
         cv2.destroyWindow(WINDOW + ' probe')
@@ -39,22 +40,52 @@ def gui_available() -> tuple[bool, str]:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='devbot jetbot-feed', description=__doc__.split('\n\n')[0],
-                                     epilog=__doc__.split('Examples:')[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='devbot jetbot-feed',
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('Examples:')[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument('--ip', required=True, help='address of the JetBot RPyC service')
-    parser.add_argument('--port', type=int, default=protocol.DEFAULT_PORT, help='its TCP port (default 18861)')
-    parser.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = no limit)')
-    parser.add_argument('--rate', type=float, default=0.0, help='at most this many frames/s (0 = as fast as possible)')
-    parser.add_argument('--out', default='saved/reports/jetbot_feed', help='headless: folder for the PNG frames')
-    parser.add_argument('--save-every', type=int, default=1, help='headless: save every N-th frame (0 = none)')
-    parser.add_argument('--size', type=int, default=protocol.FRAME_SIZE, help='frame size shown/saved (default 224)')
-    parser.add_argument('--headless', action='store_true', help='save frames even when a window could open')
-    parser.add_argument('--connect-timeout', type=float, default=10.0, help='seconds to keep trying to connect')
+    parser.add_argument(
+        '--port', type=int, default=protocol.DEFAULT_PORT, help='its TCP port (default 18861)'
+    )
+    parser.add_argument(
+        '--duration', type=float, default=0.0, help='stop after this many seconds (0 = no limit)'
+    )
+    parser.add_argument(
+        '--rate',
+        type=float,
+        default=0.0,
+        help='at most this many frames/s (0 = as fast as possible)',
+    )
+    parser.add_argument(
+        '--out', default='saved/reports/jetbot_feed', help='headless: folder for the PNG frames'
+    )
+    parser.add_argument(
+        '--save-every', type=int, default=1, help='headless: save every N-th frame (0 = none)'
+    )
+    parser.add_argument(
+        '--size', type=int, default=protocol.FRAME_SIZE, help='frame size shown/saved (default 224)'
+    )
+    parser.add_argument(
+        '--headless', action='store_true', help='save frames even when a window could open'
+    )
+    parser.add_argument(
+        '--connect-timeout', type=float, default=10.0, help='seconds to keep trying to connect'
+    )
     parser.add_argument('--ssl-keyfile', default='', help='TLS client key')
     parser.add_argument('--ssl-certfile', default='', help='TLS client certificate')
-    parser.add_argument('--ssl-ca-certs', default='', help='TLS: certificate the robot must present')
+    parser.add_argument(
+        '--ssl-ca-certs', default='', help='TLS: certificate the robot must present'
+    )
     options = parser.parse_args(argv)
-    if options.duration < 0 or options.rate < 0 or options.save_every < 0 or not 16 <= options.size <= 2048:
+    if (
+        options.duration < 0
+        or options.rate < 0
+        or options.save_every < 0
+        or not 16 <= options.size <= 2048
+    ):
         parser.error('--duration, --rate, --save-every must be >= 0 and --size in 16..2048')
     return options
 
@@ -62,6 +93,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     options = _parse(list(sys.argv[1:] if argv is None else argv))
     import cv2
+
     window, why = (False, '--headless') if options.headless else gui_available()
     out_dir = None
     if not window:
@@ -69,13 +101,22 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(out_dir, exist_ok=True)
         print(f'jetbot-feed: headless ({why}): saving frames to {out_dir}/', flush=True)
     try:
-        client = JetBotClient.connect(options.ip, options.port, image_size=options.size,
-                                      connect_timeout=options.connect_timeout, ssl_keyfile=options.ssl_keyfile,
-                                      ssl_certfile=options.ssl_certfile, ssl_ca_certs=options.ssl_ca_certs)
+        client = JetBotClient.connect(
+            options.ip,
+            options.port,
+            image_size=options.size,
+            connect_timeout=options.connect_timeout,
+            ssl_keyfile=options.ssl_keyfile,
+            ssl_certfile=options.ssl_certfile,
+            ssl_ca_certs=options.ssl_ca_certs,
+        )
     except ConnectionLost as exc:
         print(f'jetbot-feed: {exc}', file=sys.stderr)
         return 1
-    print(f'jetbot-feed: connected to {options.ip}:{options.port}' + (' (q quits)' if window else ''), flush=True)
+    print(
+        f'jetbot-feed: connected to {options.ip}:{options.port}' + (' (q quits)' if window else ''),
+        flush=True,
+    )
     start = time.monotonic()
     next_report = start + 2.0
     frames = saved = failed = 0
@@ -103,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + 2.0
-                print(f'jetbot-feed: {frames / (now - start):.1f} frames/s ({frames} frames)', flush=True)
+                print(
+                    f'jetbot-feed: {frames / (now - start):.1f} frames/s ({frames} frames)',
+                    flush=True,
+                )
             if options.rate > 0:
                 time.sleep(max(0.0, 1.0 / options.rate - (time.monotonic() - t0)))
     except ConnectionLost as exc:
@@ -116,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         if window:
             cv2.destroyAllWindows()
     elapsed = max(time.monotonic() - start, 1e-9)
-    print(f'jetbot-feed: {frames} frames in {elapsed:.1f} s = {frames / elapsed:.1f} frames/s'
-          + (f', {failed} missing' if failed else '')
-          + (f', {saved} saved to {out_dir}/' if out_dir is not None else ''), flush=True)
+    print(
+        f'jetbot-feed: {frames} frames in {elapsed:.1f} s = {frames / elapsed:.1f} frames/s'
+        + (f', {failed} missing' if failed else '')
+        + (f', {saved} saved to {out_dir}/' if out_dir is not None else ''),
+        flush=True,
+    )
     return status
 
 

@@ -49,8 +49,8 @@ def _finite(value, what: str) -> float:
 
 @dataclass(frozen=True)
 class MotionLimits:
-    max_speed: float = 1.0       # |motor value| never exceeds this (and never 1)
-    max_duration: float = 5.0    # longest action (s)
+    max_speed: float = 1.0  # |motor value| never exceeds this (and never 1)
+    max_duration: float = 5.0  # longest action (s)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_speed) and 0.0 <= self.max_speed <= 1.0):
@@ -71,12 +71,16 @@ class MotionLimits:
             raise MotionError(f'duration {duration} s exceeds max_duration {self.max_duration} s')
         return duration
 
-    def check_action(self, left: float, right: float, duration: float) -> tuple[float, float, float]:
+    def check_action(
+        self, left: float, right: float, duration: float
+    ) -> tuple[float, float, float]:
         """(left, right, duration) made safe: speeds clamped, duration checked. Raises MotionError."""
         return self.clamp(left), self.clamp(right), self.check_duration(duration)
 
 
-def ramp(start: tuple[float, float], target: tuple[float, float], steps: int = RAMP_STEPS) -> list[tuple[float, float]]:
+def ramp(
+    start: tuple[float, float], target: tuple[float, float], steps: int = RAMP_STEPS
+) -> list[tuple[float, float]]:
     """The ``steps`` linear intermediate speed pairs from ``start`` to ``target`` (target last)."""
     (l0, r0), (l1, r1) = start, target
     out = []
@@ -87,8 +91,9 @@ def ramp(start: tuple[float, float], target: tuple[float, float], steps: int = R
     return out
 
 
-def twist_to_wheels(linear: float, angular: float, wheel_separation: float, full_speed: float,
-                    limits: MotionLimits) -> tuple[float, float]:
+def twist_to_wheels(
+    linear: float, angular: float, wheel_separation: float, full_speed: float, limits: MotionLimits
+) -> tuple[float, float]:
     """Differential drive: body (m/s, rad/s) -> motor values (clamped).
 
     ``full_speed`` is the wheel speed (m/s) at motor value 1.
@@ -112,13 +117,18 @@ class MotorController:
         clock: the monotonic clock the step deadlines are measured on.
     """
 
-    def __init__(self, set_motors: Callable[[float, float], object], limits: MotionLimits = MotionLimits(),
-                 abort: threading.Event | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        set_motors: Callable[[float, float], object],
+        limits: MotionLimits = MotionLimits(),
+        abort: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._set = set_motors
         self.limits = limits
         self.abort = abort or threading.Event()
         self._clock = clock
-        self.current = (0.0, 0.0)   # the last speeds sent
+        self.current = (0.0, 0.0)  # the last speeds sent
         self.drive_target: tuple[float, float] | None = None  # set while holding a cmd_vel speed
 
     @property

@@ -82,8 +82,10 @@ def check_action_space(space: ActionSpace, limits: MotionLimits) -> list[str]:
     missing = [c for c in CHANNELS if c not in space.channel_names]
     extra = [c for c in space.channel_names if c not in CHANNELS]
     if missing or extra:
-        raise ValueError(f'the JetBot driver needs exactly the channels {list(CHANNELS)}; '
-                         f'the action space has {list(space.channel_names)}')
+        raise ValueError(
+            f'the JetBot driver needs exactly the channels {list(CHANNELS)}; '
+            f'the action space has {list(space.channel_names)}'
+        )
     warnings = []
     for i in range(space.num_actions):
         v = space.values(i)
@@ -93,46 +95,114 @@ def check_action_space(space: ActionSpace, limits: MotionLimits) -> list[str]:
             raise ValueError(f'action {i} {v}: {exc}') from None
         for ch in ('motor_left', 'motor_right'):
             if abs(v[ch]) > limits.max_speed:
-                warnings.append(f'action {i}: {ch}={v[ch]} is clamped to max_speed {limits.max_speed}')
+                warnings.append(
+                    f'action {i}: {ch}={v[ch]} is clamped to max_speed {limits.max_speed}'
+                )
     return warnings
 
 
 class JetBotDriverNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('jetbot_driver', **kwargs)
-        robot_config = declare(self, 'robot_config', '', 'robot file with the action space (required)')
+        robot_config = declare(
+            self, 'robot_config', '', 'robot file with the action space (required)'
+        )
         ip = declare(self, 'jetbot_ip', protocol.DEFAULT_HOST, 'address of the JetBot RPyC service')
-        port = declare(self, 'port', protocol.DEFAULT_PORT, 'TCP port of the JetBot RPyC service',
-                       int_range=(1, 65535))
-        request_timeout = declare(self, 'sync_request_timeout', protocol.SYNC_REQUEST_TIMEOUT_S,
-                                  'RPyC synchronous request timeout (s)', float_range=(1.0, 300.0))
-        connect_timeout = declare(self, 'connect_timeout', 10.0, 'keep retrying the first connection this long (s)',
-                                  float_range=(0.0, 300.0))
-        camera_rate = declare(self, 'camera_rate', 10.0, 'idle camera stream rate (Hz); 0 = frames only after actions',
-                              float_range=(0.0, 60.0))
-        self.image_size = declare(self, 'image_size', protocol.FRAME_SIZE,
-                                  'published frame width and height; other camera sizes are resized',
-                                  int_range=(16, 1024))
-        max_speed = declare(self, 'max_speed', 1.0, 'motor values are clamped to [-max_speed, max_speed]',
-                            float_range=(0.0, 1.0))
-        max_duration = declare(self, 'max_duration', 5.0, 'longest accepted action duration (s)',
-                               float_range=(0.01, 60.0))
-        watchdog = declare(self, 'watchdog_timeout', 0.5, 'stop a cmd_vel drive after this long without cmd_vel (s)',
-                           float_range=(0.05, 10.0))
-        enable_cmd_vel = declare(self, 'enable_cmd_vel', True, 'accept geometry_msgs/Twist on cmd_vel (teleop)')
-        self.wheel_separation = declare(self, 'wheel_separation', 0.12, 'distance between the wheels (m), for cmd_vel',
-                                        float_range=(0.01, 2.0))
-        self.max_wheel_speed = declare(self, 'max_wheel_speed', 0.6, 'wheel speed at motor value 1 (m/s), for cmd_vel',
-                                       float_range=(0.01, 10.0))
-        post_action_delay = declare(self, 'post_action_delay', 0.0,
-                                    'settle time between the ramp-down and the post-action frame (s)',
-                                    float_range=(0.0, 2.0))
-        heartbeat = declare(self, 'heartbeat_period', 1.0, 'check the link this often when idle (s)',
-                            float_range=(0.1, 60.0))
+        port = declare(
+            self,
+            'port',
+            protocol.DEFAULT_PORT,
+            'TCP port of the JetBot RPyC service',
+            int_range=(1, 65535),
+        )
+        request_timeout = declare(
+            self,
+            'sync_request_timeout',
+            protocol.SYNC_REQUEST_TIMEOUT_S,
+            'RPyC synchronous request timeout (s)',
+            float_range=(1.0, 300.0),
+        )
+        connect_timeout = declare(
+            self,
+            'connect_timeout',
+            10.0,
+            'keep retrying the first connection this long (s)',
+            float_range=(0.0, 300.0),
+        )
+        camera_rate = declare(
+            self,
+            'camera_rate',
+            10.0,
+            'idle camera stream rate (Hz); 0 = frames only after actions',
+            float_range=(0.0, 60.0),
+        )
+        self.image_size = declare(
+            self,
+            'image_size',
+            protocol.FRAME_SIZE,
+            'published frame width and height; other camera sizes are resized',
+            int_range=(16, 1024),
+        )
+        max_speed = declare(
+            self,
+            'max_speed',
+            1.0,
+            'motor values are clamped to [-max_speed, max_speed]',
+            float_range=(0.0, 1.0),
+        )
+        max_duration = declare(
+            self,
+            'max_duration',
+            5.0,
+            'longest accepted action duration (s)',
+            float_range=(0.01, 60.0),
+        )
+        watchdog = declare(
+            self,
+            'watchdog_timeout',
+            0.5,
+            'stop a cmd_vel drive after this long without cmd_vel (s)',
+            float_range=(0.05, 10.0),
+        )
+        enable_cmd_vel = declare(
+            self, 'enable_cmd_vel', True, 'accept geometry_msgs/Twist on cmd_vel (teleop)'
+        )
+        self.wheel_separation = declare(
+            self,
+            'wheel_separation',
+            0.12,
+            'distance between the wheels (m), for cmd_vel',
+            float_range=(0.01, 2.0),
+        )
+        self.max_wheel_speed = declare(
+            self,
+            'max_wheel_speed',
+            0.6,
+            'wheel speed at motor value 1 (m/s), for cmd_vel',
+            float_range=(0.01, 10.0),
+        )
+        post_action_delay = declare(
+            self,
+            'post_action_delay',
+            0.0,
+            'settle time between the ramp-down and the post-action frame (s)',
+            float_range=(0.0, 2.0),
+        )
+        heartbeat = declare(
+            self,
+            'heartbeat_period',
+            1.0,
+            'check the link this often when idle (s)',
+            float_range=(0.1, 60.0),
+        )
         self._frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of published frames')
         ssl_keyfile = declare(self, 'ssl_keyfile', '', 'TLS: client key (PEM); empty = plain TCP')
-        ssl_certfile = declare(self, 'ssl_certfile', '', 'TLS: client certificate (PEM); empty = plain TCP')
-        ssl_ca_certs = declare(self, 'ssl_ca_certs', '', 'TLS: CA/certificate the robot must present; empty = no check')
+        ssl_certfile = declare(
+            self, 'ssl_certfile', '', 'TLS: client certificate (PEM); empty = plain TCP'
+        )
+        ssl_ca_certs = declare(
+            self, 'ssl_ca_certs', '', 'TLS: CA/certificate the robot must present; empty = no check'
+        )
 
         if not robot_config:
             raise ValueError('parameter robot_config is required (e.g. config/jetbot.yaml)')
@@ -150,14 +220,24 @@ class JetBotDriverNode(Node):
 
         address = f'{ip}:{port}'
         self.get_logger().info(f'connecting to the JetBot at {address} ...')
-        client = JetBotClient.connect(ip, port, image_size=self.image_size, sync_request_timeout=request_timeout,
-                                      connect_timeout=connect_timeout, ssl_keyfile=ssl_keyfile,
-                                      ssl_certfile=ssl_certfile, ssl_ca_certs=ssl_ca_certs)
+        client = JetBotClient.connect(
+            ip,
+            port,
+            image_size=self.image_size,
+            sync_request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            ssl_keyfile=ssl_keyfile,
+            ssl_certfile=ssl_certfile,
+            ssl_ca_certs=ssl_ca_certs,
+        )
 
         qos = topics.loop_qos()
         self._image_pub = self.create_publisher(
-            Image, topics.CAMERA_IMAGE, qos,
-            event_callbacks=PublisherEventCallbacks(matched=self._on_image_matched))
+            Image,
+            topics.CAMERA_IMAGE,
+            qos,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_image_matched),
+        )
         self._executed_pub = self.create_publisher(JointState, topics.MOTOR_EXECUTED, qos)
         self.create_subscription(JointState, topics.MOTOR_COMMAND, self._on_command, qos)
         if enable_cmd_vel:
@@ -165,15 +245,24 @@ class JetBotDriverNode(Node):
         self._image = None
         self._executed = JointState()
         self._wake = self.create_guard_condition(self._on_worker_events)
-        config = WorkerConfig(camera_period=1.0 / camera_rate if camera_rate > 0 else 0.0,
-                              watchdog_timeout=watchdog, heartbeat_period=heartbeat,
-                              post_action_delay=post_action_delay)
-        self.worker = RobotWorker(client, self.limits, config, now_ns=lambda: self.get_clock().now().nanoseconds,
-                                  notify=self._wake.trigger).start()
+        config = WorkerConfig(
+            camera_period=1.0 / camera_rate if camera_rate > 0 else 0.0,
+            watchdog_timeout=watchdog,
+            heartbeat_period=heartbeat,
+            post_action_delay=post_action_delay,
+        )
+        self.worker = RobotWorker(
+            client,
+            self.limits,
+            config,
+            now_ns=lambda: self.get_clock().now().nanoseconds,
+            notify=self._wake.trigger,
+        ).start()
         self.get_logger().info(
             f'connected to {address}: {self.action_space.num_actions} actions, camera '
             f'{f"{camera_rate:g} Hz" if camera_rate > 0 else "after actions only"}, '
-            f'{self.image_size}x{self.image_size}, max_speed {max_speed:g}, cmd_vel {"on" if enable_cmd_vel else "off"}')
+            f'{self.image_size}x{self.image_size}, max_speed {max_speed:g}, cmd_vel {"on" if enable_cmd_vel else "off"}'
+        )
 
     # ------------------------------------------------------------------ commands (executor)
 
@@ -181,20 +270,31 @@ class JetBotDriverNode(Node):
         try:
             index = joint_state_to_action(self.action_space, msg)
             v = self.action_space.values(index)
-            left, right, duration = self.limits.check_action(v['motor_left'], v['motor_right'], v['duration'])
+            left, right, duration = self.limits.check_action(
+                v['motor_left'], v['motor_right'], v['duration']
+            )
         except (ActionError, MotionError) as exc:
             self.rejected += 1
-            self.get_logger().error(f'rejected motor_command {list(msg.name)}={list(msg.position)}: {exc}')
+            self.get_logger().error(
+                f'rejected motor_command {list(msg.name)}={list(msg.position)}: {exc}'
+            )
             return
         why = self.worker.submit_action(index, left, right, duration)
         if why is not None:
             self.refused += 1
-            self.get_logger().warning(f'refused motor_command (action {index}): {why}', throttle_duration_sec=2.0)
+            self.get_logger().warning(
+                f'refused motor_command (action {index}): {why}', throttle_duration_sec=2.0
+            )
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         try:
-            left, right = twist_to_wheels(msg.linear.x, msg.angular.z, self.wheel_separation,
-                                          self.max_wheel_speed, self.limits)
+            left, right = twist_to_wheels(
+                msg.linear.x,
+                msg.angular.z,
+                self.wheel_separation,
+                self.max_wheel_speed,
+                self.limits,
+            )
         except MotionError as exc:
             self.rejected += 1
             self.get_logger().error(f'rejected cmd_vel: {exc}')
@@ -213,14 +313,17 @@ class JetBotDriverNode(Node):
             elif isinstance(event, Executed):
                 self.steps += 1
                 stamp = Time(nanoseconds=event.stamp_ns).to_msg()
-                self._executed_pub.publish(action_to_joint_state(self.action_space, event.index, stamp,
-                                                                 self._executed))
+                self._executed_pub.publish(
+                    action_to_joint_state(self.action_space, event.index, stamp, self._executed)
+                )
             elif isinstance(event, Notice):
                 self.get_logger().warning(event.text, throttle_duration_sec=1.0)
             elif isinstance(event, Fatal) and not self.done:
                 self.failure = event.text
                 self.done = True
-                self.get_logger().error(f'{event.text}; motors stopped where possible, shutting down')
+                self.get_logger().error(
+                    f'{event.text}; motors stopped where possible, shutting down'
+                )
 
     def _publish_frame(self, frame: Frame) -> None:
         msg = Image()
@@ -253,8 +356,11 @@ def main(args: list[str] | None = None) -> int:
             spin_until(node, stop, lambda: node.done)
         finally:
             node.close()  # motors stopped, on a live context
-            print(f'executed {node.steps} actions, published {node.frames} frames, rejected {node.rejected} '
-                  f'and refused {node.refused} commands', flush=True)
+            print(
+                f'executed {node.steps} actions, published {node.frames} frames, rejected {node.rejected} '
+                f'and refused {node.refused} commands',
+                flush=True,
+            )
             node.destroy_node()
         return 1 if node.failure else 0
     return 0  # stopped while connecting

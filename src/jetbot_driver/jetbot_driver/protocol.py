@@ -105,8 +105,16 @@ def clamp_motor(value, limit: float = MOTOR_LIMIT) -> float:
 def encode_frame(bgr: np.ndarray, quality: int = JPEG_QUALITY) -> str:
     """A BGR uint8 image as base64 JPEG text (what ``get_camera_frame`` returns)."""
     import cv2
-    if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
-        raise FrameError(f'need an [H, W, 3] uint8 BGR image, got {getattr(bgr, "shape", type(bgr).__name__)}')
+
+    if (
+        not isinstance(bgr, np.ndarray)
+        or bgr.dtype != np.uint8
+        or bgr.ndim != 3
+        or bgr.shape[2] != 3
+    ):
+        raise FrameError(
+            f'need an [H, W, 3] uint8 BGR image, got {getattr(bgr, "shape", type(bgr).__name__)}'
+        )
     ok, jpeg = cv2.imencode('.jpg', bgr, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:
         raise FrameError('JPEG encoding failed')
@@ -120,6 +128,7 @@ def decode_frame(text) -> np.ndarray:
         FrameError: empty, not base64, not a decodable colour JPEG.
     """
     import cv2
+
     if not text:
         raise FrameError('empty frame')
     if isinstance(text, bytes):
@@ -139,21 +148,30 @@ def decode_frame(text) -> np.ndarray:
 def ssl_authenticator(keyfile: str, certfile: str, ca_certs: str | None = None):
     """rpyc's SSL authenticator for the server (client certificates required when ca_certs)."""
     from rpyc.utils.authenticators import SSLAuthenticator
+
     return SSLAuthenticator(keyfile, certfile, ca_certs=ca_certs or None)
 
 
-def connect(host: str, port: int = DEFAULT_PORT, sync_request_timeout: float = SYNC_REQUEST_TIMEOUT_S,
-            connect_timeout: float = 3.0, ssl_keyfile: str = '', ssl_certfile: str = '',
-            ssl_ca_certs: str = ''):
+def connect(
+    host: str,
+    port: int = DEFAULT_PORT,
+    sync_request_timeout: float = SYNC_REQUEST_TIMEOUT_S,
+    connect_timeout: float = 3.0,
+    ssl_keyfile: str = '',
+    ssl_certfile: str = '',
+    ssl_ca_certs: str = '',
+):
     """Open an RPyC connection to a JetBot service (plain TCP, or SSL when any ssl_* is set).
 
     TCP_NODELAY is set: requests are small and latency matters more than throughput.
     """
     import rpyc
     from rpyc.core.stream import SocketStream
+
     config = client_config(sync_request_timeout)
     if ssl_keyfile or ssl_certfile or ssl_ca_certs:
         import ssl
+
         # the robot's certificate is pinned through ca_certs (a self-signed robot has no DNS name)
         kwargs = {'server_side': False, 'cert_reqs': ssl.CERT_NONE, 'check_hostname': False}
         if ssl_keyfile:
@@ -163,8 +181,11 @@ def connect(host: str, port: int = DEFAULT_PORT, sync_request_timeout: float = S
         if ssl_ca_certs:
             kwargs['ca_certs'] = ssl_ca_certs
             kwargs['cert_reqs'] = ssl.CERT_REQUIRED
-        stream = SocketStream.ssl_connect(host, int(port), kwargs, timeout=connect_timeout, nodelay=True,
-                                          attempts=1)
+        stream = SocketStream.ssl_connect(
+            host, int(port), kwargs, timeout=connect_timeout, nodelay=True, attempts=1
+        )
     else:
-        stream = SocketStream.connect(host, int(port), timeout=connect_timeout, nodelay=True, attempts=1)
+        stream = SocketStream.connect(
+            host, int(port), timeout=connect_timeout, nodelay=True, attempts=1
+        )
     return rpyc.connect_stream(stream, rpyc.VoidService, config)

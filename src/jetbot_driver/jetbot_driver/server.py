@@ -81,7 +81,8 @@ class JetbotLibraryHardware(Hardware):
         except ImportError as exc:
             raise HardwareError(
                 f'the jetbot library is not importable ({exc}). jetbot_server runs on the JetBot itself '
-                '(NVIDIA-AI-IOT/jetbot installed); for a simulated robot use jetbot_sim_server') from exc
+                '(NVIDIA-AI-IOT/jetbot installed); for a simulated robot use jetbot_sim_server'
+            ) from exc
         self._camera_cls = Camera
         self._robot = Robot()
         self._camera = None
@@ -121,13 +122,21 @@ class _Clients:
 class JetBotService(rpyc.Service):
     """One instance per connection, sharing the hardware. Only ``exposed_`` names are reachable."""
 
-    def __init__(self, hardware: Hardware, clients: _Clients, size=protocol.FRAME_SIZE,
-                 quality: int = protocol.JPEG_QUALITY) -> None:
+    def __init__(
+        self,
+        hardware: Hardware,
+        clients: _Clients,
+        size=protocol.FRAME_SIZE,
+        quality: int = protocol.JPEG_QUALITY,
+    ) -> None:
         self._hardware = hardware
         self._clients = clients
         # frame size sent: N (square) or (width, height)
-        self._width, self._height = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) \
+        self._width, self._height = (
+            (int(size[0]), int(size[1]))
+            if isinstance(size, (tuple, list))
             else (int(size), int(size))
+        )
         self._quality = int(quality)
         self._drove_motors = False
 
@@ -160,6 +169,7 @@ class JetBotService(rpyc.Service):
                 return None
             if img.shape[0] != self._height or img.shape[1] != self._width:
                 import cv2
+
                 img = cv2.resize(img, (self._width, self._height), interpolation=cv2.INTER_AREA)
             return protocol.encode_frame(img, self._quality)
         except Exception:  # noqa: BLE001 - the contract is "empty/None on failure"
@@ -196,15 +206,32 @@ class _ThreadedServer(ThreadedServer):
 class JetBotServer:
     """A threaded RPyC server for a service class (one service instance per connection)."""
 
-    def __init__(self, hardware: Hardware, host: str = protocol.DEFAULT_HOST, port: int = protocol.DEFAULT_PORT,
-                 service_cls: type[JetBotService] = JetBotService, authenticator=None,
-                 size=protocol.FRAME_SIZE, quality: int = protocol.JPEG_QUALITY, **service_kwargs) -> None:
+    def __init__(
+        self,
+        hardware: Hardware,
+        host: str = protocol.DEFAULT_HOST,
+        port: int = protocol.DEFAULT_PORT,
+        service_cls: type[JetBotService] = JetBotService,
+        authenticator=None,
+        size=protocol.FRAME_SIZE,
+        quality: int = protocol.JPEG_QUALITY,
+        **service_kwargs,
+    ) -> None:
         self.hardware = hardware
         self._clients = _Clients()
-        service = classpartial(service_cls, hardware, self._clients, size, quality, **service_kwargs)
-        self._server = _ThreadedServer(service, hostname=host, port=int(port), authenticator=authenticator,
-                                      protocol_config=dict(protocol.SERVER_CONFIG), reuse_addr=True,
-                                      listener_timeout=0.2, logger=rpyc_log)
+        service = classpartial(
+            service_cls, hardware, self._clients, size, quality, **service_kwargs
+        )
+        self._server = _ThreadedServer(
+            service,
+            hostname=host,
+            port=int(port),
+            authenticator=authenticator,
+            protocol_config=dict(protocol.SERVER_CONFIG),
+            reuse_addr=True,
+            listener_timeout=0.2,
+            logger=rpyc_log,
+        )
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
 
@@ -230,7 +257,9 @@ class JetBotServer:
     def start_in_thread(self) -> 'JetBotServer':
         """Listen now, serve in a daemon thread (tests, the feed's self-check)."""
         self._server._listen()
-        self._thread = threading.Thread(target=self.serve_forever, name='jetbot-server', daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name='jetbot-server', daemon=True
+        )
         self._thread.start()
         return self
 
@@ -257,6 +286,7 @@ class JetBotServer:
 # -------------------------------------------------------------------------------------------------
 # command line (shared by the sim server)
 
+
 def strip_ros_args(argv: list[str]) -> list[str]:
     """Drop ``--ros-args ... [--]`` (added when a launch file starts the server as a node)."""
     out, skipping = [], False
@@ -270,22 +300,40 @@ def strip_ros_args(argv: list[str]) -> list[str]:
     return out
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, size_type=int, size_default=protocol.FRAME_SIZE,
-                         size_help: str = 'frame width and height sent (default 224)') -> None:
-    parser.add_argument('--host', default=protocol.DEFAULT_HOST,
-                        help='address to bind (default 127.0.0.1; use the robot\'s address on a trusted network, '
-                             '0.0.0.0 = every interface)')
-    parser.add_argument('--port', type=int, default=protocol.DEFAULT_PORT, help='TCP port (default 18861)')
+def add_server_arguments(
+    parser: argparse.ArgumentParser,
+    size_type=int,
+    size_default=protocol.FRAME_SIZE,
+    size_help: str = 'frame width and height sent (default 224)',
+) -> None:
+    parser.add_argument(
+        '--host',
+        default=protocol.DEFAULT_HOST,
+        help='address to bind (default 127.0.0.1; use the robot\'s address on a trusted network, '
+        '0.0.0.0 = every interface)',
+    )
+    parser.add_argument(
+        '--port', type=int, default=protocol.DEFAULT_PORT, help='TCP port (default 18861)'
+    )
     parser.add_argument('--size', type=size_type, default=size_default, help=size_help)
-    parser.add_argument('--jpeg-quality', type=int, default=protocol.JPEG_QUALITY, help='JPEG quality 1-100')
+    parser.add_argument(
+        '--jpeg-quality', type=int, default=protocol.JPEG_QUALITY, help='JPEG quality 1-100'
+    )
     parser.add_argument('--ssl-keyfile', default='', help='enable TLS: the server key (PEM)')
-    parser.add_argument('--ssl-certfile', default='', help='enable TLS: the server certificate (PEM)')
-    parser.add_argument('--ssl-ca-certs', default='', help='with TLS: require client certificates signed by this CA')
+    parser.add_argument(
+        '--ssl-certfile', default='', help='enable TLS: the server certificate (PEM)'
+    )
+    parser.add_argument(
+        '--ssl-ca-certs', default='', help='with TLS: require client certificates signed by this CA'
+    )
     parser.add_argument('-v', '--verbose', action='store_true', help='log every connection')
 
 
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format='[%(name)s] %(levelname)s %(message)s')
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format='[%(name)s] %(levelname)s %(message)s',
+    )
     rpyc_log.setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
@@ -295,12 +343,15 @@ def authenticator_from(options: argparse.Namespace):
     if options.ssl_ca_certs and not options.ssl_keyfile:
         raise SystemExit('--ssl-ca-certs needs --ssl-keyfile and --ssl-certfile')
     if options.ssl_keyfile:
-        return protocol.ssl_authenticator(options.ssl_keyfile, options.ssl_certfile, options.ssl_ca_certs)
+        return protocol.ssl_authenticator(
+            options.ssl_keyfile, options.ssl_certfile, options.ssl_ca_certs
+        )
     return None
 
 
 def run_server(server: JetBotServer, what: str, ready: Callable[[], None] | None = None) -> int:
     """Serve until SIGINT/SIGTERM or :meth:`JetBotServer.close`; exit status 0."""
+
     def on_signal(signum, frame):
         threading.Thread(target=server.close, daemon=True).start()
 
@@ -316,8 +367,11 @@ def run_server(server: JetBotServer, what: str, ready: Callable[[], None] | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='jetbot_server', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='jetbot_server',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_server_arguments(parser)
     options = parser.parse_args(strip_ros_args(sys.argv[1:] if argv is None else list(argv)))
     configure_logging(options.verbose)
@@ -327,11 +381,21 @@ def main(argv: list[str] | None = None) -> int:
     except HardwareError as exc:
         print(f'jetbot_server: {exc}', file=sys.stderr)
         return 2
-    server = JetBotServer(hardware, options.host, options.port, authenticator=authenticator,
-                          size=options.size, quality=options.jpeg_quality)
+    server = JetBotServer(
+        hardware,
+        options.host,
+        options.port,
+        authenticator=authenticator,
+        size=options.size,
+        quality=options.jpeg_quality,
+    )
     if options.host not in ('127.0.0.1', 'localhost', '::1') and authenticator is None:
-        print(f'jetbot_server: WARNING: serving without authentication on {options.host}; '
-              'use a trusted network or --ssl-keyfile/--ssl-certfile', file=sys.stderr, flush=True)
+        print(
+            f'jetbot_server: WARNING: serving without authentication on {options.host}; '
+            'use a trusted network or --ssl-keyfile/--ssl-certfile',
+            file=sys.stderr,
+            flush=True,
+        )
     return run_server(server, 'jetbot_server')
 
 

@@ -25,8 +25,16 @@ import time
 import numpy as np
 
 from jetbot_driver import protocol
-from jetbot_driver.server import (Hardware, JetBotServer, JetBotService, add_server_arguments, authenticator_from,
-                                  configure_logging, run_server, strip_ros_args)
+from jetbot_driver.server import (
+    Hardware,
+    JetBotServer,
+    JetBotService,
+    add_server_arguments,
+    authenticator_from,
+    configure_logging,
+    run_server,
+    strip_ros_args,
+)
 from jetbot_driver.sim_world import SimConfig, SimWorld
 
 MAX_LOG = 100_000  # motor log entries kept (oldest dropped)
@@ -49,7 +57,7 @@ class SimHardware(Hardware):
             self.world.set_motors(left, right, t)
             self._log.append((t, float(left), float(right)))
             if len(self._log) > MAX_LOG:
-                del self._log[:len(self._log) - MAX_LOG]
+                del self._log[: len(self._log) - MAX_LOG]
 
     def camera_bgr(self) -> np.ndarray | None:
         with self._lock:
@@ -96,14 +104,29 @@ class SimJetBotService(JetBotService):
 class SimServer(JetBotServer):
     """A simulated JetBot served over RPyC; ``port=0`` picks a free port (see :attr:`port`)."""
 
-    def __init__(self, host: str = protocol.DEFAULT_HOST, port: int = 0, config: SimConfig | None = None,
-                 size=protocol.FRAME_SIZE, quality: int = protocol.JPEG_QUALITY, authenticator=None,
-                 die_delay: float = 0.05) -> None:
+    def __init__(
+        self,
+        host: str = protocol.DEFAULT_HOST,
+        port: int = 0,
+        config: SimConfig | None = None,
+        size=protocol.FRAME_SIZE,
+        quality: int = protocol.JPEG_QUALITY,
+        authenticator=None,
+        die_delay: float = 0.05,
+    ) -> None:
         width, height = _size_pair(size)
         config = config or SimConfig(width=width, height=height)
         self._die_delay = die_delay
-        super().__init__(SimHardware(config), host, port, service_cls=SimJetBotService, authenticator=authenticator,
-                         size=(width, height), quality=quality, die=self._die)
+        super().__init__(
+            SimHardware(config),
+            host,
+            port,
+            service_cls=SimJetBotService,
+            authenticator=authenticator,
+            size=(width, height),
+            quality=quality,
+            die=self._die,
+        )
 
     def _die(self) -> None:
         time.sleep(self._die_delay)  # let the die() reply go out
@@ -132,26 +155,48 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='jetbot_sim_server', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_server_arguments(parser, size_type=parse_size, size_default=(protocol.FRAME_SIZE, protocol.FRAME_SIZE),
-                         size_help='frame size sent: N or WxH (default 224; other sizes exercise the driver\'s resize)')
-    parser.add_argument('--fov', type=float, default=60.0, help='horizontal field of view (degrees)')
+    parser = argparse.ArgumentParser(
+        prog='jetbot_sim_server',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_server_arguments(
+        parser,
+        size_type=parse_size,
+        size_default=(protocol.FRAME_SIZE, protocol.FRAME_SIZE),
+        size_help='frame size sent: N or WxH (default 224; other sizes exercise the driver\'s resize)',
+    )
+    parser.add_argument(
+        '--fov', type=float, default=60.0, help='horizontal field of view (degrees)'
+    )
     parser.add_argument('--room-size', type=float, default=2.0, help='side of the square room (m)')
-    parser.add_argument('--max-wheel-speed', type=float, default=0.6, help='wheel speed at motor value 1 (m/s)')
+    parser.add_argument(
+        '--max-wheel-speed', type=float, default=0.6, help='wheel speed at motor value 1 (m/s)'
+    )
     parser.add_argument('--heading', type=float, default=0.0, help='start heading (degrees)')
     options = parser.parse_args(strip_ros_args(sys.argv[1:] if argv is None else list(argv)))
     configure_logging(options.verbose)
     authenticator = authenticator_from(options)
     width, height = options.size
     try:
-        config = SimConfig(width=width, height=height, fov_deg=options.fov, room_size=options.room_size,
-                           max_wheel_speed=options.max_wheel_speed,
-                           heading=float(np.radians(options.heading)))
+        config = SimConfig(
+            width=width,
+            height=height,
+            fov_deg=options.fov,
+            room_size=options.room_size,
+            max_wheel_speed=options.max_wheel_speed,
+            heading=float(np.radians(options.heading)),
+        )
     except ValueError as exc:
         parser.error(str(exc))
-    server = SimServer(options.host, options.port, config, size=(width, height), quality=options.jpeg_quality,
-                       authenticator=authenticator)
+    server = SimServer(
+        options.host,
+        options.port,
+        config,
+        size=(width, height),
+        quality=options.jpeg_quality,
+        authenticator=authenticator,
+    )
     status = run_server(server, f'jetbot_sim_server ({width}x{height} frames)')
     log = server.hardware.motor_log()
     print(f'served {server.hardware.frames_served} frames, {len(log)} motor commands', flush=True)

@@ -21,15 +21,20 @@ from dataclasses import dataclass
 import numpy as np
 
 # BGR colours of the walls at x = +half, y = +half, x = -half, y = -half
-WALL_COLOURS = np.array([[60, 60, 200], [60, 170, 60], [200, 90, 40], [40, 190, 210]], dtype=np.float32)
+WALL_COLOURS = np.array(
+    [[60, 60, 200], [60, 170, 60], [200, 90, 40], [40, 190, 210]], dtype=np.float32
+)
 # three landmark panels per wall: (start, end) along the wall as fractions, and their colours
 PANELS = ((0.12, 0.28), (0.42, 0.55), (0.70, 0.90))
-PANEL_COLOURS = np.array([
-    [[255, 255, 255], [20, 20, 20], [200, 0, 200]],
-    [[0, 0, 0], [0, 140, 255], [255, 255, 0]],
-    [[255, 255, 255], [0, 0, 160], [90, 90, 90]],
-    [[120, 0, 120], [255, 255, 255], [0, 90, 0]],
-], dtype=np.float32)
+PANEL_COLOURS = np.array(
+    [
+        [[255, 255, 255], [20, 20, 20], [200, 0, 200]],
+        [[0, 0, 0], [0, 140, 255], [255, 255, 0]],
+        [[255, 255, 255], [0, 0, 160], [90, 90, 90]],
+        [[120, 0, 120], [255, 255, 255], [0, 90, 0]],
+    ],
+    dtype=np.float32,
+)
 CEILING = np.array([70, 70, 70], dtype=np.float32)
 FLOOR_NEAR = np.array([60, 105, 140], dtype=np.float32)
 FLOOR_FAR = np.array([35, 60, 80], dtype=np.float32)
@@ -37,15 +42,15 @@ FLOOR_FAR = np.array([35, 60, 80], dtype=np.float32)
 
 @dataclass(frozen=True)
 class SimConfig:
-    width: int = 224                 # rendered image width (pixels)
-    height: int = 224                # rendered image height (pixels)
-    room_size: float = 2.0           # side of the square room (m)
-    wall_height: float = 0.5         # (m); the camera is at half of it
-    fov_deg: float = 60.0            # horizontal field of view
-    wheel_separation: float = 0.12   # (m)
-    max_wheel_speed: float = 0.6     # wheel speed at motor value 1 (m/s)
-    margin: float = 0.08             # closest approach to a wall (m)
-    x: float = 0.0                   # start pose: position (m, room centre = 0) and heading (rad)
+    width: int = 224  # rendered image width (pixels)
+    height: int = 224  # rendered image height (pixels)
+    room_size: float = 2.0  # side of the square room (m)
+    wall_height: float = 0.5  # (m); the camera is at half of it
+    fov_deg: float = 60.0  # horizontal field of view
+    wheel_separation: float = 0.12  # (m)
+    max_wheel_speed: float = 0.6  # wheel speed at motor value 1 (m/s)
+    margin: float = 0.08  # closest approach to a wall (m)
+    x: float = 0.0  # start pose: position (m, room centre = 0) and heading (rad)
     y: float = 0.0
     heading: float = 0.0
 
@@ -141,7 +146,9 @@ class SimWorld:
         dist = dists[wall, np.arange(c.width)]
         hx, hy = x + dist * dx, y + dist * dy
         # position along the wall, 0..1, walking anticlockwise round the room
-        along = np.select([wall == 0, wall == 1, wall == 2], [hy + half, half - hx, half - hy], hx + half)
+        along = np.select(
+            [wall == 0, wall == 1, wall == 2], [hy + half, half - hx, half - hy], hx + half
+        )
         along = np.clip(along / c.room_size, 0.0, 1.0)
         perp = np.maximum(dist * np.cos(self._col_angles), 1e-3)  # no fish-eye
         wall_px = self._focal * c.wall_height / perp  # wall height on screen
@@ -166,7 +173,9 @@ class SimWorld:
         panel_band = panel_rows[None, :] & (rel >= 0.3) & (rel < 0.7)
         plain = WALL_COLOURS[wall] * shade
         img = np.where((rows < centre)[:, :, None], CEILING[None, None, :], self._floor)
-        img = np.where(in_wall[:, :, None], np.where(panel_band[:, :, None], colour[None], plain[None]), img)
+        img = np.where(
+            in_wall[:, :, None], np.where(panel_band[:, :, None], colour[None], plain[None]), img
+        )
         # tile lines run through the panel-free columns
         img = np.where((in_wall & (tiles & ~panel_rows)[None, :])[:, :, None], colour[None], img)
         return np.clip(img, 0, 255).astype(np.uint8)

@@ -42,34 +42,34 @@ from jetbot_driver.protocol import FrameError
 
 @dataclass
 class Frame:
-    rgb: np.ndarray      # [S, S, 3] uint8 RGB
-    stamp_ns: int        # capture time (time of the request)
-    after_action: bool   # the fresh frame that follows an executed action
+    rgb: np.ndarray  # [S, S, 3] uint8 RGB
+    stamp_ns: int  # capture time (time of the request)
+    after_action: bool  # the fresh frame that follows an executed action
 
 
 @dataclass
 class Executed:
-    index: int           # the action's index in the action space
-    stamp_ns: int        # completion time (right after the last ramp-down command)
+    index: int  # the action's index in the action space
+    stamp_ns: int  # completion time (right after the last ramp-down command)
 
 
 @dataclass
 class Notice:
-    text: str            # a warning worth logging (watchdog stop, camera hiccup)
+    text: str  # a warning worth logging (watchdog stop, camera hiccup)
 
 
 @dataclass
 class Fatal:
-    text: str            # the worker stopped: connection lost or unexpected error
+    text: str  # the worker stopped: connection lost or unexpected error
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    camera_period: float = 0.1       # stream a frame this often while idle (0 = only after actions)
-    watchdog_timeout: float = 0.5    # stop a cmd_vel drive after this long without cmd_vel (s)
-    heartbeat_period: float = 1.0    # with no stream, check the link this often (s)
-    frame_retries: int = 3           # attempts at the post-action frame
-    post_action_delay: float = 0.0   # wait after the ramp-down before the post-action frame (s)
+    camera_period: float = 0.1  # stream a frame this often while idle (0 = only after actions)
+    watchdog_timeout: float = 0.5  # stop a cmd_vel drive after this long without cmd_vel (s)
+    heartbeat_period: float = 1.0  # with no stream, check the link this often (s)
+    frame_retries: int = 3  # attempts at the post-action frame
+    post_action_delay: float = 0.0  # wait after the ramp-down before the post-action frame (s)
 
 
 class RobotWorker:
@@ -83,8 +83,14 @@ class RobotWorker:
         notify: called (from the worker thread) after new events were queued.
     """
 
-    def __init__(self, client: JetBotClient, limits: MotionLimits = MotionLimits(), config: WorkerConfig = WorkerConfig(),
-                 now_ns: Callable[[], int] = time.time_ns, notify: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        client: JetBotClient,
+        limits: MotionLimits = MotionLimits(),
+        config: WorkerConfig = WorkerConfig(),
+        now_ns: Callable[[], int] = time.time_ns,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
         self.client = client
         self.config = config
         self._now_ns = now_ns
@@ -196,12 +202,19 @@ class RobotWorker:
                         self.controller.drive(*drive)
                     last_io = clock()
                 now = clock()
-                if self.controller.drive_target is not None and now - last_drive > cfg.watchdog_timeout:
+                if (
+                    self.controller.drive_target is not None
+                    and now - last_drive > cfg.watchdog_timeout
+                ):
                     self.controller.ramp_to_stop()
                     self.watchdog_stops += 1
                     last_io = clock()
-                    self._emit(Notice(f'watchdog: no cmd_vel for {now - last_drive:.2f} s while moving '
-                                      f'(timeout {cfg.watchdog_timeout:g} s), motors stopped'))
+                    self._emit(
+                        Notice(
+                            f'watchdog: no cmd_vel for {now - last_drive:.2f} s while moving '
+                            f'(timeout {cfg.watchdog_timeout:g} s), motors stopped'
+                        )
+                    )
                 if next_frame is not None and now >= next_frame:
                     frame = self._capture(after_action=False)
                     if frame is not None:
@@ -244,7 +257,11 @@ class RobotWorker:
             if frame is not None:
                 self._emit(frame)
             elif not self._stop.is_set():
-                self._emit(Notice(f'no camera frame after action {index} ({self.config.frame_retries} attempts)'))
+                self._emit(
+                    Notice(
+                        f'no camera frame after action {index} ({self.config.frame_retries} attempts)'
+                    )
+                )
         finally:
             with self._cond:
                 self._busy = False

@@ -8,17 +8,31 @@ import time
 
 import numpy as np
 import pytest
-
-from jetbot_driver.client import JetBotClient
-from jetbot_driver.motion import (Aborted, MotionError, MotionLimits, MotorController, ramp,
-                                  twist_to_wheels)
-from jetbot_driver.sim_server import SimServer
-from jetbot_driver.worker import Executed, Fatal, Frame, Notice, RobotWorker, WorkerConfig
 from graphtest import wait_for
 
+from jetbot_driver.client import JetBotClient
+from jetbot_driver.motion import (
+    Aborted,
+    MotionError,
+    MotionLimits,
+    MotorController,
+    ramp,
+    twist_to_wheels,
+)
+from jetbot_driver.sim_server import SimServer
+from jetbot_driver.worker import Executed, Fatal, Frame, Notice, RobotWorker, WorkerConfig
+
 SEED_TURN = (0.0, 0.12, 0.2)  # the seed's moving action: motor_left 0, motor_right 0.12, 0.2 s
-EXPECTED_TURN = [(0.0, 0.03), (0.0, 0.06), (0.0, 0.09), (0.0, 0.12),
-                 (0.0, 0.09), (0.0, 0.06), (0.0, 0.03), (0.0, 0.0)]
+EXPECTED_TURN = [
+    (0.0, 0.03),
+    (0.0, 0.06),
+    (0.0, 0.09),
+    (0.0, 0.12),
+    (0.0, 0.09),
+    (0.0, 0.06),
+    (0.0, 0.03),
+    (0.0, 0.0),
+]
 
 
 def motor_log(inspector):
@@ -36,14 +50,21 @@ def same_pairs(got, expected, tol=1e-9):
 def collect(worker, kinds, timeout=5.0):
     """Events of the worker until one of each type in ``kinds`` arrived."""
     got = []
-    wait_for(lambda: got.extend(worker.events()) or all(any(isinstance(e, k) for e in got) for k in kinds), timeout)
+    wait_for(
+        lambda: (
+            got.extend(worker.events()) or all(any(isinstance(e, k) for e in got) for k in kinds)
+        ),
+        timeout,
+    )
     return got
 
 
 def test_ramp_values():
     assert same_pairs(ramp((0.0, 0.0), (0.0, 0.12)), [(0, 0.03), (0, 0.06), (0, 0.09), (0, 0.12)])
     assert ramp((0.4, -0.4), (0.0, 0.0))[-1] == (0.0, 0.0)
-    assert same_pairs(ramp((0.2, 0.2), (0.6, 0.2)), [(0.3, 0.2), (0.4, 0.2), (0.5, 0.2), (0.6, 0.2)])
+    assert same_pairs(
+        ramp((0.2, 0.2), (0.6, 0.2)), [(0.3, 0.2), (0.4, 0.2), (0.5, 0.2), (0.6, 0.2)]
+    )
 
 
 def test_forward_action_sends_the_exact_ramp_and_holds_for_duration(client, inspector):
@@ -75,12 +96,33 @@ def test_short_durations_hold_for_zero_and_ramps_start_from_the_current_speed(cl
     controller.execute(0.6, 0.2, 0.0)  # hold max(0, 0 - 0.06) = 0
     assert time.monotonic() - start < 0.25
     values = [(l, r) for _, l, r in motor_log(inspector)]
-    assert same_pairs(values, [(0.3, 0.2), (0.4, 0.2), (0.5, 0.2), (0.6, 0.2),
-                               (0.45, 0.15), (0.3, 0.1), (0.15, 0.05), (0.0, 0.0)])
+    assert same_pairs(
+        values,
+        [
+            (0.3, 0.2),
+            (0.4, 0.2),
+            (0.5, 0.2),
+            (0.6, 0.2),
+            (0.45, 0.15),
+            (0.3, 0.1),
+            (0.15, 0.05),
+            (0.0, 0.0),
+        ],
+    )
 
 
-@pytest.mark.parametrize('action', [(math.nan, 0.1, 0.2), (0.1, math.inf, 0.2), (0.0, 0.1, -0.1),
-                                    (0.0, 0.1, 1e9), (0.0, 0.1, math.nan), (0.0, 0.1, math.inf), ('x', 0.1, 0.2)])
+@pytest.mark.parametrize(
+    'action',
+    [
+        (math.nan, 0.1, 0.2),
+        (0.1, math.inf, 0.2),
+        (0.0, 0.1, -0.1),
+        (0.0, 0.1, 1e9),
+        (0.0, 0.1, math.nan),
+        (0.0, 0.1, math.inf),
+        ('x', 0.1, 0.2),
+    ],
+)
 def test_unsafe_actions_are_refused_before_anything_moves(client, inspector, action):
     controller = MotorController(client.set_motors, MotionLimits(max_speed=1.0, max_duration=5.0))
     with pytest.raises(MotionError):
@@ -122,9 +164,12 @@ def test_abort_mid_hold_stops_the_motors_at_once(client, inspector):
 
 # ---------------------------------------------------------------------------------------------- worker
 
+
 def test_worker_executes_then_publishes_a_fresh_frame_and_refuses_while_busy(client, inspector):
     stamps = iter(range(1_000, 10**9, 1_000))
-    worker = RobotWorker(client, config=WorkerConfig(camera_period=0.0), now_ns=lambda: next(stamps)).start()
+    worker = RobotWorker(
+        client, config=WorkerConfig(camera_period=0.0), now_ns=lambda: next(stamps)
+    ).start()
     try:
         first = collect(worker, [Frame])
         assert [type(e) for e in first] == [Frame] and not first[0].after_action  # a start frame
@@ -159,7 +204,9 @@ def test_worker_streams_frames_at_the_camera_rate(client):
 
 
 def test_watchdog_stops_a_cmd_vel_drive_when_commands_stop(client, inspector, sim):
-    worker = RobotWorker(client, config=WorkerConfig(camera_period=0.0, watchdog_timeout=0.3)).start()
+    worker = RobotWorker(
+        client, config=WorkerConfig(camera_period=0.0, watchdog_timeout=0.3)
+    ).start()
     try:
         for _ in range(5):  # a teleop tool sending at 10 Hz
             assert worker.submit_drive(0.4, 0.2) is None
@@ -193,7 +240,9 @@ def test_a_lost_connection_is_one_fatal_event_and_ends_the_worker():
     server = SimServer(port=0).start_in_thread()
     client = JetBotClient.connect('127.0.0.1', server.port)
     notified = threading.Event()
-    worker = RobotWorker(client, config=WorkerConfig(camera_period=0.05), notify=notified.set).start()
+    worker = RobotWorker(
+        client, config=WorkerConfig(camera_period=0.05), notify=notified.set
+    ).start()
     try:
         assert wait_for(lambda: worker.frames_captured >= 2)
         server.close()  # the robot goes away (battery, network)
@@ -216,7 +265,10 @@ def test_frames_of_another_size_are_resized_to_the_model_size():
         assert rgb.shape == (224, 224, 3) and client.frames_resized == 1
         # RGB order: the same picture as the renderer's BGR, channels swapped
         import cv2
-        truth = cv2.resize(server.hardware.world.render()[:, :, ::-1], (224, 224), interpolation=cv2.INTER_AREA)
+
+        truth = cv2.resize(
+            server.hardware.world.render()[:, :, ::-1], (224, 224), interpolation=cv2.INTER_AREA
+        )
         assert np.abs(rgb.astype(int) - truth.astype(int)).mean() < 6
         assert np.abs(rgb.astype(int) - truth[:, :, ::-1].astype(int)).mean() > 10
         client.close()

@@ -14,8 +14,8 @@ from jetbot_driver.protocol import FrameError
 
 def test_frame_round_trip_keeps_size_and_colour_order():
     bgr = np.zeros((224, 224, 3), np.uint8)
-    bgr[:, :112] = (255, 0, 0)   # blue on the left (BGR)
-    bgr[:, 112:] = (0, 0, 255)   # red on the right
+    bgr[:, :112] = (255, 0, 0)  # blue on the left (BGR)
+    bgr[:, 112:] = (0, 0, 255)  # red on the right
     text = protocol.encode_frame(bgr)
     assert isinstance(text, str) and len(text) < 30_000
     back = protocol.decode_frame(text)
@@ -24,7 +24,9 @@ def test_frame_round_trip_keeps_size_and_colour_order():
     assert back[100, 20, 0] > 200 and back[100, 200, 2] > 200
 
 
-@pytest.mark.parametrize('bad', ['', None, 'not base64 at all!', base64.b64encode(b'no jpeg').decode(), 42])
+@pytest.mark.parametrize(
+    'bad', ['', None, 'not base64 at all!', base64.b64encode(b'no jpeg').decode(), 42]
+)
 def test_undecodable_frames_raise_frame_error(bad):
     with pytest.raises(FrameError):
         protocol.decode_frame(bad)

@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pytest
 import rpyc
+from graphtest import wait_for
 
 from jetbot_driver import protocol
 from jetbot_driver.client import ConnectionLost, JetBotClient
 from jetbot_driver.server import HardwareError, JetbotLibraryHardware, strip_ros_args
 from jetbot_driver.server import main as server_main
 from jetbot_driver.sim_server import SimServer
-from graphtest import wait_for
 
 
 def test_camera_frame_is_base64_jpeg_224_bgr_of_the_sim(sim):
@@ -77,16 +77,50 @@ def test_classic_mode_and_non_exposed_attributes_are_refused(sim):
     conn = protocol.connect('127.0.0.1', sim.port)
     try:
         assert not hasattr(conn, 'modules') and not hasattr(conn, 'eval')
-        for name in ('modules', 'eval', 'execute', 'getmodule', 'namespace', 'getconn', '_hardware', '_clients',
-                     'on_connect', 'on_disconnect', '_die', '_drove_motors'):
+        for name in (
+            'modules',
+            'eval',
+            'execute',
+            'getmodule',
+            'namespace',
+            'getconn',
+            '_hardware',
+            '_clients',
+            'on_connect',
+            'on_disconnect',
+            '_die',
+            '_drove_motors',
+        ):
             with pytest.raises(AttributeError):
                 getattr(conn.root, name)
         # ask the server directly (a netref answers some dunders locally): every way out is closed
         remote_getattr = rpyc.core.consts.HANDLE_GETATTR
-        for obj, names in ((conn.root, ('__class__', '__dict__', '__init__', '__globals__', '__subclasses__',
-                                        '__module__', '_hardware')),
-                           (conn.root.get_camera_frame, ('__globals__', '__code__', '__self__', '__func__',
-                                                         '__class__', '__closure__', '__module__'))):
+        for obj, names in (
+            (
+                conn.root,
+                (
+                    '__class__',
+                    '__dict__',
+                    '__init__',
+                    '__globals__',
+                    '__subclasses__',
+                    '__module__',
+                    '_hardware',
+                ),
+            ),
+            (
+                conn.root.get_camera_frame,
+                (
+                    '__globals__',
+                    '__code__',
+                    '__self__',
+                    '__func__',
+                    '__class__',
+                    '__closure__',
+                    '__module__',
+                ),
+            ),
+        ):
             for name in names:
                 with pytest.raises(AttributeError):
                     conn.sync_request(remote_getattr, obj, name)
@@ -125,19 +159,44 @@ def test_real_hardware_backend_needs_the_jetbot_library(capsys):
 
 
 def test_strip_ros_args():
-    assert strip_ros_args(['--port', '5', '--ros-args', '-r', '__node:=x', '--', '--size', '9']) == \
-        ['--port', '5', '--size', '9']
+    assert strip_ros_args(
+        ['--port', '5', '--ros-args', '-r', '__node:=x', '--', '--size', '9']
+    ) == ['--port', '5', '--size', '9']
     assert strip_ros_args(['--ros-args', '-p', 'a:=1']) == []
 
 
-@pytest.mark.skipif(shutil.which('openssl') is None, reason='needs the openssl command to make a certificate')
+@pytest.mark.skipif(
+    shutil.which('openssl') is None, reason='needs the openssl command to make a certificate'
+)
 def test_ssl_authenticator_encrypts_and_plain_clients_are_turned_away(tmp_path):
     key, cert = tmp_path / 'robot.key', tmp_path / 'robot.crt'
-    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', str(key), '-out', str(cert),
-                    '-days', '1', '-subj', '/CN=jetbot'], check=True, capture_output=True)
-    server = SimServer(port=0, authenticator=protocol.ssl_authenticator(str(key), str(cert))).start_in_thread()
+    subprocess.run(
+        [
+            'openssl',
+            'req',
+            '-x509',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-keyout',
+            str(key),
+            '-out',
+            str(cert),
+            '-days',
+            '1',
+            '-subj',
+            '/CN=jetbot',
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = SimServer(
+        port=0, authenticator=protocol.ssl_authenticator(str(key), str(cert))
+    ).start_in_thread()
     try:
-        client = JetBotClient.connect('127.0.0.1', server.port, ssl_ca_certs=str(cert), connect_timeout=5)
+        client = JetBotClient.connect(
+            '127.0.0.1', server.port, ssl_ca_certs=str(cert), connect_timeout=5
+        )
         assert client.get_frame().shape == (224, 224, 3)
         client.set_motors(0.2, 0.2)
         client.close()
@@ -151,12 +210,27 @@ def test_ssl_authenticator_encrypts_and_plain_clients_are_turned_away(tmp_path):
 def test_sim_server_process_serves_and_exits_cleanly_on_sigint():
     import signal
     import socket
+
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, '-m', 'jetbot_driver.sim_server', '--port', str(port), '--size', '160x120',
-                             '--ros-args', '-r', '__node:=sim'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            '-m',
+            'jetbot_driver.sim_server',
+            '--port',
+            str(port),
+            '--size',
+            '160x120',
+            '--ros-args',
+            '-r',
+            '__node:=sim',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         client = JetBotClient.connect('127.0.0.1', port, connect_timeout=20)
         assert client.get_frame_bgr().shape == (120, 160, 3)

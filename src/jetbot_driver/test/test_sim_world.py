@@ -67,6 +67,7 @@ def test_camera_view_follows_the_motion():
     shift = int(round(224 * 8 / 60))
     aligned = np.abs(a[:, :-shift].astype(int) - b[:, shift:].astype(int)).mean()
     assert aligned < np.abs(a.astype(int) - b.astype(int)).mean() / 2
+
     # driving forward makes the wall ahead bigger
     def ceiling_rows(img):
         return int((img[:, 112] == (70, 70, 70)).all(axis=1).sum())

@@ -18,9 +18,9 @@ NUM_ACTIONS = 2
 
 @dataclass(frozen=True)
 class ToroidalDotConfig:
-    size: int = 224          # image width and height in pixels
-    dot_radius: int = 5      # disc radius; r=5 paints 81 pixels
-    move_pixels: int = 27    # x displacement of action 1
+    size: int = 224  # image width and height in pixels
+    dot_radius: int = 5  # disc radius; r=5 paints 81 pixels
+    move_pixels: int = 27  # x displacement of action 1
     seed: int | None = None  # RNG seed for start/reset positions (None: OS entropy)
 
     def __post_init__(self) -> None:
@@ -29,7 +29,9 @@ class ToroidalDotConfig:
         if self.dot_radius < 0:
             raise ValueError(f'dot_radius must be >= 0, got {self.dot_radius}')
         if 2 * self.dot_radius + 1 > self.size:
-            raise ValueError(f'dot diameter {2 * self.dot_radius + 1} exceeds image size {self.size}')
+            raise ValueError(
+                f'dot diameter {2 * self.dot_radius + 1} exceeds image size {self.size}'
+            )
 
 
 def disc_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +95,14 @@ class ToroidalDotEnv:
 
 def _dot_action_space():
     from devbot.action_space import ActionSpace
-    return ActionSpace.from_dict({'channels': [{'name': 'action', 'min': 0.0, 'max': 1.0}],
-                                  'actions': [{'action': float(STAY)}, {'action': float(MOVE_RIGHT)}]},
-                                 robot_type='toroidal_dot')
+
+    return ActionSpace.from_dict(
+        {
+            'channels': [{'name': 'action', 'min': 0.0, 'max': 1.0}],
+            'actions': [{'action': float(STAY)}, {'action': float(MOVE_RIGHT)}],
+        },
+        robot_type='toroidal_dot',
+    )
 
 
 # The dot's action space as config/toroidal_dot.yaml declares it (a test keeps them equal).

@@ -51,27 +51,53 @@ from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 class ToroidalSimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('toroidal_sim', **kwargs)
-        robot_config = declare(self, 'robot_config', '', 'robot file with the action space; empty = built-in dot space')
+        robot_config = declare(
+            self, 'robot_config', '', 'robot file with the action space; empty = built-in dot space'
+        )
         size = declare(self, 'size', 224, 'image width and height (pixels)', int_range=(16, 1024))
         radius = declare(self, 'dot_radius', 5, 'disc radius (pixels)', int_range=(0, 64))
-        move = declare(self, 'move_pixels', 27, 'x displacement of action 1 (pixels)', int_range=(0, 1024))
-        seed = declare(self, 'seed', -1, 'RNG seed for start/reset positions; -1 = random', int_range=(-1, 2**31 - 1))
-        self._action_delay = declare(self, 'action_delay', 0.0,
-                                     'seconds between executing an action and publishing its frame',
-                                     float_range=(0.0, 10.0))
+        move = declare(
+            self, 'move_pixels', 27, 'x displacement of action 1 (pixels)', int_range=(0, 1024)
+        )
+        seed = declare(
+            self,
+            'seed',
+            -1,
+            'RNG seed for start/reset positions; -1 = random',
+            int_range=(-1, 2**31 - 1),
+        )
+        self._action_delay = declare(
+            self,
+            'action_delay',
+            0.0,
+            'seconds between executing an action and publishing its frame',
+            float_range=(0.0, 10.0),
+        )
         self._frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of published frames')
 
-        self.action_space = ActionSpace.from_yaml(robot_config) if robot_config else DOT_ACTION_SPACE
-        if self.action_space.channel_names != DOT_ACTION_SPACE.channel_names or \
-                self.action_space.actions != DOT_ACTION_SPACE.actions:
-            raise ValueError(f'{robot_config}: the toroidal sim executes only {DOT_ACTION_SPACE.to_dict()}')
-        self.env = ToroidalDotEnv(ToroidalDotConfig(size=size, dot_radius=radius, move_pixels=move,
-                                                    seed=None if seed < 0 else seed))
+        self.action_space = (
+            ActionSpace.from_yaml(robot_config) if robot_config else DOT_ACTION_SPACE
+        )
+        if (
+            self.action_space.channel_names != DOT_ACTION_SPACE.channel_names
+            or self.action_space.actions != DOT_ACTION_SPACE.actions
+        ):
+            raise ValueError(
+                f'{robot_config}: the toroidal sim executes only {DOT_ACTION_SPACE.to_dict()}'
+            )
+        self.env = ToroidalDotEnv(
+            ToroidalDotConfig(
+                size=size, dot_radius=radius, move_pixels=move, seed=None if seed < 0 else seed
+            )
+        )
 
         qos = topics.loop_qos()
         self._image_pub = self.create_publisher(
-            Image, topics.CAMERA_IMAGE, qos,
-            event_callbacks=PublisherEventCallbacks(matched=self._on_image_matched))
+            Image,
+            topics.CAMERA_IMAGE,
+            qos,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_image_matched),
+        )
         self._executed_pub = self.create_publisher(JointState, topics.MOTOR_EXECUTED, qos)
         self._position_pub = self.create_publisher(PointStamped, topics.DOT_POSITION, qos)
         self.create_subscription(JointState, topics.MOTOR_COMMAND, self._on_command, qos)
@@ -86,7 +112,9 @@ class ToroidalSimNode(Node):
         self.steps = 0
         self.rejected = 0
         self._publish_frame(self.env.frame())
-        self.get_logger().info(f'dot at {self.env.position}, {size}x{size}, radius {radius}, move {move}px')
+        self.get_logger().info(
+            f'dot at {self.env.position}, {size}x{size}, radius {radius}, move {move}px'
+        )
 
     # ------------------------------------------------------------------ callbacks
 
@@ -95,21 +123,28 @@ class ToroidalSimNode(Node):
             action = joint_state_to_action(self.action_space, msg)
         except ActionError as exc:
             self.rejected += 1
-            self.get_logger().error(f'rejected motor_command {list(msg.name)}={list(msg.position)}: {exc}')
+            self.get_logger().error(
+                f'rejected motor_command {list(msg.name)}={list(msg.position)}: {exc}'
+            )
             return
         if self._pending_timer is not None:
             self.rejected += 1
-            self.get_logger().error('rejected motor_command: the previous action is still being executed')
+            self.get_logger().error(
+                'rejected motor_command: the previous action is still being executed'
+            )
             return
         frame = self.env.step(action)
         self.steps += 1
         # completion time = capture time of the resulting frame: executed, position and frame
         # share one stamp, so consumers pair an action with its outcome exactly
         stamp = self.get_clock().now().to_msg()
-        self._executed_pub.publish(action_to_joint_state(self.action_space, action, stamp, self._executed))
+        self._executed_pub.publish(
+            action_to_joint_state(self.action_space, action, stamp, self._executed)
+        )
         if self._action_delay > 0.0:
-            self._pending_timer = self.create_timer(self._action_delay,
-                                                    lambda: self._publish_delayed(frame, stamp))
+            self._pending_timer = self.create_timer(
+                self._action_delay, lambda: self._publish_delayed(frame, stamp)
+            )
         else:
             self._publish_frame(frame, stamp)
 
@@ -145,7 +180,9 @@ class ToroidalSimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     with ros_process(args) as stop:
-        node = create_node(ToroidalSimNode, 'toroidal_sim_node', (ValueError,))   # a bad parameter or robot file
+        node = create_node(
+            ToroidalSimNode, 'toroidal_sim_node', (ValueError,)
+        )  # a bad parameter or robot file
         if node is None:
             return 2
         try:

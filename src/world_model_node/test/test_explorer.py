@@ -22,8 +22,13 @@ from devbot.bag.writer import KEY_ACTION_SPACE
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.action_check import DotActionCheck, JetBotActionCheck, _chi2_sf, uniformity
 from world_model_node.config import WorldModelConfig
-from world_model_node.demo import (motor_schedule, random_actions, write_demo_checkpoint, write_dot_session,
-                                   write_jetbot_session)
+from world_model_node.demo import (
+    motor_schedule,
+    random_actions,
+    write_demo_checkpoint,
+    write_dot_session,
+    write_jetbot_session,
+)
 from world_model_node.explore_cli import main as explore_main
 from world_model_node.explorer import ExplorerError, SessionExplorer
 from world_model_node.learner import OnlineLearner
@@ -33,7 +38,7 @@ from world_model_node.workbench import LiveCheckpointError
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[3]
 JETBOT = ActionSpace.from_yaml(REPO / 'config' / 'jetbot.yaml')
-DOT_ACTIONS = [[1, 1, 0, 1, 0, 0, 1, 1] * 5, [0, 0, 1] * 8]      # 40 and 24 actions
+DOT_ACTIONS = [[1, 1, 0, 1, 0, 0, 1, 1] * 5, [0, 0, 1] * 8]  # 40 and 24 actions
 JET_ACTIONS = [[1, 0, 1, 1, 0, 1], [0, 1]]
 
 
@@ -46,8 +51,12 @@ def data(tmp_path_factory):
         write_dot_session(sessions / 'toroidal_dot' / f's{k}', acts, seed=k)
     for k, acts in enumerate(JET_ACTIONS):
         write_jetbot_session(sessions / 'jetbot' / f's{k}', acts, JETBOT)
-    write_demo_checkpoint(root / 'checkpoints' / 'toroidal_dot', sessions / 'toroidal_dot' / 's0',
-                          autoencoder_steps=5, predictor_steps=3)
+    write_demo_checkpoint(
+        root / 'checkpoints' / 'toroidal_dot',
+        sessions / 'toroidal_dot' / 's0',
+        autoencoder_steps=5,
+        predictor_steps=3,
+    )
     return root
 
 
@@ -67,12 +76,21 @@ def dot_frames(k: int) -> list[np.ndarray]:
 # sessions
 # ---------------------------------------------------------------------------------------------
 
+
 def test_session_table_lists_every_robot_and_open_resolves_every_form(ex, data):
     table = ex.session_table()
     assert [(r['robot'], r['session'], r['robot type']) for r in table.records()] == [
-        ('jetbot', 's0', 'jetbot'), ('jetbot', 's1', 'jetbot'), ('toroidal_dot', 's0', 'toroidal_dot'),
-        ('toroidal_dot', 's1', 'toroidal_dot')]
-    assert table.column('executed') == [6, 2, 40, 24] and table.column('frame msgs') == [7, 3, 41, 25]
+        ('jetbot', 's0', 'jetbot'),
+        ('jetbot', 's1', 'jetbot'),
+        ('toroidal_dot', 's0', 'toroidal_dot'),
+        ('toroidal_dot', 's1', 'toroidal_dot'),
+    ]
+    assert table.column('executed') == [6, 2, 40, 24] and table.column('frame msgs') == [
+        7,
+        3,
+        41,
+        25,
+    ]
     assert set(table.column('state')) == {'ok'}
     summary = ex.open(2)
     assert isinstance(summary, Table) and ex.info.path == data / 'sessions' / 'toroidal_dot' / 's0'
@@ -96,9 +114,14 @@ def test_robot_type_and_action_space_come_from_the_bag_metadata(ex):
     assert ex.robot_type == 'jetbot' and ex.action_space == JETBOT
     assert ex.action_labels() == ['0: motor_right=0', '1: motor_right=0.12']
     ex.open('toroidal_dot/s0')
-    assert ex.action_space == DOT_ACTION_SPACE and ex.action_labels() == ['0: action=0', '1: action=1']
+    assert ex.action_space == DOT_ACTION_SPACE and ex.action_labels() == [
+        '0: action=0',
+        '1: action=1',
+    ]
     rows = dict(ex.summary().rows)
-    assert rows['frames'] == 41 and rows['transitions'] == 40 and rows['robot type'] == 'toroidal_dot'
+    assert (
+        rows['frames'] == 41 and rows['transitions'] == 40 and rows['robot type'] == 'toroidal_dot'
+    )
 
 
 def test_frames_are_the_recorded_ones_lazily_decoded_and_cached(ex):
@@ -107,10 +130,14 @@ def test_frames_are_the_recorded_ones_lazily_decoded_and_cached(ex):
     assert ex.num_frames == len(truth)
     assert np.array_equal(ex.frame(7), truth[7]) and np.array_equal(ex.frame(-1), truth[-1])
     assert np.array_equal(ex.frames(10, 20), np.stack(truth[10:20]))
-    assert np.array_equal(ex.frames(indices=[30, 2, 30]), np.stack([truth[30], truth[2], truth[30]]))
+    assert np.array_equal(
+        ex.frames(indices=[30, 2, 30]), np.stack([truth[30], truth[2], truth[30]])
+    )
     with pytest.raises(IndexError, match='41 frames'):
         ex.frame(41)
-    small = SessionExplorer(ex.sessions_root, cache_bytes=3 * truth[0].nbytes)   # evicts all the time
+    small = SessionExplorer(
+        ex.sessions_root, cache_bytes=3 * truth[0].nbytes
+    )  # evicts all the time
     small.open('toroidal_dot/s0')
     assert np.array_equal(small.frames(0, 41), np.stack(truth)) and len(small._cache) <= 3
     small.close()
@@ -137,14 +164,20 @@ def test_action_distribution_this_session_vs_all_sessions_of_the_type(ex, data):
     ex.open('toroidal_dot/s1')
     table = ex.action_distribution()
     rows = {r['action']: r for r in table.records()}
-    mine, both = np.bincount(DOT_ACTIONS[1], minlength=2), np.bincount(DOT_ACTIONS[0] + DOT_ACTIONS[1], minlength=2)
+    mine, both = (
+        np.bincount(DOT_ACTIONS[1], minlength=2),
+        np.bincount(DOT_ACTIONS[0] + DOT_ACTIONS[1], minlength=2),
+    )
     assert [rows[0]['this session'], rows[1]['this session']] == mine.tolist()
     assert [rows[0]['all 2 sessions'], rows[1]['all 2 sessions']] == both.tolist()
     assert math.isclose(rows[1]['this %'], 100 * mine[1] / mine.sum(), abs_tol=0.01)
     assert table.notes == [] and '| 0 | 0: action=0 |' in table.to_markdown()
     # a session of the same type with another action space is left out, and said so
-    space = {'robot_type': 'toroidal_dot', 'channels': [{'name': 'action', 'min': 0.0, 'max': 2.0}],
-             'actions': [{'action': 0.0}, {'action': 1.0}, {'action': 2.0}]}
+    space = {
+        'robot_type': 'toroidal_dot',
+        'channels': [{'name': 'action', 'min': 0.0, 'max': 2.0}],
+        'actions': [{'action': 0.0}, {'action': 1.0}, {'action': 2.0}],
+    }
     other = data / 'sessions_other'
     write_dot_session(other / 'toroidal_dot' / 'a', [1, 1])
     odd = other / 'toroidal_dot' / 'b'
@@ -191,6 +224,7 @@ def test_a_jetbot_session_pairs_actions_with_the_frames_that_show_them(ex):
 # the model
 # ---------------------------------------------------------------------------------------------
 
+
 def test_model_views_of_a_transition(ex, data):
     ex.open('toroidal_dot/s0')
     with pytest.raises(ExplorerError, match='load_model'):
@@ -212,7 +246,12 @@ def test_model_views_of_a_transition(ex, data):
     assert np.allclose(table.column('MSE vs recorded next'), d.errors)
     att = ex.attention_table(d).records()
     mass = sum(r['value'] for r in att if r['kind'] == 'mass')
-    assert math.isclose(mass, 1.0, abs_tol=1e-4) and {r['name'] for r in att} >= {'APA', 'ALF', 'TTAR', 'RI@16'}
+    assert math.isclose(mass, 1.0, abs_tol=1e-4) and {r['name'] for r in att} >= {
+        'APA',
+        'ALF',
+        'TTAR',
+        'RI@16',
+    }
     cf = ex.counterfactual_table(d).records()
     assert [r['action sequence'] for r in cf] == ['true actions', 'shuffled in time', 'all zero']
     assert cf[0]['prediction MSE'] == pytest.approx(float(d.errors[d.executed]), rel=1e-4)
@@ -220,11 +259,15 @@ def test_model_views_of_a_transition(ex, data):
     titles = [ax.get_title() for ax in sweep_fig.axes]
     assert sum('(recorded)' in t for t in titles) == 1 and len(titles) == 4
     att_fig = ex.attention_figure(d)
-    assert len(att_fig.axes) == 1 + 1 + 4 + 1     # map, its colour bar, 4 context frames, breakdown
+    assert len(att_fig.axes) == 1 + 1 + 4 + 1  # map, its colour bar, 4 context frames, breakdown
     recon_fig = ex.reconstruction_figure([3, 4])
     assert len(recon_fig.axes) == 4
     light = ex.sweep(10)
-    assert light.attention is None and light.counterfactual is None and np.allclose(light.errors, d.errors)
+    assert (
+        light.attention is None
+        and light.counterfactual is None
+        and np.allclose(light.errors, d.errors)
+    )
 
 
 def test_load_model_refuses_another_action_space_and_missing_checkpoints(ex, data):
@@ -232,7 +275,7 @@ def test_load_model_refuses_another_action_space_and_missing_checkpoints(ex, dat
     with pytest.raises(ExplorerError, match='another action space'):
         ex.load_model(data / 'checkpoints' / 'toroidal_dot')
     with pytest.raises(ExplorerError, match=r'fresh=True'):
-        ex.load_model()       # no jetbot checkpoint
+        ex.load_model()  # no jetbot checkpoint
     wb = ex.load_model(fresh=True, config=WorldModelConfig.tiny())
     assert wb.source is None and wb.num_actions == 2
     d = ex.analyse(0)
@@ -242,7 +285,9 @@ def test_load_model_refuses_another_action_space_and_missing_checkpoints(ex, dat
 def test_training_with_pause_and_resume_changes_only_what_it_trains(ex):
     ex.open('toroidal_dot/s0')
     ex.load_model()
-    run = ex.train_autoencoder(range(0, 20), steps=6, callback=lambda r: r.pause() if r.steps_done == 2 else None)
+    run = ex.train_autoencoder(
+        range(0, 20), steps=6, callback=lambda r: r.pause() if r.steps_done == 2 else None
+    )
     assert run.steps_done == 2 and run.paused and not run.done
     run.resume()
     assert run.steps_done == 6 and run.reason == 'steps'
@@ -250,14 +295,19 @@ def test_training_with_pause_and_resume_changes_only_what_it_trains(ex):
     ae = [r['relative change'] for r in change if r['layer'].startswith('autoencoder/')]
     pred = [r['relative change'] for r in change if r['layer'].startswith('predictor/')]
     assert max(ae) > 0 and max(pred) == 0
-    assert [r['relative change'] for r in change] == sorted((r['relative change'] for r in change), reverse=True)
+    assert [r['relative change'] for r in change] == sorted(
+        (r['relative change'] for r in change), reverse=True
+    )
     prun = ex.train_predictor(range(0, 20), steps=2)
     assert prun.steps_done == 2
     assert max(v for k, v in ex.model.weight_change().items() if k.startswith('predictor/')) > 0
     with pytest.raises(ExplorerError, match='no transition'):
         ex.train_predictor([0, 2, 4], steps=1)
     fig = ex.training_figure(run, prun)
-    assert [ax.get_title() for ax in fig.axes] == ['autoencoder: 6 steps (done: steps)', 'predictor: 2 steps (done: steps)']
+    assert [ax.get_title() for ax in fig.axes] == [
+        'autoencoder: 6 steps (done: steps)',
+        'predictor: 2 steps (done: steps)',
+    ]
     assert len(ex.weight_change_figure().axes) == 2
     ae_fig = ex.weights_figure('autoencoder')
     assert any('patch_embed' in ax.get_title() for ax in ae_fig.axes)
@@ -277,12 +327,16 @@ def test_save_never_overwrites_the_live_checkpoint_unless_asked(ex, data, tmp_pa
     assert {p.name: p.stat().st_mtime_ns for p in live.iterdir()} == before
     generation = ex.save_model(tmp_path / 'tuned')
     # the saved model is in the live format: the online learner resumes from it with these weights
-    learner = OnlineLearner(ex.model.config, DOT_ACTION_SPACE.normalized(), checkpoint_dir=tmp_path / 'tuned')
+    learner = OnlineLearner(
+        ex.model.config, DOT_ACTION_SPACE.normalized(), checkpoint_dir=tmp_path / 'tuned'
+    )
     assert learner.generation == generation
-    for (name, p), q in zip(ex.model.autoencoder.state_dict().items(), learner.autoencoder.state_dict().values()):
+    for (name, p), q in zip(
+        ex.model.autoencoder.state_dict().items(), learner.autoencoder.state_dict().values()
+    ):
         assert torch.equal(p, q), name
     with pytest.raises(LiveCheckpointError):
-        ex.save_model(tmp_path / 'tuned')            # holds a checkpoint now
+        ex.save_model(tmp_path / 'tuned')  # holds a checkpoint now
     assert ex.save_model(tmp_path / 'tuned', overwrite_live=True) > generation
 
 
@@ -290,38 +344,100 @@ def test_save_never_overwrites_the_live_checkpoint_unless_asked(ex, data, tmp_pa
 # the script twin
 # ---------------------------------------------------------------------------------------------
 
+
 def test_script_lists_and_writes_the_views(data, tmp_path, capsys):
     assert explore_main(['--root', str(data / 'sessions'), '--list']) == 0
     assert 'toroidal_dot  s1' in capsys.readouterr().out
     out = tmp_path / 'report'
-    rc = explore_main(['--root', str(data / 'sessions'), '--checkpoints', str(data / 'checkpoints'),
-                       '--session', 'toroidal_dot/s0', '--frame', '10', '--playback', '0:6', '--out', str(out),
-                       '--train-autoencoder', '0:10', '--steps', '2', '--threads', '1'])
+    rc = explore_main(
+        [
+            '--root',
+            str(data / 'sessions'),
+            '--checkpoints',
+            str(data / 'checkpoints'),
+            '--session',
+            'toroidal_dot/s0',
+            '--frame',
+            '10',
+            '--playback',
+            '0:6',
+            '--out',
+            str(out),
+            '--train-autoencoder',
+            '0:10',
+            '--steps',
+            '2',
+            '--threads',
+            '1',
+        ]
+    )
     assert rc == 0
     names = {p.name for p in out.iterdir()}
-    assert {'summary.md', 'frame.png', 'strip.png', 'actions.png', 'playback.gif', 'reconstruction.png',
-            'sweep.png', 'attention.png', 'training.png', 'weight_change.png', 'sweep_after_training.png',
-            'weights_autoencoder.png', 'weights_predictor.png'} <= names
+    assert {
+        'summary.md',
+        'frame.png',
+        'strip.png',
+        'actions.png',
+        'playback.gif',
+        'reconstruction.png',
+        'sweep.png',
+        'attention.png',
+        'training.png',
+        'weight_change.png',
+        'sweep_after_training.png',
+        'weights_autoencoder.png',
+        'weights_predictor.png',
+    } <= names
     md = (out / 'summary.md').read_text()
     assert '<-- recorded' in md and '| true actions |' in md and '![action sweep](sweep.png)' in md
     live = data / 'checkpoints' / 'toroidal_dot'
     before = {p.name: p.stat().st_mtime_ns for p in live.iterdir()}
-    rc = explore_main(['--root', str(data / 'sessions'), '--checkpoints', str(data / 'checkpoints'),
-                       '--session', '2', '--no-model', '--out', str(tmp_path / 'r2')])
+    rc = explore_main(
+        [
+            '--root',
+            str(data / 'sessions'),
+            '--checkpoints',
+            str(data / 'checkpoints'),
+            '--session',
+            '2',
+            '--no-model',
+            '--out',
+            str(tmp_path / 'r2'),
+        ]
+    )
     assert rc == 0 and not (tmp_path / 'r2' / 'sweep.png').exists()
-    rc = explore_main(['--root', str(data / 'sessions'), '--checkpoints', str(data / 'checkpoints'),
-                       '--session', 'toroidal_dot/s0', '--out', str(tmp_path / 'r3'), '--save', str(live)])
+    rc = explore_main(
+        [
+            '--root',
+            str(data / 'sessions'),
+            '--checkpoints',
+            str(data / 'checkpoints'),
+            '--session',
+            'toroidal_dot/s0',
+            '--out',
+            str(tmp_path / 'r3'),
+            '--save',
+            str(live),
+        ]
+    )
     assert rc == 1 and 'not saved' in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in live.iterdir()} == before
-    assert explore_main(['--root', str(data / 'sessions'), '--session', 'nope', '--out', str(tmp_path / 'r4')]) == 1
+    assert (
+        explore_main(
+            ['--root', str(data / 'sessions'), '--session', 'nope', '--out', str(tmp_path / 'r4')]
+        )
+        == 1
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # generated sessions, action checks, table
 # ---------------------------------------------------------------------------------------------
 
+
 def test_generated_jetbot_sessions_use_the_drivers_motor_schedule(tmp_path):
     from jetbot_driver.motion import MotorController
+
     sent = []
     controller = MotorController(lambda l, r: sent.append((time.monotonic(), l, r)))
     controller.execute(0.0, 0.12, 0.2)
@@ -365,7 +481,10 @@ def test_jetbot_action_check_over_the_simulated_server():
         assert 4 < d < 12 and turn.changed_pixels > 5000 and turn.seconds >= 0.2
         stay = check.act(0)
         # stopped motors: the pose does not change (up to float rounding of the last ramp step)
-        assert stay.pose_after == pytest.approx(stay.pose_before, abs=1e-9) and stay.changed_pixels == 0
+        assert (
+            stay.pose_after == pytest.approx(stay.pose_before, abs=1e-9)
+            and stay.changed_pixels == 0
+        )
         pose = check.reset(seed=1)
         assert pose != turn.pose_after and check.pose() == pose
         log = check.client.call_extra('get_motor_log')
@@ -375,12 +494,18 @@ def test_jetbot_action_check_over_the_simulated_server():
 
 def test_jetbot_action_check_reports_an_unreachable_robot():
     from jetbot_driver.client import ConnectionLost
+
     with pytest.raises(ConnectionLost, match='no JetBot service'):
         JetBotActionCheck('127.0.0.1', 1, action_space=JETBOT, connect_timeout=0.3)
 
 
 def test_table_renders_and_checks_its_rows():
-    t = Table(['a|b', 'value'], [['x', 0.000012345], ['y', float('nan')], ['<z>', True]], title='T', notes=['n'])
+    t = Table(
+        ['a|b', 'value'],
+        [['x', 0.000012345], ['y', float('nan')], ['<z>', True]],
+        title='T',
+        notes=['n'],
+    )
     md = t.to_markdown()
     assert '| a\\|b | value |' in md and '1.234e-05' in md and '| y | - |' in md and '- n' in md
     assert '&lt;z&gt;' in t._repr_html_() and 'yes' in t._repr_html_()

@@ -12,29 +12,38 @@ import torch
 
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.offline.dataset import (DatasetError, FrameStore, TransitionDataset, build_index,
-                                              chain_windows, split_samples)
+from world_model_node.offline.dataset import (
+    DatasetError,
+    FrameStore,
+    TransitionDataset,
+    build_index,
+    chain_windows,
+    split_samples,
+)
 from world_model_node.offline.synthetic import write_dot_session
 
 torch.set_num_threads(1)
-F_CTX = WorldModelConfig.tiny().context_frames          # 4 context frames
+F_CTX = WorldModelConfig.tiny().context_frames  # 4 context frames
 
 
 def dot_session(root: Path, name: str, actions, seed: int = 0, size: int = 32, **kw):
     """A 32x32 dot session under root/toroidal_dot/name; returns (path, frames)."""
     path = root / 'toroidal_dot' / name
-    frames = write_dot_session(path, actions, seed=seed, size=size, dot_radius=2, move_pixels=5, **kw)
+    frames = write_dot_session(
+        path, actions, seed=seed, size=size, dot_radius=2, move_pixels=5, **kw
+    )
     return path, frames
 
 
 def flip_bytes_in_first_chunk(mcap_file: Path) -> None:
     """Invert 16 bytes in the middle of the first (zstd-compressed) chunk of an MCAP file."""
     from mcap.reader import make_reader
+
     with mcap_file.open('rb') as f:
         chunk = make_reader(f).get_summary().chunk_indexes[0]
     data = bytearray(mcap_file.read_bytes())
     middle = chunk.chunk_start_offset + chunk.chunk_length // 2
-    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     mcap_file.write_bytes(bytes(data))
 
 
@@ -58,32 +67,38 @@ def test_samples_pair_frames_and_actions_like_the_online_loop(tmp_path):
     index = build_index([path], F_CTX)
     assert index.robot_type == 'toroidal_dot' and index.action_space.num_actions == 2
     w = index.sessions[0]
-    assert len(w) == len(acts) - F_CTX + 1                      # every chain of 4 transitions
+    assert len(w) == len(acts) - F_CTX + 1  # every chain of 4 transitions
     ds = TransitionDataset(index, np.arange(len(index)), img_size=32)
     for i in (0, 7, len(ds) - 1):
         item = ds[i]
-        assert item['frames'].shape == (F_CTX + 1, 3, 32, 32) and item['frames'].dtype == torch.uint8
+        assert (
+            item['frames'].shape == (F_CTX + 1, 3, 32, 32) and item['frames'].dtype == torch.uint8
+        )
         # sample i: frames i .. i+4, the action after each of the first four
         for j in range(F_CTX + 1):
             assert np.array_equal(item['frames'][j].permute(1, 2, 0).numpy(), frames[i + j])
-        assert item['actions'].tolist() == acts[i:i + F_CTX]
+        assert item['actions'].tolist() == acts[i : i + F_CTX]
         assert int(item['sample']) == i
 
 
 def test_a_lost_frame_breaks_the_chain_and_no_window_crosses_it(tmp_path):
     acts = [1, 0] * 10
-    path, frames = dot_session(tmp_path, 's0', acts, drop_frames=[9])       # the outcome of action 9 is lost
+    path, frames = dot_session(
+        tmp_path, 's0', acts, drop_frames=[9]
+    )  # the outcome of action 9 is lost
     index = build_index([path], F_CTX)
     w = index.sessions[0]
     # actions 9 and 10 would share the frame pair around the gap: both are left out (session API rule)
     assert len(w) == (8 - F_CTX + 1) + (len(acts) - 10 - F_CTX + 1)
-    stamps_ok = all(np.all(np.diff(row) == 1) for row in w.frames)         # windows are gap-free runs
+    stamps_ok = all(np.all(np.diff(row) == 1) for row in w.frames)  # windows are gap-free runs
     assert stamps_ok
 
 
 def test_heldout_split_is_deterministic_disjoint_and_order_independent(tmp_path):
     rng = np.random.default_rng(2)
-    paths = [dot_session(tmp_path, f's{i}', rng.integers(0, 2, 80).tolist(), seed=i)[0] for i in range(3)]
+    paths = [
+        dot_session(tmp_path, f's{i}', rng.integers(0, 2, 80).tolist(), seed=i)[0] for i in range(3)
+    ]
     index = build_index(paths, F_CTX)
     train, val = split_samples(index, 0.3, seed=5, block=8)
     train2, val2 = split_samples(index, 0.3, seed=5, block=8)
@@ -99,6 +114,7 @@ def test_heldout_split_is_deterministic_disjoint_and_order_independent(tmp_path)
             s, row = idx.locate(int(sid))
             out.add((idx.sessions[s].name, tuple(idx.sessions[s].frames[row])))
         return out
+
     assert frames_of(index, val) == frames_of(rev, val_rev)
     # no training window shares a frame with a held-out window of the same session
     held = {(n, f) for n, fr in frames_of(index, val) for f in fr}
@@ -112,14 +128,14 @@ def test_corrupt_empty_and_foreign_sessions_give_clear_errors(tmp_path):
     good, _ = dot_session(tmp_path, 'good', [1, 0] * 10)
     truncated, _ = dot_session(tmp_path, 'truncated', [1, 0] * 10)
     mcap = next(truncated.glob('*.mcap'))
-    mcap.write_bytes(mcap.read_bytes()[:-200])                             # a recorder killed mid-write
+    mcap.write_bytes(mcap.read_bytes()[:-200])  # a recorder killed mid-write
     with pytest.raises(DatasetError, match=r'truncated.*(not finished|reindex)'):
         build_index([good, truncated], F_CTX)
     damaged, _ = dot_session(tmp_path, 'damaged', [1, 0] * 10)
-    flip_bytes_in_first_chunk(next(damaged.glob('*.mcap')))               # a bad disk block
+    flip_bytes_in_first_chunk(next(damaged.glob('*.mcap')))  # a bad disk block
     with pytest.raises(DatasetError, match=r'damaged.*corrupt data'):
         build_index([damaged], F_CTX)
-    short, _ = dot_session(tmp_path, 'short', [1, 0])                      # 2 transitions: no 4-frame context
+    short, _ = dot_session(tmp_path, 'short', [1, 0])  # 2 transitions: no 4-frame context
     with pytest.raises(DatasetError, match=r'short: no training sample'):
         build_index([short], F_CTX)
     not_a_bag = tmp_path / 'toroidal_dot' / 'empty'
@@ -136,6 +152,7 @@ def test_corrupt_empty_and_foreign_sessions_give_clear_errors(tmp_path):
 
 def test_sessions_of_different_action_spaces_are_refused(tmp_path):
     import yaml
+
     a, _ = dot_session(tmp_path, 'a', [1, 0] * 5)
     b, _ = dot_session(tmp_path, 'b', [1, 0] * 5)
     meta = b / 'metadata.yaml'
@@ -152,15 +169,15 @@ def test_frames_are_decoded_lazily_cached_within_budget_and_resized_like_online(
     learner = OnlineLearner(WorldModelConfig.tiny(), np.array([[-1.0], [1.0]], np.float32))
     got = store.get(0, [3, 4, 5])
     for k, i in enumerate([3, 4, 5]):
-        online = learner._prepare(frames[i])[1]                            # the online learner's resize
+        online = learner._prepare(frames[i])[1]  # the online learner's resize
         assert torch.equal(got[k].permute(1, 2, 0), online)
     assert store.misses == 3 and store.cached_bytes <= 6 * 3 * 32 * 32
-    store.get(0, [4, 5, 6])                                                # 6 came with the read-ahead
+    store.get(0, [4, 5, 6])  # 6 came with the read-ahead
     assert store.misses == 3 and store.hits == 3
     for start in range(0, 20, 3):
         store.get(0, [start, start + 1])
-    assert store.cached_bytes <= 6 * 3 * 32 * 32                           # LRU keeps the budget
-    clone = pickle.loads(pickle.dumps(store))                              # what a DataLoader worker gets
+    assert store.cached_bytes <= 6 * 3 * 32 * 32  # LRU keeps the budget
+    clone = pickle.loads(pickle.dumps(store))  # what a DataLoader worker gets
     assert clone.cached_bytes == 0 and clone.misses == 0
     assert torch.equal(clone.get(0, [10])[0], store.get(0, [10])[0])
     store.close()

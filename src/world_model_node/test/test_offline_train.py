@@ -17,7 +17,13 @@ from world_model_node.learner import OnlineLearner
 from world_model_node.offline.cli import main as train_main
 from world_model_node.offline.evaluation import dot_centroids, torus_distance
 from world_model_node.offline.synthetic import write_dot_session, write_random_dot_sessions
-from world_model_node.offline.trainer import STATE_FILE, OfflineTrainer, TrainError, TrainSettings, lr_factor
+from world_model_node.offline.trainer import (
+    STATE_FILE,
+    OfflineTrainer,
+    TrainError,
+    TrainSettings,
+    lr_factor,
+)
 
 torch.set_num_threads(1)
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)
@@ -28,8 +34,16 @@ def tiny(**kw) -> WorldModelConfig:
 
 
 def sessions(root: Path, n: int = 2, steps: int = 60, seed: int = 0) -> list[Path]:
-    return write_random_dot_sessions(root / 'sessions' / 'toroidal_dot', n, steps, seed, [f's{i}' for i in range(n)],
-                                     size=32, dot_radius=2, move_pixels=5)
+    return write_random_dot_sessions(
+        root / 'sessions' / 'toroidal_dot',
+        n,
+        steps,
+        seed,
+        [f's{i}' for i in range(n)],
+        size=32,
+        dot_radius=2,
+        move_pixels=5,
+    )
 
 
 def weights(trainer: OfflineTrainer) -> dict[str, torch.Tensor]:
@@ -46,25 +60,33 @@ def test_batched_context_prediction_equals_full_sequence_forward():
     pred = learner.levels[0].predictor
     with torch.no_grad():
         for f in pred.films.values():
-            f.gamma.weight.normal_(std=0.5)                 # make the candidate action matter
+            f.gamma.weight.normal_(std=0.5)  # make the candidate action matter
         b, t, d = 3, cfg.tokens_per_frame, cfg.embed_dim
         feats = torch.randn(b, cfg.context_frames, t, d)
-        acts = learner.levels[0].actions[torch.randint(0, 2, (b, cfg.context_frames))]      # [B, F, 1]
+        acts = learner.levels[0].actions[torch.randint(0, 2, (b, cfg.context_frames))]  # [B, F, 1]
         ctx = pred.build_context(feats[:, -1], feats[:, :-1], acts[:, :-1])
         batched = pred.predict(ctx, acts[:, -1])
         full = pred(feats, acts)
         assert torch.allclose(batched.prediction, full.prediction, atol=1e-5)
         assert torch.allclose(batched.head_predictions, full.head_predictions, atol=1e-5)
         for i in range(b):
-            one = pred.predict(pred.build_context(feats[i:i + 1, -1], feats[i:i + 1, :-1], acts[i:i + 1, :-1]),
-                               acts[i, -1:])
+            one = pred.predict(
+                pred.build_context(
+                    feats[i : i + 1, -1], feats[i : i + 1, :-1], acts[i : i + 1, :-1]
+                ),
+                acts[i, -1:],
+            )
             assert torch.allclose(one.prediction[0], batched.prediction[i], atol=1e-5)
 
 
 def test_training_lowers_the_loss_and_evaluates_heldout_dot_error(tmp_path):
     paths = sessions(tmp_path, n=2, steps=60)
-    settings = TrainSettings(batch_size=8, steps=60, gate=False, save_every=0, val_fraction=0.2, val_block=16)
-    trainer = OfflineTrainer(paths, tmp_path / 'out', tiny(), settings, device='cpu', progress=False)
+    settings = TrainSettings(
+        batch_size=8, steps=60, gate=False, save_every=0, val_fraction=0.2, val_block=16
+    )
+    trainer = OfflineTrainer(
+        paths, tmp_path / 'out', tiny(), settings, device='cpu', progress=False
+    )
     before = trainer.evaluate_samples(trainer.train_ids[:32])
     result = trainer.train()
     after = trainer.evaluate_samples(trainer.train_ids[:32])
@@ -72,7 +94,10 @@ def test_training_lowers_the_loss_and_evaluates_heldout_dot_error(tmp_path):
     # still-blurry prediction stays near chance this early)
     assert after['patch_loss'] < 0.2 * before['patch_loss'], (before, after)
     assert after['latent_loss'] < 0.5 * before['latent_loss'], (before, after)
-    assert after['reconstruction_loss'] < 0.2 * before['reconstruction_loss'] and after['loss'] < before['loss']
+    assert (
+        after['reconstruction_loss'] < 0.2 * before['reconstruction_loss']
+        and after['loss'] < before['loss']
+    )
     assert not result.interrupted and result.global_step == 60 and result.samples_this_run == 480
     ev = result.eval
     assert ev['samples'] == trainer.val_ids.size > 0
@@ -85,22 +110,24 @@ def test_training_lowers_the_loss_and_evaluates_heldout_dot_error(tmp_path):
 def test_dot_centroid_and_torus_distance():
     img = np.zeros((2, 32, 32, 3), np.uint8)
     img[0, 10:13, 30:32] = 255
-    img[0, 10:13, 0:1] = 255                         # a dot split by the right border, centred at x = 31.0
-    img[1, 5:8, 4:7] = 255                          # centred at (5, 6)
+    img[0, 10:13, 0:1] = 255  # a dot split by the right border, centred at x = 31.0
+    img[1, 5:8, 4:7] = 255  # centred at (5, 6)
     c = dot_centroids(img)
     assert abs(c[0, 0] - 31.0) < 0.2 and abs(c[0, 1] - 11.0) < 0.2
     assert np.allclose(c[1], [5.0, 6.0], atol=0.2)
-    assert torus_distance(np.array([[31.0, 11.0]]), np.array([[1.0, 11.0]]), 32)[0] == pytest.approx(2.0)
+    assert torus_distance(np.array([[31.0, 11.0]]), np.array([[1.0, 11.0]]), 32)[
+        0
+    ] == pytest.approx(2.0)
     assert np.isnan(dot_centroids(np.zeros((1, 8, 8, 3)))[0]).all()
 
 
 def test_dot_centroid_ignores_a_patchy_haze_and_finds_no_dot_in_a_faint_image():
     rng = np.random.default_rng(0)
     img = np.zeros((2, 224, 224, 3))
-    img[:, 80:150:2, 40:180:3] = 30.0                # a faint patchy smear, like a decoded prediction's haze
+    img[:, 80:150:2, 40:180:3] = 30.0  # a faint patchy smear, like a decoded prediction's haze
     img += rng.uniform(0, 6, img.shape)
-    img[0, 30:39, 180:189] = 255.0                   # an 81-pixel dot centred at (184, 34), far off-centre
-    img[1, 30:39, 180:189] = 40.0                    # only a shadow of a dot: no dot drawn
+    img[0, 30:39, 180:189] = 255.0  # an 81-pixel dot centred at (184, 34), far off-centre
+    img[1, 30:39, 180:189] = 40.0  # only a shadow of a dot: no dot drawn
     c = dot_centroids(img.astype(np.uint8))
     assert np.allclose(c[0], [184.0, 34.0], atol=0.5)
     assert np.isnan(c[1]).all()
@@ -108,9 +135,15 @@ def test_dot_centroid_ignores_a_patchy_haze_and_finds_no_dot_in_a_faint_image():
 
 def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
     paths = sessions(tmp_path)
-    settings = TrainSettings(batch_size=8, steps=12, lr_schedule='cosine', warmup_steps=3, save_every=0,
-                             gate_check_interval=2)
-    cfg = tiny(reconstruction_threshold=0.03)      # the gate opens within the run
+    settings = TrainSettings(
+        batch_size=8,
+        steps=12,
+        lr_schedule='cosine',
+        warmup_steps=3,
+        save_every=0,
+        gate_check_interval=2,
+    )
+    cfg = tiny(reconstruction_threshold=0.03)  # the gate opens within the run
     trainer = OfflineTrainer(paths, tmp_path / 'out', cfg, settings, device='cpu', progress=False)
     trainer.train()
     st = trainer.state
@@ -123,7 +156,9 @@ def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
         assert torch.equal(v, mine[f'pred.{k}']), k
     assert online.step == 12 * 8 and online.autoencoder_steps == 12
     assert online.levels[0].training_steps == st.joint_steps
-    assert online.ae_optimizer.param_groups[0]['lr'] == cfg.autoencoder_lr      # base lr, not the decayed one
+    assert (
+        online.ae_optimizer.param_groups[0]['lr'] == cfg.autoencoder_lr
+    )  # base lr, not the decayed one
     assert online.levels[0].optimizer.param_groups[0]['lr'] == cfg.predictor_lr
     # the optimizer moments came along: the online learner continues, it does not restart
     assert online.ae_optimizer.state and online.levels[0].optimizer.state
@@ -133,7 +168,7 @@ def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
 
 
 def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(tmp_path):
-    cfg = tiny(reconstruction_threshold=1.0)         # the online learner acts and trains its predictor
+    cfg = tiny(reconstruction_threshold=1.0)  # the online learner acts and trains its predictor
     online_dir = tmp_path / 'online'
     online = OnlineLearner(cfg, ACTIONS, checkpoint_dir=online_dir)
     frames = write_dot_session(tmp_path / 'y', [1, 0] * 6, size=32, dot_radius=2, move_pixels=5)
@@ -146,34 +181,61 @@ def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(tm
     assert counters[2] > 0
 
     settings = TrainSettings(batch_size=8, steps=5, gate=False, save_every=0)
-    trainer = OfflineTrainer(sessions(tmp_path), tmp_path / 'out', cfg, settings, init_dir=online_dir,
-                             device='cpu', progress=False)
-    for k, v in online.autoencoder.state_dict().items():                  # starts from the online weights
+    trainer = OfflineTrainer(
+        sessions(tmp_path),
+        tmp_path / 'out',
+        cfg,
+        settings,
+        init_dir=online_dir,
+        device='cpu',
+        progress=False,
+    )
+    for k, v in online.autoencoder.state_dict().items():  # starts from the online weights
         assert torch.equal(v, trainer.autoencoder.state_dict()[k])
     trainer.train()
-    assert {p.name: p.read_bytes() for p in online_dir.iterdir()} == files   # read only
+    assert {p.name: p.read_bytes() for p in online_dir.iterdir()} == files  # read only
     back = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'out')
-    assert (back.step, back.autoencoder_steps, back.levels[0].training_steps) == \
-        (counters[0] + 40, counters[1] + 5, counters[2] + 5)
+    assert (back.step, back.autoencoder_steps, back.levels[0].training_steps) == (
+        counters[0] + 40,
+        counters[1] + 5,
+        counters[2] + 5,
+    )
     assert back.generation == online.generation + 1
     # an existing checkpoint is never the output of a new run unless asked
     with pytest.raises(TrainError, match='holds a checkpoint'):
-        OfflineTrainer(sessions(tmp_path / 'z'), online_dir, cfg, settings, device='cpu', progress=False)
+        OfflineTrainer(
+            sessions(tmp_path / 'z'), online_dir, cfg, settings, device='cpu', progress=False
+        )
 
 
 def _run(tmp_path: Path, paths, out: str, stop_after=None, resume=False):
     cfg = tiny(reconstruction_threshold=0.03)
-    settings = TrainSettings(batch_size=8, steps=16, lr_schedule='cosine', warmup_steps=4, save_every=5,
-                             gate_check_interval=2, val_fraction=0.1, val_block=8)
-    trainer = OfflineTrainer([] if resume else paths, tmp_path / out, None if resume else cfg,
-                             None if resume else settings, resume=resume, device='cpu', progress=False)
+    settings = TrainSettings(
+        batch_size=8,
+        steps=16,
+        lr_schedule='cosine',
+        warmup_steps=4,
+        save_every=5,
+        gate_check_interval=2,
+        val_fraction=0.1,
+        val_block=8,
+    )
+    trainer = OfflineTrainer(
+        [] if resume else paths,
+        tmp_path / out,
+        None if resume else cfg,
+        None if resume else settings,
+        resume=resume,
+        device='cpu',
+        progress=False,
+    )
     return trainer, trainer.train(stop_after=stop_after)
 
 
 def test_interrupted_run_continues_exactly(tmp_path):
     paths = sessions(tmp_path, n=2, steps=40)
     whole, res = _run(tmp_path, paths, 'whole')
-    assert res.global_step == 16 and whole.state.epoch >= 1                  # crosses an epoch boundary
+    assert res.global_step == 16 and whole.state.epoch >= 1  # crosses an epoch boundary
     assert whole.state.autoencoder_only_steps > 0 and whole.state.joint_steps > 0
 
     part, res1 = _run(tmp_path, paths, 'part', stop_after=7)
@@ -188,8 +250,13 @@ def test_interrupted_run_continues_exactly(tmp_path):
         assert all(torch.equal(sa[i]['exp_avg'], sb[i]['exp_avg']) for i in sa)
         assert oa.param_groups[0]['lr'] == ob.param_groups[0]['lr']
     sw, sr = whole.state, resumed.state
-    assert (sw.samples, sw.joint_steps, sw.autoencoder_only_steps, sw.epoch, sw.gate_recon) == \
-        (sr.samples, sr.joint_steps, sr.autoencoder_only_steps, sr.epoch, sr.gate_recon)
+    assert (sw.samples, sw.joint_steps, sw.autoencoder_only_steps, sw.epoch, sw.gate_recon) == (
+        sr.samples,
+        sr.joint_steps,
+        sr.autoencoder_only_steps,
+        sr.epoch,
+        sr.gate_recon,
+    )
     assert whole.state.last_eval['loss'] == pytest.approx(resumed.state.last_eval['loss'], abs=0)
 
 
@@ -198,12 +265,12 @@ def test_resume_refuses_a_checkpoint_trained_further_online(tmp_path):
     _run(tmp_path, paths, 'run', stop_after=3)
     cfg = tiny(reconstruction_threshold=0.03)
     online = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'run')
-    online.save()                                                              # the node went on from it
+    online.save()  # the node went on from it
     with pytest.raises(TrainError, match='trained further'):
         _run(tmp_path, paths, 'run', resume=True)
     with pytest.raises(TrainError, match='nothing to resume'):
         _run(tmp_path, paths, 'nowhere', resume=True)
-    with pytest.raises(TrainError, match='--resume'):                         # a new run into a run folder
+    with pytest.raises(TrainError, match='--resume'):  # a new run into a run folder
         _run(tmp_path, paths, 'run')
 
 
@@ -216,28 +283,47 @@ def test_lr_schedule_warms_up_and_decays():
 
 
 def test_bf16_autocast_step_runs_on_cpu(tmp_path):
-    settings = TrainSettings(batch_size=4, steps=2, gate=False, save_every=0, precision='bf16', val_fraction=0.0)
-    trainer = OfflineTrainer(sessions(tmp_path, n=1, steps=20), tmp_path / 'out', tiny(), settings, device='cpu',
-                             progress=False)
+    settings = TrainSettings(
+        batch_size=4, steps=2, gate=False, save_every=0, precision='bf16', val_fraction=0.0
+    )
+    trainer = OfflineTrainer(
+        sessions(tmp_path, n=1, steps=20),
+        tmp_path / 'out',
+        tiny(),
+        settings,
+        device='cpu',
+        progress=False,
+    )
     res = trainer.train()
     assert res.global_step == 2 and np.isfinite(res.train_metrics['loss'])
     with pytest.raises(TrainError, match='fp16 needs a CUDA'):
-        OfflineTrainer(sessions(tmp_path / 'b', n=1, steps=20), tmp_path / 'out2', tiny(),
-                       TrainSettings(precision='fp16'), device='cpu', progress=False)
+        OfflineTrainer(
+            sessions(tmp_path / 'b', n=1, steps=20),
+            tmp_path / 'out2',
+            tiny(),
+            TrainSettings(precision='fp16'),
+            device='cpu',
+            progress=False,
+        )
 
 
 def test_cli_help_shows_examples_and_does_not_import_torch_at_devbot_start(capsys):
     import subprocess
     import sys
-    code = ('import sys; from devbot.cli import main; from world_model_node.offline import cli; '
-            'print("torch" in sys.modules)')
+
+    code = (
+        'import sys; from devbot.cli import main; from world_model_node.offline import cli; '
+        'print("torch" in sys.modules)'
+    )
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == 'False', out.stderr
     with pytest.raises(SystemExit) as exc:
         devbot_main(['train', '--help'])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    assert 'examples:' in text and 'devbot train --robot toroidal_dot' in text and 'torchrun' in text
+    assert (
+        'examples:' in text and 'devbot train --robot toroidal_dot' in text and 'torchrun' in text
+    )
     assert '--resume' in text and '--batch-size' in text
 
 
@@ -246,20 +332,70 @@ def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
     root = str(tmp_path / 'sessions')
     out = str(tmp_path / 'ck')
     common = ['--sessions-dir', root, '--preset', 'tiny', '--batch-size', '8', '--no-progress']
-    assert train_main(['--robot', 'toroidal_dot', *common, '--steps', '6', '--stop-after', '3', '--out', out,
-                       '--set', 'reconstruction_threshold=0.03']) == 0
+    assert (
+        train_main(
+            [
+                '--robot',
+                'toroidal_dot',
+                *common,
+                '--steps',
+                '6',
+                '--stop-after',
+                '3',
+                '--out',
+                out,
+                '--set',
+                'reconstruction_threshold=0.03',
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert 'robot toroidal_dot, 2 session(s)' in text and f'devbot train --resume {out}' in text
     assert train_main(['--resume', out, '--no-progress']) == 0
     text = capsys.readouterr().out
-    assert 'resuming at step 3' in text and 'done: 6 steps, 3 in this run' in text and 'held-out:' in text
+    assert (
+        'resuming at step 3' in text
+        and 'done: 6 steps, 3 in this run' in text
+        and 'held-out:' in text
+    )
     assert CheckpointManager(out).exists()
     # --init without --preset takes the checkpoint's own model config (tiny here)
-    assert train_main(['--robot', 'toroidal_dot', '--sessions-dir', root, '--init', out, '--out',
-                       str(tmp_path / 'next'), '--steps', '2', '--batch-size', '8', '--no-progress']) == 0
+    assert (
+        train_main(
+            [
+                '--robot',
+                'toroidal_dot',
+                '--sessions-dir',
+                root,
+                '--init',
+                out,
+                '--out',
+                str(tmp_path / 'next'),
+                '--steps',
+                '2',
+                '--batch-size',
+                '8',
+                '--no-progress',
+            ]
+        )
+        == 0
+    )
     assert 'model 32px width 32' in capsys.readouterr().out
-    assert train_main(['--robot', 'toroidal_dot', '--sessions-dir', root, '--init', str(tmp_path / 'none'),
-                       '--no-progress']) == 2
+    assert (
+        train_main(
+            [
+                '--robot',
+                'toroidal_dot',
+                '--sessions-dir',
+                root,
+                '--init',
+                str(tmp_path / 'none'),
+                '--no-progress',
+            ]
+        )
+        == 2
+    )
     assert 'no checkpoint there' in capsys.readouterr().err
     # clear errors, exit status 2
     assert train_main(['--robot', 'nobody', *common]) == 2
@@ -267,7 +403,20 @@ def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
     assert train_main([*common]) == 2
     assert train_main(['--robot', 'toroidal_dot', *common, '--out', out]) == 2
     assert 'holds an offline run' in capsys.readouterr().err
-    assert train_main(['--robot', 'toroidal_dot', *common, '--batch-size', '4096', '--out', str(tmp_path / 'big')]) == 2
+    assert (
+        train_main(
+            [
+                '--robot',
+                'toroidal_dot',
+                *common,
+                '--batch-size',
+                '4096',
+                '--out',
+                str(tmp_path / 'big'),
+            ]
+        )
+        == 2
+    )
     assert 'fewer than one batch' in capsys.readouterr().err
 
 
@@ -276,14 +425,34 @@ def test_sigint_saves_and_the_run_resumes(tmp_path):
     import subprocess
     import sys
     import time
+
     sessions(tmp_path, n=1, steps=40)
     out = tmp_path / 'ck'
-    cmd = [sys.executable, '-m', 'world_model_node.offline.cli', '--robot', 'toroidal_dot', '--sessions-dir',
-           str(tmp_path / 'sessions'), '--preset', 'tiny', '--batch-size', '4', '--steps', '100000', '--save-every',
-           '0', '--no-progress', '--threads', '1', '--out', str(out)]
+    cmd = [
+        sys.executable,
+        '-m',
+        'world_model_node.offline.cli',
+        '--robot',
+        'toroidal_dot',
+        '--sessions-dir',
+        str(tmp_path / 'sessions'),
+        '--preset',
+        'tiny',
+        '--batch-size',
+        '4',
+        '--steps',
+        '100000',
+        '--save-every',
+        '0',
+        '--no-progress',
+        '--threads',
+        '1',
+        '--out',
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()                       # the start-up line: training begins
+        line = proc.stdout.readline()  # the start-up line: training begins
         assert '[train] new run' in line, line + proc.stderr.read()
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
@@ -304,7 +473,11 @@ def test_sigint_saves_and_the_run_resumes(tmp_path):
 def test_synthetic_sessions_command_writes_sessions_that_read_back(tmp_path, capsys):
     from devbot.bag import Session
     from world_model_node.offline.synthetic import main as synthetic_main
-    assert synthetic_main(['--root', str(tmp_path), '--sessions', '2', '--steps', '7', '--seed', '3']) == 0
+
+    assert (
+        synthetic_main(['--root', str(tmp_path), '--sessions', '2', '--steps', '7', '--seed', '3'])
+        == 0
+    )
     paths = sorted((tmp_path / 'toroidal_dot').iterdir())
     assert len(paths) == 2 and capsys.readouterr().out.count(': 7 transitions') == 2
     for p in paths:
@@ -317,20 +490,29 @@ def test_a_run_waiting_for_data_says_so_and_how_to_feed_it(tmp_path, capsys, mon
     once how to feed the model faster; when training dominates, it says nothing."""
     import json
     import time as _time
+
     paths = sessions(tmp_path, n=1, steps=60)
     settings = TrainSettings(batch_size=4, steps=14, gate=False, save_every=0, val_fraction=0.0)
-    slow_data = OfflineTrainer(paths, tmp_path / 'a', tiny(), settings, device='cpu', progress=False)
+    slow_data = OfflineTrainer(
+        paths, tmp_path / 'a', tiny(), settings, device='cpu', progress=False
+    )
     get = type(slow_data.train_set).__getitem__
-    monkeypatch.setattr(type(slow_data.train_set), '__getitem__', lambda ds, i: (_time.sleep(0.15), get(ds, i))[1])
+    monkeypatch.setattr(
+        type(slow_data.train_set), '__getitem__', lambda ds, i: (_time.sleep(0.15), get(ds, i))[1]
+    )
     res = slow_data.train()
     assert res.data_wait_fraction > 0.5
     out = capsys.readouterr().out
     assert out.count('waiting for data takes') == 1 and '--workers N' in out
     summary = json.loads((tmp_path / 'a' / 'offline_summary.json').read_text())
-    assert summary['this_run']['data_wait_fraction'] == pytest.approx(res.data_wait_fraction, abs=1e-3)
+    assert summary['this_run']['data_wait_fraction'] == pytest.approx(
+        res.data_wait_fraction, abs=1e-3
+    )
     monkeypatch.undo()
 
-    slow_step = OfflineTrainer(paths, tmp_path / 'b', tiny(), settings, device='cpu', progress=False)
+    slow_step = OfflineTrainer(
+        paths, tmp_path / 'b', tiny(), settings, device='cpu', progress=False
+    )
     step = slow_step.train_step
     slow_step.train_step = lambda batch: (_time.sleep(0.3), step(batch))[1]
     res = slow_step.train()

@@ -12,7 +12,9 @@ def test_report_from_a_short_real_run(tmp_path):
     cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0)  # gate open from the start
     learner = OnlineLearner(cfg, np.array([[-1.0], [1.0]], np.float32))
     env = ToroidalDotEnv(ToroidalDotConfig(seed=1))
-    report = RunReport(tmp_path / 'r', 'test run', cfg.reconstruction_threshold, cfg.prediction_threshold)
+    report = RunReport(
+        tmp_path / 'r', 'test run', cfg.reconstruction_threshold, cfg.prediction_threshold
+    )
     frame = env.frame()
     for _ in range(6):
         report.add(learner.observe(frame))
@@ -21,7 +23,9 @@ def test_report_from_a_short_real_run(tmp_path):
     summary = report.summary()
     assert summary['steps_recorded'] == 6 and summary['gate_open_at_step'] == 1
     assert summary['transitions_learned'] == 5  # every frame after the first had a fresh prediction
-    path = report.write(learner.visualization_panel(), [str(lab) for lab in learner.labels()], {'extra': 7})
+    path = report.write(
+        learner.visualization_panel(), [str(lab) for lab in learner.labels()], {'extra': 7}
+    )
     text = path.read_text()
     assert '| gate_open_at_step | 1 |' in text and '| extra | 7 |' in text and 'panels.png' in text
     rows = list(csv.DictReader(open(tmp_path / 'r' / 'metrics.csv')))

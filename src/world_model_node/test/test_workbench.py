@@ -45,8 +45,11 @@ def digest(directory: Path) -> dict[str, str]:
 def live_checkpoint(tmp_path) -> tuple[Path, OnlineLearner]:
     """A tiny learner's checkpoint after a few gate-open, trained steps."""
     directory = tmp_path / 'live'
-    learner = OnlineLearner(tiny(reconstruction_threshold=1.0, prediction_threshold=0.0), ACTIONS,
-                            checkpoint_dir=directory)
+    learner = OnlineLearner(
+        tiny(reconstruction_threshold=1.0, prediction_threshold=0.0),
+        ACTIONS,
+        checkpoint_dir=directory,
+    )
     frames, actions = dot_session(8, seed=1)
     for f, a in zip(frames, actions):
         learner.observe(f)
@@ -69,12 +72,14 @@ def test_from_checkpoint_loads_read_only(live_checkpoint):
     wb = ModelWorkbench.from_checkpoint(directory)
     assert same(state(wb.autoencoder), state(learner.autoencoder))
     assert same(state(wb.predictor), state(learner.levels[0].predictor))
-    assert wb.config.to_dict() == learner.config.to_dict() and np.array_equal(wb.action_space, ACTIONS)
+    assert wb.config.to_dict() == learner.config.to_dict() and np.array_equal(
+        wb.action_space, ACTIONS
+    )
     assert wb.learner.checkpoints is None and wb.learner.step == learner.step
     frames, actions = dot_session(12)
     wb.train_autoencoder(frames, steps=3)
     wb.train_predictor(frames, actions, steps=3)
-    assert digest(directory) == before                          # nothing written to the live directory
+    assert digest(directory) == before  # nothing written to the live directory
     with pytest.raises(CheckpointError, match='no world-model checkpoint'):
         ModelWorkbench.from_checkpoint(directory.parent / 'nothing')
 
@@ -87,9 +92,13 @@ def test_reconstruct_shapes_and_losses():
     assert losses.shape == (5,) and np.all(np.isfinite(losses)) and np.all(losses > 0)
     with torch.no_grad():
         x = wb.frames_tensor(frames[2])
-        expected = float((wb.autoencoder.decode(wb.autoencoder.encode(x)) - wb.autoencoder.patchify(x)).pow(2).mean())
+        expected = float(
+            (wb.autoencoder.decode(wb.autoencoder.encode(x)) - wb.autoencoder.patchify(x))
+            .pow(2)
+            .mean()
+        )
     assert losses[2] == pytest.approx(expected, rel=1e-5)
-    big = np.zeros((3, 64, 48, 3), np.uint8)                    # resized like the online learner
+    big = np.zeros((3, 64, 48, 3), np.uint8)  # resized like the online learner
     assert wb.reconstruct(big)[0].shape == (3, 32, 32, 3)
     with pytest.raises(ValueError, match='uint8'):
         wb.reconstruct(frames.astype(np.float32))
@@ -102,7 +111,7 @@ def test_train_autoencoder_lowers_the_loss_and_stops_at_a_threshold():
     run = wb.train_autoencoder(frames, steps=60, batch_size=8)
     assert run.done and run.reason == 'steps' and run.steps_done == 60 and len(run.losses) == 60
     assert run.evals[-1][1] < 0.7 * run.evals[0][1]
-    assert same(state(wb.predictor), pred_before)               # only the autoencoder trained
+    assert same(state(wb.predictor), pred_before)  # only the autoencoder trained
     # a threshold already met: done before any step
     again = wb.train_autoencoder(frames, threshold=run.last_eval * 2)
     assert again.done and again.reason == 'threshold' and again.steps_done == 0
@@ -121,7 +130,9 @@ def test_training_pauses_and_resumes_where_it_stopped():
     run = wb.train_autoencoder(frames, steps=10, callback=callback, eval_every=2)
     assert run.paused and not run.done and run.steps_done == 4 and len(run.losses) == 4
     run.resume()
-    assert run.done and run.steps_done == 10 and len(run.losses) == 10 and seen == list(range(1, 11))
+    assert (
+        run.done and run.steps_done == 10 and len(run.losses) == 10 and seen == list(range(1, 11))
+    )
     assert [s for s, _ in run.evals] == [0, 2, 4, 6, 8, 10]
     # chunks: run(n) takes at most n steps
     chunked = wb.train_autoencoder(frames, steps=7, run=False)
@@ -159,14 +170,16 @@ def test_analyse_and_sweep_a_window():
     t = cfg.tokens_per_frame
     d = wb.analyse(frames, actions, index=5)
     assert d.executed == int(actions[5]) and d.predictions.shape == (2, 32, 32, 3)
-    assert d.attention.shape[-1] == 4 * t + 3 + 1 + t            # 3 history frames + current, candidate, queries
+    assert (
+        d.attention.shape[-1] == 4 * t + 3 + 1 + t
+    )  # 3 history frames + current, candidate, queries
     assert d.errors.shape == (2,) and d.counterfactual is not None
-    first = wb.analyse(frames, actions, index=0)                   # no history before the first frame
+    first = wb.analyse(frames, actions, index=0)  # no history before the first frame
     assert first.attention.shape[-1] == t + 1 + t
     unknown = actions.copy()
-    unknown[3] = -1                                                # the context stops at an unknown action
+    unknown[3] = -1  # the context stops at an unknown action
     assert wb.analyse(frames, unknown, index=5).attention.shape[-1] == 2 * t + 1 + 1 + t
-    last = wb.analyse(frames, actions, index=9)                    # no next frame
+    last = wb.analyse(frames, actions, index=9)  # no next frame
     assert last.errors is None and last.counterfactual is None
     s = wb.sweep(frames, actions)
     assert s.attention is None and s.counterfactual is None and s.errors.shape == (2,)
@@ -190,17 +203,24 @@ def test_weight_change_and_weight_images():
     assert all(v == 0.0 for v in wb.weight_change().values())
     images = wb.weight_images()
     cfg = wb.config
-    assert images['autoencoder/patch_embed'].dtype == np.uint8 and images['autoencoder/patch_embed'].ndim == 3
+    assert (
+        images['autoencoder/patch_embed'].dtype == np.uint8
+        and images['autoencoder/patch_embed'].ndim == 3
+    )
     assert images['autoencoder/blocks_0/qkv'].shape == (3 * cfg.embed_dim, cfg.embed_dim, 3)
     assert images['predictor/layers_0/proj'].shape == (cfg.embed_dim, cfg.embed_dim, 3)
     assert images['predictor/films_0/gamma'].shape == (cfg.embed_dim, cfg.action_embed_dim, 3)
-    assert np.all(images['predictor/films_0/gamma'] == 255)       # zero-initialised FiLM: all white
-    assert wb.weight_images(scale=2)['predictor/layers_0/proj'].shape == (2 * cfg.embed_dim, 2 * cfg.embed_dim, 3)
+    assert np.all(images['predictor/films_0/gamma'] == 255)  # zero-initialised FiLM: all white
+    assert wb.weight_images(scale=2)['predictor/layers_0/proj'].shape == (
+        2 * cfg.embed_dim,
+        2 * cfg.embed_dim,
+        3,
+    )
 
 
 def test_save_refuses_live_checkpoints_and_the_saved_one_resumes(live_checkpoint, tmp_path):
     directory, learner = live_checkpoint
-    assert learner.save() == 2                                     # the live directory holds generation 2
+    assert learner.save() == 2  # the live directory holds generation 2
     before = digest(directory)
     wb = ModelWorkbench.from_checkpoint(directory)
     frames, actions = dot_session(12)
@@ -208,7 +228,7 @@ def test_save_refuses_live_checkpoints_and_the_saved_one_resumes(live_checkpoint
     wb.train_predictor(frames, actions, steps=5)
     with pytest.raises(LiveCheckpointError, match='loaded from'):
         wb.save(directory)
-    other = tmp_path / 'other'                                     # another robot's live checkpoint
+    other = tmp_path / 'other'  # another robot's live checkpoint
     shutil.copytree(directory, other)
     with pytest.raises(LiveCheckpointError, match='already holds a checkpoint'):
         wb.save(other)
@@ -218,10 +238,12 @@ def test_save_refuses_live_checkpoints_and_the_saved_one_resumes(live_checkpoint
     assert same(state(resumed.autoencoder), state(wb.autoencoder))
     assert same(state(resumed.levels[0].predictor), state(wb.predictor))
     assert resumed.levels[0].training_steps == wb.learner.levels[0].training_steps
-    with torch.no_grad():                                          # history features re-encoded for the new encoder
+    with torch.no_grad():  # history features re-encoded for the new encoder
         x = resumed._frame_tensor(resumed.history[-1].frame)
-        assert torch.allclose(resumed.history[-1].features, resumed.autoencoder.encode(x)[0], atol=1e-5)
-    r = resumed.observe(frames[0])                                 # and it goes on learning
+        assert torch.allclose(
+            resumed.history[-1].features, resumed.autoencoder.encode(x)[0], atol=1e-5
+        )
+    r = resumed.observe(frames[0])  # and it goes on learning
     assert r.gate_open and r.scores.shape == (2,)
     # overwrite_live=True: a fresh model (generation 0) saved over a generation-2 checkpoint must
     # become the newest generation there, or loading would pick the older files

@@ -7,9 +7,7 @@ Everything runs on tiny configs (32x32 frames, 16 patches, width 32) so the file
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,16 +18,34 @@ import torch.serialization
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointError, CheckpointManager, atomic_save, load_file
 from world_model_node.config import ConfigError, WorldModelConfig
-from world_model_node.learner import ActionLabel, OnlineLearner
 from world_model_node.diagnostics import attention_metrics
-from world_model_node.metrics import (WandbLogger, explained_variance, grad_norm_stats, interval_stats, snapshot,
-                                      update_ratio_stats)
-from world_model_node.models import (ACTION_TOKEN, FRAME_TOKEN, QUERY_TOKEN, FiLM, MaskedAutoencoderViT,
-                                     TransformerActionConditionedPredictor, apply_rope, build_predictor,
-                                     ensemble_entropy, patch_rope_angles, patchify, sincos_2d, unpatchify)
+from world_model_node.learner import ActionLabel, OnlineLearner
+from world_model_node.metrics import (
+    WandbLogger,
+    explained_variance,
+    grad_norm_stats,
+    interval_stats,
+    snapshot,
+    update_ratio_stats,
+)
+from world_model_node.models import (
+    ACTION_TOKEN,
+    FRAME_TOKEN,
+    QUERY_TOKEN,
+    FiLM,
+    MaskedAutoencoderViT,
+    TransformerActionConditionedPredictor,
+    apply_rope,
+    build_predictor,
+    ensemble_entropy,
+    patch_rope_angles,
+    patchify,
+    sincos_2d,
+    unpatchify,
+)
 
-torch.set_num_threads(1)   # the tiny models gain nothing from a second thread
-ACTIONS = np.array([[-1.0], [1.0]], np.float32)       # the dot: stay, move right
+torch.set_num_threads(1)  # the tiny models gain nothing from a second thread
+ACTIONS = np.array([[-1.0], [1.0]], np.float32)  # the dot: stay, move right
 
 
 def tiny(**kw) -> WorldModelConfig:
@@ -40,7 +56,9 @@ def dot_env(seed: int = 0, move: int = 5) -> ToroidalDotEnv:
     return ToroidalDotEnv(ToroidalDotConfig(size=32, dot_radius=2, move_pixels=move, seed=seed))
 
 
-def make_predictor(cfg: WorldModelConfig, seed: int = 0, **kw) -> TransformerActionConditionedPredictor:
+def make_predictor(
+    cfg: WorldModelConfig, seed: int = 0, **kw
+) -> TransformerActionConditionedPredictor:
     torch.manual_seed(seed)
     return build_predictor(cfg, action_dim=1, num_actions=2, **{'dropout': 0.0, **kw}).eval()
 
@@ -65,17 +83,26 @@ def run_steps(learner: OnlineLearner, env: ToroidalDotEnv, actions, frame=None):
 # config
 # ---------------------------------------------------------------------------------------------
 
+
 def test_config_seed_values_yaml_and_unknown_keys(tmp_path):
     cfg = WorldModelConfig()
     assert (cfg.reconstruction_threshold, cfg.prediction_threshold) == (0.0005, 0.0005)
     assert (cfg.pred_patch_w, cfg.pred_latent_w, cfg.pred_action_w) == (0.2, 0.8, 1.0)
     assert (cfg.mask_ratio_min, cfg.mask_ratio_max, cfg.prediction_history_size) == (0.30, 0.85, 3)
-    assert cfg.film_block_ids == (0, 2) and cfg.action_embed_dim == 64 and cfg.film_hidden_dim == 128
-    assert (cfg.log_interval, cfg.checkpoint_save_interval, cfg.max_history_size) == (100, 500, 1000)
+    assert (
+        cfg.film_block_ids == (0, 2) and cfg.action_embed_dim == 64 and cfg.film_hidden_dim == 128
+    )
+    assert (cfg.log_interval, cfg.checkpoint_save_interval, cfg.max_history_size) == (
+        100,
+        500,
+        1000,
+    )
     assert cfg.tokens_per_frame == 197 and cfg.tokens_per_step == 198
 
     path = tmp_path / 'wm.yaml'
-    path.write_text('world_model:\n  LOG_INTERVAL: 7\n  film_block_ids: [0, 1]\n  predictor_depth: 3\n')
+    path.write_text(
+        'world_model:\n  LOG_INTERVAL: 7\n  film_block_ids: [0, 1]\n  predictor_depth: 3\n'
+    )
     loaded = WorldModelConfig.from_yaml(path)
     assert loaded.log_interval == 7 and loaded.film_block_ids == (0, 1)
     assert WorldModelConfig.from_dict(loaded.to_dict()) == loaded
@@ -87,7 +114,6 @@ def test_config_seed_values_yaml_and_unknown_keys(tmp_path):
         WorldModelConfig.from_dict({'film_block_ids': [7]})
 
 
-
 @pytest.mark.parametrize('std', [0.0, 0.002, 0.02])
 def test_head_init_std_sets_how_far_the_first_predictions_are_from_the_copy(std):
     cfg = WorldModelConfig.tiny()
@@ -97,7 +123,7 @@ def test_head_init_std_sets_how_far_the_first_predictions_are_from_the_copy(std)
     feats = torch.randn(2, 2, cfg.tokens_per_frame, cfg.embed_dim)
     with torch.no_grad():
         out = pred(feats, torch.zeros(2, 2, 1))
-    delta = out.prediction - feats[:, -1]                  # the mean over heads: priors cancel
+    delta = out.prediction - feats[:, -1]  # the mean over heads: priors cancel
     # the normed trunk output has unit variance, so each feature moves by ~std * sqrt(D / E)
     expected = std * (cfg.embed_dim / cfg.ensemble_heads) ** 0.5
     assert float(delta.std()) == pytest.approx(expected, rel=0.3, abs=1e-6)
@@ -105,25 +131,42 @@ def test_head_init_std_sets_how_far_the_first_predictions_are_from_the_copy(std)
 
 def test_every_config_field_has_its_whole_comment_as_parameter_description():
     import dataclasses
+
     from world_model_node.node import config_field_descriptions
+
     descriptions = config_field_descriptions()
     assert set(descriptions) == {f.name for f in dataclasses.fields(WorldModelConfig)}
     # a trailing comment with its continuation line
-    assert descriptions['residual_decay'].endswith("(the predictive variance's residual part); 0: the last error only")
+    assert descriptions['residual_decay'].endswith(
+        "(the predictive variance's residual part); 0: the last error only"
+    )
     # a comment block above a field without a trailing comment, not the section ruler above it
     assert descriptions['gate_patience'].startswith('gate-closed iterations without a 2% better')
-    assert descriptions['prediction_threshold'] == 'train a level only when its fresh prediction MSE is above this'
+    assert (
+        descriptions['prediction_threshold']
+        == 'train a level only when its fresh prediction MSE is above this'
+    )
     assert not any('---' in d for d in descriptions.values())
+
 
 # ---------------------------------------------------------------------------------------------
 # D1: autoencoder
 # ---------------------------------------------------------------------------------------------
 
+
 def test_autoencoder_shapes_and_masking():
     cfg = tiny()
     torch.manual_seed(0)
-    ae = MaskedAutoencoderViT(cfg.img_size, cfg.patch_size, 3, cfg.embed_dim, cfg.depth, cfg.num_heads, 4.0,
-                              cfg.decoder_embed_dim)
+    ae = MaskedAutoencoderViT(
+        cfg.img_size,
+        cfg.patch_size,
+        3,
+        cfg.embed_dim,
+        cfg.depth,
+        cfg.num_heads,
+        4.0,
+        cfg.decoder_embed_dim,
+    )
     imgs = torch.rand(2, 3, 32, 32)
     n = cfg.num_patches
     assert ae.encode(imgs).shape == (2, n + 1, cfg.embed_dim)
@@ -141,7 +184,7 @@ def test_autoencoder_shapes_and_masking():
         assert torch.equal(torch.sort(kept[b, :, 0]).values, torch.sort(x[b, unmasked, 0]).values)
     loss, pred, m = ae(imgs, 0.5, torch.Generator().manual_seed(0))
     assert pred.shape == (2, n, 192) and m.shape == (2, n)
-    assert torch.allclose(loss, ((pred - patchify(imgs, 8)) ** 2).mean())     # MSE over ALL patches
+    assert torch.allclose(loss, ((pred - patchify(imgs, 8)) ** 2).mean())  # MSE over ALL patches
 
 
 def test_sincos_positions_use_integer_grid():
@@ -151,19 +194,22 @@ def test_sincos_positions_use_integer_grid():
         unit = table / table.norm(dim=1, keepdim=True)
         return (unit @ unit.T)[~torch.eye(table.shape[0], dtype=torch.bool)].mean()
 
-    pos = sincos_2d(256, 14, cls_token=False)              # full-size table, integer grid
+    pos = sincos_2d(256, 14, cls_token=False)  # full-size table, integer grid
     assert pos.shape == (196, 256)
     rows, cols = torch.meshgrid(torch.arange(14), torch.arange(14), indexing='ij')
-    normalised = torch.cat([sincos_1d(128, rows.flatten() / 13.0), sincos_1d(128, cols.flatten() / 13.0)], 1)
+    normalised = torch.cat(
+        [sincos_1d(128, rows.flatten() / 13.0), sincos_1d(128, cols.flatten() / 13.0)], 1
+    )
     # the original's [0, 1] positions make all patch positions ~99% alike; integer positions do not
     assert mean_similarity(normalised) > 0.97
     assert mean_similarity(pos) < 0.85
-    assert torch.allclose(sincos_2d(8, 2)[0], torch.zeros(8))   # CLS row
+    assert torch.allclose(sincos_2d(8, 2)[0], torch.zeros(8))  # CLS row
 
 
 # ---------------------------------------------------------------------------------------------
 # D2: predictor
 # ---------------------------------------------------------------------------------------------
+
 
 def test_film_is_identity_at_init_and_changes_once_trained():
     film = FiLM(16, 32)
@@ -188,10 +234,15 @@ def test_delta_latent_prediction_is_residual_on_last_frame():
         pred.head_weight.zero_()
         pred.head_bias.zero_()
     out = pred(feats, acts)
-    assert out.head_predictions.shape == (cfg.ensemble_heads, 2, cfg.tokens_per_frame, cfg.embed_dim)
+    assert out.head_predictions.shape == (
+        cfg.ensemble_heads,
+        2,
+        cfg.tokens_per_frame,
+        cfg.embed_dim,
+    )
     # zero trainable delta -> each head is the last frame plus its fixed action prior; the priors
     # are centred over the heads, so the mean prediction is the last frame
-    prior = pred.action_prior(acts[:, -1])                     # [E, B, D]
+    prior = pred.action_prior(acts[:, -1])  # [E, B, D]
     assert torch.allclose(out.head_predictions, feats[:, -1][None] + prior[:, :, None], atol=1e-6)
     assert torch.allclose(out.prediction, feats[:, -1], atol=1e-6)
     assert prior.abs().max() > 1e-3
@@ -207,12 +258,12 @@ def test_cached_context_matches_full_sequence_and_batches_candidates(patch_rope)
     cfg = tiny(patch_rope=patch_rope)
     pred = make_predictor(cfg, seed=1)
     with torch.no_grad():
-        for f in pred.films.values():                           # make FiLM matter
+        for f in pred.films.values():  # make FiLM matter
             f.gamma.weight.normal_(std=0.5)
     feats, hist_acts = torch.randn(1, 4, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 3, 1)
     cands = torch.tensor([[-1.0], [1.0], [0.3]])
     ctx = pred.build_context(feats[:, -1], feats[:, :-1], hist_acts)
-    assert ctx.length == 4 * cfg.tokens_per_frame + 3           # 4 frames, 3 history action tokens
+    assert ctx.length == 4 * cfg.tokens_per_frame + 3  # 4 frames, 3 history action tokens
     batched = pred.predict(ctx, cands)
     for i in range(3):
         full = pred(feats, torch.cat([hist_acts, cands[i].view(1, 1, 1)], dim=1))
@@ -226,23 +277,27 @@ def test_patch_rope_makes_attention_depend_on_relative_patch_offsets():
     head_dim = cfg.embed_dim // cfg.predictor_heads
     angles = patch_rope_angles(cfg.tokens_per_frame, head_dim)
     assert angles.shape == (cfg.tokens_per_frame + 1, head_dim // 2)
-    assert angles[0].abs().max() == 0 and angles[-1].abs().max() == 0     # CLS and action slots: no rotation
+    assert (
+        angles[0].abs().max() == 0 and angles[-1].abs().max() == 0
+    )  # CLS and action slots: no rotation
     cos, sin = angles.cos(), angles.sin()
     q, k = torch.randn(head_dim), torch.randn(head_dim)
 
     def logit(qp: tuple[int, int], kp: tuple[int, int]) -> float:
-        i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]         # token slots of those patches
+        i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]  # token slots of those patches
         return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
 
     # the same offset (one row down, two columns left) anywhere on the grid: the same logit
     same = [logit((r, c), (r + 1, c - 2)) for r, c in [(0, 2), (1, 3), (2, 2)]]
     assert max(same) - min(same) < 1e-4
-    assert abs(logit((0, 2), (1, 0)) - logit((0, 2), (1, 1))) > 1e-3      # another offset: another logit
+    assert (
+        abs(logit((0, 2), (1, 0)) - logit((0, 2), (1, 1))) > 1e-3
+    )  # another offset: another logit
     # a predictor with patch RoPE is another function of the same weights
     plain = make_predictor(cfg.replace(patch_rope=False), seed=3)
     rope = make_predictor(cfg.replace(patch_rope=True), seed=3)
     with torch.no_grad():
-        for layer in plain.layers:                  # sharp attention (at init it is ~uniform)
+        for layer in plain.layers:  # sharp attention (at init it is ~uniform)
             layer.qkv.weight.normal_(std=0.5)
     rope.load_state_dict(plain.state_dict())
     feats, acts = torch.randn(1, 2, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 2, 1)
@@ -257,8 +312,10 @@ def test_attention_maps_returned_on_request():
     out = pred(feats, acts, return_attn=True)
     length = 2 * cfg.tokens_per_step + cfg.tokens_per_frame
     assert out.attention.shape == (1, cfg.predictor_heads, length, length)
-    assert torch.allclose(out.attention.sum(-1), torch.ones(1, cfg.predictor_heads, length), atol=1e-5)
-    assert out.attention[0, :, 0, 1:].abs().max() == 0          # causal
+    assert torch.allclose(
+        out.attention.sum(-1), torch.ones(1, cfg.predictor_heads, length), atol=1e-5
+    )
+    assert out.attention[0, :, 0, 1:].abs().max() == 0  # causal
     assert pred(feats, acts).attention is None
     t = cfg.tokens_per_frame
     types = torch.tensor(([FRAME_TOKEN] * t + [ACTION_TOKEN]) * 2 + [QUERY_TOKEN] * t)
@@ -277,10 +334,14 @@ def test_loss_weighting():
     target = torch.randn(1, cfg.tokens_per_frame, cfg.embed_dim)
     a = torch.tensor([1])
     parts = pred.forward_loss(out, pp, last, nxt, target, tp, a, (0.2, 0.8, 1.0))
-    assert torch.allclose(parts['total'], 0.2 * parts['patch'] + 0.8 * parts['latent']
-                          + 1.0 * (parts['action'] + parts['classifier']))
+    assert torch.allclose(
+        parts['total'],
+        0.2 * parts['patch']
+        + 0.8 * parts['latent']
+        + 1.0 * (parts['action'] + parts['classifier']),
+    )
     assert torch.allclose(parts['patch'], ((pp - tp) ** 2).mean())
-    heads = out.head_predictions[:, :, 1:]                       # latent loss: every head, CLS excluded
+    heads = out.head_predictions[:, :, 1:]  # latent loss: every head, CLS excluded
     assert torch.allclose(parts['latent'], ((heads - target[None, :, 1:]) ** 2).mean())
     assert torch.allclose(parts['action'], F.cross_entropy(pred.classify_action(pp, last), a))
     assert torch.allclose(parts['classifier'], F.cross_entropy(pred.classify_action(nxt, last), a))
@@ -297,15 +358,22 @@ def test_action_classifier_learns_from_real_changes_and_only_judges_predictions(
     pp = torch.rand(1, cfg.num_patches, 192, requires_grad=True)
     last, nxt = torch.rand(1, cfg.num_patches, 192), torch.rand(1, cfg.num_patches, 192)
     out = pred(torch.randn(1, 1, cfg.tokens_per_frame, cfg.embed_dim), torch.ones(1, 1, 1))
-    target, tp = torch.randn(1, cfg.tokens_per_frame, cfg.embed_dim), torch.rand(1, cfg.num_patches, 192)
+    target, tp = (
+        torch.randn(1, cfg.tokens_per_frame, cfg.embed_dim),
+        torch.rand(1, cfg.num_patches, 192),
+    )
     parts = pred.forward_loss(out, pp, last, nxt, target, tp, torch.tensor([1]))
 
     verdict_grads = torch.autograd.grad(parts['action'], [pp] + classifier, allow_unused=True)
-    assert verdict_grads[0] is not None and float(verdict_grads[0].abs().sum()) > 0   # judges the prediction
-    assert all(g is None for g in verdict_grads[1:])                                # ... and learns nothing
+    assert (
+        verdict_grads[0] is not None and float(verdict_grads[0].abs().sum()) > 0
+    )  # judges the prediction
+    assert all(g is None for g in verdict_grads[1:])  # ... and learns nothing
     real_grads = torch.autograd.grad(parts['classifier'], [pp] + classifier, allow_unused=True)
-    assert real_grads[0] is None                                                    # the prediction is not in it
-    assert all(g is not None and float(g.abs().sum()) > 0 for g in real_grads[1:])  # the classifier learns
+    assert real_grads[0] is None  # the prediction is not in it
+    assert all(
+        g is not None and float(g.abs().sum()) > 0 for g in real_grads[1:]
+    )  # the classifier learns
 
     # action_grad_scale scales only the gradient that reaches the prediction, not the loss
     pred = make_predictor(tiny(action_grad_scale=0.25))
@@ -319,6 +387,7 @@ def test_action_classifier_learns_from_real_changes_and_only_judges_predictions(
 # ---------------------------------------------------------------------------------------------
 # D3: online learner
 # ---------------------------------------------------------------------------------------------
+
 
 def test_gate_closed_trains_autoencoder_and_publishes_no_scores():
     learner = OnlineLearner(tiny(reconstruction_threshold=0.0), ACTIONS)
@@ -340,7 +409,10 @@ def test_gate_opens_after_gate_patience_iterations_without_improvement():
     learner = OnlineLearner(cfg, ACTIONS, autoencoder_lr=1e-12)
     env = dot_env()
     # never before the gate has first opened (a plateau from scratch is no deadlock)
-    assert not any(r.gate_open for r in [learner.observe(env.frame())] + [learner.train_gate() for _ in range(10)])
+    assert not any(
+        r.gate_open
+        for r in [learner.observe(env.frame())] + [learner.train_gate() for _ in range(10)]
+    )
     learner.config.reconstruction_threshold = 1.0
     assert learner.train_gate().gate_open
     learner.config.reconstruction_threshold = 0.0
@@ -350,9 +422,13 @@ def test_gate_opens_after_gate_patience_iterations_without_improvement():
     assert results[-1].gate_released and results[-1].scores.shape == (2,)
     assert learner.gate_releases == 1 and results[-1].consecutive_autoencoder_iterations == 5
     learner.record_action(1)
-    nxt = learner.observe(env.step(1))                  # a new streak starts on the next frame
-    assert not nxt.gate_open and not nxt.gate_released and nxt.consecutive_autoencoder_iterations == 1
-    never = OnlineLearner(tiny(reconstruction_threshold=1.0, gate_patience=0), ACTIONS, autoencoder_lr=1e-12)
+    nxt = learner.observe(env.step(1))  # a new streak starts on the next frame
+    assert (
+        not nxt.gate_open and not nxt.gate_released and nxt.consecutive_autoencoder_iterations == 1
+    )
+    never = OnlineLearner(
+        tiny(reconstruction_threshold=1.0, gate_patience=0), ACTIONS, autoencoder_lr=1e-12
+    )
     never.observe(env.frame())
     never.config.reconstruction_threshold = 0.0
     never.record_action(0)
@@ -366,7 +442,7 @@ def test_observe_resizes_and_validates_frames():
     frame[10:20, 10:20] = 255
     r = learner.observe(frame)
     assert r.gate_open and learner.current_frame().shape == (32, 32, 3)
-    assert learner.current_frame().max() > 100                   # the white square survived the resize
+    assert learner.current_frame().max() > 100  # the white square survived the resize
     with pytest.raises(ValueError, match='uint8'):
         learner.observe(np.zeros((32, 32, 3), np.float32))
     with pytest.raises(ValueError, match='action_index'):
@@ -381,18 +457,24 @@ def test_scoring_context_ends_with_current_frame_and_candidate_token():
     r = learner.observe(frame)
     assert r.gate_open
     lvl = learner.levels[0]
-    assert any(float(f.gamma.weight.detach().abs().max()) > 0 for f in lvl.predictor.films.values())  # FiLM trained
+    assert any(
+        float(f.gamma.weight.detach().abs().max()) > 0 for f in lvl.predictor.films.values()
+    )  # FiLM trained
     ctx = learner._pending.ctx
     t = cfg.tokens_per_frame
-    assert ctx.length == 4 * t + 3                               # 3 history frames + actions, then the current frame
-    assert torch.equal(ctx.last_frame[0], learner.history[-1].features)   # ... which is the frame just observed
+    assert ctx.length == 4 * t + 3  # 3 history frames + actions, then the current frame
+    assert torch.equal(
+        ctx.last_frame[0], learner.history[-1].features
+    )  # ... which is the frame just observed
     with torch.no_grad():
         base = lvl.predictor.predict(ctx, lvl.actions).prediction
         # changing only the candidate action changes the prediction
         assert (base[0] - base[1]).abs().max() > 1e-3
         # changing only the current frame changes the prediction (the original dropped it)
         hist = list(learner.history)
-        other = learner.autoencoder.encode(learner._frame_tensor(torch.from_numpy(dot_env(seed=9).frame())))
+        other = learner.autoencoder.encode(
+            learner._frame_tensor(torch.from_numpy(dot_env(seed=9).frame()))
+        )
         hist_f = torch.stack([e.features for e in hist[-4:-1]])[None]
         hist_a = torch.stack([lvl.actions[e.action] for e in hist[-4:-1]])[None]
         ctx2 = lvl.predictor.build_context(other, hist_f, hist_a)
@@ -404,7 +486,13 @@ def test_scoring_context_ends_with_current_frame_and_candidate_token():
     assert learner.visualization_panel().shape[0] == 32
     maps = learner.attention_maps()
     assert maps['attention'].shape == (2, cfg.predictor_heads, 1 + t, 4 * t + 3 + 1 + t)
-    assert set(maps['metrics']) >= {'attn/APA', 'attn/ALF', 'attn/TTAR', 'attn/RI@16', 'attn/entropy'}
+    assert set(maps['metrics']) >= {
+        'attn/APA',
+        'attn/ALF',
+        'attn/TTAR',
+        'attn/RI@16',
+        'attn/entropy',
+    }
 
 
 def test_autoencoder_gets_exactly_one_update_per_step_and_is_not_in_predictor():
@@ -413,48 +501,64 @@ def test_autoencoder_gets_exactly_one_update_per_step_and_is_not_in_predictor():
     ae_ids = {id(p) for p in learner.autoencoder.parameters()}
     pred = learner.levels[0].predictor
     assert not ae_ids & {id(p) for p in pred.parameters()}
-    assert not ae_ids & {id(p) for g in learner.levels[0].optimizer.param_groups for p in g['params']}
-    assert not any(k.startswith(('autoencoder', 'encoder', 'decoder', 'blocks')) for k in pred.state_dict())
+    assert not ae_ids & {
+        id(p) for g in learner.levels[0].optimizer.param_groups for p in g['params']
+    }
+    assert not any(
+        k.startswith(('autoencoder', 'encoder', 'decoder', 'blocks')) for k in pred.state_dict()
+    )
     calls = []
     orig = learner.ae_optimizer.step
     learner.ae_optimizer.step = lambda *a, **k: (calls.append(learner.step), orig(*a, **k))[1]
     env = dot_env()
     results, _ = run_steps(learner, env, [1, 0, 1, 1, 0, 1])
     trained = [r.step for r in results if 0 in r.trained_levels]
-    assert len(trained) == 5                                      # every step after the first trains level 0
-    assert calls == trained                                       # one autoencoder step per training step
+    assert len(trained) == 5  # every step after the first trains level 0
+    assert calls == trained  # one autoencoder step per training step
     steps = {int(s['step']) for s in learner.ae_optimizer.state.values()}
-    assert steps == {5}                                           # every AE parameter updated exactly 5 times
+    assert steps == {5}  # every AE parameter updated exactly 5 times
 
 
 @pytest.mark.parametrize('recon_weight', [0.0, 1.0])
 def test_prediction_losses_train_the_encoder_but_not_the_decoder(recon_weight):
     # the decoder learns from reconstruction only (trained on predicted latents and the action
     # classifier's loss it pushed the reconstruction over the gate after most predictor steps)
-    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, joint_reconstruction_weight=recon_weight)
+    cfg = tiny(
+        reconstruction_threshold=1.0,
+        prediction_threshold=0.0,
+        joint_reconstruction_weight=recon_weight,
+    )
     learner = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), ACTIONS)
     env = dot_env()
     learner.observe(env.frame())
-    learner.train_gate()                      # gate-closed steps: the decoder has Adam moments now, which
-    learner.config = cfg                      # would move it on a zero gradient
+    learner.train_gate()  # gate-closed steps: the decoder has Adam moments now, which
+    learner.config = cfg  # would move it on a zero gradient
     run_steps(learner, env, [1, 0])
     before = {k: v.detach().clone() for k, v in learner.autoencoder.named_parameters()}
     results, _ = run_steps(learner, env, [1])
     assert 0 in results[0].trained_levels
-    changed = {k for k, v in learner.autoencoder.named_parameters() if not torch.equal(v, before[k])}
+    changed = {
+        k for k, v in learner.autoencoder.named_parameters() if not torch.equal(v, before[k])
+    }
     decoder = {k for k in before if k.startswith('decoder.')}
     assert changed - decoder, 'the prediction losses reach the encoder'
-    assert bool(changed & decoder) == bool(recon_weight), 'the decoder changes through the reconstruction term only'
+    assert bool(changed & decoder) == bool(recon_weight), (
+        'the decoder changes through the reconstruction term only'
+    )
 
 
 def test_history_is_bounded():
-    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=1.0, max_history_size=12, max_levels=1)
+    cfg = tiny(
+        reconstruction_threshold=1.0, prediction_threshold=1.0, max_history_size=12, max_levels=1
+    )
     learner = OnlineLearner(cfg, ACTIONS)
     run_steps(learner, dot_env(), [1] * 20)
     assert len(learner.history) == 12 and learner.history[-1].step == 20
 
 
-@pytest.mark.parametrize('prediction_threshold', [0.0, 1.0])   # trained every step / always "accurate"
+@pytest.mark.parametrize(
+    'prediction_threshold', [0.0, 1.0]
+)  # trained every step / always "accurate"
 def test_uncertainty_of_seen_transition_lower_than_unseen(prediction_threshold):
     cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=prediction_threshold)
     learner = OnlineLearner(cfg, ACTIONS)
@@ -462,7 +566,7 @@ def test_uncertainty_of_seen_transition_lower_than_unseen(prediction_threshold):
     frame = env.frame()
     first = learner.observe(frame)
     gap0 = first.scores[1] - first.scores[0]
-    for _ in range(120):                                          # "stay" at the same place, again and again
+    for _ in range(120):  # "stay" at the same place, again and again
         learner.record_action(0)
         r = learner.observe(env.step(0))
     seen, unseen = r.level_scores(0)[0]
@@ -481,7 +585,7 @@ def _unpredictable_run(residual_decay: float) -> np.ndarray:
         a = i % 2
         learner.record_action(a)
         r = learner.observe(rng.integers(0, 256, still.shape, dtype=np.uint8) if a else still)
-        if a:                                   # come back to the still frame before the next pair
+        if a:  # come back to the still frame before the next pair
             learner.record_action(0)
             r = learner.observe(still)
     return r.level_scores(0)[0]
@@ -499,23 +603,32 @@ def test_uncertainty_stays_high_for_an_action_the_model_keeps_getting_wrong():
 
 
 def test_new_hierarchy_level_appears_when_level_below_is_accurate():
-    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=1.0, level_creation_steps=4, max_levels=2)
+    cfg = tiny(
+        reconstruction_threshold=1.0, prediction_threshold=1.0, level_creation_steps=4, max_levels=2
+    )
     learner = OnlineLearner(cfg, ACTIONS)
     results, frame = run_steps(learner, dot_env(), [1, 0, 1, 1, 0, 1, 1, 0, 0, 1])
     created = [r for r in results if r.new_level is not None]
     assert len(created) == 1 and created[0].new_level == 1
-    assert created[0].step == 5                 # 4 accurate fresh level-0 predictions (steps 2..5)
+    assert created[0].step == 5  # 4 accurate fresh level-0 predictions (steps 2..5)
     r = learner.observe(frame)
     scores1, labels1 = r.level_scores(1)
-    assert r.scores.shape == (2 + 4,) and [lab.primitives for lab in labels1] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert 1 in r.prediction_errors                              # level 1 checks its fresh prediction
-    learner.config.prediction_threshold = 0.0                    # now every level is "inaccurate": both train
+    assert r.scores.shape == (2 + 4,) and [lab.primitives for lab in labels1] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
+    assert 1 in r.prediction_errors  # level 1 checks its fresh prediction
+    learner.config.prediction_threshold = 0.0  # now every level is "inaccurate": both train
     learner.record_action(1)
     r = learner.observe(dot_env(seed=5).frame())
     assert sorted(r.trained_levels) == [0, 1]
     # no level while the level below is not accurate
-    strict = OnlineLearner(tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, level_creation_steps=4),
-                           ACTIONS)
+    strict = OnlineLearner(
+        tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, level_creation_steps=4),
+        ACTIONS,
+    )
     run_steps(strict, dot_env(), [1, 0] * 5)
     assert strict.num_levels == 1
 
@@ -528,7 +641,7 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
     env = dot_env(seed=1, move=16)
     x0 = learner._frame_tensor(torch.from_numpy(env.frame()))
     x1 = learner._frame_tensor(torch.from_numpy(env.step(1)))
-    for i in range(300):                                          # masked autoencoder steps on both frames
+    for i in range(300):  # masked autoencoder steps on both frames
         learner._autoencoder_step(x0 if i % 2 else x1)
     ae, lvl = learner.autoencoder, learner.levels[0]
     with torch.no_grad():
@@ -537,9 +650,11 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
     history = []
     for _ in range(150):
         ctx = lvl.predictor.build_context(z0)
-        out = lvl.predictor.predict(ctx, lvl.actions[1:2])        # candidate: move
+        out = lvl.predictor.predict(ctx, lvl.actions[1:2])  # candidate: move
         pp = ae.decode(out.prediction)
-        parts = lvl.predictor.forward_loss(out, pp, r0, r1, z1, p1, torch.tensor([1]), learner._weights())
+        parts = lvl.predictor.forward_loss(
+            out, pp, r0, r1, z1, p1, torch.tensor([1]), learner._weights()
+        )
         lvl.optimizer.zero_grad()
         parts['total'].backward()
         lvl.optimizer.step()
@@ -547,13 +662,14 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
     first, last = history[0], history[-1]
     assert first['total'] > 10 * last['total']
     assert first['latent'] > 10 * last['latent']
-    copy_error = float(((r0 - p1) ** 2).mean())                  # predicting "nothing moves"
+    copy_error = float(((r0 - p1) ** 2).mean())  # predicting "nothing moves"
     assert last['patch'] < 0.5 * copy_error and last['patch'] < 0.5 * first['patch']
 
 
 # ---------------------------------------------------------------------------------------------
 # D4: checkpoints
 # ---------------------------------------------------------------------------------------------
+
 
 def _all_state(learner: OnlineLearner) -> dict[str, torch.Tensor]:
     out = {f'ae.{k}': v for k, v in learner.autoencoder.state_dict().items()}
@@ -582,7 +698,9 @@ def test_checkpoint_round_trip_resumes_bit_exactly(tmp_path):
     for act in [0, 1, 1, 0, 1]:
         ra, rb = a.observe(frame), b.observe(frame)
         assert ra.reconstruction_loss == rb.reconstruction_loss and ra.gate_open == rb.gate_open
-        assert ra.prediction_errors == rb.prediction_errors and ra.trained_levels == rb.trained_levels
+        assert (
+            ra.prediction_errors == rb.prediction_errors and ra.trained_levels == rb.trained_levels
+        )
         if ra.scores is not None:
             assert np.array_equal(ra.scores, rb.scores)
         a.record_action(act)
@@ -590,7 +708,9 @@ def test_checkpoint_round_trip_resumes_bit_exactly(tmp_path):
         frame = env.step(act)
     assert any(0 in x.trained_levels for x in [ra]) or a.levels[0].training_steps > 0
     sa, sb = _all_state(a), _all_state(b)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa), [k for k in sa if not torch.equal(sa[k], sb[k])][:5]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), [
+        k for k in sa if not torch.equal(sa[k], sb[k])
+    ][:5]
     assert torch.equal(a.generator.get_state(), b.generator.get_state())
 
 
@@ -605,9 +725,9 @@ def test_a_checkpoint_from_before_patch_rope_loads_as_the_model_it_holds(tmp_pat
     del state['config']['patch_rope']
     atomic_save(state, path)
     assert WorldModelConfig.from_checkpoint(state['config']).patch_rope is False
-    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)                 # the model it holds: loads
+    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)  # the model it holds: loads
     assert b.step == a.step
-    with pytest.raises(CheckpointError, match='patch_rope=False'):           # another model: refused
+    with pytest.raises(CheckpointError, match='patch_rope=False'):  # another model: refused
         OnlineLearner(cfg.replace(patch_rope=True), ACTIONS, checkpoint_dir=tmp_path)
 
 
@@ -638,7 +758,7 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     a.save()
     path = tmp_path / 'autoencoder.pth'
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r'autoencoder\.pth.*truncated or corrupted'):
         load_file(path)
     # no intact copy anywhere (only one generation was saved): a clear error naming the file
@@ -655,18 +775,21 @@ def test_checkpoint_written_from_cuda_tensors_loads_on_cpu(tmp_path):
     a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
     run_steps(a, dot_env(), [1, 0])
 
-    def tag_as_cuda(storage):       # make torch.save record every storage as living on cuda:0
+    def tag_as_cuda(storage):  # make torch.save record every storage as living on cuda:0
         return 'cuda:0' if storage.device.type == 'cpu' else None
 
     torch.serialization.register_package(0, tag_as_cuda, lambda storage, location: None)
     try:
         a.save()
     finally:
-        torch.serialization._package_registry[:] = [p for p in torch.serialization._package_registry
-                                                     if p[1] is not tag_as_cuda]
+        torch.serialization._package_registry[:] = [
+            p for p in torch.serialization._package_registry if p[1] is not tag_as_cuda
+        ]
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match='CUDA'):
-            torch.load(tmp_path / 'autoencoder.pth', weights_only=True)   # the file really says "cuda"
+            torch.load(
+                tmp_path / 'autoencoder.pth', weights_only=True
+            )  # the file really says "cuda"
     b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, device='cpu')
     assert all(p.device.type == 'cpu' for p in b.autoencoder.parameters())
     sa, sb = _all_state(a), _all_state(b)
@@ -679,12 +802,20 @@ def test_lr_override_keeps_optimizer_moments(tmp_path):
     run_steps(a, dot_env(), [1, 0, 1])
     a.save()
     b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, autoencoder_lr=3e-5, predictor_lr=2e-5)
-    assert b.ae_optimizer.param_groups[0]['lr'] == 3e-5 and b.levels[0].optimizer.param_groups[0]['lr'] == 2e-5
-    for opt_a, opt_b in [(a.ae_optimizer, b.ae_optimizer), (a.levels[0].optimizer, b.levels[0].optimizer)]:
+    assert (
+        b.ae_optimizer.param_groups[0]['lr'] == 3e-5
+        and b.levels[0].optimizer.param_groups[0]['lr'] == 2e-5
+    )
+    for opt_a, opt_b in [
+        (a.ae_optimizer, b.ae_optimizer),
+        (a.levels[0].optimizer, b.levels[0].optimizer),
+    ]:
         for sa, sb in zip(opt_a.state.values(), opt_b.state.values()):
-            assert torch.equal(sa['exp_avg'], sb['exp_avg']) and torch.equal(sa['exp_avg_sq'], sb['exp_avg_sq'])
+            assert torch.equal(sa['exp_avg'], sb['exp_avg']) and torch.equal(
+                sa['exp_avg_sq'], sb['exp_avg_sq']
+            )
             assert float(sa['exp_avg_sq'].abs().sum()) > 0
-    c = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)            # no override: the saved lr
+    c = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)  # no override: the saved lr
     assert c.ae_optimizer.param_groups[0]['lr'] == cfg.autoencoder_lr
 
 
@@ -692,19 +823,27 @@ def test_checkpoint_manager_picks_newest_complete_generation(tmp_path):
     mgr = CheckpointManager(tmp_path)
     assert mgr.load() is None
     for gen in (1, 2):
-        mgr.save({'autoencoder': {'w': torch.full((2,), float(gen))},
-                  'learner_state': {'components': ['autoencoder']}}, gen)
+        mgr.save(
+            {
+                'autoencoder': {'w': torch.full((2,), float(gen))},
+                'learner_state': {'components': ['autoencoder']},
+            },
+            gen,
+        )
     # a crash after the new state was written but before ... simulate: state gen 3 without its autoencoder
     (tmp_path / 'learner_state.pth').rename(tmp_path / 'learner_state_backup.pth')
     mgr2 = CheckpointManager(tmp_path)
     got = mgr2.load()
-    assert got['learner_state']['generation'] == 2 and torch.equal(got['autoencoder']['w'], torch.full((2,), 2.0))
+    assert got['learner_state']['generation'] == 2 and torch.equal(
+        got['autoencoder']['w'], torch.full((2,), 2.0)
+    )
     assert not list(tmp_path.glob('*.tmp'))
 
 
 # ---------------------------------------------------------------------------------------------
 # D5: metrics and wandb
 # ---------------------------------------------------------------------------------------------
+
 
 def test_metrics_are_tensor_ops_with_known_values():
     target = torch.tensor([0.0, 1.0, 2.0, 3.0])
@@ -714,7 +853,7 @@ def test_metrics_are_tensor_ops_with_known_values():
     lin.weight.grad = torch.ones(2, 3)
     lin.bias.grad = torch.zeros(2)
     g = grad_norm_stats(lin.named_parameters(), 'p')
-    assert abs(float(g['p_grad_norm']) - 6 ** 0.5) < 1e-6
+    assert abs(float(g['p_grad_norm']) - 6**0.5) < 1e-6
     named = list(lin.named_parameters())
     before = snapshot(p for _, p in named)
     with torch.no_grad():
@@ -723,7 +862,10 @@ def test_metrics_are_tensor_ops_with_known_values():
     u = update_ratio_stats(named, before, 'p')
     assert isinstance(u['p_uwr_95th'], torch.Tensor) and abs(float(u['uwr/p/weight']) - 0.1) < 1e-5
     s = interval_stats(torch.tensor([1.0, 2.0, 3.0]))
-    assert float(s['action_timing/mean_interval']) == 2.0 and float(s['action_timing/max_interval']) == 3.0
+    assert (
+        float(s['action_timing/mean_interval']) == 2.0
+        and float(s['action_timing/max_interval']) == 3.0
+    )
 
 
 def test_learner_logs_d5_metrics_every_log_interval():
@@ -733,11 +875,25 @@ def test_learner_logs_d5_metrics_every_log_interval():
     logged = [r for r in results if r.metrics is not None]
     assert [r.step for r in logged] == [5, 10]
     m = logged[-1].metrics
-    for key in ['reconstruction_loss', 'predictor_training_loss', 'predictor_patch_loss', 'predictor_latent_loss',
-                'predictor_action_loss', 'prediction_errors/level_0', 'predictor_training_iterations',
-                'consecutive_autoencoder_iterations', 'action_timing/median_interval', 'step', 'training_step',
-                'predictor_grad_norm', 'predictor_uwr_95th', 'predictor_lr', 'grad_norms/predictor/layers_0',
-                'uwr/predictor/layers_0', 'predictor_explained_variance']:
+    for key in [
+        'reconstruction_loss',
+        'predictor_training_loss',
+        'predictor_patch_loss',
+        'predictor_latent_loss',
+        'predictor_action_loss',
+        'prediction_errors/level_0',
+        'predictor_training_iterations',
+        'consecutive_autoencoder_iterations',
+        'action_timing/median_interval',
+        'step',
+        'training_step',
+        'predictor_grad_norm',
+        'predictor_uwr_95th',
+        'predictor_lr',
+        'grad_norms/predictor/layers_0',
+        'uwr/predictor/layers_0',
+        'predictor_explained_variance',
+    ]:
         assert key in m, key
     assert all(isinstance(v, float) for v in m.values())
 
@@ -746,7 +902,12 @@ def test_wandb_offline_writes_a_run_directory(tmp_path, monkeypatch):
     monkeypatch.setenv('WANDB_MODE', 'offline')
     monkeypatch.setenv('WANDB_DIR', str(tmp_path))
     monkeypatch.setenv('WANDB_SILENT', 'true')
-    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=2, visualization_upload_interval=2)
+    cfg = tiny(
+        reconstruction_threshold=1.0,
+        prediction_threshold=0.0,
+        log_interval=2,
+        visualization_upload_interval=2,
+    )
     learner = OnlineLearner(cfg, ACTIONS, wandb_project='devbot-test', wandb_dir=tmp_path)
     assert learner.logger.enabled and learner.logger.mode == 'offline'
     run_steps(learner, dot_env(), [1, 0, 1, 1])
@@ -754,11 +915,14 @@ def test_wandb_offline_writes_a_run_directory(tmp_path, monkeypatch):
     runs = list((tmp_path / 'wandb').glob('offline-run-*'))
     assert len(runs) == 1
     assert list(runs[0].glob('*.wandb')) and (runs[0] / 'files').is_dir()
-    deadline = time.monotonic() + 20            # wandb-core may still be flushing on a loaded machine
-    while max(f.stat().st_size for f in runs[0].glob('*.wandb')) < 1000 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20  # wandb-core may still be flushing on a loaded machine
+    while (
+        max(f.stat().st_size for f in runs[0].glob('*.wandb')) < 1000
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
-    assert max(f.stat().st_size for f in runs[0].glob('*.wandb')) > 1000      # the logged records
-    assert list(runs[0].rglob('predictions_*.png'))                           # the prediction figures
+    assert max(f.stat().st_size for f in runs[0].glob('*.wandb')) > 1000  # the logged records
+    assert list(runs[0].rglob('predictions_*.png'))  # the prediction figures
 
 
 def test_wandb_failure_does_not_stop_learning(tmp_path, monkeypatch, caplog):
@@ -773,7 +937,7 @@ def test_wandb_failure_does_not_stop_learning(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         results, _ = run_steps(learner, dot_env(), [1, 0, 1])
     assert learner.logger.failed and 'disk full' in caplog.text
-    assert all(r.metrics is not None for r in results)            # metrics still computed and returned
+    assert all(r.metrics is not None for r in results)  # metrics still computed and returned
     assert learner.levels[0].training_steps == 2
     learner.close()
     # a wandb.init that fails is a warning too

@@ -63,7 +63,9 @@ class ActionStep:
 def action_label(space: ActionSpace, index: int) -> str:
     """``"1: action=1"``: the index and the values of the channels that vary between actions."""
     values = space.values(index)
-    varying = [n for k, n in enumerate(space.channel_names) if len({a[k] for a in space.actions}) > 1]
+    varying = [
+        n for k, n in enumerate(space.channel_names) if len({a[k] for a in space.actions}) > 1
+    ]
     shown = varying or list(space.channel_names)
     return f'{index}: ' + ', '.join(f'{n}={values[n]:g}' for n in shown)
 
@@ -94,15 +96,27 @@ class _Check(ABC):
         Raises:
             ValueError: ``index`` is not an action of the space.
         """
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
-                or not 0 <= index < self.action_space.num_actions:
-            raise ValueError(f'action must be an integer in [0, {self.action_space.num_actions}), got {index!r}')
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not 0 <= index < self.action_space.num_actions
+        ):
+            raise ValueError(
+                f'action must be an integer in [0, {self.action_space.num_actions}), got {index!r}'
+            )
         before, pose_before = self.frame(), self.pose()
         t0 = time.perf_counter()
         after = self._execute(int(index))
         seconds = time.perf_counter() - t0
-        return ActionStep(int(index), action_label(self.action_space, int(index)), before, after, pose_before,
-                          self.pose(), seconds)
+        return ActionStep(
+            int(index),
+            action_label(self.action_space, int(index)),
+            before,
+            after,
+            pose_before,
+            self.pose(),
+            seconds,
+        )
 
     def run(self, actions: Sequence[int]) -> list[ActionStep]:
         """Execute a sequence of actions in order."""
@@ -119,6 +133,7 @@ class DotActionCheck(_Check):
 
     def __init__(self, seed: int | None = 0, config=None) -> None:
         from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
+
         self.config = config or ToroidalDotConfig(seed=seed)
         self.env = ToroidalDotEnv(self.config)
         self.action_space = DOT_ACTION_SPACE
@@ -167,16 +182,26 @@ class JetBotActionCheck(_Check):
     server shut down at the end.
     """
 
-    def __init__(self, host: str | None = None, port: int = 18861, action_space: ActionSpace | None = None,
-                 sim_config=None, max_speed: float = 1.0, max_duration: float = 5.0,
-                 connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int = 18861,
+        action_space: ActionSpace | None = None,
+        sim_config=None,
+        max_speed: float = 1.0,
+        max_duration: float = 5.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
         from jetbot_driver.motion import MotionLimits
         from world_model_node.demo import robot_action_space
+
         self.action_space = action_space or robot_action_space('jetbot')
         missing = {'motor_left', 'motor_right', 'duration'} - set(self.action_space.channel_names)
         if missing:
-            raise ValueError(f'a JetBot action space needs the channels motor_left, motor_right, duration; '
-                             f'missing {sorted(missing)}')
+            raise ValueError(
+                f'a JetBot action space needs the channels motor_left, motor_right, duration; '
+                f'missing {sorted(missing)}'
+            )
         self.limits = MotionLimits(max_speed, max_duration)
         self.simulated = host is None
         self._connect_timeout = connect_timeout
@@ -188,8 +213,10 @@ class JetBotActionCheck(_Check):
     def _connect(self, host: str | None, port: int, sim_config) -> None:
         from jetbot_driver.client import JetBotClient
         from jetbot_driver.motion import MotorController
+
         if host is None:
             from jetbot_driver.sim_server import SimServer
+
             self.server = SimServer('127.0.0.1', 0, sim_config).start_in_thread()
             host, port = '127.0.0.1', self.server.port
         self.address = f'{host}:{port}'
@@ -218,7 +245,9 @@ class JetBotActionCheck(_Check):
         self.controller.execute(v['motor_left'], v['motor_right'], v['duration'])
         return self.frame()
 
-    def reset(self, seed: int | None = None, room_margin: float = 0.3) -> tuple[float, float, float]:
+    def reset(
+        self, seed: int | None = None, room_margin: float = 0.3
+    ) -> tuple[float, float, float]:
         """Simulated robot only: restart it at a random pose (x, y in the room, any heading).
 
         Raises:
@@ -227,11 +256,18 @@ class JetBotActionCheck(_Check):
         if not self.simulated:
             raise RuntimeError('a real JetBot cannot be reset to a random pose; move it by hand')
         from jetbot_driver.sim_world import SimConfig
+
         rng = np.random.default_rng(seed)
         old = self.server.hardware.world.config
         half = old.room_size / 2 - room_margin
-        config = SimConfig(**{**old.__dict__, 'x': float(rng.uniform(-half, half)), 'y': float(rng.uniform(-half, half)),
-                              'heading': float(rng.uniform(-math.pi, math.pi))})
+        config = SimConfig(
+            **{
+                **old.__dict__,
+                'x': float(rng.uniform(-half, half)),
+                'y': float(rng.uniform(-half, half)),
+                'heading': float(rng.uniform(-math.pi, math.pi)),
+            }
+        )
         self._shutdown()
         self._connect(None, 0, config)
         return self.pose()
@@ -260,16 +296,25 @@ class JetBotActionCheck(_Check):
 # figures (matplotlib; the caller shows or saves them)
 # ---------------------------------------------------------------------------------------------
 
+
 def step_figure(step: ActionStep, title: str | None = None):
     """Before | after | difference (amplified so that small changes show) of one action."""
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
     diff = step.difference.max(axis=2)
-    panels = [(step.before, f'before {_pose_text(step.pose_before)}'),
-              (step.after, f'after {_pose_text(step.pose_after)}'),
-              (diff, f'|difference|: {step.changed_pixels} px changed')]
+    panels = [
+        (step.before, f'before {_pose_text(step.pose_before)}'),
+        (step.after, f'after {_pose_text(step.pose_after)}'),
+        (diff, f'|difference|: {step.changed_pixels} px changed'),
+    ]
     for ax, (img, text) in zip(axes, panels):
-        ax.imshow(img, cmap='magma' if img.ndim == 2 else None, vmin=0, vmax=max(1, int(img.max())) if img.ndim == 2 else None)
+        ax.imshow(
+            img,
+            cmap='magma' if img.ndim == 2 else None,
+            vmin=0,
+            vmax=max(1, int(img.max())) if img.ndim == 2 else None,
+        )
         ax.set_title(text, fontsize=8)
         ax.axis('off')
     fig.suptitle(title or f'action {step.label} ({step.seconds * 1000:.0f} ms)', fontsize=10)
@@ -285,9 +330,12 @@ def _pose_text(pose) -> str:
     return f'({pose[0]:.2f} m, {pose[1]:.2f} m, {math.degrees(pose[2]):.0f} deg)'
 
 
-def frames_figure(images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 8, title: str = ''):
+def frames_figure(
+    images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 8, title: str = ''
+):
     """A grid of frames with a title each."""
     import matplotlib.pyplot as plt
+
     n = len(images)
     if n == 0:
         raise ValueError('frames_figure needs at least one image')
@@ -308,9 +356,10 @@ def frames_figure(images: Sequence[np.ndarray], titles: Sequence[str], columns: 
 def dot_trajectory_figure(steps: Sequence[ActionStep], size: int = 224):
     """The dot's path over a sequence: positions on the torus (a wrap breaks the line) and x per step."""
     import matplotlib.pyplot as plt
+
     if not steps:
         raise ValueError('dot_trajectory_figure needs at least one step')
-    pos = np.array([steps[0].pose_before] + [s.pose_after for s in steps], dtype=float)   # [N+1, 2]
+    pos = np.array([steps[0].pose_before] + [s.pose_after for s in steps], dtype=float)  # [N+1, 2]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 4))
     jumps = np.abs(np.diff(pos, axis=0)).max(axis=1) > size / 2
     path = pos.copy()
@@ -323,7 +372,9 @@ def dot_trajectory_figure(steps: Sequence[ActionStep], size: int = 224):
         path_y.append(path[k, 1])
     ax0.plot(path_x, path_y, '-', color='0.6', lw=1)
     ax0.scatter(pos[:, 0], pos[:, 1], c=np.arange(len(pos)), cmap='viridis', s=18, zorder=3)
-    ax0.scatter(pos[:1, 0], pos[:1, 1], marker='s', s=60, facecolor='none', edgecolor='k', label='start')
+    ax0.scatter(
+        pos[:1, 0], pos[:1, 1], marker='s', s=60, facecolor='none', edgecolor='k', label='start'
+    )
     ax0.set_xlim(0, size)
     ax0.set_ylim(size, 0)
     ax0.set_aspect('equal')
@@ -347,20 +398,34 @@ def dot_trajectory_figure(steps: Sequence[ActionStep], size: int = 224):
 def jetbot_trajectory_figure(steps: Sequence[ActionStep], room_size: float = 2.0):
     """The simulated JetBot's path in its room (arrows: heading) and its heading per step (unwrapped)."""
     import matplotlib.pyplot as plt
+
     if not steps or steps[0].pose_before is None:
         raise ValueError('jetbot_trajectory_figure needs steps with poses (the simulated JetBot)')
-    pose = np.array([steps[0].pose_before] + [s.pose_after for s in steps], dtype=float)   # [N+1, 3]
+    pose = np.array([steps[0].pose_before] + [s.pose_after for s in steps], dtype=float)  # [N+1, 3]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 4))
     half = room_size / 2
     ax0.plot([-half, half, half, -half, -half], [-half, -half, half, half, -half], 'k-', lw=1)
     ax0.plot(pose[:, 0], pose[:, 1], '.-', color='tab:blue')
     arrow = max(room_size / 200, float(np.ptp(pose[:, :2], axis=0).max()) / 8, 0.01)
-    ax0.quiver(pose[:, 0], pose[:, 1], arrow * np.cos(pose[:, 2]), arrow * np.sin(pose[:, 2]), np.arange(len(pose)),
-               cmap='viridis', angles='xy', scale_units='xy', scale=1, width=0.006)
+    ax0.quiver(
+        pose[:, 0],
+        pose[:, 1],
+        arrow * np.cos(pose[:, 2]),
+        arrow * np.sin(pose[:, 2]),
+        np.arange(len(pose)),
+        cmap='viridis',
+        angles='xy',
+        scale_units='xy',
+        scale=1,
+        width=0.006,
+    )
     ax0.set_aspect('equal')
     # the room, or the part of it around the path (padded) when the path is small
     pad = max(room_size / 10, float(np.ptp(pose[:, :2], axis=0).max()) / 2)
-    lo, hi = np.maximum(pose[:, :2].min(axis=0) - pad, -half * 1.05), np.minimum(pose[:, :2].max(axis=0) + pad, half * 1.05)
+    lo, hi = (
+        np.maximum(pose[:, :2].min(axis=0) - pad, -half * 1.05),
+        np.minimum(pose[:, :2].max(axis=0) + pad, half * 1.05),
+    )
     ax0.set_xlim(lo[0], hi[0])
     ax0.set_ylim(lo[1], hi[1])
     ax0.set_xlabel('x (m)')
@@ -378,6 +443,7 @@ def jetbot_trajectory_figure(steps: Sequence[ActionStep], room_size: float = 2.0
 def reset_figure(positions: np.ndarray, size: int = 224, bins: int = 8):
     """Reset randomisation: where the resets put the dot, and how evenly over the image."""
     import matplotlib.pyplot as plt
+
     positions = np.asarray(positions)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 4))
     ax0.scatter(positions[:, 0], positions[:, 1], s=6)
@@ -385,10 +451,14 @@ def reset_figure(positions: np.ndarray, size: int = 224, bins: int = 8):
     ax0.set_ylim(size, 0)
     ax0.set_aspect('equal')
     ax0.set_title(f'{len(positions)} reset positions', fontsize=9)
-    hist, _, _ = np.histogram2d(positions[:, 1], positions[:, 0], bins=bins, range=[[0, size], [0, size]])
+    hist, _, _ = np.histogram2d(
+        positions[:, 1], positions[:, 0], bins=bins, range=[[0, size], [0, size]]
+    )
     im = ax1.imshow(hist, cmap='viridis', extent=(0, size, size, 0))
     fig.colorbar(im, ax=ax1, fraction=0.046)
-    ax1.set_title(f'counts per {size // bins} px cell (uniform: {len(positions) / bins ** 2:.1f})', fontsize=9)
+    ax1.set_title(
+        f'counts per {size // bins} px cell (uniform: {len(positions) / bins**2:.1f})', fontsize=9
+    )
     fig.tight_layout()
     return fig
 
@@ -400,8 +470,10 @@ def uniformity(positions: np.ndarray, size: int = 224, bins: int = 4) -> dict[st
     function; a uniform RNG gives p well above 0.001).
     """
     positions = np.asarray(positions)
-    hist, _, _ = np.histogram2d(positions[:, 0], positions[:, 1], bins=bins, range=[[0, size], [0, size]])
-    expected = len(positions) / bins ** 2
+    hist, _, _ = np.histogram2d(
+        positions[:, 0], positions[:, 1], bins=bins, range=[[0, size], [0, size]]
+    )
+    expected = len(positions) / bins**2
     chi2 = float(((hist - expected) ** 2 / expected).sum())
     dof = bins * bins - 1
     p = _chi2_sf(chi2, dof)
@@ -415,7 +487,7 @@ def _chi2_sf(x: float, k: int) -> float:
     if z <= 0:
         return 1.0
     log_prefix = a * math.log(z) - z - math.lgamma(a)
-    if z < a + 1:   # lower series, then complement
+    if z < a + 1:  # lower series, then complement
         term = total = 1.0 / a
         n = a
         for _ in range(500):
@@ -446,5 +518,15 @@ def _chi2_sf(x: float, k: int) -> float:
     return min(1.0, math.exp(log_prefix) * h)
 
 
-__all__ = ['ActionStep', 'DotActionCheck', 'JetBotActionCheck', 'action_label', 'step_figure', 'frames_figure',
-           'dot_trajectory_figure', 'jetbot_trajectory_figure', 'reset_figure', 'uniformity']
+__all__ = [
+    'ActionStep',
+    'DotActionCheck',
+    'JetBotActionCheck',
+    'action_label',
+    'step_figure',
+    'frames_figure',
+    'dot_trajectory_figure',
+    'jetbot_trajectory_figure',
+    'reset_figure',
+    'uniformity',
+]

@@ -33,7 +33,7 @@ import torch
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-STATE_NAME = 'learner_state'   # the component that lists the others
+STATE_NAME = 'learner_state'  # the component that lists the others
 SUFFIX = '.pth'
 BACKUP = '_backup'
 
@@ -80,7 +80,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     _fsync_dir(path.parent)
 
 
-def load_file(path: str | os.PathLike, map_location: str | torch.device | None = 'cpu') -> dict[str, Any]:
+def load_file(
+    path: str | os.PathLike, map_location: str | torch.device | None = 'cpu'
+) -> dict[str, Any]:
     """Read one checkpoint file safely (``weights_only=True``) onto ``map_location``.
 
     Raises:
@@ -92,15 +94,25 @@ def load_file(path: str | os.PathLike, map_location: str | torch.device | None =
         raise CheckpointError(f'{path}: checkpoint file not found')
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f'{path}: checkpoint file is empty (0 bytes), probably an interrupted write')
+        raise CheckpointError(
+            f'{path}: checkpoint file is empty (0 bytes), probably an interrupted write'
+        )
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f'{path}: checkpoint file is truncated or corrupted ({size} bytes): '
-                              f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}') from exc
+        raise CheckpointError(
+            f'{path}: checkpoint file is truncated or corrupted ({size} bytes): '
+            f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}'
+        ) from exc
     except Exception as exc:  # e.g. pickle.UnpicklingError for disallowed objects
-        raise CheckpointError(f'{path}: not a safe world-model checkpoint: {type(exc).__name__}: {exc}') from exc
-    if not isinstance(obj, dict) or 'generation' not in obj or obj.get('format_version') != FORMAT_VERSION:
+        raise CheckpointError(
+            f'{path}: not a safe world-model checkpoint: {type(exc).__name__}: {exc}'
+        ) from exc
+    if (
+        not isinstance(obj, dict)
+        or 'generation' not in obj
+        or obj.get('format_version') != FORMAT_VERSION
+    ):
         raise CheckpointError(f'{path}: not a world-model checkpoint of format {FORMAT_VERSION}')
     return obj
 
@@ -133,10 +145,12 @@ class CheckpointManager:
         required = set(components[STATE_NAME].get('components', []))
         missing = required - set(components)
         if missing:
-            raise ValueError(f'learner_state lists components that are not given: {sorted(missing)}')
+            raise ValueError(
+                f'learner_state lists components that are not given: {sorted(missing)}'
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         tmps = []
-        for name, payload in components.items():   # 1. write every file of the generation aside
+        for name, payload in components.items():  # 1. write every file of the generation aside
             data = dict(to_cpu(dict(payload)))
             data['generation'] = int(generation)
             data['format_version'] = FORMAT_VERSION
@@ -159,7 +173,9 @@ class CheckpointManager:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, map_location: str | torch.device | None = 'cpu') -> dict[str, dict[str, Any]] | None:
+    def load(
+        self, map_location: str | torch.device | None = 'cpu'
+    ) -> dict[str, dict[str, Any]] | None:
         """Load the newest consistent generation; None when the directory holds no checkpoint.
 
         Raises:
@@ -181,7 +197,9 @@ class CheckpointManager:
                     cache[p] = None
             return cache[p]
 
-        states = [s for s in (read(self.path(STATE_NAME)), read(self.path(STATE_NAME, backup=True))) if s]
+        states = [
+            s for s in (read(self.path(STATE_NAME)), read(self.path(STATE_NAME, backup=True))) if s
+        ]
         for state in sorted(states, key=lambda s: -s['generation']):
             gen = state['generation']
             found: dict[str, dict[str, Any]] = {STATE_NAME: state}
@@ -192,8 +210,13 @@ class CheckpointManager:
                     if obj is not None and obj['generation'] == gen:
                         copy = obj
                         if backup:
-                            log.warning('checkpoint: %s is missing/corrupt or of another generation; '
-                                        'using %s (generation %d)', self.path(name), self.path(name, True), gen)
+                            log.warning(
+                                'checkpoint: %s is missing/corrupt or of another generation; '
+                                'using %s (generation %d)',
+                                self.path(name),
+                                self.path(name, True),
+                                gen,
+                            )
                         break
                 if copy is None:
                     problems.append(f'generation {gen}: no intact copy of {name}')
@@ -201,10 +224,23 @@ class CheckpointManager:
                 found[name] = copy
             else:
                 if problems:
-                    log.warning('checkpoint: loaded generation %d from %s; problems: %s', gen, self.directory,
-                                '; '.join(problems) or 'none')
+                    log.warning(
+                        'checkpoint: loaded generation %d from %s; problems: %s',
+                        gen,
+                        self.directory,
+                        '; '.join(problems) or 'none',
+                    )
                 return found
-        raise CheckpointError(f'no consistent checkpoint generation in {self.directory}: ' + '; '.join(problems))
+        raise CheckpointError(
+            f'no consistent checkpoint generation in {self.directory}: ' + '; '.join(problems)
+        )
 
 
-__all__ = ['CheckpointManager', 'CheckpointError', 'atomic_save', 'load_file', 'to_cpu', 'FORMAT_VERSION']
+__all__ = [
+    'CheckpointManager',
+    'CheckpointError',
+    'atomic_save',
+    'load_file',
+    'to_cpu',
+    'FORMAT_VERSION',
+]

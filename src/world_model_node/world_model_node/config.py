@@ -45,8 +45,12 @@ def read_yaml(path: str | Path) -> Any:
 @dataclass
 class WorldModelConfig:
     # ---------------------------------------------------------------- quality thresholds
-    reconstruction_threshold: float = 0.0005  # gate: act only when the unmasked reconstruction MSE is below this
-    prediction_threshold: float = 0.0005      # train a level only when its fresh prediction MSE is above this
+    reconstruction_threshold: float = (
+        0.0005  # gate: act only when the unmasked reconstruction MSE is below this
+    )
+    prediction_threshold: float = (
+        0.0005  # train a level only when its fresh prediction MSE is above this
+    )
     # gate-closed iterations without a 2% better reconstruction MSE after which the frame is acted on
     # anyway (0: never). The masked objective can settle just above the threshold on one frame (a dot
     # split over four patches: 0.00063 for 4,000+ steps), and a lockstep robot would wait forever.
@@ -54,89 +58,108 @@ class WorldModelConfig:
     gate_patience: int = 300
 
     # ---------------------------------------------------------------- optimisation
-    autoencoder_lr: float = 1e-4              # Adam(W) learning rate of the autoencoder (encoder + decoder)
-    predictor_lr: float = 1e-4                # Adam(W) learning rate of every predictor level
-    weight_decay: float = 0.0                 # AdamW weight decay of both optimizers
+    autoencoder_lr: float = 1e-4  # Adam(W) learning rate of the autoencoder (encoder + decoder)
+    predictor_lr: float = 1e-4  # Adam(W) learning rate of every predictor level
+    weight_decay: float = 0.0  # AdamW weight decay of both optimizers
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam moment decay rates
-    grad_clip_norm: float = 1.0               # clip the global grad norm of each parameter set (0: off)
-    mask_ratio_min: float = 0.30              # autoencoder step: mask ratio r ~ U(min, max) per step
-    mask_ratio_max: float = 0.85              # upper end of the mask ratio range
-    joint_reconstruction_weight: float = 1.0  # weight of the reconstruction MSE kept in the joint encoder objective
+    grad_clip_norm: float = 1.0  # clip the global grad norm of each parameter set (0: off)
+    mask_ratio_min: float = 0.30  # autoencoder step: mask ratio r ~ U(min, max) per step
+    mask_ratio_max: float = 0.85  # upper end of the mask ratio range
+    joint_reconstruction_weight: float = (
+        1.0  # weight of the reconstruction MSE kept in the joint encoder objective
+    )
     # scale of the predictor losses' gradient reaching the encoder (0: none). At 1.0 the fresh
     # predictions of the full-size model blew up after ~700 acted frames (error 0.11, EV -55) as the
     # encoder chased the predictor; at 0.1 the encoder is shaped mainly by reconstruction and stays stable
     encoder_prediction_grad_scale: float = 0.1
 
     # ---------------------------------------------------------------- predictor losses
-    pred_patch_w: float = 0.2                 # weight of MSE(decoded prediction, target patches)
-    pred_latent_w: float = 0.8                # weight of MSE(prediction[1:], encode(target)[1:])
-    pred_action_w: float = 1.0                # weight of CE(action logits, executed action)
+    pred_patch_w: float = 0.2  # weight of MSE(decoded prediction, target patches)
+    pred_latent_w: float = 0.8  # weight of MSE(prediction[1:], encode(target)[1:])
+    pred_action_w: float = 1.0  # weight of CE(action logits, executed action)
     # scale of that CE's gradient reaching the prediction (0: none). The CE's gradient is ~100x the
     # prediction losses'; at 1.0 it pushed both actions' predictions to exaggerated changes and the
     # fresh prediction error blew up 20x (EV -25..-40) after ~300 acted frames; at 0.01 no blow-up
     action_grad_scale: float = 0.01
-    delta_latent: bool = True                 # prediction = last context frame features + head output
+    delta_latent: bool = True  # prediction = last context frame features + head output
 
     # ---------------------------------------------------------------- context and history
-    prediction_history_size: int = 3          # history frames before the current one in a context (3 + 1 frames)
-    max_history_size: int = 1000              # frames (with features and actions) kept in memory
-    saved_history_size: int = 100             # newest history entries stored in the learner-state checkpoint
-    max_seq_len: int = 4096                   # predictor position table size; longer contexts keep the newest frames
+    prediction_history_size: int = (
+        3  # history frames before the current one in a context (3 + 1 frames)
+    )
+    max_history_size: int = 1000  # frames (with features and actions) kept in memory
+    saved_history_size: int = 100  # newest history entries stored in the learner-state checkpoint
+    max_seq_len: int = 4096  # predictor position table size; longer contexts keep the newest frames
 
     # ---------------------------------------------------------------- intervals
-    log_interval: int = 100                   # scalar metrics every N steps; grad/UWR metrics every N predictor steps
+    log_interval: int = (
+        100  # scalar metrics every N steps; grad/UWR metrics every N predictor steps
+    )
     visualization_upload_interval: int = 500  # a prediction figure to wandb every N steps
-    checkpoint_save_interval: int = 500       # save checkpoints every N level-0 predictor training steps
-    display_interval: int = 10                # live panels every N steps (read by the node / viewer)
-    action_delay: float = 0.0                 # seconds between actions (read by the node)
+    checkpoint_save_interval: int = 500  # save checkpoints every N level-0 predictor training steps
+    display_interval: int = 10  # live panels every N steps (read by the node / viewer)
+    action_delay: float = 0.0  # seconds between actions (read by the node)
 
     # ---------------------------------------------------------------- recording (read by the recorder node)
-    recording_mode: bool = False              # record the session as a rosbag2 bag
-    recording_max_disk_gb: float = 10.0       # per-robot disk limit of recorded sessions (oldest deleted first)
+    recording_mode: bool = False  # record the session as a rosbag2 bag
+    recording_max_disk_gb: float = (
+        10.0  # per-robot disk limit of recorded sessions (oldest deleted first)
+    )
 
     # ---------------------------------------------------------------- image / autoencoder (SPEC D1)
-    img_size: int = 224                       # frames are resized to img_size x img_size RGB
-    patch_size: int = 16                      # ViT patch size (224/16 -> 196 patches)
-    in_chans: int = 3                         # image channels
-    embed_dim: int = 256                      # encoder width = predictor width
-    depth: int = 5                            # encoder ViT blocks
-    num_heads: int = 4                        # encoder attention heads
-    mlp_ratio: float = 4.0                    # encoder MLP hidden = mlp_ratio * embed_dim
-    decoder_embed_dim: int = 128              # width of the lightweight per-token MLP decoder
+    img_size: int = 224  # frames are resized to img_size x img_size RGB
+    patch_size: int = 16  # ViT patch size (224/16 -> 196 patches)
+    in_chans: int = 3  # image channels
+    embed_dim: int = 256  # encoder width = predictor width
+    depth: int = 5  # encoder ViT blocks
+    num_heads: int = 4  # encoder attention heads
+    mlp_ratio: float = 4.0  # encoder MLP hidden = mlp_ratio * embed_dim
+    decoder_embed_dim: int = 128  # width of the lightweight per-token MLP decoder
 
     # ---------------------------------------------------------------- predictor (SPEC D2)
-    predictor_depth: int = 6                  # transformer layers
-    predictor_heads: int = 8                  # attention heads
-    predictor_ffn_dim: int = 1024             # feed-forward hidden width
-    predictor_dropout: float = 0.1            # dropout in train mode (the online learner runs the predictor in eval mode)
-    action_embed_dim: int = 64                # ActionEmbedding output width (ACTION_EMBED_DIM)
-    film_hidden_dim: int = 128                # ActionEmbedding hidden width (FILM_HIDDEN_DIM)
+    predictor_depth: int = 6  # transformer layers
+    predictor_heads: int = 8  # attention heads
+    predictor_ffn_dim: int = 1024  # feed-forward hidden width
+    predictor_dropout: float = (
+        0.1  # dropout in train mode (the online learner runs the predictor in eval mode)
+    )
+    action_embed_dim: int = 64  # ActionEmbedding output width (ACTION_EMBED_DIM)
+    film_hidden_dim: int = 128  # ActionEmbedding hidden width (FILM_HIDDEN_DIM)
     film_block_ids: tuple[int, ...] = (0, 2)  # FiLM after these predictor layers (FILM_BLOCK_IDS)
-    classifier_channels: tuple[int, int] = (16, 32)  # conv widths of the pixel-difference action classifier
+    classifier_channels: tuple[int, int] = (
+        16,
+        32,
+    )  # conv widths of the pixel-difference action classifier
     # also rotate the predictor's queries and keys by their patch's grid row and column (axial 2-D RoPE)
     # in every layer, so attention depends on relative patch offsets: "move" was learned ~3x faster
     patch_rope: bool = True
 
     # ---------------------------------------------------------------- uncertainty
-    ensemble_heads: int = 5                   # output heads; their disagreement is the predictive uncertainty
-    uncertainty_eps: float = 1e-8             # variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))
-    prior_scale: float = 0.1                  # scale of each head's fixed random action prior (randomized priors)
-    head_init_std: float = 0.002              # std of the output heads' initial weights (their outputs start at
-                                              # ~head_init_std * sqrt(embed_dim) per feature): near the copy of
-                                              # the frame. At 0.02 the first predictions were ~15x further from
-                                              # the target than the copy and "move" was never learned in 20 min
-    residual_decay: float = 0.9               # EMA decay of each action's observed latent prediction error (the
-                                              # predictive variance's residual part); 0: the last error only
-    initial_residual: float = 1.0             # residual of an action never tried yet (high: untried = uncertain)
+    ensemble_heads: int = 5  # output heads; their disagreement is the predictive uncertainty
+    uncertainty_eps: float = (
+        1e-8  # variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))
+    )
+    prior_scale: float = 0.1  # scale of each head's fixed random action prior (randomized priors)
+    head_init_std: float = 0.002  # std of the output heads' initial weights (their outputs start at
+    # ~head_init_std * sqrt(embed_dim) per feature): near the copy of
+    # the frame. At 0.02 the first predictions were ~15x further from
+    # the target than the copy and "move" was never learned in 20 min
+    residual_decay: float = 0.9  # EMA decay of each action's observed latent prediction error (the
+    # predictive variance's residual part); 0: the last error only
+    initial_residual: float = (
+        1.0  # residual of an action never tried yet (high: untried = uncertain)
+    )
 
     # ---------------------------------------------------------------- hierarchy
-    max_levels: int = 3                       # levels 0..max_levels-1 (level 0 = primitive actions)
-    macro_length: int = 2                     # a level-k action = macro_length level-(k-1) actions
-    level_creation_steps: int = 200           # consecutive accurate fresh predictions of the top level before a new level
-    max_macro_actions: int = 64               # never create a level with more candidate actions than this
+    max_levels: int = 3  # levels 0..max_levels-1 (level 0 = primitive actions)
+    macro_length: int = 2  # a level-k action = macro_length level-(k-1) actions
+    level_creation_steps: int = (
+        200  # consecutive accurate fresh predictions of the top level before a new level
+    )
+    max_macro_actions: int = 64  # never create a level with more candidate actions than this
 
     # ---------------------------------------------------------------- misc
-    seed: int = 0                             # seeds model init (per level) and the masking RNG
+    seed: int = 0  # seeds model init (per level) and the masking RNG
 
     # ------------------------------------------------------------------ validation
 
@@ -144,55 +167,119 @@ class WorldModelConfig:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
         self.film_block_ids = tuple(int(i) for i in self.film_block_ids)
         self.classifier_channels = tuple(int(c) for c in self.classifier_channels)
-        pos = ['autoencoder_lr', 'predictor_lr', 'img_size', 'patch_size', 'in_chans', 'embed_dim', 'depth',
-               'num_heads', 'decoder_embed_dim', 'predictor_depth', 'predictor_heads', 'predictor_ffn_dim',
-               'action_embed_dim', 'film_hidden_dim', 'ensemble_heads', 'max_levels', 'macro_length',
-               'log_interval', 'visualization_upload_interval', 'checkpoint_save_interval', 'display_interval',
-               'max_history_size', 'level_creation_steps', 'max_macro_actions', 'max_seq_len', 'mlp_ratio']
+        pos = [
+            'autoencoder_lr',
+            'predictor_lr',
+            'img_size',
+            'patch_size',
+            'in_chans',
+            'embed_dim',
+            'depth',
+            'num_heads',
+            'decoder_embed_dim',
+            'predictor_depth',
+            'predictor_heads',
+            'predictor_ffn_dim',
+            'action_embed_dim',
+            'film_hidden_dim',
+            'ensemble_heads',
+            'max_levels',
+            'macro_length',
+            'log_interval',
+            'visualization_upload_interval',
+            'checkpoint_save_interval',
+            'display_interval',
+            'max_history_size',
+            'level_creation_steps',
+            'max_macro_actions',
+            'max_seq_len',
+            'mlp_ratio',
+        ]
         for name in pos:
             if not getattr(self, name) > 0:
                 raise ConfigError(f'{name} must be > 0, got {getattr(self, name)!r}')
-        nonneg = ['reconstruction_threshold', 'prediction_threshold', 'weight_decay', 'grad_clip_norm',
-                  'pred_patch_w', 'pred_latent_w', 'pred_action_w', 'joint_reconstruction_weight',
-                  'prediction_history_size', 'saved_history_size', 'action_delay', 'recording_max_disk_gb',
-                  'uncertainty_eps', 'prior_scale', 'head_init_std', 'encoder_prediction_grad_scale', 'residual_decay',
-                  'initial_residual', 'gate_patience', 'action_grad_scale']
+        nonneg = [
+            'reconstruction_threshold',
+            'prediction_threshold',
+            'weight_decay',
+            'grad_clip_norm',
+            'pred_patch_w',
+            'pred_latent_w',
+            'pred_action_w',
+            'joint_reconstruction_weight',
+            'prediction_history_size',
+            'saved_history_size',
+            'action_delay',
+            'recording_max_disk_gb',
+            'uncertainty_eps',
+            'prior_scale',
+            'head_init_std',
+            'encoder_prediction_grad_scale',
+            'residual_decay',
+            'initial_residual',
+            'gate_patience',
+            'action_grad_scale',
+        ]
         for name in nonneg:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ConfigError(f'{name} must be a finite number >= 0, got {v!r}')
         if not 0.0 <= self.mask_ratio_min <= self.mask_ratio_max < 1.0:
-            raise ConfigError(f'need 0 <= mask_ratio_min <= mask_ratio_max < 1, got '
-                              f'{self.mask_ratio_min}, {self.mask_ratio_max}')
+            raise ConfigError(
+                f'need 0 <= mask_ratio_min <= mask_ratio_max < 1, got '
+                f'{self.mask_ratio_min}, {self.mask_ratio_max}'
+            )
         if not 0.0 <= self.predictor_dropout < 1.0:
             raise ConfigError(f'predictor_dropout must be in [0, 1), got {self.predictor_dropout}')
         if self.img_size % self.patch_size:
-            raise ConfigError(f'img_size {self.img_size} is not a multiple of patch_size {self.patch_size}')
+            raise ConfigError(
+                f'img_size {self.img_size} is not a multiple of patch_size {self.patch_size}'
+            )
         if self.embed_dim % 4:
-            raise ConfigError(f'embed_dim must be a multiple of 4 (2-D sin-cos), got {self.embed_dim}')
+            raise ConfigError(
+                f'embed_dim must be a multiple of 4 (2-D sin-cos), got {self.embed_dim}'
+            )
         if self.decoder_embed_dim % 4:
-            raise ConfigError(f'decoder_embed_dim must be a multiple of 4, got {self.decoder_embed_dim}')
+            raise ConfigError(
+                f'decoder_embed_dim must be a multiple of 4, got {self.decoder_embed_dim}'
+            )
         if self.embed_dim % self.num_heads or self.embed_dim % self.predictor_heads:
-            raise ConfigError(f'embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads} '
-                              f'and predictor_heads {self.predictor_heads}')
+            raise ConfigError(
+                f'embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads} '
+                f'and predictor_heads {self.predictor_heads}'
+            )
         if self.patch_rope and (self.embed_dim // self.predictor_heads) % 4:
-            raise ConfigError(f'patch_rope needs a predictor head width (embed_dim / predictor_heads = '
-                              f'{self.embed_dim // self.predictor_heads}) that is a multiple of 4')
+            raise ConfigError(
+                f'patch_rope needs a predictor head width (embed_dim / predictor_heads = '
+                f'{self.embed_dim // self.predictor_heads}) that is a multiple of 4'
+            )
         bad = [i for i in self.film_block_ids if not 0 <= i < self.predictor_depth]
         if bad:
             raise ConfigError(f'film_block_ids {bad} outside 0..{self.predictor_depth - 1}')
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ConfigError(f'adam_betas must be two numbers in [0, 1), got {self.adam_betas}')
         if len(self.classifier_channels) != 2:
-            raise ConfigError(f'classifier_channels must have 2 entries, got {self.classifier_channels}')
+            raise ConfigError(
+                f'classifier_channels must have 2 entries, got {self.classifier_channels}'
+            )
         if self.ensemble_heads < 2:
             raise ConfigError('ensemble_heads must be >= 2: their disagreement is the uncertainty')
-        if self.max_history_size < (self.prediction_history_size + 1) * self.macro_length ** (self.max_levels - 1) + 1:
-            raise ConfigError('max_history_size is too small to hold the context of the highest level')
-        if self.tokens_per_step * (self.prediction_history_size + 1) + self.tokens_per_frame > self.max_seq_len:
+        if (
+            self.max_history_size
+            < (self.prediction_history_size + 1) * self.macro_length ** (self.max_levels - 1) + 1
+        ):
+            raise ConfigError(
+                'max_history_size is too small to hold the context of the highest level'
+            )
+        if (
+            self.tokens_per_step * (self.prediction_history_size + 1) + self.tokens_per_frame
+            > self.max_seq_len
+        ):
             # Allowed (the predictor keeps the newest frames) but only down to one frame.
             if 2 * self.tokens_per_step + self.tokens_per_frame > self.max_seq_len:
-                raise ConfigError(f'max_seq_len {self.max_seq_len} cannot hold one frame and its prediction')
+                raise ConfigError(
+                    f'max_seq_len {self.max_seq_len} cannot hold one frame and its prediction'
+                )
 
     # ------------------------------------------------------------------ derived sizes
 
@@ -221,11 +308,29 @@ class WorldModelConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> 'WorldModelConfig':
         """A small model for tests on 2 CPU cores: 32x32 frames, 8 px patches (16 tokens), width 32."""
-        small = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16,
-                     predictor_depth=3, predictor_heads=2, predictor_ffn_dim=64, predictor_dropout=0.0,
-                     action_embed_dim=16, film_hidden_dim=16, classifier_channels=(4, 8), ensemble_heads=3,
-                     max_history_size=64, saved_history_size=20, level_creation_steps=20,
-                     autoencoder_lr=1e-3, predictor_lr=1e-3, log_interval=10, checkpoint_save_interval=1000)
+        small = dict(
+            img_size=32,
+            patch_size=8,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            decoder_embed_dim=16,
+            predictor_depth=3,
+            predictor_heads=2,
+            predictor_ffn_dim=64,
+            predictor_dropout=0.0,
+            action_embed_dim=16,
+            film_hidden_dim=16,
+            classifier_channels=(4, 8),
+            ensemble_heads=3,
+            max_history_size=64,
+            saved_history_size=20,
+            level_creation_steps=20,
+            autoencoder_lr=1e-3,
+            predictor_lr=1e-3,
+            log_interval=10,
+            checkpoint_save_interval=1000,
+        )
         small.update(overrides)
         return cls(**small)
 
@@ -261,7 +366,9 @@ class WorldModelConfig:
                 raise ConfigError(f'parameter {name!r} given twice')
             kwargs[name] = _coerce(name, value, fields[name].default)
         if unknown:
-            raise ConfigError(f'unknown world model parameter(s) {unknown}; known: {sorted(fields)}')
+            raise ConfigError(
+                f'unknown world model parameter(s) {unknown}; known: {sorted(fields)}'
+            )
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -298,10 +405,27 @@ class WorldModelConfig:
 
     #: fields that fix tensor shapes or what the network computes; a checkpoint only loads into a
     #: config that agrees on them
-    MODEL_FIELDS = ('img_size', 'patch_size', 'in_chans', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio',
-                    'decoder_embed_dim', 'predictor_depth', 'predictor_heads', 'predictor_ffn_dim',
-                    'action_embed_dim', 'film_hidden_dim', 'film_block_ids', 'classifier_channels',
-                    'ensemble_heads', 'max_seq_len', 'macro_length', 'patch_rope')
+    MODEL_FIELDS = (
+        'img_size',
+        'patch_size',
+        'in_chans',
+        'embed_dim',
+        'depth',
+        'num_heads',
+        'mlp_ratio',
+        'decoder_embed_dim',
+        'predictor_depth',
+        'predictor_heads',
+        'predictor_ffn_dim',
+        'action_embed_dim',
+        'film_hidden_dim',
+        'film_block_ids',
+        'classifier_channels',
+        'ensemble_heads',
+        'max_seq_len',
+        'macro_length',
+        'patch_rope',
+    )
     #: model fields added later, with the value every checkpoint written before them was made with
     CHECKPOINT_LEGACY_VALUES = {'patch_rope': False}
 

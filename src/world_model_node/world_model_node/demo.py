@@ -25,10 +25,17 @@ import numpy as np
 
 from devbot.action_space import ActionSpace, ConfigError
 from devbot.bag.session import SessionInfo, read_info
-from devbot.bag.writer import (KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT, KEY_ROBOT_TYPE, KEY_SOFTWARE, BagWriter,
-                               TopicSpec)
+from devbot.bag.writer import (
+    KEY_ACTION_SPACE,
+    KEY_NAMESPACE,
+    KEY_ROBOT,
+    KEY_ROBOT_TYPE,
+    KEY_SOFTWARE,
+    BagWriter,
+    TopicSpec,
+)
 
-STEP_NS = 100_000_000          # virtual time between two actions of a generated session (0.1 s)
+STEP_NS = 100_000_000  # virtual time between two actions of a generated session (0.1 s)
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01 00:00:00 UTC: the first frame of a generated session
 SOFTWARE = 'devbot world_model_node.demo (generated session)'
 
@@ -39,13 +46,16 @@ def _types():
     global _TYPESTORE
     if _TYPESTORE is None:
         from rosbags.typesys import Stores, get_typestore
+
         _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
     return _TYPESTORE
 
 
 def _header(ns: int, frame_id: str = ''):
     t = _types().types
-    return t['std_msgs/msg/Header'](t['builtin_interfaces/msg/Time'](ns // 1_000_000_000, ns % 1_000_000_000), frame_id)
+    return t['std_msgs/msg/Header'](
+        t['builtin_interfaces/msg/Time'](ns // 1_000_000_000, ns % 1_000_000_000), frame_id
+    )
 
 
 def image_cdr(frame: np.ndarray, stamp_ns: int) -> bytes:
@@ -53,8 +63,15 @@ def image_cdr(frame: np.ndarray, stamp_ns: int) -> bytes:
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f'frame must be uint8 [H, W, 3], got {frame.dtype} {list(frame.shape)}')
     ts = _types()
-    msg = ts.types['sensor_msgs/msg/Image'](_header(stamp_ns, 'camera'), frame.shape[0], frame.shape[1], 'rgb8', 0,
-                                            frame.shape[1] * 3, np.ascontiguousarray(frame).reshape(-1))
+    msg = ts.types['sensor_msgs/msg/Image'](
+        _header(stamp_ns, 'camera'),
+        frame.shape[0],
+        frame.shape[1],
+        'rgb8',
+        0,
+        frame.shape[1] * 3,
+        np.ascontiguousarray(frame).reshape(-1),
+    )
     return bytes(ts.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
 
 
@@ -63,8 +80,13 @@ def action_cdr(space: ActionSpace, index: int, stamp_ns: int) -> bytes:
     ts = _types()
     values = space.values(index)
     n = len(values)
-    msg = ts.types['sensor_msgs/msg/JointState'](_header(stamp_ns), list(values),
-                                                 np.array([float(v) for v in values.values()]), np.zeros(n), np.zeros(n))
+    msg = ts.types['sensor_msgs/msg/JointState'](
+        _header(stamp_ns),
+        list(values),
+        np.array([float(v) for v in values.values()]),
+        np.zeros(n),
+        np.zeros(n),
+    )
     return bytes(ts.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
 
 
@@ -72,17 +94,26 @@ def point_cdr(x: float, y: float, stamp_ns: int) -> bytes:
     """A geometry_msgs/PointStamped (x, y, 0), serialized CDR."""
     ts = _types()
     t = ts.types
-    msg = t['geometry_msgs/msg/PointStamped'](_header(stamp_ns, 'image'), t['geometry_msgs/msg/Point'](float(x), float(y), 0.0))
+    msg = t['geometry_msgs/msg/PointStamped'](
+        _header(stamp_ns, 'image'), t['geometry_msgs/msg/Point'](float(x), float(y), 0.0)
+    )
     return bytes(ts.serialize_cdr(msg, 'geometry_msgs/msg/PointStamped'))
 
 
 def custom_data(space: ActionSpace, namespace: str, robot: str) -> dict[str, str]:
     """The bag custom_data the recorder writes: robot type, action space, software, namespace."""
-    return {KEY_ROBOT_TYPE: space.robot_type, KEY_ACTION_SPACE: json.dumps(space.to_dict()),
-            KEY_SOFTWARE: SOFTWARE, KEY_NAMESPACE: namespace, KEY_ROBOT: robot}
+    return {
+        KEY_ROBOT_TYPE: space.robot_type,
+        KEY_ACTION_SPACE: json.dumps(space.to_dict()),
+        KEY_SOFTWARE: SOFTWARE,
+        KEY_NAMESPACE: namespace,
+        KEY_ROBOT: robot,
+    }
 
 
-def random_actions(count: int, num_actions: int, seed: int = 0, p: Sequence[float] | None = None) -> list[int]:
+def random_actions(
+    count: int, num_actions: int, seed: int = 0, p: Sequence[float] | None = None
+) -> list[int]:
     """``count`` action indices drawn at random (uniformly, or with probabilities ``p``)."""
     if count < 0 or num_actions < 1:
         raise ValueError(f'need count >= 0 and num_actions >= 1, got {count}, {num_actions}')
@@ -93,14 +124,24 @@ def random_actions(count: int, num_actions: int, seed: int = 0, p: Sequence[floa
 def _check_actions(actions: Sequence[int], space: ActionSpace) -> list[int]:
     out = []
     for a in actions:
-        if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 0 <= a < space.num_actions:
+        if (
+            isinstance(a, bool)
+            or not isinstance(a, (int, np.integer))
+            or not 0 <= a < space.num_actions
+        ):
             raise ValueError(f'actions must be integers in [0, {space.num_actions}), got {a!r}')
         out.append(int(a))
     return out
 
 
-def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, config=None,
-                      t0_ns: int = T0_NS, step_ns: int = STEP_NS) -> SessionInfo:
+def write_dot_session(
+    path: str | Path,
+    actions: Sequence[int],
+    seed: int = 0,
+    config=None,
+    t0_ns: int = T0_NS,
+    step_ns: int = STEP_NS,
+) -> SessionInfo:
     """Record a toroidal-dot session: first frame, then per action its executed message, the
     outcome frame and the ground-truth position (all with the same stamp).
 
@@ -114,13 +155,16 @@ def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, c
         the session's metadata.
     """
     from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
+
     actions = _check_actions(actions, DOT_ACTION_SPACE)
     env = ToroidalDotEnv(config or ToroidalDotConfig(seed=seed))
     ns = '/toroidal_dot/'
     with BagWriter(path, custom_data(DOT_ACTION_SPACE, ns.rstrip('/'), 'toroidal_dot')) as bag:
         img = bag.add_topic(TopicSpec(ns + 'camera/image_raw', 'sensor_msgs/msg/Image'))
         exe = bag.add_topic(TopicSpec(ns + 'motor_command/executed', 'sensor_msgs/msg/JointState'))
-        pos = bag.add_topic(TopicSpec(ns + 'ground_truth/dot_position', 'geometry_msgs/msg/PointStamped'))
+        pos = bag.add_topic(
+            TopicSpec(ns + 'ground_truth/dot_position', 'geometry_msgs/msg/PointStamped')
+        )
         bag.write(img, t0_ns, image_cdr(env.frame(), t0_ns))
         bag.write(pos, t0_ns, point_cdr(*env.position, t0_ns))
         for k, a in enumerate(actions, start=1):
@@ -132,19 +176,34 @@ def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, c
     return read_info(path)
 
 
-def motor_schedule(start_s: float, left: float, right: float, duration: float) -> list[tuple[float, float, float]]:
+def motor_schedule(
+    start_s: float, left: float, right: float, duration: float
+) -> list[tuple[float, float, float]]:
     """(time, left, right) of every motor command of one action, as MotorController sends them:
     ramp up in RAMP_STEPS steps RAMP_INTERVAL_S apart, the first ramp-down command at
     ``start + max(duration, RAMP_TIME_S)``, ramp down the same way (last command 0, 0)."""
     from jetbot_driver.motion import RAMP_INTERVAL_S, RAMP_TIME_S, ramp
-    out = [(start_s + i * RAMP_INTERVAL_S, lv, rv) for i, (lv, rv) in enumerate(ramp((0.0, 0.0), (left, right)))]
+
+    out = [
+        (start_s + i * RAMP_INTERVAL_S, lv, rv)
+        for i, (lv, rv) in enumerate(ramp((0.0, 0.0), (left, right)))
+    ]
     down = start_s + max(duration, RAMP_TIME_S)
-    out += [(down + i * RAMP_INTERVAL_S, lv, rv) for i, (lv, rv) in enumerate(ramp((left, right), (0.0, 0.0)))]
+    out += [
+        (down + i * RAMP_INTERVAL_S, lv, rv)
+        for i, (lv, rv) in enumerate(ramp((left, right), (0.0, 0.0)))
+    ]
     return out
 
 
-def write_jetbot_session(path: str | Path, actions: Sequence[int], space: ActionSpace | None = None,
-                         sim_config=None, t0_ns: int = T0_NS, step_ns: int = 500_000_000) -> SessionInfo:
+def write_jetbot_session(
+    path: str | Path,
+    actions: Sequence[int],
+    space: ActionSpace | None = None,
+    sim_config=None,
+    t0_ns: int = T0_NS,
+    step_ns: int = 500_000_000,
+) -> SessionInfo:
     """Record a simulated JetBot session (no server, no real time): the virtual robot executes each
     action with the driver's motor schedule; the frame after it carries the action's stamp.
 
@@ -157,17 +216,24 @@ def write_jetbot_session(path: str | Path, actions: Sequence[int], space: Action
             (must exceed the longest action).
     """
     from jetbot_driver.sim_world import SimConfig, SimWorld
+
     space = space or robot_action_space('jetbot')
     names = space.channel_names
     if not {'motor_left', 'motor_right', 'duration'} <= set(names):
-        raise ConfigError(f'a JetBot action space needs motor_left, motor_right and duration, got {names}')
+        raise ConfigError(
+            f'a JetBot action space needs motor_left, motor_right and duration, got {names}'
+        )
     actions = _check_actions(actions, space)
     world = SimWorld(sim_config or SimConfig(), t0=t0_ns / 1e9)
     ns = '/jetbot/'
     with BagWriter(path, custom_data(space, ns.rstrip('/'), 'jetbot')) as bag:
         img = bag.add_topic(TopicSpec(ns + 'camera/image_raw', 'sensor_msgs/msg/Image'))
         exe = bag.add_topic(TopicSpec(ns + 'motor_command/executed', 'sensor_msgs/msg/JointState'))
-        bag.write(img, t0_ns, image_cdr(np.ascontiguousarray(world.render(t0_ns / 1e9)[:, :, ::-1]), t0_ns))
+        bag.write(
+            img,
+            t0_ns,
+            image_cdr(np.ascontiguousarray(world.render(t0_ns / 1e9)[:, :, ::-1]), t0_ns),
+        )
         start = t0_ns
         for a in actions:
             v = space.values(a)
@@ -176,8 +242,10 @@ def write_jetbot_session(path: str | Path, actions: Sequence[int], space: Action
                 world.set_motors(lv, rv, t)
             done_ns = int(round(schedule[-1][0] * 1e9))
             if done_ns - start >= step_ns:
-                raise ValueError(f'step_ns {step_ns} is shorter than action {a} ({done_ns - start} ns)')
-            frame = np.ascontiguousarray(world.render(done_ns / 1e9)[:, :, ::-1])   # BGR -> RGB
+                raise ValueError(
+                    f'step_ns {step_ns} is shorter than action {a} ({done_ns - start} ns)'
+                )
+            frame = np.ascontiguousarray(world.render(done_ns / 1e9)[:, :, ::-1])  # BGR -> RGB
             bag.write(exe, done_ns + 1_000, action_cdr(space, a, done_ns))
             bag.write(img, done_ns + 2_000, image_cdr(frame, done_ns))
             start += step_ns
@@ -195,6 +263,7 @@ def robot_action_space(robot_type: str, search_from: str | Path | None = None) -
     """
     if robot_type == 'toroidal_dot':
         from toroidal_sim.env import DOT_ACTION_SPACE
+
         return DOT_ACTION_SPACE
     starts = [Path(search_from or Path.cwd()).resolve(), Path(__file__).resolve().parent]
     for start in starts:
@@ -202,12 +271,19 @@ def robot_action_space(robot_type: str, search_from: str | Path | None = None) -
             candidate = folder / 'config' / f'{robot_type}.yaml'
             if candidate.is_file():
                 return ActionSpace.from_yaml(candidate)
-    raise ConfigError(f'no config/{robot_type}.yaml found in {starts[0]} or its parents, nor near the installed '
-                      f'package; pass the action space explicitly')
+    raise ConfigError(
+        f'no config/{robot_type}.yaml found in {starts[0]} or its parents, nor near the installed '
+        f'package; pass the action space explicitly'
+    )
 
 
-def write_demo_sessions(root: str | Path, dot_steps: int = 60, jetbot_steps: int = 12, seed: int = 0,
-                        sessions_per_robot: int = 2) -> list[SessionInfo]:
+def write_demo_sessions(
+    root: str | Path,
+    dot_steps: int = 60,
+    jetbot_steps: int = 12,
+    seed: int = 0,
+    sessions_per_robot: int = 2,
+) -> list[SessionInfo]:
     """A small sessions tree ``<root>/<robot>/<session>``: ``sessions_per_robot`` dot sessions
     (random actions, more moves in the first) and JetBot sessions (0 = none). Returns their metadata."""
     root = Path(root)
@@ -215,19 +291,37 @@ def write_demo_sessions(root: str | Path, dot_steps: int = 60, jetbot_steps: int
     for k in range(sessions_per_robot):
         p_move = 0.7 if k == 0 else 0.35
         acts = random_actions(dot_steps, 2, seed=seed + k, p=[1 - p_move, p_move])
-        out.append(write_dot_session(root / 'toroidal_dot' / f'demo-{k:02d}', acts, seed=seed + k,
-                                     t0_ns=T0_NS + k * 3_600_000_000_000))
+        out.append(
+            write_dot_session(
+                root / 'toroidal_dot' / f'demo-{k:02d}',
+                acts,
+                seed=seed + k,
+                t0_ns=T0_NS + k * 3_600_000_000_000,
+            )
+        )
     if jetbot_steps > 0:
         space = robot_action_space('jetbot')
         for k in range(sessions_per_robot):
             acts = random_actions(jetbot_steps, space.num_actions, seed=seed + 100 + k)
-            out.append(write_jetbot_session(root / 'jetbot' / f'demo-{k:02d}', acts, space,
-                                            t0_ns=T0_NS + k * 3_600_000_000_000))
+            out.append(
+                write_jetbot_session(
+                    root / 'jetbot' / f'demo-{k:02d}',
+                    acts,
+                    space,
+                    t0_ns=T0_NS + k * 3_600_000_000_000,
+                )
+            )
     return out
 
 
-def write_demo_checkpoint(directory: str | Path, session: str | Path, config=None, autoencoder_steps: int = 30,
-                          predictor_steps: int = 20, max_frames: int = 200) -> int:
+def write_demo_checkpoint(
+    directory: str | Path,
+    session: str | Path,
+    config=None,
+    autoencoder_steps: int = 30,
+    predictor_steps: int = 20,
+    max_frames: int = 200,
+) -> int:
     """Train a small world model briefly on a session's frames and save it in the checkpoint format.
 
     For notebooks and tests that need *a* checkpoint (not a good one): the model is
@@ -244,8 +338,10 @@ def write_demo_checkpoint(directory: str | Path, session: str | Path, config=Non
         the checkpoint generation written.
     """
     from devbot.bag.session import Session
+
     from .config import WorldModelConfig
     from .workbench import ModelWorkbench
+
     with Session(session) as s:
         space = s.action_space
         n = min(s.num_frames, max_frames)
@@ -262,5 +358,16 @@ def write_demo_checkpoint(directory: str | Path, session: str | Path, config=Non
     return wb.save(directory)
 
 
-__all__ = ['write_dot_session', 'write_demo_checkpoint', 'write_jetbot_session', 'write_demo_sessions', 'random_actions', 'motor_schedule',
-           'robot_action_space', 'image_cdr', 'action_cdr', 'point_cdr', 'custom_data']
+__all__ = [
+    'write_dot_session',
+    'write_demo_checkpoint',
+    'write_jetbot_session',
+    'write_demo_sessions',
+    'random_actions',
+    'motor_schedule',
+    'robot_action_space',
+    'image_cdr',
+    'action_cdr',
+    'point_cdr',
+    'custom_data',
+]

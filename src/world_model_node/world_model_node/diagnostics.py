@@ -31,8 +31,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .models import (ACTION_TOKEN, FRAME_TOKEN, QUERY_TOKEN, MaskedAutoencoderViT,
-                     TransformerActionConditionedPredictor, ensemble_entropy)
+from .models import (
+    ACTION_TOKEN,
+    FRAME_TOKEN,
+    QUERY_TOKEN,
+    MaskedAutoencoderViT,
+    TransformerActionConditionedPredictor,
+    ensemble_entropy,
+)
 
 #: parameter-name prefixes of the predictor's action pathway (SPEC D6 gradient flow)
 ACTION_PARAM_PREFIXES = ('action_embed.', 'action_token.', 'films.')
@@ -42,6 +48,7 @@ ACTION_PARAM_PREFIXES = ('action_embed.', 'action_token.', 'films.')
 # attention
 # ---------------------------------------------------------------------------------------------
 
+
 def _check_attention(attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor) -> None:
     if attn.ndim != 3:
         raise ValueError(f'attention must be [H, S, L], got shape {tuple(attn.shape)}')
@@ -49,7 +56,9 @@ def _check_attention(attn: torch.Tensor, key_types: torch.Tensor, query_rows: to
     if key_types.ndim != 1 or key_types.shape[0] != length:
         raise ValueError(f'key_types must be [L={length}], got shape {tuple(key_types.shape)}')
     if query_rows.ndim != 1 or query_rows.shape[0] != s or query_rows.dtype != torch.bool:
-        raise ValueError(f'query_rows must be a bool tensor [S={s}], got {query_rows.dtype} {tuple(query_rows.shape)}')
+        raise ValueError(
+            f'query_rows must be a bool tensor [S={s}], got {query_rows.dtype} {tuple(query_rows.shape)}'
+        )
     if s > length:
         raise ValueError(f'more attention rows ({s}) than keys ({length})')
     if not bool(query_rows.any()):
@@ -80,8 +89,9 @@ def _query_mass(attn: torch.Tensor, query_rows: torch.Tensor) -> torch.Tensor:
     return attn[:, query_rows].float().mean(dim=(0, 1))
 
 
-def attention_metrics(attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor,
-                      recent: int = 16) -> dict[str, torch.Tensor]:
+def attention_metrics(
+    attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor, recent: int = 16
+) -> dict[str, torch.Tensor]:
     """APA, ALF, TTAR, RI@k and row entropy of the last layer's attention (SPEC D6).
 
     The attention rows are the LAST S tokens of the L-token sequence (row i sits at position
@@ -104,7 +114,7 @@ def attention_metrics(attn: torch.Tensor, key_types: torch.Tensor, query_rows: t
     if recent < 1:
         raise ValueError(f'recent must be >= 1, got {recent}')
     attn = attn.detach()
-    mass = _query_mass(attn, query_rows)                                  # [L]
+    mass = _query_mass(attn, query_rows)  # [L]
     zero = mass.new_zeros(())
     is_frame = key_types == FRAME_TOKEN
     is_action = key_types == ACTION_TOKEN
@@ -113,20 +123,23 @@ def attention_metrics(attn: torch.Tensor, key_types: torch.Tensor, query_rows: t
     frame_runs = _runs(is_frame)
     out: dict[str, torch.Tensor] = {}
     out['attn/APA'] = mass[action_idx[-1]] if action_idx.numel() else zero
-    out['attn/ALF'] = mass[frame_runs[-1][0]:frame_runs[-1][1]].sum() if frame_runs else zero
+    out['attn/ALF'] = mass[frame_runs[-1][0] : frame_runs[-1][1]].sum() if frame_runs else zero
     out['attn/TTAR'] = mass[is_action].sum() / mass[is_frame].sum().clamp_min(1e-12)
     out[f'attn/RI@{recent}'] = mass[history[-recent:]].sum() if history.numel() else zero
     # entropy of each selected row over its causal support
     s, length = attn.shape[1], attn.shape[2]
-    rows = attn[:, query_rows].float()                                    # [H, Sq, L]
-    support = (length - s + 1 + torch.nonzero(query_rows).flatten()).to(rows.dtype)   # [Sq] keys each row may see
+    rows = attn[:, query_rows].float()  # [H, Sq, L]
+    support = (length - s + 1 + torch.nonzero(query_rows).flatten()).to(
+        rows.dtype
+    )  # [Sq] keys each row may see
     out['attn/entropy'] = -torch.special.xlogy(rows, rows).sum(dim=-1).mean()
     out['attn/entropy_uniform'] = support.log().mean()
     return out
 
 
-def attention_breakdown(attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor
-                        ) -> dict[str, torch.Tensor]:
+def attention_breakdown(
+    attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Attention mass per context segment, averaged over heads and the query rows.
 
     Args:
@@ -137,8 +150,11 @@ def attention_breakdown(attn: torch.Tensor, key_types: torch.Tensor, query_rows:
     """
     _check_attention(attn, key_types, query_rows)
     mass = _query_mass(attn.detach(), query_rows)
-    last_action = int(torch.nonzero(key_types == ACTION_TOKEN).flatten()[-1]) if bool(
-        (key_types == ACTION_TOKEN).any()) else -1
+    last_action = (
+        int(torch.nonzero(key_types == ACTION_TOKEN).flatten()[-1])
+        if bool((key_types == ACTION_TOKEN).any())
+        else -1
+    )
     out: dict[str, torch.Tensor] = {}
     frame = -1
     for a, b in _segments(key_types):
@@ -153,8 +169,9 @@ def attention_breakdown(attn: torch.Tensor, key_types: torch.Tensor, query_rows:
     return out
 
 
-def frame_attention_grids(attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor
-                          ) -> torch.Tensor:
+def frame_attention_grids(
+    attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor
+) -> torch.Tensor:
     """Attention mass on each patch of each context frame (for heatmap overlays).
 
     Args:
@@ -171,44 +188,73 @@ def frame_attention_grids(attn: torch.Tensor, key_types: torch.Tensor, query_row
     t = runs[-1][1] - runs[-1][0]
     g = int(round(math.sqrt(t - 1)))
     if g * g != t - 1 or any(b - a != t for a, b in runs):
-        raise ValueError(f'frames must have g*g+1 tokens each, got runs of {[b - a for a, b in runs]}')
-    return torch.stack([mass[a + 1:b].reshape(g, g) for a, b in runs])
+        raise ValueError(
+            f'frames must have g*g+1 tokens each, got runs of {[b - a for a, b in runs]}'
+        )
+    return torch.stack([mass[a + 1 : b].reshape(g, g) for a, b in runs])
 
 
 # ---------------------------------------------------------------------------------------------
 # action sweep
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Sweep:
     """Predictions for every candidate action from one context (tensors on the model's device)."""
-    prediction: torch.Tensor              # [A, T, D] mean predicted features
-    head_predictions: torch.Tensor        # [E, A, T, D]
-    pred_patches: torch.Tensor            # [A, N, P] decoded mean predictions
-    attention: torch.Tensor | None        # [A, H, 1+T, L] last layer (rows: candidate token, then T queries)
-    key_types: torch.Tensor               # [L] token types of the keys
-    query_rows: torch.Tensor              # [1+T] bool, True for the future-query rows
+
+    prediction: torch.Tensor  # [A, T, D] mean predicted features
+    head_predictions: torch.Tensor  # [E, A, T, D]
+    pred_patches: torch.Tensor  # [A, N, P] decoded mean predictions
+    attention: (
+        torch.Tensor | None
+    )  # [A, H, 1+T, L] last layer (rows: candidate token, then T queries)
+    key_types: torch.Tensor  # [L] token types of the keys
+    query_rows: torch.Tensor  # [1+T] bool, True for the future-query rows
 
 
-def _context_tensors(predictor: TransformerActionConditionedPredictor, feats: torch.Tensor,
-                     context_actions: torch.Tensor, candidate_actions: torch.Tensor) -> None:
+def _context_tensors(
+    predictor: TransformerActionConditionedPredictor,
+    feats: torch.Tensor,
+    context_actions: torch.Tensor,
+    candidate_actions: torch.Tensor,
+) -> None:
     """Validate the shapes of a context given as features."""
-    if feats.ndim != 3 or feats.shape[0] < 1 or feats.shape[1] != predictor.tokens_per_frame \
-            or feats.shape[2] != predictor.embed_dim:
-        raise ValueError(f'features must be [F, T={predictor.tokens_per_frame}, D={predictor.embed_dim}], '
-                         f'got {tuple(feats.shape)}')
+    if (
+        feats.ndim != 3
+        or feats.shape[0] < 1
+        or feats.shape[1] != predictor.tokens_per_frame
+        or feats.shape[2] != predictor.embed_dim
+    ):
+        raise ValueError(
+            f'features must be [F, T={predictor.tokens_per_frame}, D={predictor.embed_dim}], '
+            f'got {tuple(feats.shape)}'
+        )
     c = predictor.action_dim
     if context_actions.ndim != 2 or context_actions.shape != (feats.shape[0] - 1, c):
-        raise ValueError(f'context_actions must be [F-1={feats.shape[0] - 1}, C={c}], got '
-                         f'{tuple(context_actions.shape)}')
-    if candidate_actions.ndim != 2 or candidate_actions.shape[0] < 1 or candidate_actions.shape[1] != c:
-        raise ValueError(f'candidate_actions must be [A>=1, C={c}], got {tuple(candidate_actions.shape)}')
+        raise ValueError(
+            f'context_actions must be [F-1={feats.shape[0] - 1}, C={c}], got '
+            f'{tuple(context_actions.shape)}'
+        )
+    if (
+        candidate_actions.ndim != 2
+        or candidate_actions.shape[0] < 1
+        or candidate_actions.shape[1] != c
+    ):
+        raise ValueError(
+            f'candidate_actions must be [A>=1, C={c}], got {tuple(candidate_actions.shape)}'
+        )
 
 
 @torch.no_grad()
-def action_sweep(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionConditionedPredictor,
-                 feats: torch.Tensor, context_actions: torch.Tensor, candidate_actions: torch.Tensor,
-                 return_attn: bool = True) -> Sweep:
+def action_sweep(
+    autoencoder: MaskedAutoencoderViT,
+    predictor: TransformerActionConditionedPredictor,
+    feats: torch.Tensor,
+    context_actions: torch.Tensor,
+    candidate_actions: torch.Tensor,
+    return_attn: bool = True,
+) -> Sweep:
     """Predict the next frame for every candidate action from the same context, in ONE batched pass.
 
     Args:
@@ -228,8 +274,14 @@ def action_sweep(autoencoder: MaskedAutoencoderViT, predictor: TransformerAction
     tail = torch.tensor([ACTION_TOKEN] + [QUERY_TOKEN] * t, device=ctx.token_types.device)
     rows = torch.ones(1 + t, dtype=torch.bool, device=feats.device)
     rows[0] = False
-    return Sweep(out.prediction, out.head_predictions, autoencoder.decode(out.prediction), out.attention,
-                 torch.cat([ctx.token_types, tail]), rows)
+    return Sweep(
+        out.prediction,
+        out.head_predictions,
+        autoencoder.decode(out.prediction),
+        out.attention,
+        torch.cat([ctx.token_types, tail]),
+        rows,
+    )
 
 
 def prediction_spread(pred_patches: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -241,7 +293,7 @@ def prediction_spread(pred_patches: torch.Tensor) -> dict[str, torch.Tensor]:
         'spread': mean over action pairs of their MSE (0 for one action); 'spread_std': the
         standard deviation over actions, averaged over all patch values.
     """
-    x = pred_patches.detach().float().flatten(1)                        # [A, N*P]
+    x = pred_patches.detach().float().flatten(1)  # [A, N*P]
     if x.shape[0] < 2:
         zero = x.new_zeros(())
         return {'spread': zero, 'spread_std': zero}
@@ -252,8 +304,10 @@ def prediction_spread(pred_patches: torch.Tensor) -> dict[str, torch.Tensor]:
 def action_errors(pred_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
     """MSE of each action's prediction [A, N, P] against the true next frame [N, P] -> [A]."""
     if target_patches.shape != pred_patches.shape[1:]:
-        raise ValueError(f'target patches {tuple(target_patches.shape)} do not match predictions '
-                         f'{tuple(pred_patches.shape[1:])}')
+        raise ValueError(
+            f'target patches {tuple(target_patches.shape)} do not match predictions '
+            f'{tuple(pred_patches.shape[1:])}'
+        )
     return (pred_patches.detach().float() - target_patches.float()[None]).pow(2).mean(dim=(1, 2))
 
 
@@ -261,12 +315,19 @@ def action_errors(pred_patches: torch.Tensor, target_patches: torch.Tensor) -> t
 # counterfactuals
 # ---------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def counterfactual_losses(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionConditionedPredictor,
-                          feats: torch.Tensor, context_actions: torch.Tensor, executed_action: torch.Tensor,
-                          target_patches: torch.Tensor, num_shuffles: int = 4,
-                          generator: torch.Generator | None = None, true_loss: torch.Tensor | None = None
-                          ) -> dict[str, torch.Tensor]:
+def counterfactual_losses(
+    autoencoder: MaskedAutoencoderViT,
+    predictor: TransformerActionConditionedPredictor,
+    feats: torch.Tensor,
+    context_actions: torch.Tensor,
+    executed_action: torch.Tensor,
+    target_patches: torch.Tensor,
+    num_shuffles: int = 4,
+    generator: torch.Generator | None = None,
+    true_loss: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Prediction loss with the true, shuffled and zeroed action sequence (one batched pass).
 
     The action sequence of the context is [a_0 .. a_{F-2}, executed]: the actions after the
@@ -292,26 +353,34 @@ def counterfactual_losses(autoencoder: MaskedAutoencoderViT, predictor: Transfor
     _context_tensors(predictor, feats, context_actions, executed_action.reshape(1, -1))
     if num_shuffles < 1:
         raise ValueError(f'num_shuffles must be >= 1, got {num_shuffles}')
-    seq = torch.cat([context_actions, executed_action.reshape(1, -1)])           # [F, C]
+    seq = torch.cat([context_actions, executed_action.reshape(1, -1)])  # [F, C]
     n = seq.shape[0]
-    perms = torch.stack([torch.randperm(n, generator=generator) for _ in range(num_shuffles)]).to(seq.device)
+    perms = torch.stack([torch.randperm(n, generator=generator) for _ in range(num_shuffles)]).to(
+        seq.device
+    )
     variants = [seq[perms], torch.zeros_like(seq)[None]]
     if true_loss is None:
         variants.insert(0, seq[None])
-    variants = torch.cat(variants)                                                 # [(1+)K+1, F, C]
+    variants = torch.cat(variants)  # [(1+)K+1, F, C]
     b = variants.shape[0]
     out = predictor(feats[None].expand(b, -1, -1, -1), variants)
-    losses = action_errors(autoencoder.decode(out.prediction), target_patches)    # [(1+)K+1]
+    losses = action_errors(autoencoder.decode(out.prediction), target_patches)  # [(1+)K+1]
     if true_loss is not None:
         losses = torch.cat([true_loss.reshape(1).to(losses), losses])
     true, shuffled, zeroed = losses[0], losses[1:-1].mean(), losses[-1]
-    return {'true': true, 'shuffled': shuffled, 'zeroed': zeroed,
-            'shuffled_gap': shuffled - true, 'zeroed_gap': zeroed - true}
+    return {
+        'true': true,
+        'shuffled': shuffled,
+        'zeroed': zeroed,
+        'shuffled_gap': shuffled - true,
+        'zeroed_gap': zeroed - true,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # gradient flow
 # ---------------------------------------------------------------------------------------------
+
 
 def is_action_parameter(name: str) -> bool:
     """Whether a predictor parameter belongs to the action pathway (embedding, action token, FiLM)."""
@@ -326,7 +395,7 @@ def action_grad_ratio(named_params: Iterable[tuple[str, torch.nn.Parameter]]) ->
     named = [(n, p.grad.detach()) for n, p in named_params if p.grad is not None]
     if not named:
         raise ValueError('no parameter has a gradient: call this after a backward pass')
-    norms = torch.stack(torch._foreach_norm([g for _, g in named])).float()            # [P]
+    norms = torch.stack(torch._foreach_norm([g for _, g in named])).float()  # [P]
     is_action = torch.tensor([is_action_parameter(n) for n, _ in named], device=norms.device)
     total = torch.linalg.vector_norm(norms)
     action = torch.linalg.vector_norm(norms * is_action)
@@ -346,6 +415,7 @@ def gradient_flow_ratio(predictor: torch.nn.Module) -> float:
 # one transition
 # ---------------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     """Put modules in eval mode for the block, then restore each one's previous mode."""
@@ -361,27 +431,44 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
 
 def _to_images(autoencoder: MaskedAutoencoderViT, patches: torch.Tensor) -> np.ndarray:
     """[K, N, P] in [0, 1] -> uint8 [K, S, S, C]."""
-    imgs = autoencoder.unpatchify(patches.detach().float()).clamp(0, 1).mul(255).round().to(torch.uint8)
+    imgs = (
+        autoencoder.unpatchify(patches.detach().float())
+        .clamp(0, 1)
+        .mul(255)
+        .round()
+        .to(torch.uint8)
+    )
     return imgs.permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass
 class TransitionDiagnostics:
     """Everything ``analyse_transition`` found, as host values (numpy / float)."""
-    predictions: np.ndarray                     # uint8 [A, S, S, 3] predicted next frame per candidate
-    uncertainty: np.ndarray                     # float32 [A] ensemble entropy per candidate (nats/feature)
-    spread: float                               # mean pairwise MSE between the candidates' predictions
-    spread_std: float                           # std over candidates, mean over patch values
-    errors: np.ndarray | None = None            # float32 [A] MSE against the true next frame (if given)
-    executed: int | None = None                 # the executed candidate (if given)
-    attention_index: int | None = None          # candidate whose attention is reported (executed, else 0)
-    attention: np.ndarray | None = None         # float32 [H, 1+T, L] its last-layer attention (row 0: candidate token)
-    key_types: np.ndarray | None = None         # int [L] token type of each key
-    query_rows: np.ndarray | None = None        # bool [1+T] the future-query rows
-    attention_metrics: dict[str, float] = field(default_factory=dict)    # APA, ALF, TTAR, RI@16, entropy (+ uniform)
-    attention_breakdown: dict[str, float] = field(default_factory=dict)  # mass per segment, sequence order
-    attention_grids: np.ndarray | None = None   # float32 [F, g, g] mass per patch of each context frame
-    counterfactual: dict[str, float] | None = None  # true/shuffled/zeroed losses and gaps (needs executed + next frame)
+
+    predictions: np.ndarray  # uint8 [A, S, S, 3] predicted next frame per candidate
+    uncertainty: np.ndarray  # float32 [A] ensemble entropy per candidate (nats/feature)
+    spread: float  # mean pairwise MSE between the candidates' predictions
+    spread_std: float  # std over candidates, mean over patch values
+    errors: np.ndarray | None = None  # float32 [A] MSE against the true next frame (if given)
+    executed: int | None = None  # the executed candidate (if given)
+    attention_index: int | None = None  # candidate whose attention is reported (executed, else 0)
+    attention: np.ndarray | None = (
+        None  # float32 [H, 1+T, L] its last-layer attention (row 0: candidate token)
+    )
+    key_types: np.ndarray | None = None  # int [L] token type of each key
+    query_rows: np.ndarray | None = None  # bool [1+T] the future-query rows
+    attention_metrics: dict[str, float] = field(
+        default_factory=dict
+    )  # APA, ALF, TTAR, RI@16, entropy (+ uniform)
+    attention_breakdown: dict[str, float] = field(
+        default_factory=dict
+    )  # mass per segment, sequence order
+    attention_grids: np.ndarray | None = (
+        None  # float32 [F, g, g] mass per patch of each context frame
+    )
+    counterfactual: dict[str, float] | None = (
+        None  # true/shuffled/zeroed losses and gaps (needs executed + next frame)
+    )
 
     @property
     def best_action(self) -> int | None:
@@ -399,17 +486,29 @@ def _floats(d: dict[str, torch.Tensor]) -> dict[str, float]:
 def _check_frames(frames: torch.Tensor, autoencoder: MaskedAutoencoderViT, what: str) -> None:
     s, c = autoencoder.img_size, autoencoder.in_chans
     if frames.shape[-3:] != (c, s, s) or not frames.is_floating_point():
-        raise ValueError(f'{what} must be float [.., {c}, {s}, {s}] in [0, 1], got {frames.dtype} {tuple(frames.shape)}')
+        raise ValueError(
+            f'{what} must be float [.., {c}, {s}, {s}] in [0, 1], got {frames.dtype} {tuple(frames.shape)}'
+        )
     if frames.numel() and (float(frames.min()) < 0 or float(frames.max()) > 1):
-        raise ValueError(f'{what} must be in [0, 1] (got values in [{float(frames.min())}, {float(frames.max())}])')
+        raise ValueError(
+            f'{what} must be in [0, 1] (got values in [{float(frames.min())}, {float(frames.max())}])'
+        )
 
 
 @torch.no_grad()
-def analyse_transition(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionConditionedPredictor,
-                       frames: torch.Tensor, context_actions: torch.Tensor, candidate_actions: torch.Tensor,
-                       executed: int | None = None, next_frame: torch.Tensor | None = None,
-                       generator: torch.Generator | None = None, with_attention: bool = True,
-                       with_counterfactuals: bool = True, num_shuffles: int = 4) -> TransitionDiagnostics:
+def analyse_transition(
+    autoencoder: MaskedAutoencoderViT,
+    predictor: TransformerActionConditionedPredictor,
+    frames: torch.Tensor,
+    context_actions: torch.Tensor,
+    candidate_actions: torch.Tensor,
+    executed: int | None = None,
+    next_frame: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    with_attention: bool = True,
+    with_counterfactuals: bool = True,
+    num_shuffles: int = 4,
+) -> TransitionDiagnostics:
     """Action sweep, attention and counterfactuals of one transition, in eval mode.
 
     Args:
@@ -433,23 +532,31 @@ def analyse_transition(autoencoder: MaskedAutoencoderViT, predictor: Transformer
     if next_frame is not None:
         _check_frames(next_frame[None], autoencoder, 'next_frame')
     a = candidate_actions.shape[0] if candidate_actions.ndim == 2 else 0
-    if executed is not None and (isinstance(executed, bool) or not isinstance(executed, (int, np.integer))
-                                 or not 0 <= executed < a):
+    if executed is not None and (
+        isinstance(executed, bool)
+        or not isinstance(executed, (int, np.integer))
+        or not 0 <= executed < a
+    ):
         raise ValueError(f'executed must be an index in [0, {a}), got {executed!r}')
     device = next(predictor.parameters()).device
     frames, context_actions = frames.to(device), context_actions.to(device).float()
     candidate_actions = candidate_actions.to(device).float()
     with eval_mode(autoencoder, predictor):
-        feats = autoencoder.encode(frames)                                           # [F, T, D]
-        sweep = action_sweep(autoencoder, predictor, feats, context_actions, candidate_actions, with_attention)
+        feats = autoencoder.encode(frames)  # [F, T, D]
+        sweep = action_sweep(
+            autoencoder, predictor, feats, context_actions, candidate_actions, with_attention
+        )
         tensors: dict[str, torch.Tensor] = dict(prediction_spread(sweep.pred_patches))
         result = TransitionDiagnostics(
             predictions=_to_images(autoencoder, sweep.pred_patches),
-            uncertainty=ensemble_entropy(sweep.head_predictions).float().cpu().numpy(), spread=0.0, spread_std=0.0,
-            executed=None if executed is None else int(executed))
+            uncertainty=ensemble_entropy(sweep.head_predictions).float().cpu().numpy(),
+            spread=0.0,
+            spread_std=0.0,
+            executed=None if executed is None else int(executed),
+        )
         target = None
         if next_frame is not None:
-            target = autoencoder.patchify(next_frame.to(device)[None].float())[0]    # [N, P]
+            target = autoencoder.patchify(next_frame.to(device)[None].float())[0]  # [N, P]
             result.errors = action_errors(sweep.pred_patches, target).cpu().numpy()
         if with_attention:
             i = int(executed) if executed is not None else 0
@@ -458,23 +565,45 @@ def analyse_transition(autoencoder: MaskedAutoencoderViT, predictor: Transformer
             result.attention = att.float().cpu().numpy()
             result.key_types = sweep.key_types.cpu().numpy()
             result.query_rows = sweep.query_rows.cpu().numpy()
-            result.attention_metrics = _floats(attention_metrics(att, sweep.key_types, sweep.query_rows))
-            result.attention_breakdown = _floats(attention_breakdown(att, sweep.key_types, sweep.query_rows))
-            result.attention_grids = frame_attention_grids(att, sweep.key_types, sweep.query_rows).cpu().numpy()
+            result.attention_metrics = _floats(
+                attention_metrics(att, sweep.key_types, sweep.query_rows)
+            )
+            result.attention_breakdown = _floats(
+                attention_breakdown(att, sweep.key_types, sweep.query_rows)
+            )
+            result.attention_grids = (
+                frame_attention_grids(att, sweep.key_types, sweep.query_rows).cpu().numpy()
+            )
         if with_counterfactuals and executed is not None and target is not None:
-            result.counterfactual = _floats(counterfactual_losses(
-                autoencoder, predictor, feats, context_actions, candidate_actions[int(executed)], target,
-                num_shuffles, generator))
+            result.counterfactual = _floats(
+                counterfactual_losses(
+                    autoencoder,
+                    predictor,
+                    feats,
+                    context_actions,
+                    candidate_actions[int(executed)],
+                    target,
+                    num_shuffles,
+                    generator,
+                )
+            )
     spread = _floats(tensors)
     result.spread, result.spread_std = spread['spread'], spread['spread_std']
     return result
 
 
 @torch.no_grad()
-def transition_metrics(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionConditionedPredictor,
-                       feats: torch.Tensor, context_actions: torch.Tensor, candidate_actions: torch.Tensor,
-                       executed: int, target_patches: torch.Tensor, num_shuffles: int = 1,
-                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def transition_metrics(
+    autoencoder: MaskedAutoencoderViT,
+    predictor: TransformerActionConditionedPredictor,
+    feats: torch.Tensor,
+    context_actions: torch.Tensor,
+    candidate_actions: torch.Tensor,
+    executed: int,
+    target_patches: torch.Tensor,
+    num_shuffles: int = 1,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """The D6 logging metrics of one known transition from cached features (0-d tensors, no host sync).
 
     Args:
@@ -492,21 +621,46 @@ def transition_metrics(autoencoder: MaskedAutoencoderViT, predictor: Transformer
         'diagnostics/counterfactual_{shuffled,zeroed}_gap'.
     """
     with eval_mode(autoencoder, predictor):
-        sweep = action_sweep(autoencoder, predictor, feats, context_actions, candidate_actions, return_attn=True)
+        sweep = action_sweep(
+            autoencoder, predictor, feats, context_actions, candidate_actions, return_attn=True
+        )
         out = attention_metrics(sweep.attention[executed], sweep.key_types, sweep.query_rows)
         spread = prediction_spread(sweep.pred_patches)
         out['diagnostics/action_spread'] = spread['spread']
         out['diagnostics/action_spread_std'] = spread['spread_std']
-        errors = action_errors(sweep.pred_patches, target_patches)                      # [A]
+        errors = action_errors(sweep.pred_patches, target_patches)  # [A]
         out['diagnostics/executed_error'] = errors[executed]
         out['diagnostics/best_action_error'] = errors.min()
-        cf = counterfactual_losses(autoencoder, predictor, feats, context_actions, candidate_actions[executed],
-                                   target_patches, num_shuffles, generator, true_loss=errors[executed])
+        cf = counterfactual_losses(
+            autoencoder,
+            predictor,
+            feats,
+            context_actions,
+            candidate_actions[executed],
+            target_patches,
+            num_shuffles,
+            generator,
+            true_loss=errors[executed],
+        )
     out.update({f'diagnostics/counterfactual_{k}': v for k, v in cf.items()})
     return out
 
 
-__all__ = ['attention_metrics', 'attention_breakdown', 'frame_attention_grids', 'Sweep', 'action_sweep',
-           'prediction_spread', 'action_errors', 'counterfactual_losses', 'is_action_parameter',
-           'action_grad_ratio', 'gradient_flow_ratio', 'eval_mode', 'TransitionDiagnostics',
-           'analyse_transition', 'transition_metrics', 'ACTION_PARAM_PREFIXES']
+__all__ = [
+    'attention_metrics',
+    'attention_breakdown',
+    'frame_attention_grids',
+    'Sweep',
+    'action_sweep',
+    'prediction_spread',
+    'action_errors',
+    'counterfactual_losses',
+    'is_action_parameter',
+    'action_grad_ratio',
+    'gradient_flow_ratio',
+    'eval_mode',
+    'TransitionDiagnostics',
+    'analyse_transition',
+    'transition_metrics',
+    'ACTION_PARAM_PREFIXES',
+]

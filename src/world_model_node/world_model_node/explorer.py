@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from devbot.action_space import ActionSpace
@@ -47,7 +48,7 @@ from .action_check import action_label
 from .table import Table
 
 DEFAULT_CHECKPOINTS = Path('saved/checkpoints')
-CACHE_BYTES = 256 * 1024 * 1024   # decoded frames kept in memory
+CACHE_BYTES = 256 * 1024 * 1024  # decoded frames kept in memory
 
 
 class ExplorerError(RuntimeError):
@@ -94,13 +95,17 @@ class SessionExplorer:
         cache_bytes: decoded frames kept in memory.
     """
 
-    def __init__(self, sessions_root: str | Path = DEFAULT_ROOT, checkpoints_root: str | Path = DEFAULT_CHECKPOINTS,
-                 cache_bytes: int = CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        sessions_root: str | Path = DEFAULT_ROOT,
+        checkpoints_root: str | Path = DEFAULT_CHECKPOINTS,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.sessions_root = Path(sessions_root)
         self.checkpoints_root = Path(checkpoints_root)
         self.cache_bytes = int(cache_bytes)
         self.session: Session | None = None
-        self.model = None                           # a ModelWorkbench after load_model
+        self.model = None  # a ModelWorkbench after load_model
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_used = 0
         self._transitions: list[Transition] = []
@@ -120,19 +125,51 @@ class SessionExplorer:
         rows = []
         for k, info in enumerate(self.sessions(robot)):
             if info.error:
-                rows.append([k, info.robot, info.name, None, None, None, None, None, f'unreadable: {info.error}'])
+                rows.append(
+                    [
+                        k,
+                        info.robot,
+                        info.name,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        f'unreadable: {info.error}',
+                    ]
+                )
                 continue
             camera = info.topic('camera/image_raw')
             executed = info.topic('motor_command/executed')
             space = info.action_space
-            rows.append([k, info.robot, info.name, info.robot_type or 'unknown',
-                         space.num_actions if space else None,
-                         info.topics[camera].count if camera else 0,
-                         info.topics[executed].count if executed else 0,
-                         round(info.duration_ns / 1e9, 3),
-                         'ok' if info.complete else 'unfinished (devbot bag reindex)'])
-        return Table(['#', 'robot', 'session', 'robot type', 'actions', 'frame msgs', 'executed', 'duration s', 'state'],
-                     rows, title=f'sessions under {self.sessions_root}')
+            rows.append(
+                [
+                    k,
+                    info.robot,
+                    info.name,
+                    info.robot_type or 'unknown',
+                    space.num_actions if space else None,
+                    info.topics[camera].count if camera else 0,
+                    info.topics[executed].count if executed else 0,
+                    round(info.duration_ns / 1e9, 3),
+                    'ok' if info.complete else 'unfinished (devbot bag reindex)',
+                ]
+            )
+        return Table(
+            [
+                '#',
+                'robot',
+                'session',
+                'robot type',
+                'actions',
+                'frame msgs',
+                'executed',
+                'duration s',
+                'state',
+            ],
+            rows,
+            title=f'sessions under {self.sessions_root}',
+        )
 
     def open(self, which: int | str | Path | SessionInfo) -> Table:
         """Open a session: an index into :meth:`session_table`, ``<robot>/<session>``, a session
@@ -159,7 +196,9 @@ class SessionExplorer:
         if isinstance(which, (int, np.integer)) and not isinstance(which, bool):
             infos = self.sessions()
             if not 0 <= which < len(infos):
-                raise ExplorerError(f'no session #{which}: there are {len(infos)} under {self.sessions_root}')
+                raise ExplorerError(
+                    f'no session #{which}: there are {len(infos)} under {self.sessions_root}'
+                )
             return infos[which].path
         text = str(which)
         for candidate in (Path(text), self.sessions_root / text):
@@ -169,10 +208,14 @@ class SessionExplorer:
         if len(matches) == 1:
             return matches[0]
         if matches:
-            raise ExplorerError(f'several sessions are named {text!r}: {[str(m) for m in matches]}; '
-                                f'give <robot>/<session>')
-        raise ExplorerError(f'no session {text!r} (a path, <robot>/<session> under {self.sessions_root}, '
-                            f'a session name or an index of session_table())')
+            raise ExplorerError(
+                f'several sessions are named {text!r}: {[str(m) for m in matches]}; '
+                f'give <robot>/<session>'
+            )
+        raise ExplorerError(
+            f'no session {text!r} (a path, <robot>/<session> under {self.sessions_root}, '
+            f'a session name or an index of session_table())'
+        )
 
     def close(self) -> None:
         """Close the open session (the model stays loaded)."""
@@ -186,7 +229,9 @@ class SessionExplorer:
 
     def _require(self) -> Session:
         if self.session is None:
-            raise ExplorerError('no session is open: call open() first (session_table() lists them)')
+            raise ExplorerError(
+                'no session is open: call open() first (session_table() lists them)'
+            )
         return self.session
 
     @property
@@ -227,12 +272,18 @@ class SessionExplorer:
         info = self.info
         s = self._require()
         space = info.action_space
-        rows = [['session', str(info.path)], ['robot', info.robot], ['robot type', self.robot_type],
-                ['software', info.software_version or '-'], ['duration s', round(info.duration_ns / 1e9, 3)],
-                ['frames', self.num_frames], ['transitions', len(self._transitions)],
-                ['action channels', ', '.join(space.channel_names) if space else '-'],
-                ['actions', '; '.join(self.action_labels()) if space else '-'],
-                ['topics', ', '.join(f'{t.name} ({t.count})' for t in info.topics.values())]]
+        rows = [
+            ['session', str(info.path)],
+            ['robot', info.robot],
+            ['robot type', self.robot_type],
+            ['software', info.software_version or '-'],
+            ['duration s', round(info.duration_ns / 1e9, 3)],
+            ['frames', self.num_frames],
+            ['transitions', len(self._transitions)],
+            ['action channels', ', '.join(space.channel_names) if space else '-'],
+            ['actions', '; '.join(self.action_labels()) if space else '-'],
+            ['topics', ', '.join(f'{t.name} ({t.count})' for t in info.topics.values())],
+        ]
         if s.camera_topic is None:
             rows.append(['note', 'no camera topic: frames cannot be shown'])
         return Table(['field', 'value'], rows, title=f'{info.robot}/{info.name}')
@@ -243,7 +294,11 @@ class SessionExplorer:
 
     def _check_index(self, index: int) -> int:
         n = self.num_frames
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not -n <= index < n
+        ):
             raise IndexError(f'frame {index!r} out of range: the session has {n} frames')
         return int(index) % n
 
@@ -265,7 +320,9 @@ class SessionExplorer:
         self._cache.move_to_end(index)
         return self._cache[index]
 
-    def frames(self, start: int = 0, stop: int | None = None, indices: Iterable[int] | None = None) -> np.ndarray:
+    def frames(
+        self, start: int = 0, stop: int | None = None, indices: Iterable[int] | None = None
+    ) -> np.ndarray:
         """Frames ``start .. stop-1`` (or the given ``indices``), uint8 [N, H, W, 3]; decoded in one
         pass over the bag where they are not cached yet."""
         if indices is None:
@@ -288,7 +345,7 @@ class SessionExplorer:
                 self._remember(i, self._require().frame(i).image)
         out = []
         for i in wanted:
-            if i not in self._cache:   # evicted by a small cache during this very call
+            if i not in self._cache:  # evicted by a small cache during this very call
                 self._remember(i, self._require().frame(i).image)
             out.append(self._cache[i])
         return np.stack(out)
@@ -316,6 +373,7 @@ class SessionExplorer:
     def frame_figure(self, index: int):
         """One frame, captioned with its time and the action executed after it."""
         import matplotlib.pyplot as plt
+
         fig, ax = plt.subplots(figsize=(4, 4.3))
         ax.imshow(self.frame(index))
         ax.set_title(self.frame_caption(index), fontsize=9)
@@ -327,21 +385,31 @@ class SessionExplorer:
         index = self._check_index(index)
         return list(range(max(0, index - before), min(self.num_frames, index + after + 1)))
 
-    def history_strip(self, index: int, before: int = 6, after: int = 0, tile: int = 112) -> np.ndarray:
+    def history_strip(
+        self, index: int, before: int = 6, after: int = 0, tile: int = 112
+    ) -> np.ndarray:
         """The frames around ``index`` side by side, each captioned with its index and the action
         executed after it (the current frame marked ``*``): uint8 [tile + caption, n * tile, 3]."""
         from devbot.viewer import contact_sheet
+
         idx = self._strip_indices(index, before, after)
         current = self._check_index(index)
         entries = []
         for i, img in zip(idx, self.frames(indices=idx)):
             a = self.action_after(i)
-            entries.append((f'{"*" if i == current else ""}frame {i}', img, f'then a={a}' if a is not None else 'then -'))
+            entries.append(
+                (
+                    f'{"*" if i == current else ""}frame {i}',
+                    img,
+                    f'then a={a}' if a is not None else 'then -',
+                )
+            )
         return contact_sheet(entries, tile=tile, columns=len(entries))
 
     def strip_figure(self, index: int, before: int = 6, after: int = 2):
         """The history strip as a figure: frames around ``index`` with arrows labelled by the actions."""
         import matplotlib.pyplot as plt
+
         idx = self._strip_indices(index, before, after)
         current = self._check_index(index)
         imgs = self.frames(indices=idx)
@@ -357,13 +425,21 @@ class SessionExplorer:
                 for spine in ax.spines.values():
                     spine.set_edgecolor('tab:orange')
                     spine.set_linewidth(3)
-        fig.suptitle(f'frames {idx[0]}..{idx[-1]} (current {current}); below each: the action executed after it',
-                     fontsize=9)
+        fig.suptitle(
+            f'frames {idx[0]}..{idx[-1]} (current {current}); below each: the action executed after it',
+            fontsize=9,
+        )
         fig.tight_layout()
         return fig
 
-    def playback(self, start: int = 0, stop: int | None = None, fps: float = 5.0, every: int = 1,
-                 max_frames: int = 200) -> Html:
+    def playback(
+        self,
+        start: int = 0,
+        stop: int | None = None,
+        fps: float = 5.0,
+        every: int = 1,
+        max_frames: int = 200,
+    ) -> Html:
         """Frames ``start .. stop-1`` as an HTML animation with play/pause and a scrub slider
         (matplotlib's JavaScript player: no widgets needed), captioned with the actions.
 
@@ -372,16 +448,25 @@ class SessionExplorer:
         """
         anim, fig = self._animation(start, stop, fps, every, max_frames)
         import matplotlib.pyplot as plt
+
         try:
             return Html(anim.to_jshtml(fps=fps, default_mode='once'))
         finally:
             plt.close(fig)
 
-    def save_playback(self, path: str | Path, start: int = 0, stop: int | None = None, fps: float = 5.0,
-                      every: int = 1, max_frames: int = 500) -> Path:
+    def save_playback(
+        self,
+        path: str | Path,
+        start: int = 0,
+        stop: int | None = None,
+        fps: float = 5.0,
+        every: int = 1,
+        max_frames: int = 500,
+    ) -> Path:
         """The same animation as an animated GIF file (for the script twin)."""
-        from matplotlib.animation import PillowWriter
         import matplotlib.pyplot as plt
+        from matplotlib.animation import PillowWriter
+
         anim, fig = self._animation(start, stop, fps, every, max_frames)
         path = Path(path)
         try:
@@ -393,6 +478,7 @@ class SessionExplorer:
     def _animation(self, start: int, stop: int | None, fps: float, every: int, max_frames: int):
         import matplotlib.pyplot as plt
         from matplotlib.animation import FuncAnimation
+
         if not fps > 0 or every < 1:
             raise ExplorerError(f'need fps > 0 and every >= 1, got {fps}, {every}')
         stop = self.num_frames if stop is None else min(stop, self.num_frames)
@@ -400,8 +486,10 @@ class SessionExplorer:
         if not idx:
             raise ExplorerError(f'no frames in {start}..{stop}')
         if len(idx) > max_frames:
-            raise ExplorerError(f'{len(idx)} frames is too many for one animation (max {max_frames}): '
-                                f'narrow the range or raise every=')
+            raise ExplorerError(
+                f'{len(idx)} frames is too many for one animation (max {max_frames}): '
+                f'narrow the range or raise every='
+            )
         imgs = self.frames(indices=idx)
         fig, ax = plt.subplots(figsize=(3.6, 3.9))
         im = ax.imshow(imgs[0])
@@ -459,16 +547,38 @@ class SessionExplorer:
             notes.append(f'this session is not under {self.sessions_root}: not part of "all"')
         labels = self.action_labels()
         n_mine, n_all = max(1, int(mine.sum())), max(1, int(total.sum()))
-        rows = [[i, labels[i], int(mine[i]), round(100.0 * mine[i] / n_mine, 2), int(total[i]),
-                 round(100.0 * total[i] / n_all, 2)] for i in range(space.num_actions)]
-        rows.append(['all', '', int(mine.sum()), 100.0 if mine.sum() else 0.0, int(total.sum()),
-                     100.0 if total.sum() else 0.0])
-        return Table(['action', 'label', 'this session', 'this %', f'all {used} sessions', 'all %'], rows,
-                     title=f'executed actions: {self.info.name} vs every {self.robot_type} session', notes=notes)
+        rows = [
+            [
+                i,
+                labels[i],
+                int(mine[i]),
+                round(100.0 * mine[i] / n_mine, 2),
+                int(total[i]),
+                round(100.0 * total[i] / n_all, 2),
+            ]
+            for i in range(space.num_actions)
+        ]
+        rows.append(
+            [
+                'all',
+                '',
+                int(mine.sum()),
+                100.0 if mine.sum() else 0.0,
+                int(total.sum()),
+                100.0 if total.sum() else 0.0,
+            ]
+        )
+        return Table(
+            ['action', 'label', 'this session', 'this %', f'all {used} sessions', 'all %'],
+            rows,
+            title=f'executed actions: {self.info.name} vs every {self.robot_type} session',
+            notes=notes,
+        )
 
     def action_distribution_figure(self):
         """The action distribution as grouped bars (share of this session vs all sessions)."""
         import matplotlib.pyplot as plt
+
         table = self.action_distribution()
         rows = [r for r in table.rows if r[0] != 'all']
         x = np.arange(len(rows))
@@ -509,9 +619,14 @@ class SessionExplorer:
         if t is None:
             starts = [t.frame_index for t in self._transitions]
             near = sorted(starts, key=lambda s: abs(s - index))[:5]
-            raise ExplorerError(f'frame {index} has no recorded action after it'
-                                + (f'; transitions start at frames such as {sorted(near)}' if near else
-                                   ': the session has no transitions'))
+            raise ExplorerError(
+                f'frame {index} has no recorded action after it'
+                + (
+                    f'; transitions start at frames such as {sorted(near)}'
+                    if near
+                    else ': the session has no transitions'
+                )
+            )
         return t
 
     def nearest_transition(self, index: int) -> int:
@@ -522,7 +637,9 @@ class SessionExplorer:
         """
         index = self._check_index(index)
         if not self._transitions:
-            raise ExplorerError('the session has no transitions (no executed action between two frames)')
+            raise ExplorerError(
+                'the session has no transitions (no executed action between two frames)'
+            )
         return min((t.frame_index for t in self._transitions), key=lambda f: (abs(f - index), f))
 
     def window(self, index: int, history: int | None = None) -> Window:
@@ -560,7 +677,7 @@ class SessionExplorer:
             actions.append(t.action)
             idx.append(t.next_frame_index)
         covered = set(idx)
-        for i in chosen:                       # frames in no chosen transition still train the autoencoder
+        for i in chosen:  # frames in no chosen transition still train the autoencoder
             if i not in covered:
                 if idx:
                     actions.append(-1)
@@ -576,8 +693,13 @@ class SessionExplorer:
         """``<checkpoints root>/<robot type>``: where the live world model of this robot saves."""
         return self.checkpoints_root / self.robot_type
 
-    def load_model(self, checkpoint_dir: str | Path | None = None, fresh: bool = False, config=None,
-                   device: str = 'cpu'):
+    def load_model(
+        self,
+        checkpoint_dir: str | Path | None = None,
+        fresh: bool = False,
+        config=None,
+        device: str = 'cpu',
+    ):
         """Load the world model to look through, read-only (nothing is ever written there).
 
         Args:
@@ -595,19 +717,26 @@ class SessionExplorer:
         from .checkpoint import CheckpointError
         from .config import WorldModelConfig
         from .workbench import ModelWorkbench
+
         space = self.action_space
         if fresh:
-            self.model = ModelWorkbench.fresh(config or WorldModelConfig(), space.normalized(), device=device)
+            self.model = ModelWorkbench.fresh(
+                config or WorldModelConfig(), space.normalized(), device=device
+            )
             return self.model
-        directory = Path(checkpoint_dir) if checkpoint_dir is not None else self.default_checkpoint_dir()
+        directory = (
+            Path(checkpoint_dir) if checkpoint_dir is not None else self.default_checkpoint_dir()
+        )
         try:
             model = ModelWorkbench.from_checkpoint(directory, device=device)
         except CheckpointError as exc:
             raise ExplorerError(f'{exc} (load_model(fresh=True) gives an untrained model)') from exc
         theirs, mine = model.action_space, space.normalized()
         if theirs.shape != mine.shape or not np.allclose(theirs, mine, atol=1e-6):
-            raise ExplorerError(f'{directory}: the checkpoint was made for another action space '
-                                f'({theirs.tolist()}) than this session\'s ({mine.tolist()})')
+            raise ExplorerError(
+                f'{directory}: the checkpoint was made for another action space '
+                f'({theirs.tolist()}) than this session\'s ({mine.tolist()})'
+            )
         self.model = model
         return model
 
@@ -620,16 +749,23 @@ class SessionExplorer:
         """What the loaded model is: sizes, steps, where it came from."""
         wb = self._model()
         cfg, lr = wb.config, wb.learner
-        rows = [['source', str(wb.source) if wb.source else 'fresh (untrained)'],
-                ['image size', f'{cfg.img_size} px, patch {cfg.patch_size}'],
-                ['encoder', f'width {cfg.embed_dim}, depth {cfg.depth}, heads {cfg.num_heads}'],
-                ['predictor', f'depth {cfg.predictor_depth}, heads {cfg.predictor_heads}, '
-                              f'{cfg.ensemble_heads} ensemble heads'],
-                ['context frames', cfg.context_frames],
-                ['learner steps', lr.step], ['autoencoder steps', lr.autoencoder_steps],
-                ['predictor steps (level 0)', lr.levels[0].training_steps], ['levels', lr.num_levels],
-                ['reconstruction threshold', cfg.reconstruction_threshold],
-                ['prediction threshold', cfg.prediction_threshold]]
+        rows = [
+            ['source', str(wb.source) if wb.source else 'fresh (untrained)'],
+            ['image size', f'{cfg.img_size} px, patch {cfg.patch_size}'],
+            ['encoder', f'width {cfg.embed_dim}, depth {cfg.depth}, heads {cfg.num_heads}'],
+            [
+                'predictor',
+                f'depth {cfg.predictor_depth}, heads {cfg.predictor_heads}, '
+                f'{cfg.ensemble_heads} ensemble heads',
+            ],
+            ['context frames', cfg.context_frames],
+            ['learner steps', lr.step],
+            ['autoencoder steps', lr.autoencoder_steps],
+            ['predictor steps (level 0)', lr.levels[0].training_steps],
+            ['levels', lr.num_levels],
+            ['reconstruction threshold', cfg.reconstruction_threshold],
+            ['prediction threshold', cfg.prediction_threshold],
+        ]
         return Table(['field', 'value'], rows, title='world model')
 
     # ------------------------------------------------------------------ autoencoder
@@ -644,6 +780,7 @@ class SessionExplorer:
     def reconstruction_figure(self, frames: Iterable[int]):
         """Each frame above its reconstruction, with the MSE and whether the gate would be open."""
         import matplotlib.pyplot as plt
+
         idx, recon, losses = self.reconstruct(frames)
         imgs = self.frames(indices=idx)
         threshold = self._model().config.reconstruction_threshold
@@ -662,8 +799,13 @@ class SessionExplorer:
 
     # ------------------------------------------------------------------ predictor and diagnostics
 
-    def analyse(self, index: int, with_attention: bool = True, with_counterfactuals: bool = True,
-                num_shuffles: int = 4):
+    def analyse(
+        self,
+        index: int,
+        with_attention: bool = True,
+        with_counterfactuals: bool = True,
+        num_shuffles: int = 4,
+    ):
         """Sweep every action of the space from the context of the transition at frame ``index``,
         with the last layer's attention and the counterfactual losses.
 
@@ -672,8 +814,14 @@ class SessionExplorer:
             frames and actions used) attached.
         """
         w = self.window(index)
-        d = self._model().analyse(w.frames, w.actions, w.index, with_attention=with_attention,
-                                  with_counterfactuals=with_counterfactuals, num_shuffles=num_shuffles)
+        d = self._model().analyse(
+            w.frames,
+            w.actions,
+            w.index,
+            with_attention=with_attention,
+            with_counterfactuals=with_counterfactuals,
+            num_shuffles=num_shuffles,
+        )
         d.window = w
         return d
 
@@ -693,17 +841,29 @@ class SessionExplorer:
                 mark.append('<-- recorded')
             if a == best:
                 mark.append('closest')
-            rows.append([a, labels[a], None if d.errors is None else float(d.errors[a]), float(d.uncertainty[a]),
-                         ', '.join(mark)])
+            rows.append(
+                [
+                    a,
+                    labels[a],
+                    None if d.errors is None else float(d.errors[a]),
+                    float(d.uncertainty[a]),
+                    ', '.join(mark),
+                ]
+            )
         w = d.window
-        title = (f'action sweep at frame {w.frame_indices[w.index]} -> {w.frame_indices[w.index + 1]} '
-                 f'(spread {d.spread:.3g})')
-        return Table(['action', 'label', 'MSE vs recorded next', 'uncertainty (nats)', ''], rows, title=title)
+        title = (
+            f'action sweep at frame {w.frame_indices[w.index]} -> {w.frame_indices[w.index + 1]} '
+            f'(spread {d.spread:.3g})'
+        )
+        return Table(
+            ['action', 'label', 'MSE vs recorded next', 'uncertainty (nats)', ''], rows, title=title
+        )
 
     def sweep_figure(self, d):
         """Current frame, recorded next frame, and the prediction for every action (recorded action
         framed in green, with its MSE and uncertainty)."""
         import matplotlib.pyplot as plt
+
         w = d.window
         labels = self.action_labels()
         n = len(labels)
@@ -718,9 +878,12 @@ class SessionExplorer:
             ax.imshow(d.predictions[a])
             err = '' if d.errors is None else f'MSE {d.errors[a]:.2e}\n'
             recorded = a == d.executed
-            ax.set_title(f'{labels[a]}{" (recorded)" if recorded else ""}\n{err}H {d.uncertainty[a]:.2f}',
-                         fontsize=7, color='tab:green' if recorded else 'black',
-                         fontweight='bold' if recorded else 'normal')
+            ax.set_title(
+                f'{labels[a]}{" (recorded)" if recorded else ""}\n{err}H {d.uncertainty[a]:.2f}',
+                fontsize=7,
+                color='tab:green' if recorded else 'black',
+                fontweight='bold' if recorded else 'normal',
+            )
             if recorded:
                 for spine in ax.spines.values():
                     spine.set_edgecolor('tab:green')
@@ -735,28 +898,39 @@ class SessionExplorer:
     def attention_table(self, d) -> Table:
         """The attention metrics (APA, ALF, TTAR, RI@16, entropy vs uniform) and the mass per segment."""
         if d.attention is None:
-            raise ExplorerError('no attention in these diagnostics: analyse(..., with_attention=True)')
+            raise ExplorerError(
+                'no attention in these diagnostics: analyse(..., with_attention=True)'
+            )
         rows = [[k.replace('attn/', ''), v, 'metric'] for k, v in d.attention_metrics.items()]
         rows += [[k, v, 'mass'] for k, v in d.attention_breakdown.items()]
         label = self.action_labels()[d.attention_index]
-        return Table(['name', 'value', 'kind'], rows, title=f'last-layer attention of the future queries ({label})')
+        return Table(
+            ['name', 'value', 'kind'],
+            rows,
+            title=f'last-layer attention of the future queries ({label})',
+        )
 
     def attention_figure(self, d):
         """Last-layer attention (heads averaged): the map over the sequence with its segments, the
         mass on each context frame's patches over that frame, and the mass per segment."""
         import matplotlib.pyplot as plt
+
         from .models import ACTION_TOKEN
+
         if d.attention is None:
-            raise ExplorerError('no attention in these diagnostics: analyse(..., with_attention=True)')
+            raise ExplorerError(
+                'no attention in these diagnostics: analyse(..., with_attention=True)'
+            )
         w = d.window
-        att = d.attention.mean(axis=0)                                     # [1+T, L]
-        grids = d.attention_grids                                          # [F, g, g]
+        att = d.attention.mean(axis=0)  # [1+T, L]
+        grids = d.attention_grids  # [F, g, g]
         f = grids.shape[0]
         fig = plt.figure(figsize=(max(9, 2.2 * f + 4), 6.4))
         gs = fig.add_gridspec(2, max(f, 2) + 2, height_ratios=[1.1, 1])
         ax = fig.add_subplot(gs[0, :])
-        im = ax.imshow(att, aspect='auto', cmap='magma', interpolation='nearest',
-                       norm=_log_norm(att))
+        im = ax.imshow(
+            att, aspect='auto', cmap='magma', interpolation='nearest', norm=_log_norm(att)
+        )
         kt = d.key_types
         for pos in np.flatnonzero(kt == ACTION_TOKEN):
             ax.axvline(pos, color='cyan', lw=0.6, alpha=0.8)
@@ -765,80 +939,132 @@ class SessionExplorer:
             ax.axvline(b, color='white', lw=0.4, alpha=0.5)
         ax.set_xlabel('key position (frames, action tokens in cyan, candidate, queries)')
         ax.set_ylabel('row (0: candidate, then queries)')
-        ax.set_title(f'attention of {self.action_labels()[d.attention_index]} (mean over heads, log colour)',
-                     fontsize=9)
+        ax.set_title(
+            f'attention of {self.action_labels()[d.attention_index]} (mean over heads, log colour)',
+            fontsize=9,
+        )
         fig.colorbar(im, ax=ax, fraction=0.02)
-        ctx_frames = w.frames[:w.index + 1][-f:]
-        ctx_idx = w.frame_indices[:w.index + 1][-f:]
+        ctx_frames = w.frames[: w.index + 1][-f:]
+        ctx_idx = w.frame_indices[: w.index + 1][-f:]
         vmax = float(grids.max()) or 1.0
         for k in range(f):
             axk = fig.add_subplot(gs[1, k])
             h, wd = ctx_frames[k].shape[:2]
             axk.imshow(ctx_frames[k])
-            axk.imshow(grids[k], cmap='inferno', alpha=0.5, extent=(0, wd, h, 0), vmin=0, vmax=vmax,
-                       interpolation='nearest')
+            axk.imshow(
+                grids[k],
+                cmap='inferno',
+                alpha=0.5,
+                extent=(0, wd, h, 0),
+                vmin=0,
+                vmax=vmax,
+                interpolation='nearest',
+            )
             axk.set_title(f'frame {ctx_idx[k]}: {grids[k].sum():.2f}', fontsize=8)
             axk.axis('off')
-        axb = fig.add_subplot(gs[1, max(f, 2):])
+        axb = fig.add_subplot(gs[1, max(f, 2) :])
         names, vals = list(d.attention_breakdown), list(d.attention_breakdown.values())
-        colours = ['tab:blue' if n.startswith('frame') else 'tab:orange' if n.startswith(('action', 'candidate'))
-                   else 'tab:gray' for n in names]
+        colours = [
+            'tab:blue'
+            if n.startswith('frame')
+            else 'tab:orange'
+            if n.startswith(('action', 'candidate'))
+            else 'tab:gray'
+            for n in names
+        ]
         axb.barh(range(len(names)), vals, color=colours)
         axb.set_yticks(range(len(names)), names, fontsize=7)
         axb.invert_yaxis()
         axb.set_xlabel('attention mass')
         m = d.attention_metrics
-        axb.set_title(f"APA {m.get('attn/APA', 0):.3f}  ALF {m.get('attn/ALF', 0):.3f}\n"
-                      f"TTAR {m.get('attn/TTAR', 0):.3f}  entropy {m.get('attn/entropy', 0):.2f}/"
-                      f"{m.get('attn/entropy_uniform', 0):.2f}", fontsize=8)
+        axb.set_title(
+            f"APA {m.get('attn/APA', 0):.3f}  ALF {m.get('attn/ALF', 0):.3f}\n"
+            f"TTAR {m.get('attn/TTAR', 0):.3f}  entropy {m.get('attn/entropy', 0):.2f}/"
+            f"{m.get('attn/entropy_uniform', 0):.2f}",
+            fontsize=8,
+        )
         fig.tight_layout()
         return fig
 
     def counterfactual_table(self, d) -> Table:
         """The prediction loss with the true, shuffled and zeroed action sequence, and the gaps."""
         if d.counterfactual is None:
-            raise ExplorerError('no counterfactuals: the transition needs a recorded action and next frame, '
-                                'and analyse(..., with_counterfactuals=True)')
+            raise ExplorerError(
+                'no counterfactuals: the transition needs a recorded action and next frame, '
+                'and analyse(..., with_counterfactuals=True)'
+            )
         cf = d.counterfactual
-        rows = [['true actions', cf['true'], 0.0], ['shuffled in time', cf['shuffled'], cf['shuffled_gap']],
-                ['all zero', cf['zeroed'], cf['zeroed_gap']]]
-        return Table(['action sequence', 'prediction MSE', 'gap vs true'], rows,
-                     title='counterfactuals (a model that uses the actions has gaps > 0)')
+        rows = [
+            ['true actions', cf['true'], 0.0],
+            ['shuffled in time', cf['shuffled'], cf['shuffled_gap']],
+            ['all zero', cf['zeroed'], cf['zeroed_gap']],
+        ]
+        return Table(
+            ['action sequence', 'prediction MSE', 'gap vs true'],
+            rows,
+            title='counterfactuals (a model that uses the actions has gaps > 0)',
+        )
 
     # ------------------------------------------------------------------ training
 
-    def train_autoencoder(self, frames: Iterable[int] | slice | None = None, steps: int | None = None,
-                          threshold: float | None = None, run: bool = True, **kwargs):
+    def train_autoencoder(
+        self,
+        frames: Iterable[int] | slice | None = None,
+        steps: int | None = None,
+        threshold: float | None = None,
+        run: bool = True,
+        **kwargs,
+    ):
         """Train the autoencoder on chosen frames for ``steps`` or to ``threshold`` (the unmasked
         reconstruction MSE); ``run=False`` returns the run unstarted (``run.run(n)``, ``pause()``,
         ``resume()``). See :meth:`ModelWorkbench.train_autoencoder`."""
         sel = self.selection(frames)
-        return self._model().train_autoencoder(sel.frames, steps=steps, threshold=threshold, run=run, **kwargs)
+        return self._model().train_autoencoder(
+            sel.frames, steps=steps, threshold=threshold, run=run, **kwargs
+        )
 
-    def train_predictor(self, frames: Iterable[int] | slice | None = None, steps: int | None = None,
-                        threshold: float | None = None, run: bool = True, **kwargs):
+    def train_predictor(
+        self,
+        frames: Iterable[int] | slice | None = None,
+        steps: int | None = None,
+        threshold: float | None = None,
+        run: bool = True,
+        **kwargs,
+    ):
         """Train the level-0 predictor on the transitions among chosen frames, for ``steps`` or to
         ``threshold`` (the executed action's prediction MSE). See :meth:`ModelWorkbench.train_predictor`."""
         sel = self.selection(frames)
         if not (sel.actions >= 0).any():
-            raise ExplorerError('the chosen frames contain no transition (a frame and the frame after its action)')
-        return self._model().train_predictor(sel.frames, sel.actions, steps=steps, threshold=threshold, run=run,
-                                             **kwargs)
+            raise ExplorerError(
+                'the chosen frames contain no transition (a frame and the frame after its action)'
+            )
+        return self._model().train_predictor(
+            sel.frames, sel.actions, steps=steps, threshold=threshold, run=run, **kwargs
+        )
 
     @staticmethod
     def training_figure(*runs):
         """Training loss per step and evaluation loss (with the threshold) of one or more runs."""
         import matplotlib.pyplot as plt
+
         if not runs:
             raise ExplorerError('training_figure needs at least one training run')
         fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.2), squeeze=False)
         for ax, r in zip(axes[0], runs):
             if r.losses:
-                ax.plot(np.arange(1, len(r.losses) + 1), r.losses, lw=0.8, alpha=0.7, label='training loss')
+                ax.plot(
+                    np.arange(1, len(r.losses) + 1),
+                    r.losses,
+                    lw=0.8,
+                    alpha=0.7,
+                    label='training loss',
+                )
             ev = np.array(r.evals, dtype=float)
             ax.plot(ev[:, 0], ev[:, 1], 'o-', ms=3, label='evaluation loss')
             if r.threshold is not None:
-                ax.axhline(r.threshold, color='tab:red', ls='--', lw=1, label=f'threshold {r.threshold:g}')
+                ax.axhline(
+                    r.threshold, color='tab:red', ls='--', lw=1, label=f'threshold {r.threshold:g}'
+                )
             ax.set_yscale('log')
             ax.set_xlabel('step')
             state = f'done: {r.reason}' if r.done else ('paused' if r.paused else 'not done')
@@ -853,18 +1079,26 @@ class SessionExplorer:
         """Relative weight change per layer since the model was loaded (largest first)."""
         change = self._model().weight_change()
         items = sorted(change.items(), key=lambda kv: -kv[1])[:top]
-        return Table(['layer', 'relative change'], [[k, v] for k, v in items],
-                     title='weight change since load: ||w - w0|| / ||w0|| (absolute for zero-initialised layers)')
+        return Table(
+            ['layer', 'relative change'],
+            [[k, v] for k, v in items],
+            title='weight change since load: ||w - w0|| / ||w0|| (absolute for zero-initialised layers)',
+        )
 
     def weight_change_figure(self):
         """Relative weight change per layer, both networks, as horizontal bars."""
         import matplotlib.pyplot as plt
+
         change = self._model().weight_change()
         nets = ['autoencoder', 'predictor']
         fig, axes = plt.subplots(1, 2, figsize=(10, 0.22 * max(len(change) // 2, 8) + 1))
         for ax, net in zip(axes, nets):
             items = [(k.split('/', 1)[1], v) for k, v in change.items() if k.startswith(net + '/')]
-            ax.barh(range(len(items)), [v for _, v in items], color='tab:blue' if net == 'autoencoder' else 'tab:orange')
+            ax.barh(
+                range(len(items)),
+                [v for _, v in items],
+                color='tab:blue' if net == 'autoencoder' else 'tab:orange',
+            )
             ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=7)
             ax.invert_yaxis()
             ax.set_xlabel('relative change')
@@ -877,9 +1111,12 @@ class SessionExplorer:
         """Weight images of one network (``autoencoder`` or ``predictor``): patch-embedding filters,
         attention projections, the action pathway (blue < 0 < red)."""
         import matplotlib.pyplot as plt
+
         if network not in ('autoencoder', 'predictor'):
             raise ExplorerError(f"network must be 'autoencoder' or 'predictor', got {network!r}")
-        images = {k: v for k, v in self._model().weight_images().items() if k.startswith(network + '/')}
+        images = {
+            k: v for k, v in self._model().weight_images().items() if k.startswith(network + '/')
+        }
         names = list(images)[:max_panels]
         cols = min(4, len(names))
         rows = math.ceil(len(names) / cols)
@@ -888,7 +1125,11 @@ class SessionExplorer:
             ax.axis('off')
         for ax, name in zip(axes.flat, names):
             img = images[name]
-            ax.imshow(img, aspect='auto' if name != 'autoencoder/patch_embed' else 'equal', interpolation='nearest')
+            ax.imshow(
+                img,
+                aspect='auto' if name != 'autoencoder/patch_embed' else 'equal',
+                interpolation='nearest',
+            )
             ax.set_title(f'{name.split("/", 1)[1]} {img.shape[0]}x{img.shape[1]}', fontsize=8)
         fig.suptitle(f'{network} weights', fontsize=10)
         fig.tight_layout()
@@ -911,6 +1152,7 @@ class SessionExplorer:
 def _log_norm(values: np.ndarray):
     """A log colour scale for attention (floor at 1e-4 of the maximum)."""
     from matplotlib.colors import LogNorm
+
     vmax = float(values.max()) if values.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
     return LogNorm(vmin=vmax * 1e-4, vmax=vmax, clip=True)

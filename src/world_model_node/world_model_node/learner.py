@@ -55,8 +55,14 @@ from . import diagnostics as D
 from . import metrics as M
 from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager
 from .config import WorldModelConfig
-from .models import (PredictorContext, build_autoencoder, build_predictor, clip_gradients, ensemble_entropy,
-                     scale_gradient)
+from .models import (
+    PredictorContext,
+    build_autoencoder,
+    build_predictor,
+    clip_gradients,
+    ensemble_entropy,
+    scale_gradient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +71,16 @@ log = logging.getLogger(__name__)
 # public result types
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ActionLabel:
     """What a score is about."""
-    level: int                     # hierarchy level (0 = primitive actions)
-    index: int                     # index of the action within its level
-    primitives: tuple[int, ...]    # the primitive action indices it executes, in order (length macro_length**level)
+
+    level: int  # hierarchy level (0 = primitive actions)
+    index: int  # index of the action within its level
+    primitives: tuple[
+        int, ...
+    ]  # the primitive action indices it executes, in order (length macro_length**level)
 
     def __str__(self) -> str:
         return f'L{self.level}:{"-".join(map(str, self.primitives))}'
@@ -79,24 +89,37 @@ class ActionLabel:
 @dataclass
 class ObserveResult:
     """What one ``observe`` / ``train_gate`` call did and found."""
-    step: int                                   # learner step counter (frames observed + gate retries)
-    gate_open: bool                             # reconstruction good enough to act (scores published)
-    reconstruction_loss: float                  # unmasked reconstruction MSE of the frame (pixels in [0, 1])
-    consecutive_autoencoder_iterations: int     # autoencoder steps in the current/last gate-closed streak
-    gate_released: bool = False                 # acting although the reconstruction is above the threshold
-                                                # (it stopped improving for GATE_PATIENCE iterations)
-    autoencoder_loss: float | None = None       # masked training loss when the gate was closed
-    mask_ratio: float | None = None             # its mask ratio
-    scores: np.ndarray | None = None            # [K] float32 uncertainty (entropy, nats/feature) per candidate
-    labels: list[ActionLabel] = field(default_factory=list)  # parallel to scores: level 0 first, then 1, ...
-    prediction_errors: dict[int, float] = field(default_factory=dict)  # level -> fresh prediction MSE of this frame
-    explained_variance: float | None = None     # level-0 fresh prediction, patch space
-    trained_levels: list[int] = field(default_factory=list)     # levels that took a training step
-    predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)  # level -> total/patch/latent/action
-    num_levels: int = 1                         # levels that exist after this step
-    new_level: int | None = None                # a level created in this step
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, gate, train, score, total
-    metrics: dict[str, float] | None = None     # the metrics logged in this step, if any
+
+    step: int  # learner step counter (frames observed + gate retries)
+    gate_open: bool  # reconstruction good enough to act (scores published)
+    reconstruction_loss: float  # unmasked reconstruction MSE of the frame (pixels in [0, 1])
+    consecutive_autoencoder_iterations: (
+        int  # autoencoder steps in the current/last gate-closed streak
+    )
+    gate_released: bool = False  # acting although the reconstruction is above the threshold
+    # (it stopped improving for GATE_PATIENCE iterations)
+    autoencoder_loss: float | None = None  # masked training loss when the gate was closed
+    mask_ratio: float | None = None  # its mask ratio
+    scores: np.ndarray | None = (
+        None  # [K] float32 uncertainty (entropy, nats/feature) per candidate
+    )
+    labels: list[ActionLabel] = field(
+        default_factory=list
+    )  # parallel to scores: level 0 first, then 1, ...
+    prediction_errors: dict[int, float] = field(
+        default_factory=dict
+    )  # level -> fresh prediction MSE of this frame
+    explained_variance: float | None = None  # level-0 fresh prediction, patch space
+    trained_levels: list[int] = field(default_factory=list)  # levels that took a training step
+    predictor_losses: dict[int, dict[str, float]] = field(
+        default_factory=dict
+    )  # level -> total/patch/latent/action
+    num_levels: int = 1  # levels that exist after this step
+    new_level: int | None = None  # a level created in this step
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds: encode, gate, train, score, total
+    metrics: dict[str, float] | None = None  # the metrics logged in this step, if any
 
     def level_scores(self, level: int) -> tuple[np.ndarray, list[ActionLabel]]:
         """Scores and labels of one level."""
@@ -117,32 +140,34 @@ class ObserveResult:
 # internal state
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Entry:
-    frame: torch.Tensor            # uint8 [S, S, 3] on CPU (resized to img_size)
-    features: torch.Tensor         # [T, D] on device, detached: features from the latest encoding
-    step: int                      # learner step that observed it
-    action: int = -1               # primitive action executed after it (-1: none)
-    checked: bool = False          # gate opened on this frame (fresh check + scoring done)
+    frame: torch.Tensor  # uint8 [S, S, 3] on CPU (resized to img_size)
+    features: torch.Tensor  # [T, D] on device, detached: features from the latest encoding
+    step: int  # learner step that observed it
+    action: int = -1  # primitive action executed after it (-1: none)
+    checked: bool = False  # gate opened on this frame (fresh check + scoring done)
 
 
 @dataclass
 class _Encoded:
-    x: torch.Tensor                # [1, C, S, S] in [0, 1]
-    z: torch.Tensor                # [1, T, D] features (with graph)
-    recon: torch.Tensor            # [1, N, P] reconstruction (with graph)
-    target: torch.Tensor           # [1, N, P] the frame's patches
-    loss: torch.Tensor             # 0-d reconstruction MSE (with graph)
+    x: torch.Tensor  # [1, C, S, S] in [0, 1]
+    z: torch.Tensor  # [1, T, D] features (with graph)
+    recon: torch.Tensor  # [1, N, P] reconstruction (with graph)
+    target: torch.Tensor  # [1, N, P] the frame's patches
+    loss: torch.Tensor  # 0-d reconstruction MSE (with graph)
 
 
 @dataclass
 class _Pending:
     """The level-0 scoring pass of the last gate-open frame, reused to train on the next frame."""
+
     entry_step: int
-    ctx: PredictorContext          # keys/values; the current-frame part carries the graph
-    enc: _Encoded                  # encoding of that frame (graph to the autoencoder)
-    pred_patches: torch.Tensor     # [A, N, P] decoded predictions of all candidates (no graph)
-    features: torch.Tensor         # [A, T, D] trunk outputs the ensemble heads read (no graph)
+    ctx: PredictorContext  # keys/values; the current-frame part carries the graph
+    enc: _Encoded  # encoding of that frame (graph to the autoencoder)
+    pred_patches: torch.Tensor  # [A, N, P] decoded predictions of all candidates (no graph)
+    features: torch.Tensor  # [A, T, D] trunk outputs the ensemble heads read (no graph)
     ae_version: int
     pred_version: int
 
@@ -150,24 +175,32 @@ class _Pending:
 class _Level:
     """One hierarchy level: its predictor, optimizer, macro-actions and counters."""
 
-    def __init__(self, index: int, cfg: WorldModelConfig, base_actions: torch.Tensor, device: torch.device) -> None:
+    def __init__(
+        self, index: int, cfg: WorldModelConfig, base_actions: torch.Tensor, device: torch.device
+    ) -> None:
         self.index = index
-        self.span = cfg.macro_length ** index                    # primitive steps per action
+        self.span = cfg.macro_length**index  # primitive steps per action
         num_base, c = base_actions.shape
-        self.primitives = list(itertools.product(range(num_base), repeat=self.span))   # lexicographic
-        self.actions = torch.stack([base_actions[list(p)].reshape(-1) for p in self.primitives])  # [A_k, span*C]
+        self.primitives = list(
+            itertools.product(range(num_base), repeat=self.span)
+        )  # lexicographic
+        self.actions = torch.stack(
+            [base_actions[list(p)].reshape(-1) for p in self.primitives]
+        )  # [A_k, span*C]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 7919 + 101 * (index + 1))
             self.predictor = build_predictor(cfg, self.span * c, len(self.primitives))
-        self.predictor.to(device).eval()        # inference and the online step run in eval mode
+        self.predictor.to(device).eval()  # inference and the online step run in eval mode
         self.optimizer = make_adamw(self.predictor.parameters(), cfg.predictor_lr, cfg)
         # per action: EMA of the latent MSE of its fresh predictions, the residual part of the
         # predictive variance (untried actions start high)
-        self.residual = torch.full((len(self.primitives),), float(cfg.initial_residual), device=device)
+        self.residual = torch.full(
+            (len(self.primitives),), float(cfg.initial_residual), device=device
+        )
         self.residual_decay = float(cfg.residual_decay)
-        self.consecutive_accurate = 0           # fresh predictions in a row under PREDICTION_THRESHOLD
+        self.consecutive_accurate = 0  # fresh predictions in a row under PREDICTION_THRESHOLD
         self.training_steps = 0
-        self.version = 0                        # bumped by every optimizer step
+        self.version = 0  # bumped by every optimizer step
         self.last_error: float | None = None
         self.last_losses: dict[str, torch.Tensor] = {}
 
@@ -179,12 +212,15 @@ class _Level:
         """Fold the error of a fresh prediction [1, T, D] of ``action`` vs the target features
         [1, T, D] (CLS excluded) into that action's residual."""
         err = F.mse_loss(prediction.detach()[:, 1:], target.detach()[:, 1:])
-        self.residual[action] = self.residual_decay * self.residual[action] + (1 - self.residual_decay) * err
+        self.residual[action] = (
+            self.residual_decay * self.residual[action] + (1 - self.residual_decay) * err
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # the learner
 # ---------------------------------------------------------------------------------------------
+
 
 class OnlineLearner:
     """Online world-model learner over a discrete action space.
@@ -205,22 +241,34 @@ class OnlineLearner:
         run_name: wandb run name.
     """
 
-    def __init__(self, config: WorldModelConfig, action_space_normalized: np.ndarray, device: str | torch.device = 'cpu',
-                 checkpoint_dir: str | os.PathLike | None = None, autoencoder_lr: float | None = None,
-                 predictor_lr: float | None = None, wandb_project: str | None = None,
-                 wandb_dir: str | os.PathLike | None = None, run_name: str | None = None) -> None:
+    def __init__(
+        self,
+        config: WorldModelConfig,
+        action_space_normalized: np.ndarray,
+        device: str | torch.device = 'cpu',
+        checkpoint_dir: str | os.PathLike | None = None,
+        autoencoder_lr: float | None = None,
+        predictor_lr: float | None = None,
+        wandb_project: str | None = None,
+        wandb_dir: str | os.PathLike | None = None,
+        run_name: str | None = None,
+    ) -> None:
         acts = np.asarray(action_space_normalized, dtype=np.float32)
         if acts.ndim != 2 or acts.shape[0] < 1 or acts.shape[1] < 1 or not np.isfinite(acts).all():
-            raise ValueError(f'action_space_normalized must be a finite [A, C] array, got shape {acts.shape}')
+            raise ValueError(
+                f'action_space_normalized must be a finite [A, C] array, got shape {acts.shape}'
+            )
         self.config = config
         self.device = torch.device(device)
-        self.base_actions = torch.from_numpy(acts).to(self.device)           # [A, C]
+        self.base_actions = torch.from_numpy(acts).to(self.device)  # [A, C]
         self.num_actions = acts.shape[0]
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed * 7919 + 1)
             self.autoencoder = build_autoencoder(config)
-        self.autoencoder.to(self.device).eval()     # no dropout in the encoder: eval == train numerically
+        self.autoencoder.to(
+            self.device
+        ).eval()  # no dropout in the encoder: eval == train numerically
         self.ae_optimizer = make_adamw(self.autoencoder.parameters(), config.autoencoder_lr, config)
         self.levels: list[_Level] = [_Level(0, config, self.base_actions, self.device)]
         # on the CPU whatever the device: its state is then the same kind everywhere, so a checkpoint
@@ -229,20 +277,20 @@ class OnlineLearner:
         self.generator.manual_seed(config.seed)
 
         self.history: deque[_Entry] = deque(maxlen=config.max_history_size)
-        self.step = 0                                # observe + train_gate calls
-        self.autoencoder_steps = 0                   # autoencoder optimizer steps (masked + joint)
+        self.step = 0  # observe + train_gate calls
+        self.autoencoder_steps = 0  # autoencoder optimizer steps (masked + joint)
         self.consecutive_autoencoder_iterations = 0
-        self.gate_releases = 0                       # gate-closed streaks ended by GATE_PATIENCE
-        self._gate_best = math.inf                   # best reconstruction MSE of the current closed streak
-        self._gate_stalled = 0                       # closed iterations since it last improved by 2%
-        self._gate_opened = False                    # the gate has opened in this process
-        self.generation = 0                          # checkpoint generation counter
+        self.gate_releases = 0  # gate-closed streaks ended by GATE_PATIENCE
+        self._gate_best = math.inf  # best reconstruction MSE of the current closed streak
+        self._gate_stalled = 0  # closed iterations since it last improved by 2%
+        self._gate_opened = False  # the gate has opened in this process
+        self.generation = 0  # checkpoint generation counter
         self._ae_version = 0
         self._pending: _Pending | None = None
         self._latest: _Encoded | None = None
         self._last_result: ObserveResult | None = None
-        self._last_scoring: dict[str, Any] | None = None       # predictions of the last scoring pass
-        self._last_fresh: dict[str, Any] | None = None         # last level-0 fresh prediction vs truth
+        self._last_scoring: dict[str, Any] | None = None  # predictions of the last scoring pass
+        self._last_fresh: dict[str, Any] | None = None  # last level-0 fresh prediction vs truth
         self._action_times: deque[float] = deque(maxlen=1000)
         self._last_recon_loss = torch.zeros((), device=self.device)
         self._last_ae_loss: torch.Tensor | None = None
@@ -258,7 +306,9 @@ class OnlineLearner:
             for lvl in self.levels:
                 _set_lr(lvl.optimizer, predictor_lr)
         self._lr_override = (autoencoder_lr, predictor_lr)
-        self.logger = M.WandbLogger(wandb_project, config.to_dict(), run_name=run_name, directory=wandb_dir)
+        self.logger = M.WandbLogger(
+            wandb_project, config.to_dict(), run_name=run_name, directory=wandb_dir
+        )
 
     # =========================================================================================
     # public API
@@ -288,7 +338,11 @@ class OnlineLearner:
             return self._last_result
         t0 = time.perf_counter()
         self.step += 1
-        x = self._latest.x if self._latest is not None else self._frame_tensor(self.history[-1].frame)
+        x = (
+            self._latest.x
+            if self._latest is not None
+            else self._frame_tensor(self.history[-1].frame)
+        )
         enc = self._encode(x)
         self.history[-1].features = enc.z.detach()[0]
         self._latest = enc
@@ -297,15 +351,22 @@ class OnlineLearner:
 
     def record_action(self, action_index: int) -> None:
         """The primitive action (index into the action space) executed after the latest frame."""
-        if isinstance(action_index, bool) or not isinstance(action_index, (int, np.integer)) \
-                or not 0 <= action_index < self.num_actions:
-            raise ValueError(f'action_index must be an integer in [0, {self.num_actions}), got {action_index!r}')
+        if (
+            isinstance(action_index, bool)
+            or not isinstance(action_index, (int, np.integer))
+            or not 0 <= action_index < self.num_actions
+        ):
+            raise ValueError(
+                f'action_index must be an integer in [0, {self.num_actions}), got {action_index!r}'
+            )
         if not self.history:
             raise RuntimeError('record_action() before any observe()')
         entry = self.history[-1]
         if entry.action >= 0:
-            raise RuntimeError(f'an action ({entry.action}) is already recorded for the latest frame '
-                               f'(step {entry.step}); observe the next frame first')
+            raise RuntimeError(
+                f'an action ({entry.action}) is already recorded for the latest frame '
+                f'(step {entry.step}); observe the next frame first'
+            )
         entry.action = int(action_index)
         self._action_times.append(time.perf_counter())
 
@@ -315,7 +376,11 @@ class OnlineLearner:
 
     def labels(self) -> list[ActionLabel]:
         """Labels of all candidate actions, in score order (level 0 first)."""
-        return [ActionLabel(lvl.index, i, p) for lvl in self.levels for i, p in enumerate(lvl.primitives)]
+        return [
+            ActionLabel(lvl.index, i, p)
+            for lvl in self.levels
+            for i, p in enumerate(lvl.primitives)
+        ]
 
     # ------------------------------------------------------------------ visualisation
 
@@ -380,12 +445,19 @@ class OnlineLearner:
             return None
         out = lvl.predictor.predict(ctx, lvl.actions, return_attn=True)
         from .models import ACTION_TOKEN, QUERY_TOKEN
+
         t = self.config.tokens_per_frame
-        key_types = torch.cat([ctx.token_types, torch.tensor([ACTION_TOKEN] + [QUERY_TOKEN] * t, device=self.device)])
+        key_types = torch.cat(
+            [ctx.token_types, torch.tensor([ACTION_TOKEN] + [QUERY_TOKEN] * t, device=self.device)]
+        )
         rows = torch.zeros(1 + t, dtype=torch.bool, device=self.device)
         rows[1:] = True
-        return {'attention': out.attention, 'key_types': key_types, 'query_rows': rows,
-                'metrics': M.to_floats(D.attention_metrics(out.attention[0], key_types, rows))}
+        return {
+            'attention': out.attention,
+            'key_types': key_types,
+            'query_rows': rows,
+            'metrics': M.to_floats(D.attention_metrics(out.attention[0], key_types, rows)),
+        }
 
     # ------------------------------------------------------------------ persistence
 
@@ -394,13 +466,22 @@ class OnlineLearner:
         if self.checkpoints is None:
             return None
         self.generation += 1
-        comps = {'autoencoder': {'model': self.autoencoder.state_dict(), 'optimizer': self.ae_optimizer.state_dict()}}
+        comps = {
+            'autoencoder': {
+                'model': self.autoencoder.state_dict(),
+                'optimizer': self.ae_optimizer.state_dict(),
+            }
+        }
         for lvl in self.levels:
-            comps[f'predictor_{lvl.index}'] = {'model': lvl.predictor.state_dict(),
-                                               'optimizer': lvl.optimizer.state_dict()}
+            comps[f'predictor_{lvl.index}'] = {
+                'model': lvl.predictor.state_dict(),
+                'optimizer': lvl.optimizer.state_dict(),
+            }
         comps[STATE_NAME] = self._state_payload(list(comps))
         self.checkpoints.save(comps, self.generation)
-        log.info('checkpoint generation %d saved to %s', self.generation, self.checkpoints.directory)
+        log.info(
+            'checkpoint generation %d saved to %s', self.generation, self.checkpoints.directory
+        )
         return self.generation
 
     def load(self) -> bool:
@@ -413,7 +494,9 @@ class OnlineLearner:
         state = comps[STATE_NAME]
         self._check_compatible(state)
         n_levels = int(state['num_levels'])
-        self.levels = [_Level(i, self.config, self.base_actions, self.device) for i in range(n_levels)]
+        self.levels = [
+            _Level(i, self.config, self.base_actions, self.device) for i in range(n_levels)
+        ]
         try:
             self.autoencoder.load_state_dict(comps['autoencoder']['model'])
             load_optimizer_state(self.ae_optimizer, comps['autoencoder']['optimizer'])
@@ -424,10 +507,12 @@ class OnlineLearner:
                 lvl.consecutive_accurate = int(ls['consecutive_accurate'])
                 lvl.training_steps = int(ls['training_steps'])
                 lvl.last_error = None if ls['last_error'] is None else float(ls['last_error'])
-                if 'residual' in ls:        # checkpoints before the residual: untried-level values
+                if 'residual' in ls:  # checkpoints before the residual: untried-level values
                     lvl.residual.copy_(ls['residual'].to(self.device))
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint does not fit this model: {exc}') from exc
+            raise CheckpointError(
+                f'{self.checkpoints.directory}: checkpoint does not fit this model: {exc}'
+            ) from exc
         self.step = int(state['step'])
         self.autoencoder_steps = int(state['autoencoder_steps'])
         self.consecutive_autoencoder_iterations = int(state['consecutive_autoencoder_iterations'])
@@ -436,14 +521,27 @@ class OnlineLearner:
         h = state['history']
         self.history.clear()
         for i in range(h['actions'].shape[0]):
-            self.history.append(_Entry(h['frames'][i].cpu(), h['features'][i].to(self.device), int(h['steps'][i]),
-                                       int(h['actions'][i]), bool(h['checked'][i])))
+            self.history.append(
+                _Entry(
+                    h['frames'][i].cpu(),
+                    h['features'][i].to(self.device),
+                    int(h['steps'][i]),
+                    int(h['actions'][i]),
+                    bool(h['checked'][i]),
+                )
+            )
         self._pending = None
         self._latest = None
         self._last_result = None
         self._ae_version += 1
-        log.info('resumed generation %d from %s: step %d, %d levels, %d history entries', self.generation,
-                 self.checkpoints.directory, self.step, n_levels, len(self.history))
+        log.info(
+            'resumed generation %d from %s: step %d, %d levels, %d history entries',
+            self.generation,
+            self.checkpoints.directory,
+            self.step,
+            n_levels,
+            len(self.history),
+        )
         return True
 
     def close(self) -> None:
@@ -475,18 +573,29 @@ class OnlineLearner:
             released = opened_before and 0 < cfg.gate_patience <= self._gate_stalled
             if released:
                 self.gate_releases += 1
-                log.warning('reconstruction MSE %.5f has not improved for %d autoencoder iterations: acting on '
-                            'this frame anyway (threshold %g)', recon_loss, self._gate_stalled,
-                            cfg.reconstruction_threshold)
+                log.warning(
+                    'reconstruction MSE %.5f has not improved for %d autoencoder iterations: acting on '
+                    'this frame anyway (threshold %g)',
+                    recon_loss,
+                    self._gate_stalled,
+                    cfg.reconstruction_threshold,
+                )
         if recon_loss > cfg.reconstruction_threshold and not released:
             t1 = time.perf_counter()
             ae_loss, ratio = self._autoencoder_step(enc.x)
             self.consecutive_autoencoder_iterations += 1
             timings['gate'] = time.perf_counter() - t1
             timings['total'] = time.perf_counter() - t0
-            result = ObserveResult(self.step, False, recon_loss, self.consecutive_autoencoder_iterations,
-                                   autoencoder_loss=float(ae_loss), mask_ratio=ratio, num_levels=len(self.levels),
-                                   timings=timings)
+            result = ObserveResult(
+                self.step,
+                False,
+                recon_loss,
+                self.consecutive_autoencoder_iterations,
+                autoencoder_loss=float(ae_loss),
+                mask_ratio=ratio,
+                num_levels=len(self.levels),
+                timings=timings,
+            )
             result.metrics = self._maybe_log()
             self._last_result = result
             return result
@@ -498,10 +607,11 @@ class OnlineLearner:
 
         # ---- 3. fresh predictions and gated training
         t1 = time.perf_counter()
-        result = ObserveResult(self.step, True, recon_loss, streak, gate_released=released,
-                               num_levels=len(self.levels))
+        result = ObserveResult(
+            self.step, True, recon_loss, streak, gate_released=released, num_levels=len(self.levels)
+        )
         ae_changed = self._check_and_train(result)
-        if ae_changed:                      # the features must come from the updated encoder
+        if ae_changed:  # the features must come from the updated encoder
             enc = self._encode(enc.x)
             entry.features = enc.z.detach()[0]
             self._latest = enc
@@ -517,8 +627,11 @@ class OnlineLearner:
         timings['total'] = time.perf_counter() - t0
         result.timings = timings
         result.metrics = self._maybe_log()
-        if self.checkpoints is not None and 0 in result.trained_levels \
-                and self.levels[0].training_steps % cfg.checkpoint_save_interval == 0:
+        if (
+            self.checkpoints is not None
+            and 0 in result.trained_levels
+            and self.levels[0].training_steps % cfg.checkpoint_save_interval == 0
+        ):
             self.save()
         self._last_result = result
         return result
@@ -536,7 +649,9 @@ class OnlineLearner:
         s = self.config.img_size
         if u8.shape[0] != s or u8.shape[1] != s:
             img = u8.permute(2, 0, 1)[None].float()
-            img = F.interpolate(img, size=(s, s), mode='bilinear', antialias=True, align_corners=False)
+            img = F.interpolate(
+                img, size=(s, s), mode='bilinear', antialias=True, align_corners=False
+            )
             u8 = img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
         return self._frame_tensor(u8), u8
 
@@ -562,7 +677,9 @@ class OnlineLearner:
         loss.backward()
         self._clip(self.autoencoder)
         if capture:
-            self._grad_metrics.update(M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder'))
+            self._grad_metrics.update(
+                M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder')
+            )
         self.ae_optimizer.step()
         self.autoencoder_steps += 1
         self._ae_version += 1
@@ -578,15 +695,15 @@ class OnlineLearner:
         cfg = self.config
         n = len(self.history)
         cur = self.history[-1]
-        z_target = cur.features[None]                                   # [1, T, D] detached target
-        target_patches = self._latest.target                            # [1, N, P]
+        z_target = cur.features[None]  # [1, T, D] detached target
+        target_patches = self._latest.target  # [1, N, P]
         losses: list[torch.Tensor] = []
         trained: list[_Level] = []
         calibrate: list[tuple] = []
         joint_ae = False
 
         for lvl in self.levels:
-            e = n - 1 - lvl.span                                        # last frame of the context
+            e = n - 1 - lvl.span  # last frame of the context
             if e < 0:
                 continue
             macro = [self.history[e + j].action for j in range(lvl.span)]
@@ -597,24 +714,48 @@ class OnlineLearner:
                 pend = self._pending_for(e)
                 if pend is None:
                     continue
-                pred_p = pend.pred_patches[a_idx:a_idx + 1]             # the prediction made when scoring
+                pred_p = pend.pred_patches[a_idx : a_idx + 1]  # the prediction made when scoring
                 err = F.mse_loss(pred_p, target_patches)
                 ev = M.explained_variance(pred_p, target_patches)
-                self._last_fresh = {'patches': pred_p[0], 'error': float(err), 'action': a_idx, 'step': cur.step}
+                self._last_fresh = {
+                    'patches': pred_p[0],
+                    'error': float(err),
+                    'action': a_idx,
+                    'step': cur.step,
+                }
                 result.explained_variance = float(ev)
                 err_f = self._last_fresh['error']
-                head_input = (pend.features[a_idx:a_idx + 1], pend.ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
+                head_input = (
+                    pend.features[a_idx : a_idx + 1],
+                    pend.ctx.last_frame,
+                    lvl.actions[a_idx : a_idx + 1],
+                )
                 with torch.no_grad():
-                    lvl.observe_residual(a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target)
+                    lvl.observe_residual(
+                        a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
+                    )
                 if err_f > cfg.prediction_threshold:
-                    out = lvl.predictor.predict(pend.ctx, lvl.actions[a_idx:a_idx + 1])     # with graph
+                    out = lvl.predictor.predict(
+                        pend.ctx, lvl.actions[a_idx : a_idx + 1]
+                    )  # with graph
                     pp = self.autoencoder.decode_frozen(out.prediction)
-                    parts = lvl.predictor.forward_loss(out, pp, pend.enc.recon, self._latest.recon, z_target,
-                                                       target_patches, torch.tensor([a_idx], device=self.device),
-                                                       self._weights())
+                    parts = lvl.predictor.forward_loss(
+                        out,
+                        pp,
+                        pend.enc.recon,
+                        self._latest.recon,
+                        z_target,
+                        target_patches,
+                        torch.tensor([a_idx], device=self.device),
+                        self._weights(),
+                    )
                     loss = parts['total']
-                    if cfg.joint_reconstruction_weight > 0:     # at 0 the decoder gets no (zero) gradient,
-                        loss = loss + cfg.joint_reconstruction_weight * pend.enc.loss   # which Adam would still move
+                    if (
+                        cfg.joint_reconstruction_weight > 0
+                    ):  # at 0 the decoder gets no (zero) gradient,
+                        loss = (
+                            loss + cfg.joint_reconstruction_weight * pend.enc.loss
+                        )  # which Adam would still move
                     losses.append(loss)
                     joint_ae = True
                 self._pending = None
@@ -622,17 +763,24 @@ class OnlineLearner:
                 ctx = self._context(lvl, e, grad=True)
                 if ctx is None:
                     continue
-                out = lvl.predictor.predict(ctx, lvl.actions[a_idx:a_idx + 1])
-                head_input = (out.features.detach(), ctx.last_frame, lvl.actions[a_idx:a_idx + 1])
+                out = lvl.predictor.predict(ctx, lvl.actions[a_idx : a_idx + 1])
+                head_input = (out.features.detach(), ctx.last_frame, lvl.actions[a_idx : a_idx + 1])
                 lvl.observe_residual(a_idx, out.prediction, z_target)
                 pp = self.autoencoder.decode_frozen(out.prediction)
                 err_f = float(F.mse_loss(pp.detach(), target_patches))
                 if err_f > cfg.prediction_threshold:
                     with torch.no_grad():
                         last_p = self.autoencoder.decode(ctx.last_frame)
-                    parts = lvl.predictor.forward_loss(out, pp, last_p, self._latest.recon, z_target,
-                                                       target_patches, torch.tensor([a_idx], device=self.device),
-                                                       self._weights())
+                    parts = lvl.predictor.forward_loss(
+                        out,
+                        pp,
+                        last_p,
+                        self._latest.recon,
+                        z_target,
+                        target_patches,
+                        torch.tensor([a_idx], device=self.device),
+                        self._weights(),
+                    )
                     losses.append(parts['total'])
             lvl.last_error = err_f
             result.prediction_errors[lvl.index] = err_f
@@ -666,8 +814,12 @@ class OnlineLearner:
         if capture:
             p0 = self.levels[0].predictor
             self._grad_metrics.update(M.grad_norm_stats(p0.named_parameters(), 'predictor'))
-            self._grad_metrics['diagnostics/action_grad_ratio'] = D.action_grad_ratio(p0.named_parameters())
-            self._grad_metrics.update(M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder'))
+            self._grad_metrics['diagnostics/action_grad_ratio'] = D.action_grad_ratio(
+                p0.named_parameters()
+            )
+            self._grad_metrics.update(
+                M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder')
+            )
             named0 = [(k, p) for k, p in p0.named_parameters()]
             before = M.snapshot(p for _, p in named0)
         for lvl in trained:
@@ -683,10 +835,14 @@ class OnlineLearner:
             self.autoencoder_steps += 1
             self._ae_version += 1
         else:
-            self.ae_optimizer.zero_grad(set_to_none=True)   # decoder grads of frozen decodes are not used
+            self.ae_optimizer.zero_grad(
+                set_to_none=True
+            )  # decoder grads of frozen decodes are not used
         if before is not None:
             self._grad_metrics.update(M.update_ratio_stats(named0, before, 'predictor'))
-            self._grad_metrics['predictor_lr'] = torch.tensor(self.levels[0].optimizer.param_groups[0]['lr'])
+            self._grad_metrics['predictor_lr'] = torch.tensor(
+                self.levels[0].optimizer.param_groups[0]['lr']
+            )
         return joint_ae
 
     def _pending_for(self, e: int) -> _Pending | None:
@@ -695,8 +851,12 @@ class OnlineLearner:
         entry = self.history[e]
         lvl = self.levels[0]
         p = self._pending
-        if p is not None and p.entry_step == entry.step and p.ae_version == self._ae_version \
-                and p.pred_version == lvl.version:
+        if (
+            p is not None
+            and p.entry_step == entry.step
+            and p.ae_version == self._ae_version
+            and p.pred_version == lvl.version
+        ):
             return p
         # rebuild: re-encode that frame with graph, context from cached history features
         enc = self._encode(self._frame_tensor(entry.frame))
@@ -707,7 +867,9 @@ class OnlineLearner:
         with torch.no_grad():
             out = lvl.predictor.predict(ctx, lvl.actions)
             pred_patches = self.autoencoder.decode(out.prediction)
-        return _Pending(entry.step, ctx, enc, pred_patches, out.features, self._ae_version, lvl.version)
+        return _Pending(
+            entry.step, ctx, enc, pred_patches, out.features, self._ae_version, lvl.version
+        )
 
     # ------------------------------------------------------------------ 4. scoring
 
@@ -716,15 +878,26 @@ class OnlineLearner:
         scores, labels, patches = [], [], []
         for lvl in self.levels:
             grad = lvl.index == 0
-            current = scale_gradient(enc.z, self.config.encoder_prediction_grad_scale) if grad else None
+            current = (
+                scale_gradient(enc.z, self.config.encoder_prediction_grad_scale) if grad else None
+            )
             ctx = self._context(lvl, e, grad=grad, current=current)
             with torch.no_grad():
-                out = lvl.predictor.predict(ctx, lvl.actions)                      # ONE pass, all candidates
-                ent = ensemble_entropy(out.head_predictions, self.config.uncertainty_eps, lvl.residual)   # [A_k]
-                pred_patches = self.autoencoder.decode(out.prediction)            # [A_k, N, P]
+                out = lvl.predictor.predict(ctx, lvl.actions)  # ONE pass, all candidates
+                ent = ensemble_entropy(
+                    out.head_predictions, self.config.uncertainty_eps, lvl.residual
+                )  # [A_k]
+                pred_patches = self.autoencoder.decode(out.prediction)  # [A_k, N, P]
             if grad:
-                self._pending = _Pending(self.history[e].step, ctx, enc, pred_patches, out.features,
-                                         self._ae_version, lvl.version)
+                self._pending = _Pending(
+                    self.history[e].step,
+                    ctx,
+                    enc,
+                    pred_patches,
+                    out.features,
+                    self._ae_version,
+                    lvl.version,
+                )
             scores.append(ent)
             patches.append(pred_patches)
             labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]
@@ -732,8 +905,9 @@ class OnlineLearner:
         self._last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
         return all_scores, labels
 
-    def _context(self, lvl: _Level, e: int, grad: bool, current: torch.Tensor | None = None
-                 ) -> PredictorContext | None:
+    def _context(
+        self, lvl: _Level, e: int, grad: bool, current: torch.Tensor | None = None
+    ) -> PredictorContext | None:
         """Context of level ``lvl`` ending with history entry e: up to PREDICTION_HISTORY_SIZE
         earlier frames spaced by the level's span, each followed by its (macro-)action."""
         if e < 0 or e >= len(self.history):
@@ -747,9 +921,19 @@ class OnlineLearner:
         cur = current if current is not None else self.history[e].features[None]
         hist_f = hist_a = None
         if len(idx) > 1:
-            hist_f = torch.stack([self.history[i].features for i in idx[:-1]])[None]      # [1, F-1, T, D]
-            hist_a = torch.stack([lvl.actions[_macro_index([self.history[i + j].action for j in range(lvl.span)],
-                                                          self.num_actions)] for i in idx[:-1]])[None]
+            hist_f = torch.stack([self.history[i].features for i in idx[:-1]])[
+                None
+            ]  # [1, F-1, T, D]
+            hist_a = torch.stack(
+                [
+                    lvl.actions[
+                        _macro_index(
+                            [self.history[i + j].action for j in range(lvl.span)], self.num_actions
+                        )
+                    ]
+                    for i in idx[:-1]
+                ]
+            )[None]
         with torch.set_grad_enabled(grad):
             return lvl.predictor.build_context(cur, hist_f, hist_a)
 
@@ -758,17 +942,26 @@ class OnlineLearner:
     def _maybe_add_level(self) -> int | None:
         cfg = self.config
         top = self.levels[-1]
-        if len(self.levels) >= cfg.max_levels or top.consecutive_accurate < cfg.level_creation_steps:
+        if (
+            len(self.levels) >= cfg.max_levels
+            or top.consecutive_accurate < cfg.level_creation_steps
+        ):
             return None
         k = len(self.levels)
-        if self.num_actions ** (cfg.macro_length ** k) > cfg.max_macro_actions:
+        if self.num_actions ** (cfg.macro_length**k) > cfg.max_macro_actions:
             return None
         self.levels.append(_Level(k, cfg, self.base_actions, self.device))
         if self._lr_override[1] is not None:
             _set_lr(self.levels[-1].optimizer, self._lr_override[1])
-        log.info('hierarchy: level %d created (%d macro-actions of %d primitive steps) after %d accurate '
-                 'level-%d predictions', k, self.levels[-1].num_actions, self.levels[-1].span,
-                 top.consecutive_accurate, k - 1)
+        log.info(
+            'hierarchy: level %d created (%d macro-actions of %d primitive steps) after %d accurate '
+            'level-%d predictions',
+            k,
+            self.levels[-1].num_actions,
+            self.levels[-1].span,
+            top.consecutive_accurate,
+            k - 1,
+        )
         return k
 
     # ------------------------------------------------------------------ metrics
@@ -782,19 +975,29 @@ class OnlineLearner:
         cfg = self.config
         if self.step % cfg.log_interval != 0:
             return None
-        m: dict[str, Any] = {'step': self.step, 'training_step': self.levels[0].training_steps,
-                             'reconstruction_loss': self._last_recon_loss,
-                             'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
-                             'predictor_training_iterations': sum(l.training_steps for l in self.levels),
-                             'autoencoder_steps': self.autoencoder_steps, 'num_levels': len(self.levels),
-                             'gate_releases': self.gate_releases}
+        m: dict[str, Any] = {
+            'step': self.step,
+            'training_step': self.levels[0].training_steps,
+            'reconstruction_loss': self._last_recon_loss,
+            'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
+            'predictor_training_iterations': sum(l.training_steps for l in self.levels),
+            'autoencoder_steps': self.autoencoder_steps,
+            'num_levels': len(self.levels),
+            'gate_releases': self.gate_releases,
+        }
         if self._last_ae_loss is not None:
             m['autoencoder_training_loss'] = self._last_ae_loss
             m['mask_ratio'] = self._last_mask_ratio
         l0 = self.levels[0].last_losses
         if l0:
-            m.update({'predictor_training_loss': l0['total'], 'predictor_patch_loss': l0['patch'],
-                      'predictor_latent_loss': l0['latent'], 'predictor_action_loss': l0['action']})
+            m.update(
+                {
+                    'predictor_training_loss': l0['total'],
+                    'predictor_patch_loss': l0['patch'],
+                    'predictor_latent_loss': l0['latent'],
+                    'predictor_action_loss': l0['action'],
+                }
+            )
         if self._last_fresh is not None and self._last_scoring is not None:
             m['prediction_error_last'] = self._last_fresh['error']
         for lvl in self.levels:
@@ -804,9 +1007,15 @@ class OnlineLearner:
             # explained variance of the last fresh level-0 prediction (tensor op on the stored patches)
             tgt = self._latest.target[0] if self._latest is not None else None
             if tgt is not None and self._last_fresh['step'] == self.history[-1].step:
-                m['predictor_explained_variance'] = M.explained_variance(self._last_fresh['patches'], tgt)
+                m['predictor_explained_variance'] = M.explained_variance(
+                    self._last_fresh['patches'], tgt
+                )
         if len(self._action_times) > 1:
-            m.update(M.interval_stats(torch.diff(torch.tensor(list(self._action_times), dtype=torch.float64))))
+            m.update(
+                M.interval_stats(
+                    torch.diff(torch.tensor(list(self._action_times), dtype=torch.float64))
+                )
+            )
         m.update(self._diagnostics())
         m.update(self._grad_metrics)
         self._grad_metrics = {}
@@ -828,14 +1037,26 @@ class OnlineLearner:
             return {}
         lvl = self.levels[0]
         idx = [n - 2]
-        while len(idx) <= self.config.prediction_history_size and idx[0] > 0 and self.history[idx[0] - 1].action >= 0:
+        while (
+            len(idx) <= self.config.prediction_history_size
+            and idx[0] > 0
+            and self.history[idx[0] - 1].action >= 0
+        ):
             idx.insert(0, idx[0] - 1)
-        feats = torch.stack([self.history[i].features for i in idx])                         # [F, T, D]
-        acts = lvl.actions[[self.history[i].action for i in idx]]                             # [F, C]
-        target = self.autoencoder.patchify(self._frame_tensor(self.history[-1].frame))[0]     # [N, P]
-        return D.transition_metrics(self.autoencoder, lvl.predictor, feats, acts[:-1], lvl.actions,
-                                    self.history[-2].action, target, num_shuffles=1,
-                                    generator=torch.Generator().manual_seed(self.step))
+        feats = torch.stack([self.history[i].features for i in idx])  # [F, T, D]
+        acts = lvl.actions[[self.history[i].action for i in idx]]  # [F, C]
+        target = self.autoencoder.patchify(self._frame_tensor(self.history[-1].frame))[0]  # [N, P]
+        return D.transition_metrics(
+            self.autoencoder,
+            lvl.predictor,
+            feats,
+            acts[:-1],
+            lvl.actions,
+            self.history[-2].action,
+            target,
+            num_shuffles=1,
+            generator=torch.Generator().manual_seed(self.step),
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -848,17 +1069,28 @@ class OnlineLearner:
 
     def _patches_to_images(self, patches: torch.Tensor) -> np.ndarray:
         """[K, N, P] in [0, 1] -> uint8 [K, S, S, 3]."""
-        imgs = self.autoencoder.unpatchify(patches.detach().float()).clamp(0, 1).mul(255).round().to(torch.uint8)
+        imgs = (
+            self.autoencoder.unpatchify(patches.detach().float())
+            .clamp(0, 1)
+            .mul(255)
+            .round()
+            .to(torch.uint8)
+        )
         return imgs.permute(0, 2, 3, 1).cpu().numpy()
 
     def _state_payload(self, component_names: list[str]) -> dict[str, Any]:
         cfg = self.config
-        entries = list(self.history)[-cfg.saved_history_size:] if cfg.saved_history_size > 0 else []
+        entries = (
+            list(self.history)[-cfg.saved_history_size :] if cfg.saved_history_size > 0 else []
+        )
         t, d, s = cfg.tokens_per_frame, cfg.embed_dim, cfg.img_size
         hist = {
-            'frames': torch.stack([e.frame for e in entries]) if entries else torch.zeros(0, s, s, cfg.in_chans,
-                                                                                          dtype=torch.uint8),
-            'features': torch.stack([e.features for e in entries]) if entries else torch.zeros(0, t, d),
+            'frames': torch.stack([e.frame for e in entries])
+            if entries
+            else torch.zeros(0, s, s, cfg.in_chans, dtype=torch.uint8),
+            'features': torch.stack([e.features for e in entries])
+            if entries
+            else torch.zeros(0, t, d),
             'actions': torch.tensor([e.action for e in entries], dtype=torch.long),
             'steps': torch.tensor([e.step for e in entries], dtype=torch.long),
             'checked': torch.tensor([e.checked for e in entries], dtype=torch.bool),
@@ -868,8 +1100,15 @@ class OnlineLearner:
             'config': cfg.to_dict(),
             'action_space': self.base_actions,
             'num_levels': len(self.levels),
-            'levels': [{'consecutive_accurate': l.consecutive_accurate, 'training_steps': l.training_steps,
-                        'last_error': l.last_error, 'residual': l.residual} for l in self.levels],
+            'levels': [
+                {
+                    'consecutive_accurate': l.consecutive_accurate,
+                    'training_steps': l.training_steps,
+                    'last_error': l.last_error,
+                    'residual': l.residual,
+                }
+                for l in self.levels
+            ],
             'step': self.step,
             'autoencoder_steps': self.autoencoder_steps,
             'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
@@ -882,15 +1121,22 @@ class OnlineLearner:
         mine = self.config.to_dict()
         diff = [k for k in WorldModelConfig.MODEL_FIELDS if k in saved and saved[k] != mine[k]]
         if diff:
-            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint was made with another model: '
-                                  + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff)
-                                  + '; set these parameters to the checkpoint\'s values to resume it, or use '
-                                    'another checkpoint folder to start a new model')
+            raise CheckpointError(
+                f'{self.checkpoints.directory}: checkpoint was made with another model: '
+                + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff)
+                + '; set these parameters to the checkpoint\'s values to resume it, or use '
+                'another checkpoint folder to start a new model'
+            )
         acts = state.get('action_space')
-        if acts is None or tuple(acts.shape) != tuple(self.base_actions.shape) or \
-                not torch.allclose(acts.to(self.device), self.base_actions):
-            raise CheckpointError(f'{self.checkpoints.directory}: checkpoint was made for another action space '
-                                  f'({None if acts is None else acts.tolist()} vs {self.base_actions.tolist()})')
+        if (
+            acts is None
+            or tuple(acts.shape) != tuple(self.base_actions.shape)
+            or not torch.allclose(acts.to(self.device), self.base_actions)
+        ):
+            raise CheckpointError(
+                f'{self.checkpoints.directory}: checkpoint was made for another action space '
+                f'({None if acts is None else acts.tolist()} vs {self.base_actions.tolist()})'
+            )
 
 
 def _macro_index(primitives: list[int], num_actions: int) -> int:
@@ -901,10 +1147,14 @@ def _macro_index(primitives: list[int], num_actions: int) -> int:
     return idx
 
 
-def make_adamw(params: Iterable[torch.nn.Parameter], lr: float, cfg: WorldModelConfig) -> torch.optim.AdamW:
+def make_adamw(
+    params: Iterable[torch.nn.Parameter], lr: float, cfg: WorldModelConfig
+) -> torch.optim.AdamW:
     """The AdamW of every parameter set, with the fused kernel: on CPU it is ~4x faster than the
     foreach implementation (which on CPU loops over per-tensor ops) for the same update."""
-    return torch.optim.AdamW(params, lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay, fused=True
+    )
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

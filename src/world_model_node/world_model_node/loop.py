@@ -32,13 +32,13 @@ FRAME_BUFFER = 32
 
 @dataclass
 class LoopCounters:
-    frames_received: int = 0      # frames handed to on_frame
-    frames_observed: int = 0      # frames given to the learner
-    frames_dropped: int = 0       # frames discarded (buffer full, stale, or not an outcome)
-    actions_recorded: int = 0     # executed actions paired with a frame
-    actions_ignored: int = 0      # executed actions that came while no scores were out
-    gate_retries: int = 0         # autoencoder steps on an already-seen frame (train_gate)
-    scores_published: int = 0     # times the gate was open and scores were handed out
+    frames_received: int = 0  # frames handed to on_frame
+    frames_observed: int = 0  # frames given to the learner
+    frames_dropped: int = 0  # frames discarded (buffer full, stale, or not an outcome)
+    actions_recorded: int = 0  # executed actions paired with a frame
+    actions_ignored: int = 0  # executed actions that came while no scores were out
+    gate_retries: int = 0  # autoencoder steps on an already-seen frame (train_gate)
+    scores_published: int = 0  # times the gate was open and scores were handed out
     extra: dict = field(default_factory=dict)
 
 
@@ -55,12 +55,12 @@ class LearningLoop:
         self.learner = learner
         self._frame_done = on_frame_done or (lambda stamp: None)
         self.counters = LoopCounters()
-        self._frames: deque[tuple[int, np.ndarray]] = deque()   # (stamp ns, frame), oldest first
-        self._executed: deque[tuple[int, int]] = deque()        # (stamp ns, action index)
+        self._frames: deque[tuple[int, np.ndarray]] = deque()  # (stamp ns, frame), oldest first
+        self._executed: deque[tuple[int, int]] = deque()  # (stamp ns, action index)
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._last_observed_stamp: int | None = None
-        self._awaiting_action = False     # scores are out; the selector has to answer
+        self._awaiting_action = False  # scores are out; the selector has to answer
         self._outcome_stamp: int | None = None  # an action was recorded; wait for its outcome frame
         self._gate_open = False
         self._closed = False
@@ -73,7 +73,7 @@ class LearningLoop:
             self.counters.frames_received += 1
             newest = self._frames[-1][0] if self._frames else self._last_observed_stamp
             if newest is not None and stamp_ns <= newest:
-                self._drop(stamp_ns)   # a re-sent or out-of-order frame
+                self._drop(stamp_ns)  # a re-sent or out-of-order frame
                 return
             if len(self._frames) >= FRAME_BUFFER:
                 self._drop(self._frames.popleft()[0])

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # prediction quality
 # ---------------------------------------------------------------------------------------------
 
+
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - Var(pred - target) / Var(target), over all elements (R^2 in patch space). 0-d tensor."""
     var_t = target.float().var(unbiased=False)
@@ -37,6 +38,7 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 # ---------------------------------------------------------------------------------------------
 # gradients and update-to-weight ratios
 # ---------------------------------------------------------------------------------------------
+
 
 def layer_key(name: str) -> str:
     """Group key of a parameter: 'layers.3.fc1.weight' -> 'layers_3', 'blocks.0.attn.qkv.bias' ->
@@ -49,16 +51,21 @@ def layer_key(name: str) -> str:
     return parts[0]
 
 
-def _grouped(named: list[tuple[str, torch.Tensor]], values: torch.Tensor) -> dict[str, torch.Tensor]:
+def _grouped(
+    named: list[tuple[str, torch.Tensor]], values: torch.Tensor
+) -> dict[str, torch.Tensor]:
     groups: dict[str, list[int]] = {}
     for i, (n, _) in enumerate(named):
         groups.setdefault(layer_key(n), []).append(i)
-    return {k: values[idx].median() for k, idx in
-            ((k, torch.tensor(ix, device=values.device)) for k, ix in groups.items())}
+    return {
+        k: values[idx].median()
+        for k, idx in ((k, torch.tensor(ix, device=values.device)) for k, ix in groups.items())
+    }
 
 
-def grad_norm_stats(named_params: Iterable[tuple[str, torch.nn.Parameter]], prefix: str
-                    ) -> dict[str, torch.Tensor]:
+def grad_norm_stats(
+    named_params: Iterable[tuple[str, torch.nn.Parameter]], prefix: str
+) -> dict[str, torch.Tensor]:
     """Global L2 grad norm and per-layer median of per-tensor grad norms.
 
     Returns {'<prefix>_grad_norm': total, 'grad_norms/<prefix>/<layer>': median, ...}.
@@ -66,7 +73,7 @@ def grad_norm_stats(named_params: Iterable[tuple[str, torch.nn.Parameter]], pref
     named = [(n, p) for n, p in named_params if p.grad is not None]
     if not named:
         return {}
-    norms = torch.stack(torch._foreach_norm([p.grad.detach() for _, p in named]))    # [P]
+    norms = torch.stack(torch._foreach_norm([p.grad.detach() for _, p in named]))  # [P]
     out = {f'{prefix}_grad_norm': torch.linalg.vector_norm(norms)}
     for k, v in _grouped(named, norms).items():
         out[f'grad_norms/{prefix}/{k}'] = v
@@ -78,8 +85,9 @@ def snapshot(params: Iterable[torch.nn.Parameter]) -> list[torch.Tensor]:
     return [p.detach().clone() for p in params]
 
 
-def update_ratio_stats(named_params: list[tuple[str, torch.nn.Parameter]], before: list[torch.Tensor],
-                       prefix: str) -> dict[str, torch.Tensor]:
+def update_ratio_stats(
+    named_params: list[tuple[str, torch.nn.Parameter]], before: list[torch.Tensor], prefix: str
+) -> dict[str, torch.Tensor]:
     """Update-to-weight ratio |w_after - w_before| / |w_before| per parameter tensor:
     95th percentile over tensors and per-layer medians.
 
@@ -87,36 +95,47 @@ def update_ratio_stats(named_params: list[tuple[str, torch.nn.Parameter]], befor
     """
     after = [p.detach() for _, p in named_params]
     diffs = torch._foreach_sub(after, before)
-    ratio = torch.stack(torch._foreach_norm(diffs)) / torch.stack(torch._foreach_norm(before)).clamp_min(1e-12)
+    ratio = torch.stack(torch._foreach_norm(diffs)) / torch.stack(
+        torch._foreach_norm(before)
+    ).clamp_min(1e-12)
     out = {f'{prefix}_uwr_95th': torch.quantile(ratio, 0.95)}
     for k, v in _grouped(named_params, ratio).items():
         out[f'uwr/{prefix}/{k}'] = v
     return out
 
 
-def interval_stats(intervals: torch.Tensor, prefix: str = 'action_timing') -> dict[str, torch.Tensor]:
+def interval_stats(
+    intervals: torch.Tensor, prefix: str = 'action_timing'
+) -> dict[str, torch.Tensor]:
     """Mean/median/min/max/std of time intervals [K] (seconds); empty dict when K < 1."""
     if intervals.numel() == 0:
         return {}
     x = intervals.double()
     std = x.std(unbiased=False) if x.numel() > 1 else torch.zeros((), dtype=x.dtype)
-    return {f'{prefix}/mean_interval': x.mean(), f'{prefix}/median_interval': x.median(),
-            f'{prefix}/min_interval': x.min(), f'{prefix}/max_interval': x.max(),
-            f'{prefix}/std_interval': std}
+    return {
+        f'{prefix}/mean_interval': x.mean(),
+        f'{prefix}/median_interval': x.median(),
+        f'{prefix}/min_interval': x.min(),
+        f'{prefix}/max_interval': x.max(),
+        f'{prefix}/std_interval': std,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # logging
 # ---------------------------------------------------------------------------------------------
 
+
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     """{name: 0-d tensor | number} -> {name: float}, with one device->host transfer for the tensors."""
-    out = {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) and v is not None}
+    out = {
+        k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) and v is not None
+    }
     by_device: dict[torch.device, list[str]] = {}
     for k, v in metrics.items():
         if isinstance(v, torch.Tensor):
             by_device.setdefault(v.device, []).append(k)
-    for names in by_device.values():       # one transfer per device
+    for names in by_device.values():  # one transfer per device
         vals = torch.stack([metrics[k].detach().double().reshape(()) for k in names]).cpu().tolist()
         out.update(zip(names, vals))
     return out
@@ -134,8 +153,14 @@ class WandbLogger:
         directory: where wandb writes its run directory (default $WANDB_DIR or cwd).
     """
 
-    def __init__(self, project: str | None, config: Mapping[str, Any] | None = None, run_name: str | None = None,
-                 mode: str | None = None, directory: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        project: str | None,
+        config: Mapping[str, Any] | None = None,
+        run_name: str | None = None,
+        mode: str | None = None,
+        directory: str | os.PathLike | None = None,
+    ) -> None:
         self.run = None
         self.failed = False
         self.mode = None
@@ -143,11 +168,21 @@ class WandbLogger:
             return
         try:
             import wandb  # optional dependency
+
             self._wandb = wandb
-            mode = mode or os.environ.get('WANDB_MODE') or ('online' if _has_wandb_key() else 'offline')
+            mode = (
+                mode
+                or os.environ.get('WANDB_MODE')
+                or ('online' if _has_wandb_key() else 'offline')
+            )
             self.mode = mode
-            kwargs: dict[str, Any] = dict(project=project, config=dict(config or {}), name=run_name, mode=mode,
-                                          reinit='finish_previous')
+            kwargs: dict[str, Any] = dict(
+                project=project,
+                config=dict(config or {}),
+                name=run_name,
+                mode=mode,
+                reinit='finish_previous',
+            )
             if directory is not None:
                 kwargs['dir'] = str(directory)
             try:
@@ -170,7 +205,9 @@ class WandbLogger:
         except Exception:  # noqa: BLE001
             return None
 
-    def log(self, metrics: Mapping[str, Any], images: Mapping[str, np.ndarray] | None = None) -> None:
+    def log(
+        self, metrics: Mapping[str, Any], images: Mapping[str, np.ndarray] | None = None
+    ) -> None:
         """Log scalar metrics (tensors or numbers) and optional uint8 images [H, W, 3]."""
         if not self.enabled:
             return
@@ -193,8 +230,12 @@ class WandbLogger:
 
     def _fail(self, where: str, exc: BaseException) -> None:
         self.failed = True
-        log.warning('%s failed (%s: %s); wandb logging is off for this run, learning continues',
-                    where, type(exc).__name__, exc)
+        log.warning(
+            '%s failed (%s: %s); wandb logging is off for this run, learning continues',
+            where,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _has_wandb_key() -> bool:
@@ -208,5 +249,13 @@ def _has_wandb_key() -> bool:
         return False
 
 
-__all__ = ['explained_variance', 'grad_norm_stats', 'snapshot', 'update_ratio_stats', 'interval_stats',
-           'to_floats', 'WandbLogger', 'layer_key']
+__all__ = [
+    'explained_variance',
+    'grad_norm_stats',
+    'snapshot',
+    'update_ratio_stats',
+    'interval_stats',
+    'to_floats',
+    'WandbLogger',
+    'layer_key',
+]

@@ -82,8 +82,8 @@ def config_field_descriptions() -> dict[str, str]:
     trailing comment with its continuation lines (a comment at the same column below it), or the
     comment block right above a field that has no trailing comment."""
     descriptions: dict[str, str] = {}
-    above: list[str] = []            # the comment block above the next field
-    field, column = None, -1         # the last field with a trailing comment, and its '#' column
+    above: list[str] = []  # the comment block above the next field
+    field, column = None, -1  # the last field with a trailing comment, and its '#' column
     for line in inspect.getsource(WorldModelConfig).splitlines():
         if match := re.match(r'\s+(\w+): [^=]+=[^#]*(#\s*(.+))?$', line):
             name, comment = match.group(1), match.group(3)
@@ -112,6 +112,7 @@ def config_field_descriptions() -> dict[str, str]:
 def session_action_space(session: str) -> ActionSpace:
     """The action space stored in a recorded session's metadata."""
     from devbot.bag import read_info
+
     space = read_info(session).action_space
     if space is None:
         raise ConfigError(f'{session}: the bag has no devbot action space in its metadata')
@@ -131,29 +132,64 @@ class WorldModelNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('world_model', **kwargs)
         robot_config = declare(self, 'robot_config', '', 'robot file with the action space')
-        session = str(declare(self, 'session', '', 'take the robot type and action space from this recorded '
-                                                   'session (bag folder) instead of robot_config', dynamic_typing=True))
+        session = str(
+            declare(
+                self,
+                'session',
+                '',
+                'take the robot type and action space from this recorded '
+                'session (bag folder) instead of robot_config',
+                dynamic_typing=True,
+            )
+        )
         preset = declare(self, 'preset', 'full', 'base model config: full | tiny')
         checkpoint_dir = declare(self, 'checkpoint_dir', '', "'' = saved/checkpoints/<robot type>")
-        report_dir = declare(self, 'report_dir', '', "'' = saved/reports/<robot type>_world_model_<time>")
-        self.max_steps = declare(self, 'max_steps', 0, 'end after this many learner steps; 0 = no limit',
-                                 int_range=(0, 2**31 - 1))
-        self.duration = declare(self, 'duration', 0.0, 'end after this many seconds; 0 = no limit',
-                                float_range=(0.0, 1e7))
+        report_dir = declare(
+            self, 'report_dir', '', "'' = saved/reports/<robot type>_world_model_<time>"
+        )
+        self.max_steps = declare(
+            self,
+            'max_steps',
+            0,
+            'end after this many learner steps; 0 = no limit',
+            int_range=(0, 2**31 - 1),
+        )
+        self.duration = declare(
+            self,
+            'duration',
+            0.0,
+            'end after this many seconds; 0 = no limit',
+            float_range=(0.0, 1e7),
+        )
         device = declare(self, 'device', 'auto', 'torch device: cpu | cuda | auto')
-        num_threads = declare(self, 'num_threads', 0, "torch CPU threads; 0 = torch's default",
-                              int_range=(0, 256))
-        wandb_project = declare(self, 'wandb_project', '', 'Weights & Biases project; empty = no logging')
-        self.progress_period = declare(self, 'progress_period', 5.0, 'seconds between progress lines',
-                                       float_range=(0.1, 3600.0))
+        num_threads = declare(
+            self, 'num_threads', 0, "torch CPU threads; 0 = torch's default", int_range=(0, 256)
+        )
+        wandb_project = declare(
+            self, 'wandb_project', '', 'Weights & Biases project; empty = no logging'
+        )
+        self.progress_period = declare(
+            self,
+            'progress_period',
+            5.0,
+            'seconds between progress lines',
+            float_range=(0.1, 3600.0),
+        )
         if bool(robot_config) == bool(session):
-            raise ConfigError('set exactly one of robot_config (e.g. config/toroidal_dot.yaml) and session')
+            raise ConfigError(
+                'set exactly one of robot_config (e.g. config/toroidal_dot.yaml) and session'
+            )
         if preset not in ('full', 'tiny'):
             raise ConfigError(f'preset must be full or tiny, got {preset!r}')
-        self.action_space = ActionSpace.from_yaml(robot_config) if robot_config else session_action_space(session)
-        self.config = self._declare_config(WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny())
+        self.action_space = (
+            ActionSpace.from_yaml(robot_config) if robot_config else session_action_space(session)
+        )
+        self.config = self._declare_config(
+            WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny()
+        )
 
         import torch
+
         if num_threads:
             torch.set_num_threads(num_threads)
         if device == 'auto':
@@ -161,24 +197,42 @@ class WorldModelNode(Node):
         robot = self.action_space.robot_type
         self.checkpoint_dir = Path(checkpoint_dir or Path('saved') / 'checkpoints' / robot)
         stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
-        self.report_dir = Path(report_dir or Path('saved') / 'reports' / f'{robot}_world_model_{stamp}')
+        self.report_dir = Path(
+            report_dir or Path('saved') / 'reports' / f'{robot}_world_model_{stamp}'
+        )
         # every torch call of this node runs on one thread: see TorchThread
         self._torch = TorchThread('world_model_learner')
-        self.learner = self._torch.call(OnlineLearner, self.config, self.action_space.normalized(), device=device,
-                                        checkpoint_dir=self.checkpoint_dir, wandb_project=wandb_project or None,
-                                        run_name=f'{robot}_{stamp}')
+        self.learner = self._torch.call(
+            OnlineLearner,
+            self.config,
+            self.action_space.normalized(),
+            device=device,
+            checkpoint_dir=self.checkpoint_dir,
+            wandb_project=wandb_project or None,
+            run_name=f'{robot}_{stamp}',
+        )
         self.loop = LearningLoop(self.learner, on_frame_done=self._ack_frame)
-        self.report = RunReport(self.report_dir, f'{robot} world model, run {stamp}',
-                                self.config.reconstruction_threshold, self.config.prediction_threshold)
+        self.report = RunReport(
+            self.report_dir,
+            f'{robot} world model, run {stamp}',
+            self.config.reconstruction_threshold,
+            self.config.prediction_threshold,
+        )
         self.start_step = self.learner.step
 
         qos = topics.loop_qos()
         self._scores_pub = self.create_publisher(
-            JointState, topics.ACTION_SCORES, qos,
-            event_callbacks=PublisherEventCallbacks(matched=self._on_scores_matched))
+            JointState,
+            topics.ACTION_SCORES,
+            qos,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_scores_matched),
+        )
         # reliable keep-last-1: works with reliable and best-effort viewers, never queues up
-        self._panel_pub = self.create_publisher(Image, topics.WM_VISUALIZATION,
-                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._panel_pub = self.create_publisher(
+            Image,
+            topics.WM_VISUALIZATION,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
+        )
         self._metrics_pub = self.create_publisher(DiagnosticArray, topics.WM_METRICS, qos)
         self._processed_pub = self.create_publisher(Header, topics.WM_PROCESSED, qos)
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos)
@@ -195,7 +249,8 @@ class WorldModelNode(Node):
         resumed = f'resumed at step {self.start_step}' if self.start_step else 'fresh start'
         self.get_logger().info(
             f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device}, {resumed}, '
-            f'checkpoints in {self.checkpoint_dir}, report in {self.report_dir}')
+            f'checkpoints in {self.checkpoint_dir}, report in {self.report_dir}'
+        )
 
     def _declare_config(self, base: WorldModelConfig) -> WorldModelConfig:
         descriptions = config_field_descriptions()
@@ -213,8 +268,10 @@ class WorldModelNode(Node):
         except ImageError as exc:
             self.bad_images += 1
             # every one of the first few, then at most one line per 5 s
-            self.get_logger().error(f'rejected camera frame #{self.bad_images}: {exc}',
-                                    throttle_duration_sec=0.0 if self.bad_images <= 10 else 5.0)
+            self.get_logger().error(
+                f'rejected camera frame #{self.bad_images}: {exc}',
+                throttle_duration_sec=0.0 if self.bad_images <= 10 else 5.0,
+            )
             return
         stamp = stamp_ns(msg.header.stamp)
         self._frame_stamps[stamp] = msg.header.stamp
@@ -227,8 +284,10 @@ class WorldModelNode(Node):
             action = joint_state_to_action(self.action_space, msg)
         except ActionError as exc:
             self.bad_actions += 1
-            self.get_logger().error(f'ignored executed action #{self.bad_actions}: {exc}',
-                                    throttle_duration_sec=0.0 if self.bad_actions <= 10 else 5.0)
+            self.get_logger().error(
+                f'ignored executed action #{self.bad_actions}: {exc}',
+                throttle_duration_sec=0.0 if self.bad_actions <= 10 else 5.0,
+            )
             return
         self.loop.on_executed(stamp_ns(msg.header.stamp), action)
 
@@ -238,7 +297,11 @@ class WorldModelNode(Node):
         self._processed_pub.publish(header)
 
     def _on_scores_matched(self, info) -> None:
-        if info.current_count_change > 0 and self._scores_msg is not None and self.loop.awaiting_action:
+        if (
+            info.current_count_change > 0
+            and self._scores_msg is not None
+            and self.loop.awaiting_action
+        ):
             self._scores_pub.publish(self._scores_msg)
 
     # ------------------------------------------------------------------ worker thread
@@ -262,12 +325,15 @@ class WorldModelNode(Node):
             self.failed = True
             self.get_logger().error(f'learning failed: {type(exc).__name__}: {exc}')
             import traceback
+
             traceback.print_exc()
             self.done.set()
 
     def _budget_spent(self) -> bool:
-        return bool((self.max_steps and self.learner.step - self.start_step >= self.max_steps) or
-                    (self.duration and time.monotonic() - self._started >= self.duration))
+        return bool(
+            (self.max_steps and self.learner.step - self.start_step >= self.max_steps)
+            or (self.duration and time.monotonic() - self._started >= self.duration)
+        )
 
     def _publish(self, result) -> None:
         stamp = self._frame_stamps.get(self.loop.last_observed_stamp)
@@ -290,10 +356,15 @@ class WorldModelNode(Node):
                 self._panel_pub.publish(img)
 
     def _metrics_msg(self, result) -> DiagnosticArray:
-        values = {'step': result.step, 'gate_open': int(result.gate_open), 'gate_released': int(result.gate_released),
-                  'reconstruction_loss': result.reconstruction_loss,
-                  'consecutive_autoencoder_iterations': result.consecutive_autoencoder_iterations,
-                  'num_levels': result.num_levels, 'frames_dropped': self.loop.counters.frames_dropped}
+        values = {
+            'step': result.step,
+            'gate_open': int(result.gate_open),
+            'gate_released': int(result.gate_released),
+            'reconstruction_loss': result.reconstruction_loss,
+            'consecutive_autoencoder_iterations': result.consecutive_autoencoder_iterations,
+            'num_levels': result.num_levels,
+            'frames_dropped': self.loop.counters.frames_dropped,
+        }
         for level, err in result.prediction_errors.items():
             values[f'prediction_errors/level_{level}'] = err
         if result.explained_variance is not None:
@@ -302,10 +373,15 @@ class WorldModelNode(Node):
             values['autoencoder_training_loss'] = result.autoencoder_loss
         for key, value in (result.metrics or {}).items():
             values.setdefault(key, value)
-        status = DiagnosticStatus(level=DiagnosticStatus.OK, name='world_model',
-                                  message='gate open' if result.gate_open else 'training autoencoder',
-                                  values=[KeyValue(key=k, value=f'{v:.6g}' if isinstance(v, float) else str(v))
-                                          for k, v in values.items()])
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.OK,
+            name='world_model',
+            message='gate open' if result.gate_open else 'training autoencoder',
+            values=[
+                KeyValue(key=k, value=f'{v:.6g}' if isinstance(v, float) else str(v))
+                for k, v in values.items()
+            ],
+        )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         return msg
@@ -318,11 +394,19 @@ class WorldModelNode(Node):
         last = rows[-1] if rows else None
         elapsed = time.monotonic() - self._started
         rate = len(rows) / elapsed if elapsed > 0 else 0.0
-        parts = [f'step {self.learner.step}', f'frames {c.frames_observed}', f'actions {c.actions_recorded}']
+        parts = [
+            f'step {self.learner.step}',
+            f'frames {c.frames_observed}',
+            f'actions {c.actions_recorded}',
+        ]
         if last:
             parts.append('gate OPEN' if last['gate_open'] else 'gate closed')
             parts.append(f'recon {last["reconstruction_loss"]:.2e}')
-            pred = [r['prediction_error'] for r in rows[-20:] if r['prediction_error'] == r['prediction_error']]
+            pred = [
+                r['prediction_error']
+                for r in rows[-20:]
+                if r['prediction_error'] == r['prediction_error']
+            ]
             if pred:
                 parts.append(f'pred {sum(pred) / len(pred):.2e}')
         parts.append(f'{rate:.2f} steps/s')
@@ -343,8 +427,12 @@ class WorldModelNode(Node):
             pass
         panel, labels = self._torch.call(self._close_learner, timeout=600)
         self._torch.stop()
-        extra = {'frames_dropped': self.loop.counters.frames_dropped, 'bad_images': self.bad_images,
-                 'checkpoint_generation': self.learner.generation, 'checkpoint_dir': str(self.checkpoint_dir)}
+        extra = {
+            'frames_dropped': self.loop.counters.frames_dropped,
+            'bad_images': self.bad_images,
+            'checkpoint_generation': self.learner.generation,
+            'checkpoint_dir': str(self.checkpoint_dir),
+        }
         return self.report.write(panel, labels, extra)
 
     def _close_learner(self):
@@ -412,8 +500,10 @@ def main(args: list[str] | None = None) -> int:
             summary = node.finish()
             node.destroy_node()
         print(node.progress_line(), flush=True)
-        print(f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; report: {summary}',
-              flush=True)
+        print(
+            f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; report: {summary}',
+            flush=True,
+        )
         return 1 if node.failed else 0
     return 0  # stopped while starting: nothing learned yet
 

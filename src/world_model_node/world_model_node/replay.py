@@ -25,29 +25,49 @@ EXAMPLES = '''examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='devbot replay', description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='devbot replay',
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument('sessions', nargs='*', help='session folders (default: all of --robot)')
     parser.add_argument('--robot', help='train from every session of this robot type, oldest first')
-    parser.add_argument('--sessions-dir', default='saved/sessions', help='sessions root [saved/sessions]')
-    parser.add_argument('--preset', default='full', choices=['full', 'tiny'], help='world model size [full]')
-    parser.add_argument('--params-file', help='world-model ROS params file (thresholds, intervals, ...)')
-    parser.add_argument('--checkpoint-dir', help="checkpoint folder (default saved/checkpoints/<robot type>)")
-    parser.add_argument('--reports-dir', default='saved/reports', help='one report folder per session here')
-    parser.add_argument('--num-threads', type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument(
+        '--sessions-dir', default='saved/sessions', help='sessions root [saved/sessions]'
+    )
+    parser.add_argument(
+        '--preset', default='full', choices=['full', 'tiny'], help='world model size [full]'
+    )
+    parser.add_argument(
+        '--params-file', help='world-model ROS params file (thresholds, intervals, ...)'
+    )
+    parser.add_argument(
+        '--checkpoint-dir', help="checkpoint folder (default saved/checkpoints/<robot type>)"
+    )
+    parser.add_argument(
+        '--reports-dir', default='saved/reports', help='one report folder per session here'
+    )
+    parser.add_argument(
+        '--num-threads', type=int, default=0, help="torch CPU threads (0 = torch's default)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from devbot.bag import BagError, list_sessions, read_info
+
     if args.sessions:
         paths = [Path(p) for p in args.sessions]
     elif args.robot:
         infos = [i for i in list_sessions(args.sessions_dir, robot=args.robot) if not i.error]
         paths = [i.path for i in sorted(infos, key=lambda i: i.name)]
         if not paths:
-            print(f'devbot replay: no readable session of {args.robot!r} under {args.sessions_dir}', file=sys.stderr)
+            print(
+                f'devbot replay: no readable session of {args.robot!r} under {args.sessions_dir}',
+                file=sys.stderr,
+            )
             return 2
     else:
         print('devbot replay: give session folders or --robot', file=sys.stderr)
@@ -61,14 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     total = time.monotonic()
     for n, info in enumerate(infos, 1):
         if info.action_space is None:
-            print(f'devbot replay: {info.path}: no action space in the bag metadata', file=sys.stderr)
+            print(
+                f'devbot replay: {info.path}: no action space in the bag metadata', file=sys.stderr
+            )
             return 2
         camera = info.topic('camera/image_raw')
         frames = info.topics[camera].count if camera else 0
-        print(f'[replay] session {n}/{len(infos)}: {info.path} ({info.robot_type}, {frames} frames)', flush=True)
+        print(
+            f'[replay] session {n}/{len(infos)}: {info.path} ({info.robot_type}, {frames} frames)',
+            flush=True,
+        )
         status = train_session(bin_dir, info, args)
         if status != 0:
-            print(f'[replay] stopped: session {info.path} ended with status {status}', file=sys.stderr)
+            print(
+                f'[replay] stopped: session {info.path} ended with status {status}', file=sys.stderr
+            )
             return status
     print(f'[replay] {len(infos)} session(s) in {time.monotonic() - total:.1f} s', flush=True)
     return 0
@@ -78,15 +105,38 @@ def train_session(bin_dir: Path, info, args) -> int:
     namespace = f'/replay_{os.getpid()}'
     common = ['--ros-args', '-r', f'__ns:={namespace}']
     report = Path(args.reports_dir) / f'{info.robot_type}_replay_{info.name}'
-    wm_cmd = [str(bin_dir / 'world_model_node'), *common, '-p', f'session:={info.path}',
-              '-p', f'preset:={args.preset}', '-p', f'report_dir:={report}', '-p', f'num_threads:={args.num_threads}']
+    wm_cmd = [
+        str(bin_dir / 'world_model_node'),
+        *common,
+        '-p',
+        f'session:={info.path}',
+        '-p',
+        f'preset:={args.preset}',
+        '-p',
+        f'report_dir:={report}',
+        '-p',
+        f'num_threads:={args.num_threads}',
+    ]
     if args.params_file:
-        wm_cmd[len(common) + 1:len(common) + 1] = ['--params-file', args.params_file]
+        wm_cmd[len(common) + 1 : len(common) + 1] = ['--params-file', args.params_file]
     if args.checkpoint_dir:
         wm_cmd += ['-p', f'checkpoint_dir:={args.checkpoint_dir}']
-    player_cmd = [str(bin_dir / 'player_node'), *common, '-p', f'session:={info.path}',
-                  '-p', f'namespace:={namespace}', '-p', 'topics:=camera/image_raw,motor_command/executed',
-                  '-p', 'lockstep:=true', '-p', 'ack_timeout_s:=60.0', '-p', 'wait_timeout_s:=300.0']
+    player_cmd = [
+        str(bin_dir / 'player_node'),
+        *common,
+        '-p',
+        f'session:={info.path}',
+        '-p',
+        f'namespace:={namespace}',
+        '-p',
+        'topics:=camera/image_raw,motor_command/executed',
+        '-p',
+        'lockstep:=true',
+        '-p',
+        'ack_timeout_s:=60.0',
+        '-p',
+        'wait_timeout_s:=300.0',
+    ]
     world_model = subprocess.Popen(wm_cmd)
     try:
         player = subprocess.run(player_cmd)

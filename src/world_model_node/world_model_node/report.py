@@ -19,8 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = ('step', 'time_s', 'learn_ms', 'gate_open', 'reconstruction_loss', 'autoencoder_loss', 'prediction_error',
-           'explained_variance', 'predictor_loss', 'num_levels')
+COLUMNS = (
+    'step',
+    'time_s',
+    'learn_ms',
+    'gate_open',
+    'reconstruction_loss',
+    'autoencoder_loss',
+    'prediction_error',
+    'explained_variance',
+    'predictor_loss',
+    'num_levels',
+)
 
 
 @dataclass
@@ -43,18 +53,23 @@ class RunReport:
     def add(self, result) -> None:
         """Record an ``ObserveResult``."""
         level0 = result.predictor_losses.get(0, {}) if result.predictor_losses else {}
-        self.rows.append({
-            'step': result.step,
-            'time_s': time.monotonic() - self.started,
-            'learn_ms': 1000.0 * (result.timings or {}).get('total', math.nan),   # the learner's own time
-            'gate_open': int(result.gate_open),
-            'reconstruction_loss': result.reconstruction_loss,
-            'autoencoder_loss': _num(result.autoencoder_loss),
-            'prediction_error': _num(result.prediction_errors.get(0)) if result.prediction_errors else math.nan,
-            'explained_variance': _num(result.explained_variance),
-            'predictor_loss': _num(level0.get('total')),
-            'num_levels': result.num_levels,
-        })
+        self.rows.append(
+            {
+                'step': result.step,
+                'time_s': time.monotonic() - self.started,
+                'learn_ms': 1000.0
+                * (result.timings or {}).get('total', math.nan),  # the learner's own time
+                'gate_open': int(result.gate_open),
+                'reconstruction_loss': result.reconstruction_loss,
+                'autoencoder_loss': _num(result.autoencoder_loss),
+                'prediction_error': _num(result.prediction_errors.get(0))
+                if result.prediction_errors
+                else math.nan,
+                'explained_variance': _num(result.explained_variance),
+                'predictor_loss': _num(level0.get('total')),
+                'num_levels': result.num_levels,
+            }
+        )
 
     def summary(self) -> dict:
         """Headline numbers of the run."""
@@ -64,8 +79,15 @@ class RunReport:
         opened = next((r for r in self.rows if r['gate_open']), None)
         pred = [r['prediction_error'] for r in self.rows if not math.isnan(r['prediction_error'])]
         ev = [r['explained_variance'] for r in self.rows if not math.isnan(r['explained_variance'])]
-        below = next((r for r in self.rows if not math.isnan(r['prediction_error'])
-                      and r['prediction_error'] < self.prediction_threshold), None)
+        below = next(
+            (
+                r
+                for r in self.rows
+                if not math.isnan(r['prediction_error'])
+                and r['prediction_error'] < self.prediction_threshold
+            ),
+            None,
+        )
         duration = last['time_s']
         return {
             'steps_recorded': len(self.rows),
@@ -84,8 +106,12 @@ class RunReport:
             'num_levels': last['num_levels'],
         }
 
-    def write(self, panel: np.ndarray | None = None, labels: list[str] | None = None,
-              extra: dict | None = None) -> Path:
+    def write(
+        self,
+        panel: np.ndarray | None = None,
+        labels: list[str] | None = None,
+        extra: dict | None = None,
+    ) -> Path:
         """Write summary.md, curves.png, panels.png (if ``panel``) and metrics.csv."""
         out = Path(self.directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -101,9 +127,14 @@ class RunReport:
         lines += [f'| {k} | {_fmt(v)} |' for k, v in summary.items()]
         lines += ['', '## Learning curves', '', '![curves](curves.png)', '']
         if panel is not None:
-            lines += ['## Predictions at the end', '',
-                      'current | reconstruction | last prediction | next frame predicted for each action',
-                      '', '![panels](panels.png)', '']
+            lines += [
+                '## Predictions at the end',
+                '',
+                'current | reconstruction | last prediction | next frame predicted for each action',
+                '',
+                '![panels](panels.png)',
+                '',
+            ]
         (out / 'summary.md').write_text('\n'.join(lines))
         return out / 'summary.md'
 
@@ -111,23 +142,45 @@ class RunReport:
 
     def _plot_curves(self, path: Path) -> None:
         import matplotlib
+
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+
         steps = np.array([r['step'] for r in self.rows], dtype=float)
         fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
-        col = {k: np.array([r[k] for r in self.rows], dtype=float) for k in COLUMNS if k not in ('step', 'time_s')} if self.rows else {}
+        col = (
+            {
+                k: np.array([r[k] for r in self.rows], dtype=float)
+                for k in COLUMNS
+                if k not in ('step', 'time_s')
+            }
+            if self.rows
+            else {}
+        )
         ax = axes[0]
         if self.rows:
-            ax.semilogy(steps, col['reconstruction_loss'], lw=0.8, label='reconstruction (unmasked)')
-            ax.semilogy(steps, col['autoencoder_loss'], '.', ms=2, label='autoencoder training (masked)')
-        ax.axhline(self.reconstruction_threshold, color='k', ls='--', lw=0.8, label='gate threshold')
+            ax.semilogy(
+                steps, col['reconstruction_loss'], lw=0.8, label='reconstruction (unmasked)'
+            )
+            ax.semilogy(
+                steps, col['autoencoder_loss'], '.', ms=2, label='autoencoder training (masked)'
+            )
+        ax.axhline(
+            self.reconstruction_threshold, color='k', ls='--', lw=0.8, label='gate threshold'
+        )
         ax.set(title='autoencoder', xlabel='step', ylabel='MSE')
         ax.legend(fontsize=8)
         ax = axes[1]
         if self.rows:
-            ax.semilogy(steps, col['prediction_error'], '.', ms=2, label='fresh prediction error (level 0)')
-            ax.semilogy(steps, col['predictor_loss'], '.', ms=2, alpha=0.5, label='predictor training loss')
-        ax.axhline(self.prediction_threshold, color='k', ls='--', lw=0.8, label='prediction threshold')
+            ax.semilogy(
+                steps, col['prediction_error'], '.', ms=2, label='fresh prediction error (level 0)'
+            )
+            ax.semilogy(
+                steps, col['predictor_loss'], '.', ms=2, alpha=0.5, label='predictor training loss'
+            )
+        ax.axhline(
+            self.prediction_threshold, color='k', ls='--', lw=0.8, label='prediction threshold'
+        )
         ax.set(title='predictor', xlabel='step')
         ax.legend(fontsize=8)
         ax = axes[2]
@@ -140,17 +193,23 @@ class RunReport:
     @staticmethod
     def _plot_panel(path: Path, panel: np.ndarray, labels: list[str]) -> None:
         import matplotlib
+
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+
         h, w = panel.shape[:2]
         fig = plt.figure(figsize=(max(4.0, w / 80), h / 80 + 0.6))
         ax = fig.add_axes([0, 0, 1, h / (h + 48)])
         ax.imshow(panel, interpolation='nearest')
         ax.axis('off')
-        names = ['current', 'reconstruction', 'last prediction'] + [f'action {lab}' for lab in labels]
+        names = ['current', 'reconstruction', 'last prediction'] + [
+            f'action {lab}' for lab in labels
+        ]
         tile = (w + 2) / max(1, len(names))
         for i, name in enumerate(names):
-            fig.text((i + 0.5) * tile / w, 1 - 20 / (h + 48), name, ha='center', va='center', fontsize=8)
+            fig.text(
+                (i + 0.5) * tile / w, 1 - 20 / (h + 48), name, ha='center', va='center', fontsize=8
+            )
         fig.savefig(path, dpi=100)
         plt.close(fig)
 

@@ -80,8 +80,10 @@ class Table:
 
     def to_markdown(self) -> str:
         """A GitHub-flavoured markdown table (title in bold above, notes below)."""
+
         def esc(text: str) -> str:
             return text.replace('|', '\\|').replace('\n', ' ')
+
         lines = [f'**{esc(self.title)}**', ''] if self.title else []
         lines.append('| ' + ' | '.join(esc(c) for c in self.columns) + ' |')
         lines.append('|' + '|'.join('---' for _ in self.columns) + '|')
@@ -102,7 +104,10 @@ class Table:
 
     def _repr_html_(self) -> str:
         head = ''.join(f'<th>{html.escape(c)}</th>' for c in self.columns)
-        body = ''.join('<tr>' + ''.join(f'<td>{html.escape(c)}</td>' for c in r) + '</tr>' for r in self._cells())
+        body = ''.join(
+            '<tr>' + ''.join(f'<td>{html.escape(c)}</td>' for c in r) + '</tr>'
+            for r in self._cells()
+        )
         title = f'<p><b>{html.escape(self.title)}</b></p>' if self.title else ''
         notes = ''.join(f'<br><small>{html.escape(n)}</small>' for n in self.notes)
         return f'{title}<table class="devbot-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}'

@@ -47,6 +47,7 @@ class LiveCheckpointError(FileExistsError):
 # interruptible training
 # ---------------------------------------------------------------------------------------------
 
+
 class Training:
     """A training run that advances in chunks and can be paused and resumed.
 
@@ -65,13 +66,23 @@ class Training:
         eval_every: evaluate every this many steps (and when a ``run`` call ends).
     """
 
-    def __init__(self, kind: str, step_fn: Callable[[], float], eval_fn: Callable[[], float],
-                 steps: int | None = None, threshold: float | None = None,
-                 callback: Callable[['Training'], Any] | None = None, eval_every: int = 10) -> None:
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+    def __init__(
+        self,
+        kind: str,
+        step_fn: Callable[[], float],
+        eval_fn: Callable[[], float],
+        steps: int | None = None,
+        threshold: float | None = None,
+        callback: Callable[['Training'], Any] | None = None,
+        eval_every: int = 10,
+    ) -> None:
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
+        ):
             raise ValueError(f'steps must be an integer >= 0 or None, got {steps!r}')
-        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)
-                                          and threshold >= 0):
+        if threshold is not None and not (
+            isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0
+        ):
             raise ValueError(f'threshold must be a finite number >= 0 or None, got {threshold!r}')
         if not isinstance(eval_every, int) or eval_every < 1:
             raise ValueError(f'eval_every must be an integer >= 1, got {eval_every!r}')
@@ -81,9 +92,9 @@ class Training:
         self.callback = callback
         self.eval_every = eval_every
         self.steps_done = 0
-        self.losses: list[float] = []                  # training loss of every step
-        self.evals: list[tuple[int, float]] = []       # (steps_done, evaluation loss)
-        self.reason: str | None = None                 # why it is done: 'steps' or 'threshold'
+        self.losses: list[float] = []  # training loss of every step
+        self.evals: list[tuple[int, float]] = []  # (steps_done, evaluation loss)
+        self.reason: str | None = None  # why it is done: 'steps' or 'threshold'
         self._step_fn = step_fn
         self._eval_fn = eval_fn
         self._pause = threading.Event()
@@ -105,8 +116,10 @@ class Training:
 
     def __repr__(self) -> str:
         state = f'done ({self.reason})' if self.done else ('paused' if self.paused else 'ready')
-        return (f'Training({self.kind}, {self.steps_done} steps, eval loss {self.last_eval:.6g}, {state}, '
-                f'steps={self.max_steps}, threshold={self.threshold})')
+        return (
+            f'Training({self.kind}, {self.steps_done} steps, eval loss {self.last_eval:.6g}, {state}, '
+            f'steps={self.max_steps}, threshold={self.threshold})'
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -127,7 +140,9 @@ class Training:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
             raise ValueError(f'n must be an integer >= 0 or None, got {n!r}')
         if n is None and self.max_steps is None and self.threshold is None:
-            raise ValueError('this training has neither steps nor threshold: give run(n) a number of steps')
+            raise ValueError(
+                'this training has neither steps nor threshold: give run(n) a number of steps'
+            )
         self._pause.clear()
         taken = 0
         while not self.done and not self.paused and (n is None or taken < n):
@@ -157,6 +172,7 @@ class Training:
 # the workbench
 # ---------------------------------------------------------------------------------------------
 
+
 class ModelWorkbench:
     """A world model to inspect and train by hand (see the module docstring).
 
@@ -169,7 +185,9 @@ class ModelWorkbench:
 
     def __init__(self, learner: OnlineLearner, source: str | os.PathLike | None = None) -> None:
         if learner.checkpoints is not None:
-            raise ValueError('the workbench needs a learner without checkpoint_dir (it must never write by itself)')
+            raise ValueError(
+                'the workbench needs a learner without checkpoint_dir (it must never write by itself)'
+            )
         self.learner = learner
         self.source = None if source is None else Path(source).resolve()
         self._generator = torch.Generator().manual_seed(learner.config.seed)
@@ -179,8 +197,9 @@ class ModelWorkbench:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_dir: str | os.PathLike, device: str | torch.device = 'cpu'
-                        ) -> 'ModelWorkbench':
+    def from_checkpoint(
+        cls, checkpoint_dir: str | os.PathLike, device: str | torch.device = 'cpu'
+    ) -> 'ModelWorkbench':
         """Load the newest consistent checkpoint generation of a robot's directory, read-only.
 
         The config and the action space come from the checkpoint. Nothing is written to the
@@ -201,10 +220,12 @@ class ModelWorkbench:
             except CheckpointError:
                 continue
         if state is None:
-            raise CheckpointError(f'{directory}: neither {STATE_NAME}.pth nor its backup can be read')
+            raise CheckpointError(
+                f'{directory}: neither {STATE_NAME}.pth nor its backup can be read'
+            )
         config = WorldModelConfig.from_checkpoint(state['config'])
         learner = OnlineLearner(config, state['action_space'].numpy(), device=device)
-        learner.checkpoints = manager           # only for this load(), which reads and never writes
+        learner.checkpoints = manager  # only for this load(), which reads and never writes
         try:
             if not learner.load():
                 raise CheckpointError(f'{directory}: no world-model checkpoint')
@@ -213,8 +234,12 @@ class ModelWorkbench:
         return cls(learner, directory)
 
     @classmethod
-    def fresh(cls, config: WorldModelConfig, action_space_normalized: np.ndarray,
-              device: str | torch.device = 'cpu') -> 'ModelWorkbench':
+    def fresh(
+        cls,
+        config: WorldModelConfig,
+        action_space_normalized: np.ndarray,
+        device: str | torch.device = 'cpu',
+    ) -> 'ModelWorkbench':
         """A new, untrained model (as the online learner starts)."""
         return cls(OnlineLearner(config, action_space_normalized, device=device))
 
@@ -267,14 +292,22 @@ class ModelWorkbench:
         return x.div(255.0)
 
     def _images(self, patches: torch.Tensor) -> np.ndarray:
-        imgs = self.autoencoder.unpatchify(patches.detach().float()).clamp(0, 1).mul(255).round().to(torch.uint8)
+        imgs = (
+            self.autoencoder.unpatchify(patches.detach().float())
+            .clamp(0, 1)
+            .mul(255)
+            .round()
+            .to(torch.uint8)
+        )
         return imgs.permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
     def _encode_all(self, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
         """[N, 3, S, S] -> features [N, T, D] (eval mode, no gradient)."""
         with D.eval_mode(self.autoencoder):
-            return torch.cat([self.autoencoder.encode(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+            return torch.cat(
+                [self.autoencoder.encode(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+            )
 
     # ------------------------------------------------------------------ inference
 
@@ -291,7 +324,7 @@ class ModelWorkbench:
         recon, losses = [], []
         with D.eval_mode(self.autoencoder):
             for i in range(0, x.shape[0], 64):
-                xb = x[i:i + 64]
+                xb = x[i : i + 64]
                 p = self.autoencoder.decode(self.autoencoder.encode(xb))
                 recon.append(p)
                 losses.append((p - self.autoencoder.patchify(xb)).pow(2).mean(dim=(1, 2)))
@@ -300,28 +333,43 @@ class ModelWorkbench:
 
     def _actions_array(self, actions: Sequence[int] | np.ndarray, n_frames: int) -> np.ndarray:
         acts = np.asarray(actions)
-        if acts.ndim != 1 or acts.shape[0] not in (n_frames - 1, n_frames) or \
-                (acts.size and not np.issubdtype(acts.dtype, np.integer)):
-            raise ValueError(f'actions must be N-1={n_frames - 1} or N={n_frames} integer indices '
-                             f'(-1 for unknown), got {acts.dtype} {acts.shape}')
+        if (
+            acts.ndim != 1
+            or acts.shape[0] not in (n_frames - 1, n_frames)
+            or (acts.size and not np.issubdtype(acts.dtype, np.integer))
+        ):
+            raise ValueError(
+                f'actions must be N-1={n_frames - 1} or N={n_frames} integer indices '
+                f'(-1 for unknown), got {acts.dtype} {acts.shape}'
+            )
         bad = acts[(acts < -1) | (acts >= self.num_actions)]
         if bad.size:
-            raise ValueError(f'action indices must be in [0, {self.num_actions}) or -1, got {bad.tolist()}')
+            raise ValueError(
+                f'action indices must be in [0, {self.num_actions}) or -1, got {bad.tolist()}'
+            )
         out = np.full(n_frames, -1, np.int64)
-        out[:acts.shape[0]] = acts
+        out[: acts.shape[0]] = acts
         return out
 
     def _context_start(self, acts: np.ndarray, t: int) -> int:
         """First frame of the context ending at frame t: up to PREDICTION_HISTORY_SIZE earlier frames
         connected to t by known actions."""
         start = t
-        while start > 0 and t - start < self.config.prediction_history_size and acts[start - 1] >= 0:
+        while (
+            start > 0 and t - start < self.config.prediction_history_size and acts[start - 1] >= 0
+        ):
             start -= 1
         return start
 
-    def analyse(self, frames: np.ndarray, actions: Sequence[int] | np.ndarray, index: int | None = None,
-                with_attention: bool = True, with_counterfactuals: bool = True, num_shuffles: int = 4
-                ) -> D.TransitionDiagnostics:
+    def analyse(
+        self,
+        frames: np.ndarray,
+        actions: Sequence[int] | np.ndarray,
+        index: int | None = None,
+        with_attention: bool = True,
+        with_counterfactuals: bool = True,
+        num_shuffles: int = 4,
+    ) -> D.TransitionDiagnostics:
         """Diagnostics of the transition from frame ``index`` of a window (``diagnostics.analyse_transition``).
 
         The context is frame ``index`` and up to PREDICTION_HISTORY_SIZE earlier frames joined to
@@ -343,23 +391,43 @@ class ModelWorkbench:
         t = int(t)
         start = self._context_start(acts, t)
         base = self.learner.base_actions
-        ctx_actions = base[torch.as_tensor(acts[start:t], device=self.device)]          # [F-1, C]
+        ctx_actions = base[torch.as_tensor(acts[start:t], device=self.device)]  # [F-1, C]
         executed = int(acts[t]) if acts[t] >= 0 else None
         next_frame = x[t + 1] if t + 1 < n else None
-        return D.analyse_transition(self.autoencoder, self.predictor, x[start:t + 1], ctx_actions, base,
-                                    executed, next_frame, generator=self._generator, with_attention=with_attention,
-                                    with_counterfactuals=with_counterfactuals, num_shuffles=num_shuffles)
+        return D.analyse_transition(
+            self.autoencoder,
+            self.predictor,
+            x[start : t + 1],
+            ctx_actions,
+            base,
+            executed,
+            next_frame,
+            generator=self._generator,
+            with_attention=with_attention,
+            with_counterfactuals=with_counterfactuals,
+            num_shuffles=num_shuffles,
+        )
 
-    def sweep(self, frames: np.ndarray, actions: Sequence[int] | np.ndarray, index: int | None = None
-              ) -> D.TransitionDiagnostics:
+    def sweep(
+        self, frames: np.ndarray, actions: Sequence[int] | np.ndarray, index: int | None = None
+    ) -> D.TransitionDiagnostics:
         """Only the action sweep of ``analyse`` (predictions, errors, spread, uncertainty): cheaper."""
-        return self.analyse(frames, actions, index, with_attention=False, with_counterfactuals=False)
+        return self.analyse(
+            frames, actions, index, with_attention=False, with_counterfactuals=False
+        )
 
     # ------------------------------------------------------------------ training
 
-    def train_autoencoder(self, frames: np.ndarray, steps: int | None = None, threshold: float | None = None,
-                          callback: Callable[[Training], Any] | None = None, batch_size: int = 16,
-                          eval_every: int = 10, run: bool = True) -> Training:
+    def train_autoencoder(
+        self,
+        frames: np.ndarray,
+        steps: int | None = None,
+        threshold: float | None = None,
+        callback: Callable[[Training], Any] | None = None,
+        batch_size: int = 16,
+        eval_every: int = 10,
+        run: bool = True,
+    ) -> Training:
         """Masked-autoencoder training on chosen frames (the online learner's step, on minibatches).
 
         Each step: a random minibatch of up to ``batch_size`` frames, mask ratio ~ U(min, max),
@@ -381,8 +449,10 @@ class ModelWorkbench:
 
         def step() -> float:
             idx = torch.randperm(x.shape[0], generator=gen)[:batch_size].to(self.device)
-            ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * float(torch.rand((), generator=gen))
-            mask_gen = torch.Generator().manual_seed(int(torch.randint(2 ** 62, (), generator=gen)))
+            ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * float(
+                torch.rand((), generator=gen)
+            )
+            mask_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (), generator=gen)))
             opt = self.learner.ae_optimizer
             opt.zero_grad(set_to_none=True)
             loss, _, _ = ae(x[idx], ratio, mask_gen)
@@ -399,9 +469,17 @@ class ModelWorkbench:
         training = Training('autoencoder', step, evaluate, steps, threshold, callback, eval_every)
         return training.run() if run and (steps is not None or threshold is not None) else training
 
-    def train_predictor(self, frames: np.ndarray, actions: Sequence[int] | np.ndarray, steps: int | None = None,
-                        threshold: float | None = None, callback: Callable[[Training], Any] | None = None,
-                        batch_size: int = 8, eval_every: int = 10, run: bool = True) -> Training:
+    def train_predictor(
+        self,
+        frames: np.ndarray,
+        actions: Sequence[int] | np.ndarray,
+        steps: int | None = None,
+        threshold: float | None = None,
+        callback: Callable[[Training], Any] | None = None,
+        batch_size: int = 8,
+        eval_every: int = 10,
+        run: bool = True,
+    ) -> Training:
         """Level-0 predictor training on the transitions of chosen frames; the encoder stays frozen.
 
         A transition is frame t -> frame t+1 with a known action; its context is frame t and up to
@@ -429,10 +507,12 @@ class ModelWorkbench:
             raise ValueError('no transition with a known action among the frames')
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-        feats = self._encode_all(x)                                   # [N, T, D] frozen encoder
-        targets = self.autoencoder.patchify(x)                        # [N, N_p, P]
+        feats = self._encode_all(x)  # [N, T, D] frozen encoder
+        targets = self.autoencoder.patchify(x)  # [N, N_p, P]
         with torch.no_grad(), D.eval_mode(self.autoencoder):
-            last_patches = torch.cat([self.autoencoder.decode(feats[i:i + 64]) for i in range(0, n, 64)])
+            last_patches = torch.cat(
+                [self.autoencoder.decode(feats[i : i + 64]) for i in range(0, n, 64)]
+            )
         starts = {t: self._context_start(acts, t) for t in transitions}
         level = self.learner.levels[0]
         pred, base = level.predictor, self.learner.base_actions
@@ -447,8 +527,10 @@ class ModelWorkbench:
 
         def forward(group: list[int]):
             k = group[0] - starts[group[0]]
-            idx = torch.tensor([[t - k + j for j in range(k + 1)] for t in group], device=self.device)   # [B, F]
-            a = torch.as_tensor(acts[idx.cpu().numpy()], device=self.device)                            # [B, F]
+            idx = torch.tensor(
+                [[t - k + j for j in range(k + 1)] for t in group], device=self.device
+            )  # [B, F]
+            a = torch.as_tensor(acts[idx.cpu().numpy()], device=self.device)  # [B, F]
             out = pred(feats[idx], base[a])
             return out, a[:, -1], idx[:, -1]
 
@@ -460,8 +542,16 @@ class ModelWorkbench:
             for group in groups(batch):
                 out, a_idx, cur = forward(group)
                 pp = self.autoencoder.decode_frozen(out.prediction)
-                parts = pred.forward_loss(out, pp, last_patches[cur], last_patches[cur + 1], feats[cur + 1],
-                                          targets[cur + 1], a_idx, weights)
+                parts = pred.forward_loss(
+                    out,
+                    pp,
+                    last_patches[cur],
+                    last_patches[cur + 1],
+                    feats[cur + 1],
+                    targets[cur + 1],
+                    a_idx,
+                    weights,
+                )
                 loss = parts['total'] * (len(group) / len(batch))
                 loss.backward()
                 total += float(loss.detach())
@@ -478,7 +568,7 @@ class ModelWorkbench:
             with D.eval_mode(pred, self.autoencoder):
                 for group in groups(transitions):
                     for i in range(0, len(group), 32):
-                        out, _, cur = forward(group[i:i + 32])
+                        out, _, cur = forward(group[i : i + 32])
                         pp = self.autoencoder.decode(out.prediction)
                         errs.append((pp - targets[cur + 1]).pow(2).mean(dim=(1, 2)))
             return float(torch.cat(errs).mean())
@@ -492,8 +582,9 @@ class ModelWorkbench:
     # ------------------------------------------------------------------ weights
 
     def _named(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return ([(f'autoencoder/{k}', p) for k, p in self.autoencoder.named_parameters()]
-                + [(f'predictor/{k}', p) for k, p in self.predictor.named_parameters()])
+        return [(f'autoencoder/{k}', p) for k, p in self.autoencoder.named_parameters()] + [
+            (f'predictor/{k}', p) for k, p in self.predictor.named_parameters()
+        ]
 
     def snapshot(self) -> None:
         """Remember the current weights as the reference of ``weight_change`` (done at load)."""
@@ -537,7 +628,9 @@ class ModelWorkbench:
         """
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
             raise ValueError(f'scale must be an integer >= 1, got {scale!r}')
-        out: dict[str, np.ndarray] = {'autoencoder/patch_embed': _filter_grid(self.autoencoder.patch_embed.weight)}
+        out: dict[str, np.ndarray] = {
+            'autoencoder/patch_embed': _filter_grid(self.autoencoder.patch_embed.weight)
+        }
         for i, blk in enumerate(self.autoencoder.blocks):
             out[f'autoencoder/blocks_{i}/qkv'] = _matrix_image(blk.attn.qkv.weight)
             out[f'autoencoder/blocks_{i}/proj'] = _matrix_image(blk.attn.proj.weight)
@@ -575,11 +668,15 @@ class ModelWorkbench:
         manager = CheckpointManager(target)
         if not overwrite_live:
             if self.source is not None and target == self.source:
-                raise LiveCheckpointError(f'{target} is the checkpoint this model was loaded from; '
-                                          'save elsewhere or pass overwrite_live=True')
+                raise LiveCheckpointError(
+                    f'{target} is the checkpoint this model was loaded from; '
+                    'save elsewhere or pass overwrite_live=True'
+                )
             if manager.exists():
-                raise LiveCheckpointError(f'{target} already holds a checkpoint (a live one?); save elsewhere '
-                                          'or pass overwrite_live=True')
+                raise LiveCheckpointError(
+                    f'{target} already holds a checkpoint (a live one?); save elsewhere '
+                    'or pass overwrite_live=True'
+                )
         self._refresh_history_features()
         learner = self.learner
         # the new generation must be the newest in the target, or a load would pick an older one
@@ -594,7 +691,13 @@ class ModelWorkbench:
         history = list(self.learner.history)
         if not history:
             return
-        frames = torch.stack([e.frame for e in history]).to(self.device).permute(0, 3, 1, 2).float().div(255.0)
+        frames = (
+            torch.stack([e.frame for e in history])
+            .to(self.device)
+            .permute(0, 3, 1, 2)
+            .float()
+            .div(255.0)
+        )
         feats = self._encode_all(frames)
         for e, f in zip(history, feats):
             e.features = f
@@ -616,7 +719,7 @@ def _matrix_image(w: torch.Tensor) -> np.ndarray:
     v = w.detach().float().cpu()
     v = v / v.abs().max().clamp_min(1e-12)
     pos, neg = v.clamp_min(0), (-v).clamp_min(0)
-    img = torch.stack([1 - neg, 1 - pos - neg, 1 - pos], dim=-1)      # R, G, B
+    img = torch.stack([1 - neg, 1 - pos - neg, 1 - pos], dim=-1)  # R, G, B
     return img.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
 
 
@@ -636,7 +739,7 @@ def _filter_grid(w: torch.Tensor, gap: int = 1) -> np.ndarray:
     for i in range(k):
         r, q = divmod(i, cols)
         y, x = gap + r * (p + gap), gap + q * (p + gap)
-        grid[y:y + p, x:x + p] = v[i]
+        grid[y : y + p, x : x + p] = v[i]
     return grid.mul(255).round().to(torch.uint8).numpy()
 
 

@@ -8,12 +8,41 @@ and :mod:`~devbot.bag.play`; the ``devbot bag`` command is :mod:`~devbot.bag.cli
 
 from devbot.bag.filter import FilterError, TransitionFilter
 from devbot.bag.reindex import BagFormatError, reindex
-from devbot.bag.session import (Action, BagError, BagMessage, Frame, Session, SessionInfo, TopicInfo, Transition,
-                                list_sessions, read_info)
+from devbot.bag.session import (
+    Action,
+    BagError,
+    BagMessage,
+    Frame,
+    Session,
+    SessionInfo,
+    TopicInfo,
+    Transition,
+    list_sessions,
+    read_info,
+)
 from devbot.bag.storage import DEFAULT_ROOT, enforce_disk_limit, new_session_name
 from devbot.bag.writer import BagWriteError, BagWriter, TopicSpec, WriterOptions
 
-__all__ = ['Action', 'BagError', 'BagFormatError', 'BagMessage', 'BagWriteError', 'BagWriter', 'DEFAULT_ROOT',
-           'FilterError', 'Frame', 'Session', 'SessionInfo', 'TopicInfo', 'TopicSpec', 'Transition',
-           'TransitionFilter', 'WriterOptions', 'enforce_disk_limit', 'list_sessions', 'new_session_name',
-           'read_info', 'reindex']
+__all__ = [
+    'Action',
+    'BagError',
+    'BagFormatError',
+    'BagMessage',
+    'BagWriteError',
+    'BagWriter',
+    'DEFAULT_ROOT',
+    'FilterError',
+    'Frame',
+    'Session',
+    'SessionInfo',
+    'TopicInfo',
+    'TopicSpec',
+    'Transition',
+    'TransitionFilter',
+    'WriterOptions',
+    'enforce_disk_limit',
+    'list_sessions',
+    'new_session_name',
+    'read_info',
+    'reindex',
+]

@@ -1,8 +1,8 @@
 """``devbot bag``: list, inspect and repair recorded sessions.
 
-    devbot bag list [--root saved/sessions] [--robot toroidal_dot]
-    devbot bag info SESSION            (a bag directory, or <robot>/<session> under saved/sessions)
-    devbot bag reindex SESSION         (after a killed recording: close the MCAP files, rebuild metadata.yaml)
+devbot bag list [--root saved/sessions] [--robot toroidal_dot]
+devbot bag info SESSION            (a bag directory, or <robot>/<session> under saved/sessions)
+devbot bag reindex SESSION         (after a killed recording: close the MCAP files, rebuild metadata.yaml)
 """
 
 from __future__ import annotations
@@ -33,14 +33,20 @@ def cmd_list(opts) -> int:
     if not infos:
         print(f'no sessions under {opts.root}')
         return 0
-    print(f'{"robot":<14} {"session":<24} {"type":<13} {"start":<19} {"duration":>9} {"msgs":>8} {"size":>9}  state')
+    print(
+        f'{"robot":<14} {"session":<24} {"type":<13} {"start":<19} {"duration":>9} {"msgs":>8} {"size":>9}  state'
+    )
     for i in infos:
         if i.error:
-            print(f'{i.robot:<14} {i.name:<24} {"?":<13} {"-":<19} {"-":>9} {"-":>8} {"-":>9}  unreadable: {i.error}')
+            print(
+                f'{i.robot:<14} {i.name:<24} {"?":<13} {"-":<19} {"-":>9} {"-":>8} {"-":>9}  unreadable: {i.error}'
+            )
             continue
         state = 'ok' if i.complete else 'unfinished (devbot bag reindex)'
-        print(f'{i.robot:<14} {i.name:<24} {i.robot_type or "?":<13} {_when(i.start_ns):<19} '
-              f'{i.duration_ns / 1e9:>8.1f}s {i.message_count:>8} {_size(i.size_bytes):>9}  {state}')
+        print(
+            f'{i.robot:<14} {i.name:<24} {i.robot_type or "?":<13} {_when(i.start_ns):<19} '
+            f'{i.duration_ns / 1e9:>8.1f}s {i.message_count:>8} {_size(i.size_bytes):>9}  {state}'
+        )
     return 0
 
 
@@ -51,16 +57,26 @@ def cmd_info(opts) -> int:
     print(f'robot:        {info.robot} (type {info.robot_type or "unknown"})')
     print(f'software:     {info.software_version or "-"}')
     print(f'start:        {_when(info.start_ns)}   duration {info.duration_ns / 1e9:.3f} s')
-    print(f'messages:     {info.message_count}   size {_size(info.size_bytes)}   files {", ".join(info.files)}')
-    print(f'state:        {"ok" if info.complete else "unfinished: " + (scan_problem(path) or "?")}')
+    print(
+        f'messages:     {info.message_count}   size {_size(info.size_bytes)}   files {", ".join(info.files)}'
+    )
+    print(
+        f'state:        {"ok" if info.complete else "unfinished: " + (scan_problem(path) or "?")}'
+    )
     print('topics:')
     for t in info.topics.values():
         print(f'  {t.name:<48} {t.msgtype:<38} {t.count:>8}')
     if info.action_space is not None:
         space = info.action_space
-        print(f'action space: channels {list(space.channel_names)}; '
-              f'{space.num_actions} actions {[space.values(i) for i in range(space.num_actions)]}')
-        if info.complete and info.topic('motor_command/executed') and info.topic('camera/image_raw'):
+        print(
+            f'action space: channels {list(space.channel_names)}; '
+            f'{space.num_actions} actions {[space.values(i) for i in range(space.num_actions)]}'
+        )
+        if (
+            info.complete
+            and info.topic('motor_command/executed')
+            and info.topic('camera/image_raw')
+        ):
             with Session(path) as s:
                 counts = s.action_counts()
                 print(f'frames:       {s.num_frames}   transitions {len(s.transition_list())}')
@@ -72,15 +88,18 @@ def cmd_reindex(opts) -> int:
     path = resolve_session_path(opts.session)
     result = reindex(path)
     for scan in result.files:
-        state = 'closed' if scan.complete else f'repaired ({scan.problem}; kept {scan.good_end} bytes)'
+        state = (
+            'closed' if scan.complete else f'repaired ({scan.problem}; kept {scan.good_end} bytes)'
+        )
         print(f'{scan.path.name}: {scan.messages} messages, {state}')
     print(f'wrote {path / "metadata.yaml"}: {result.message_count} messages')
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='devbot bag', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='devbot bag', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('list', help='sessions of every robot')
     p.add_argument('--root', default=str(DEFAULT_ROOT))

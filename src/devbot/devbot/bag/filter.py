@@ -24,8 +24,14 @@ from dataclasses import dataclass, field
 
 from devbot.action_space import VALUE_TOLERANCE, ActionSpace
 
-_OPS = {'=': lambda a, b: abs(a - b) <= VALUE_TOLERANCE, '!=': lambda a, b: abs(a - b) > VALUE_TOLERANCE,
-        '<': operator.lt, '<=': operator.le, '>': operator.gt, '>=': operator.ge}
+_OPS = {
+    '=': lambda a, b: abs(a - b) <= VALUE_TOLERANCE,
+    '!=': lambda a, b: abs(a - b) > VALUE_TOLERANCE,
+    '<': operator.lt,
+    '<=': operator.le,
+    '>': operator.gt,
+    '>=': operator.ge,
+}
 _TERM = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_./-]*)\s*(!=|<=|>=|=|<|>)\s*(.+?)\s*$')
 
 
@@ -54,32 +60,42 @@ class TransitionFilter:
                 continue
             match = _TERM.match(raw)
             if not match:
-                raise FilterError(f'filter term {raw!r} is not <name><op><value> (e.g. actions=1, motor_right>0)')
+                raise FilterError(
+                    f'filter term {raw!r} is not <name><op><value> (e.g. actions=1, motor_right>0)'
+                )
             name, op, value = match.groups()
             if name == 'actions' or (name == 'action' and name not in space.channel_names):
                 if op != '=':
-                    raise FilterError(f'{raw!r}: actions takes "=" and a list of indices, e.g. actions=0,2')
+                    raise FilterError(
+                        f'{raw!r}: actions takes "=" and a list of indices, e.g. actions=0,2'
+                    )
                 try:
                     idx = frozenset(int(v) for v in value.split(','))
                 except ValueError:
                     raise FilterError(f'{raw!r}: action indices must be integers') from None
                 bad = sorted(i for i in idx if not 0 <= i < space.num_actions)
                 if bad:
-                    raise FilterError(f'{raw!r}: no action {bad} in a space of {space.num_actions} actions')
+                    raise FilterError(
+                        f'{raw!r}: no action {bad} in a space of {space.num_actions} actions'
+                    )
                 actions = idx if actions is None else actions & idx
                 continue
             number = _number(raw, value)
             if name in ('from', 'to'):
                 if op != '=':
-                    raise FilterError(f'{raw!r}: {name} takes "=" and seconds since the session start')
+                    raise FilterError(
+                        f'{raw!r}: {name} takes "=" and seconds since the session start'
+                    )
                 if name == 'from':
                     from_s = number
                 else:
                     to_s = number
                 continue
             if name not in space.channel_names:
-                raise FilterError(f'{raw!r}: unknown channel {name!r}; channels are {list(space.channel_names)}, '
-                                  f'or use actions=, from=, to=')
+                raise FilterError(
+                    f'{raw!r}: unknown channel {name!r}; channels are {list(space.channel_names)}, '
+                    f'or use actions=, from=, to='
+                )
             channels.append((name, op, number))
         return cls(text, actions, tuple(channels), from_s, to_s, space)
 
@@ -99,7 +115,9 @@ class TransitionFilter:
 
     @property
     def empty(self) -> bool:
-        return self.actions is None and not self.channels and self.from_s is None and self.to_s is None
+        return (
+            self.actions is None and not self.channels and self.from_s is None and self.to_s is None
+        )
 
 
 def _number(term: str, value: str) -> float:

@@ -52,7 +52,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
@@ -69,21 +68,24 @@ from devbot.params import declare
 from devbot.spin import ros_process
 
 _STAMP = struct.Struct('<iI')
-SETTLE_S = 0.5   # after the wanted subscribers have matched, before the first message
+SETTLE_S = 0.5  # after the wanted subscribers have matched, before the first message
 ACK_WAIT_S = 2.0  # at the end, at most this long per topic for reliable readers to acknowledge
 
 
 # ---------------------------------------------------------------------- ROS-free core
 
+
 @dataclass(frozen=True)
 class Selection:
     """Which bag topics are played and under which names."""
 
-    topics: dict[str, str]        # bag topic -> published topic
-    types: dict[str, str]         # bag topic -> pkg/msg/Type
+    topics: dict[str, str]  # bag topic -> published topic
+    types: dict[str, str]  # bag topic -> pkg/msg/Type
 
 
-def select_topics(session: Session, include: list[str], exclude: list[str], namespace: str = '') -> Selection:
+def select_topics(
+    session: Session, include: list[str], exclude: list[str], namespace: str = ''
+) -> Selection:
     """Resolve include/exclude lists (names or suffixes) and the output namespace."""
     all_topics = dict((n, t.msgtype) for n, t in session.info.topics.items())
     chosen = list(all_topics)
@@ -103,8 +105,11 @@ def select_topics(session: Session, include: list[str], exclude: list[str], name
     for name in chosen:
         target = name
         if namespace:
-            rel = name[len(recorded_ns.rstrip('/')) + 1:] if recorded_ns.strip('/') and \
-                name.startswith(recorded_ns.rstrip('/') + '/') else name.lstrip('/')
+            rel = (
+                name[len(recorded_ns.rstrip('/')) + 1 :]
+                if recorded_ns.strip('/') and name.startswith(recorded_ns.rstrip('/') + '/')
+                else name.lstrip('/')
+            )
             target = '/' + '/'.join(p for p in (namespace.strip('/'), rel) if p)
         out[name] = target
     return Selection(out, {n: all_topics[n] for n in chosen})
@@ -113,6 +118,7 @@ def select_topics(session: Session, include: list[str], exclude: list[str], name
 def header_types() -> set[str]:
     """Message types whose first field is a std_msgs/Header (their stamps can be shifted)."""
     from rosbags.typesys import Stores, get_typestore
+
     store = get_typestore(Stores.ROS2_KILTED)
     out = {'std_msgs/msg/Header'}
     for name, (_, fields) in store.fielddefs.items():
@@ -132,7 +138,9 @@ def shift_stamp(data: bytes, shift_ns: int) -> bytes:
     return bytes(out)
 
 
-def schedule(session: Session, topics: list[str], start_s: float = 0.0) -> Iterator[tuple[int, BagMessage]]:
+def schedule(
+    session: Session, topics: list[str], start_s: float = 0.0
+) -> Iterator[tuple[int, BagMessage]]:
     """(ns since the first played message, message) in recorded order, from ``start_s`` on."""
     start = session.start_ns + int(start_s * 1e9)
     first = None
@@ -144,29 +152,62 @@ def schedule(session: Session, topics: list[str], start_s: float = 0.0) -> Itera
 
 # ---------------------------------------------------------------------- the node
 
+
 class PlayerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('player', **kwargs)
-        path = str(declare(self, 'session', '', 'the bag directory to play (required)', dynamic_typing=True))
+        path = str(
+            declare(
+                self, 'session', '', 'the bag directory to play (required)', dynamic_typing=True
+            )
+        )
         self.rate = _number(self, 'rate', 1.0, 'speed factor of timed playback', low=1e-3, high=1e6)
         self.loop = declare(self, 'loop', False, 'start over at the end of the session')
-        self.restamp = declare(self, 'restamp_loops', True, 'shift header stamps on each repetition')
-        self.start_s = _number(self, 'start_s', 0.0, 'skip the first seconds of the session', high=1e9)
-        include = declare(self, 'topics', '', 'comma-separated topics (names or suffixes); empty = all')
+        self.restamp = declare(
+            self, 'restamp_loops', True, 'shift header stamps on each repetition'
+        )
+        self.start_s = _number(
+            self, 'start_s', 0.0, 'skip the first seconds of the session', high=1e9
+        )
+        include = declare(
+            self, 'topics', '', 'comma-separated topics (names or suffixes); empty = all'
+        )
         exclude = declare(self, 'exclude', '', 'comma-separated topics not to play')
-        namespace = declare(self, 'namespace', '', 'publish under this namespace instead of the recorded one')
-        self.lockstep = declare(self, 'lockstep', False, 'wait for an ack after each pace-topic message')
-        pace = declare(self, 'pace_topic', 'camera/image_raw', 'lockstep: the topic whose messages are acked')
-        ack_topic = declare(self, 'ack_topic', 'world_model/processed', 'lockstep: topic of the consumer acks')
-        ack_type = declare(self, 'ack_type', 'std_msgs/msg/Header', 'lockstep: message type of the acks')
-        self.ack_match = declare(self, 'ack_match', 'stamp', 'lockstep: stamp (ack.header.stamp = frame stamp) | any')
-        self.ack_timeout = _number(self, 'ack_timeout_s', 5.0, 'lockstep: go on after this long without ack; 0 = never',
-                                   high=1e6)
-        self.wait_subscribers = declare(self, 'wait_subscribers', -1,
-                                        'wait for this many subscribers before starting; -1 = 1 in lockstep else 0',
-                                        int_range=(-1, 1000))
-        self.wait_timeout = _number(self, 'wait_timeout_s', 10.0, 'give up waiting for subscribers after this',
-                                    high=1e6)
+        namespace = declare(
+            self, 'namespace', '', 'publish under this namespace instead of the recorded one'
+        )
+        self.lockstep = declare(
+            self, 'lockstep', False, 'wait for an ack after each pace-topic message'
+        )
+        pace = declare(
+            self, 'pace_topic', 'camera/image_raw', 'lockstep: the topic whose messages are acked'
+        )
+        ack_topic = declare(
+            self, 'ack_topic', 'world_model/processed', 'lockstep: topic of the consumer acks'
+        )
+        ack_type = declare(
+            self, 'ack_type', 'std_msgs/msg/Header', 'lockstep: message type of the acks'
+        )
+        self.ack_match = declare(
+            self, 'ack_match', 'stamp', 'lockstep: stamp (ack.header.stamp = frame stamp) | any'
+        )
+        self.ack_timeout = _number(
+            self,
+            'ack_timeout_s',
+            5.0,
+            'lockstep: go on after this long without ack; 0 = never',
+            high=1e6,
+        )
+        self.wait_subscribers = declare(
+            self,
+            'wait_subscribers',
+            -1,
+            'wait for this many subscribers before starting; -1 = 1 in lockstep else 0',
+            int_range=(-1, 1000),
+        )
+        self.wait_timeout = _number(
+            self, 'wait_timeout_s', 10.0, 'give up waiting for subscribers after this', high=1e6
+        )
         depth = declare(self, 'qos_depth', 100, 'publisher queue depth', int_range=(1, 100000))
         if self.ack_match not in ('stamp', 'any'):
             raise ValueError(f"ack_match must be 'stamp' or 'any', got {self.ack_match!r}")
@@ -180,42 +221,69 @@ class PlayerNode(Node):
             raise BagError(f'{path}: no topic left to play')
         self.pace_topic = self.session.topic(pace) if pace else None
         if self.lockstep and self.pace_topic not in self.selection.topics:
-            raise BagError(f'lockstep needs the pace topic {pace!r} among the played topics '
-                           f'{sorted(self.selection.topics)}')
+            raise BagError(
+                f'lockstep needs the pace topic {pace!r} among the played topics '
+                f'{sorted(self.selection.topics)}'
+            )
         self._pubs = {}
         offered = self._offered_reliability()
         for name, target in self.selection.topics.items():
-            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
-                             reliability=offered.get(name, ReliabilityPolicy.RELIABLE))
-            self._pubs[name] = self.create_publisher(message_class(self.selection.types[name]), target, qos)
+            qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST,
+                depth=depth,
+                durability=DurabilityPolicy.VOLATILE,
+                reliability=offered.get(name, ReliabilityPolicy.RELIABLE),
+            )
+            self._pubs[name] = self.create_publisher(
+                message_class(self.selection.types[name]), target, qos
+            )
         self._header_types = header_types()
         self._acks: set[tuple[int, int]] = set()
         self._any_acks = 0
         if self.lockstep:
-            ns = namespace or self.session.info.custom_data.get(KEY_NAMESPACE, '') or self.get_namespace()
-            ack_name = ack_topic if ack_topic.startswith('/') else '/' + '/'.join(
-                p for p in (ns.strip('/'), ack_topic) if p)
-            self.create_subscription(message_class(ack_type), ack_name, self._on_ack,
-                                     QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE), raw=True)
+            ns = (
+                namespace
+                or self.session.info.custom_data.get(KEY_NAMESPACE, '')
+                or self.get_namespace()
+            )
+            ack_name = (
+                ack_topic
+                if ack_topic.startswith('/')
+                else '/' + '/'.join(p for p in (ns.strip('/'), ack_topic) if p)
+            )
+            self.create_subscription(
+                message_class(ack_type),
+                ack_name,
+                self._on_ack,
+                QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE),
+                raw=True,
+            )
             self.ack_topic = ack_name
         self.published = 0
-        self.play_started: float | None = None   # after waiting for subscribers
-        self.play_ended: float | None = None     # the last message published
+        self.play_started: float | None = None  # after waiting for subscribers
+        self.play_ended: float | None = None  # the last message published
         self.acks_missed = 0
         self.passes = 0
-        self.get_logger().info(f'playing {self.session.path} ({len(self.selection.topics)} topics, '
-                               + ('lockstep on ' + self.ack_topic if self.lockstep else f'rate {self.rate:g}')
-                               + (', looping' if self.loop else '') + ')')
+        self.get_logger().info(
+            f'playing {self.session.path} ({len(self.selection.topics)} topics, '
+            + ('lockstep on ' + self.ack_topic if self.lockstep else f'rate {self.rate:g}')
+            + (', looping' if self.loop else '')
+            + ')'
+        )
 
     def _offered_reliability(self) -> dict:
         import yaml
+
         out = {}
         try:
             doc = yaml.safe_load((self.session.path / 'metadata.yaml').read_text())
             for t in doc['rosbag2_bagfile_information']['topics_with_message_count']:
                 profiles = t['topic_metadata'].get('offered_qos_profiles') or []
-                if isinstance(profiles, list) and profiles and all(p.get('reliability') == 'best_effort'
-                                                                   for p in profiles):
+                if (
+                    isinstance(profiles, list)
+                    and profiles
+                    and all(p.get('reliability') == 'best_effort' for p in profiles)
+                ):
                     out[t['topic_metadata']['name']] = ReliabilityPolicy.BEST_EFFORT
         except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
             pass
@@ -246,17 +314,24 @@ class PlayerNode(Node):
             pub.wait_for_all_acked(Duration(seconds=ACK_WAIT_S))
 
     def _wait_for_subscribers(self, executor) -> None:
-        wanted = self.wait_subscribers if self.wait_subscribers >= 0 else (1 if self.lockstep else 0)
+        wanted = (
+            self.wait_subscribers if self.wait_subscribers >= 0 else (1 if self.lockstep else 0)
+        )
         if not wanted:
             return
         # lockstep: every played topic must reach the consumer (a lost executed action would
         # stall the loop); timed playback: the pace topic's readers suffice
-        pubs = [self._pubs[self.pace_topic]] if self.pace_topic in self._pubs and not self.lockstep else \
-            list(self._pubs.values())
+        pubs = (
+            [self._pubs[self.pace_topic]]
+            if self.pace_topic in self._pubs and not self.lockstep
+            else list(self._pubs.values())
+        )
         deadline = time.monotonic() + self.wait_timeout
         while any(p.get_subscription_count() < wanted for p in pubs):
             if time.monotonic() > deadline:
-                self.get_logger().warning(f'no {wanted} subscriber(s) after {self.wait_timeout:g} s; playing anyway')
+                self.get_logger().warning(
+                    f'no {wanted} subscriber(s) after {self.wait_timeout:g} s; playing anyway'
+                )
                 return
             executor.spin_once(timeout_sec=0.05)
         # Discovery is two-sided: our writer has matched the reader, but the reader may not have
@@ -312,13 +387,17 @@ class PlayerNode(Node):
                 return
             if deadline is not None and time.monotonic() > deadline:
                 self.acks_missed += 1
-                self.get_logger().warning(f'no ack on {self.ack_topic} for the frame stamped '
-                                          f'{stamp[0]}.{stamp[1]:09d} within {self.ack_timeout:g} s; going on')
+                self.get_logger().warning(
+                    f'no ack on {self.ack_topic} for the frame stamped '
+                    f'{stamp[0]}.{stamp[1]:09d} within {self.ack_timeout:g} s; going on'
+                )
                 return
             executor.spin_once(timeout_sec=0.01)
 
 
-def _number(node, name: str, default: float, description: str, high: float, low: float = 0.0) -> float:
+def _number(
+    node, name: str, default: float, description: str, high: float, low: float = 0.0
+) -> float:
     value = declare(node, name, default, f'{description} [{low:g}..{high:g}]', dynamic_typing=True)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise ValueError(f'parameter {name} must be a number in [{low:g}, {high:g}], got {value!r}')
@@ -346,10 +425,16 @@ def node_main(args: list[str] | None = None, **node_kwargs) -> int:
             print(f'player: {exc}', file=sys.stderr, flush=True)
             status = 1
         finally:
-            elapsed = (node.play_ended or time.monotonic()) - node.play_started if node.play_started else 0.0
+            elapsed = (
+                (node.play_ended or time.monotonic()) - node.play_started
+                if node.play_started
+                else 0.0
+            )
             missed = f', {node.acks_missed} acks missed' if node.lockstep else ''
-            print(f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
-                  flush=True)
+            print(
+                f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
+                flush=True,
+            )
             executor.remove_node(node)
             executor.shutdown()
             node.session.close()
@@ -363,33 +448,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('session', help='bag directory, or <robot>/<session> under saved/sessions')
     parser.add_argument('--rate', type=float, default=1.0)
     parser.add_argument('--loop', action='store_true')
-    parser.add_argument('--no-restamp', action='store_true', help='loop without shifting header stamps')
-    parser.add_argument('--start', type=float, default=0.0, metavar='SECONDS', help='skip the first seconds')
-    parser.add_argument('--topics', default='', help='comma-separated topics (names or suffixes) to play')
+    parser.add_argument(
+        '--no-restamp', action='store_true', help='loop without shifting header stamps'
+    )
+    parser.add_argument(
+        '--start', type=float, default=0.0, metavar='SECONDS', help='skip the first seconds'
+    )
+    parser.add_argument(
+        '--topics', default='', help='comma-separated topics (names or suffixes) to play'
+    )
     parser.add_argument('--exclude', default='', help='comma-separated topics not to play')
-    parser.add_argument('--namespace', default='', help='publish under this namespace instead of the recorded one')
+    parser.add_argument(
+        '--namespace', default='', help='publish under this namespace instead of the recorded one'
+    )
     parser.add_argument('--lockstep', action='store_true', help='wait for an ack after each frame')
     parser.add_argument('--pace-topic', default='camera/image_raw')
     parser.add_argument('--ack-topic', default='world_model/processed')
     parser.add_argument('--ack-type', default='std_msgs/msg/Header')
     parser.add_argument('--ack-match', choices=('stamp', 'any'), default='stamp')
-    parser.add_argument('--ack-timeout', type=float, default=5.0, metavar='SECONDS', help='0 = wait forever')
+    parser.add_argument(
+        '--ack-timeout', type=float, default=5.0, metavar='SECONDS', help='0 = wait forever'
+    )
     parser.add_argument('--wait-subscribers', type=int, default=-1)
     parser.add_argument('--wait-timeout', type=float, default=10.0, metavar='SECONDS')
     parser.add_argument('--qos-depth', type=int, default=100)
     opts, rest = parser.parse_known_args(argv)
     if not opts.rate > 0:
         parser.error('--rate must be > 0')
-    params = [Parameter('session', value=str(resolve_session_path(opts.session))),
-              Parameter('rate', value=float(opts.rate)), Parameter('loop', value=opts.loop),
-              Parameter('restamp_loops', value=not opts.no_restamp), Parameter('start_s', value=float(opts.start)),
-              Parameter('topics', value=opts.topics), Parameter('exclude', value=opts.exclude),
-              Parameter('namespace', value=opts.namespace), Parameter('lockstep', value=opts.lockstep),
-              Parameter('pace_topic', value=opts.pace_topic), Parameter('ack_topic', value=opts.ack_topic),
-              Parameter('ack_type', value=opts.ack_type), Parameter('ack_match', value=opts.ack_match),
-              Parameter('ack_timeout_s', value=float(opts.ack_timeout)),
-              Parameter('wait_subscribers', value=opts.wait_subscribers),
-              Parameter('wait_timeout_s', value=float(opts.wait_timeout)), Parameter('qos_depth', value=opts.qos_depth)]
+    params = [
+        Parameter('session', value=str(resolve_session_path(opts.session))),
+        Parameter('rate', value=float(opts.rate)),
+        Parameter('loop', value=opts.loop),
+        Parameter('restamp_loops', value=not opts.no_restamp),
+        Parameter('start_s', value=float(opts.start)),
+        Parameter('topics', value=opts.topics),
+        Parameter('exclude', value=opts.exclude),
+        Parameter('namespace', value=opts.namespace),
+        Parameter('lockstep', value=opts.lockstep),
+        Parameter('pace_topic', value=opts.pace_topic),
+        Parameter('ack_topic', value=opts.ack_topic),
+        Parameter('ack_type', value=opts.ack_type),
+        Parameter('ack_match', value=opts.ack_match),
+        Parameter('ack_timeout_s', value=float(opts.ack_timeout)),
+        Parameter('wait_subscribers', value=opts.wait_subscribers),
+        Parameter('wait_timeout_s', value=float(opts.wait_timeout)),
+        Parameter('qos_depth', value=opts.qos_depth),
+    ]
     return node_main(['devbot-play', *rest], parameter_overrides=params)
 
 

@@ -47,9 +47,26 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from devbot.bag.storage import DEFAULT_ROOT, GB, dir_size, enforce_disk_limit, sessions_of, unique_session_dir
-from devbot.bag.writer import (KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT, KEY_ROBOT_TYPE, KEY_SOFTWARE,
-                               BagWriteError, BagWriter, TopicSpec, WriterOptions, software_version)
+from devbot.bag.storage import (
+    DEFAULT_ROOT,
+    GB,
+    dir_size,
+    enforce_disk_limit,
+    sessions_of,
+    unique_session_dir,
+)
+from devbot.bag.writer import (
+    KEY_ACTION_SPACE,
+    KEY_NAMESPACE,
+    KEY_ROBOT,
+    KEY_ROBOT_TYPE,
+    KEY_SOFTWARE,
+    BagWriteError,
+    BagWriter,
+    TopicSpec,
+    WriterOptions,
+    software_version,
+)
 from devbot.params import declare
 from devbot.spin import ros_process, spin_until
 
@@ -92,7 +109,14 @@ def message_class(msgtype: str):
 
 def qos_to_bag(profile):
     """An rclpy QoSProfile as the rosbags Qos stored in bag metadata."""
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
 
     def duration(d) -> QosTime:
         ns = d.nanoseconds
@@ -100,15 +124,23 @@ def qos_to_bag(profile):
             return QosTime(2147483647, 4294967295)  # RMW_DURATION_INFINITE as rosbag2 writes it
         return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
 
-    return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
-               QosDurability(int(profile.durability)), duration(profile.deadline), duration(profile.lifespan),
-               QosLiveliness(int(profile.liveliness)), duration(profile.liveliness_lease_duration),
-               bool(profile.avoid_ros_namespace_conventions))
+    return Qos(
+        QosHistory(int(profile.history)),
+        int(profile.depth),
+        QosReliability(int(profile.reliability)),
+        QosDurability(int(profile.durability)),
+        duration(profile.deadline),
+        duration(profile.lifespan),
+        QosLiveliness(int(profile.liveliness)),
+        duration(profile.liveliness_lease_duration),
+        bool(profile.avoid_ros_namespace_conventions),
+    )
 
 
 def build_custom_data(robot_config: str, robot: str, namespace: str) -> tuple[dict[str, str], str]:
     """(custom_data for the bag, the robot directory name)."""
     from devbot.action_space import ActionSpace
+
     custom = {KEY_SOFTWARE: software_version(), KEY_NAMESPACE: namespace}
     robot_type = 'unknown'
     if robot_config:
@@ -116,12 +148,16 @@ def build_custom_data(robot_config: str, robot: str, namespace: str) -> tuple[di
         robot_type = space.robot_type
         custom[KEY_ACTION_SPACE] = json.dumps(space.to_dict())
     custom[KEY_ROBOT_TYPE] = robot_type
-    name = robot or (robot_type if robot_type != 'unknown' else namespace.strip('/').split('/')[-1] or 'unknown')
+    name = robot or (
+        robot_type if robot_type != 'unknown' else namespace.strip('/').split('/')[-1] or 'unknown'
+    )
     custom[KEY_ROBOT] = name
     return custom, name
 
 
-def _number(node, name: str, default: float, description: str, high: float, low: float = 0.0) -> float:
+def _number(
+    node, name: str, default: float, description: str, high: float, low: float = 0.0
+) -> float:
     """A float parameter that also accepts an integer (launch files pass ``5`` for 5.0)."""
     value = declare(node, name, default, f'{description} [{low:g}..{high:g}]', dynamic_typing=True)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -132,32 +168,67 @@ def _number(node, name: str, default: float, description: str, high: float, low:
 class RecorderNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('recorder', **kwargs)
-        robot_config = declare(self, 'robot_config', '', 'robot file (type + action space stored in the bag)')
-        robot = declare(self, 'robot', '', 'sessions sub-directory; empty = robot type, else namespace')
+        robot_config = declare(
+            self, 'robot_config', '', 'robot file (type + action space stored in the bag)'
+        )
+        robot = declare(
+            self, 'robot', '', 'sessions sub-directory; empty = robot type, else namespace'
+        )
         output_dir = declare(self, 'output_dir', str(DEFAULT_ROOT), 'sessions root directory')
-        session = str(declare(self, 'session', '', 'session name; empty = start time to the microsecond',
-                              dynamic_typing=True))
-        topics = declare(self, 'topics', ','.join(DEFAULT_TOPICS), 'comma-separated topics to record')
-        types = declare(self, 'types', '', 'comma-separated topic=pkg/msg/Type for topics not on the graph')
-        limit_gb = _number(self, 'disk_limit_gb', 10.0, "budget of this robot's sessions (GB); 0 = none", 1e6)
-        split_mb = _number(self, 'split_size_mb', 0.0, 'new MCAP file at this size (MB); 0 = never', 1e7)
-        split_s = _number(self, 'split_duration_s', 0.0, 'new MCAP file after this long (s); 0 = never', 1e7)
-        flush_s = _number(self, 'flush_interval_s', 1.0, 'a message reaches the disk at the latest after this (s)',
-                          60.0, low=0.05)
-        compression = declare(self, 'compression', 'zstd', 'zstd | none (MCAP chunk compression, lossless)')
-        self._depth = declare(self, 'qos_depth', 1000, 'subscription queue depth', int_range=(1, 100000))
-        self.duration_s = _number(self, 'duration_s', 0.0, 'stop after this long (s); 0 = until stopped', 1e9)
+        session = str(
+            declare(
+                self,
+                'session',
+                '',
+                'session name; empty = start time to the microsecond',
+                dynamic_typing=True,
+            )
+        )
+        topics = declare(
+            self, 'topics', ','.join(DEFAULT_TOPICS), 'comma-separated topics to record'
+        )
+        types = declare(
+            self, 'types', '', 'comma-separated topic=pkg/msg/Type for topics not on the graph'
+        )
+        limit_gb = _number(
+            self, 'disk_limit_gb', 10.0, "budget of this robot's sessions (GB); 0 = none", 1e6
+        )
+        split_mb = _number(
+            self, 'split_size_mb', 0.0, 'new MCAP file at this size (MB); 0 = never', 1e7
+        )
+        split_s = _number(
+            self, 'split_duration_s', 0.0, 'new MCAP file after this long (s); 0 = never', 1e7
+        )
+        flush_s = _number(
+            self,
+            'flush_interval_s',
+            1.0,
+            'a message reaches the disk at the latest after this (s)',
+            60.0,
+            low=0.05,
+        )
+        compression = declare(
+            self, 'compression', 'zstd', 'zstd | none (MCAP chunk compression, lossless)'
+        )
+        self._depth = declare(
+            self, 'qos_depth', 1000, 'subscription queue depth', int_range=(1, 100000)
+        )
+        self.duration_s = _number(
+            self, 'duration_s', 0.0, 'stop after this long (s); 0 = until stopped', 1e9
+        )
 
         self.custom_data, robot_name = build_custom_data(robot_config, robot, self.get_namespace())
         self.robot_dir = Path(output_dir) / robot_name
         self.limit_bytes = int(limit_gb * GB)
         self.wanted = [t.strip() for t in topics.split(',') if t.strip()]
         given = {**DEFAULT_TYPES, **parse_types(types)}
-        self.given_types = {self.resolve_topic_name(t): v for t, v in given.items() if t in self.wanted}
+        self.given_types = {
+            self.resolve_topic_name(t): v for t, v in given.items() if t in self.wanted
+        }
         self.error: str | None = None
         self.done = False
         self.counts: dict[str, int] = {}
-        self._subscribed: dict[str, int] = {}   # resolved topic -> bag topic id (0: no message yet)
+        self._subscribed: dict[str, int] = {}  # resolved topic -> bag topic id (0: no message yet)
         self._types: dict[str, str] = {}
         self._warned: set[str] = set()
         self._last_ns = 0
@@ -168,14 +239,22 @@ class RecorderNode(Node):
         if self.limit_bytes:
             used, deleted = enforce_disk_limit(self.robot_dir, self.limit_bytes)
             for d in deleted:
-                self.get_logger().warning(f'disk limit {limit_gb:g} GB: deleted oldest session {d.path} '
-                                          f'({d.size / 1e6:.1f} MB)')
+                self.get_logger().warning(
+                    f'disk limit {limit_gb:g} GB: deleted oldest session {d.path} '
+                    f'({d.size / 1e6:.1f} MB)'
+                )
             if used > self.limit_bytes:
-                raise RuntimeError(f'disk limit {limit_gb:g} GB: {self.robot_dir} still holds {used / GB:.2f} GB')
+                raise RuntimeError(
+                    f'disk limit {limit_gb:g} GB: {self.robot_dir} still holds {used / GB:.2f} GB'
+                )
         self._others_bytes = self._measure_others()
         self._next_rescan = time.monotonic() + DISK_RESCAN_S
-        options = WriterOptions(compression=compression, flush_interval_s=flush_s,
-                                split_bytes=int(split_mb * 1e6), split_duration_ns=int(split_s * 1e9))
+        options = WriterOptions(
+            compression=compression,
+            flush_interval_s=flush_s,
+            split_bytes=int(split_mb * 1e6),
+            split_duration_ns=int(split_s * 1e9),
+        )
         self.writer = BagWriter(self.session_dir, self.custom_data, options)
         self.get_logger().info(f'recording into {self.session_dir}')
         self._discover()
@@ -194,8 +273,10 @@ class RecorderNode(Node):
                 found = graph.get(name)
                 if found and self._types[name] not in found and name not in self._warned:
                     self._warned.add(name)
-                    self.get_logger().warning(f'{name} is published as {found}, but recorded as {self._types[name]}: '
-                                              f'its messages are not recorded (set the types parameter)')
+                    self.get_logger().warning(
+                        f'{name} is published as {found}, but recorded as {self._types[name]}: '
+                        f'its messages are not recorded (set the types parameter)'
+                    )
                 continue
             msgtype = self.given_types.get(name)
             if msgtype is None:
@@ -204,29 +285,42 @@ class RecorderNode(Node):
                     continue
                 msgtype = found[0]
                 if len(found) > 1:
-                    self.get_logger().warning(f'{name} has several types {found}; recording {msgtype}')
+                    self.get_logger().warning(
+                        f'{name} has several types {found}; recording {msgtype}'
+                    )
             self._subscribe(name, msgtype)
 
     def _subscribe(self, name: str, msgtype: str) -> None:
         infos = [i for i in self.get_publishers_info_by_topic(name) if i.topic_type == msgtype]
         reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-        latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+        latched = bool(infos) and all(
+            i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos
+        )
         # no publisher yet: reliable (the loop's QoS; a reliable reader also matches reliable writers only,
         # so a best-effort publisher appearing later is reported below)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._depth,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=self._depth,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+        )
         try:
             cls = message_class(msgtype)
         except ValueError as exc:
             self._fail(f'cannot record {name}: {exc}')
             return
-        self._subscribed[name] = 0   # added to the bag with its first message (offered QoS known then)
+        self._subscribed[name] = (
+            0  # added to the bag with its first message (offered QoS known then)
+        )
         self._types[name] = msgtype
         self.counts[name] = 0
-        self.create_subscription(cls, name, lambda data, n=name: self._on_message(n, data), qos, raw=True)
-        self.get_logger().info(f'recording {name} ({msgtype}, '
-                               f'{"reliable" if qos.reliability == ReliabilityPolicy.RELIABLE else "best effort"})')
+        self.create_subscription(
+            cls, name, lambda data, n=name: self._on_message(n, data), qos, raw=True
+        )
+        self.get_logger().info(
+            f'recording {name} ({msgtype}, '
+            f'{"reliable" if qos.reliability == ReliabilityPolicy.RELIABLE else "best effort"})'
+        )
 
     def _add_to_bag(self, name: str) -> int:
         msgtype = self._types[name]
@@ -236,8 +330,10 @@ class RecorderNode(Node):
         hashes = {str(i.topic_type_hash) for i in infos}
         stored = self.writer.type_hash(topic_id)
         if hashes and hashes != {stored}:
-            self.get_logger().warning(f'{name}: type hash on the graph {sorted(hashes)} differs from the stored '
-                                      f'definition {stored}')
+            self.get_logger().warning(
+                f'{name}: type hash on the graph {sorted(hashes)} differs from the stored '
+                f'definition {stored}'
+            )
         self._subscribed[name] = topic_id
         return topic_id
 
@@ -282,14 +378,19 @@ class RecorderNode(Node):
         current = self.writer.bytes_written
         if self._others_bytes + current <= self.limit_bytes:
             return
-        used, deleted = enforce_disk_limit(self.robot_dir, self.limit_bytes, keep=self.session_dir,
-                                           current_bytes=current)
+        used, deleted = enforce_disk_limit(
+            self.robot_dir, self.limit_bytes, keep=self.session_dir, current_bytes=current
+        )
         for d in deleted:
-            self.get_logger().warning(f'disk limit: deleted oldest session {d.path} ({d.size / 1e6:.1f} MB)')
+            self.get_logger().warning(
+                f'disk limit: deleted oldest session {d.path} ({d.size / 1e6:.1f} MB)'
+            )
         self._others_bytes = used - current
         if used > self.limit_bytes:
-            self._fail(f'disk limit {self.limit_bytes / GB:g} GB reached by this session alone '
-                       f'({current / GB:.3f} GB); stopped recording')
+            self._fail(
+                f'disk limit {self.limit_bytes / GB:g} GB reached by this session alone '
+                f'({current / GB:.3f} GB); stopped recording'
+            )
 
     def _fail(self, reason: str) -> None:
         self.error = reason
@@ -305,7 +406,6 @@ class RecorderNode(Node):
         total = sum(self.counts.values())
         per_topic = ', '.join(f'{n}: {c}' for n, c in self.counts.items())
         return f'recorded {total} messages into {self.session_dir} ({per_topic})'
-
 
 
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:
@@ -336,10 +436,17 @@ def node_main(args: list[str] | None = None, **node_kwargs) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``devbot record``: record a robot's topics into ``saved/sessions/<robot>/<session>``."""
     parser = argparse.ArgumentParser(prog='devbot record', description=main.__doc__)
-    parser.add_argument('--robot-config', default='', help='robot file, e.g. config/toroidal_dot.yaml')
-    parser.add_argument('--namespace', default=None,
-                        help="robot namespace (default: robot.namespace of the robot file, else '/')")
-    parser.add_argument('--robot', default='', help='sessions sub-directory (default: the robot type)')
+    parser.add_argument(
+        '--robot-config', default='', help='robot file, e.g. config/toroidal_dot.yaml'
+    )
+    parser.add_argument(
+        '--namespace',
+        default=None,
+        help="robot namespace (default: robot.namespace of the robot file, else '/')",
+    )
+    parser.add_argument(
+        '--robot', default='', help='sessions sub-directory (default: the robot type)'
+    )
     parser.add_argument('--output-dir', default=str(DEFAULT_ROOT))
     parser.add_argument('--session', default='', help='session name (default: start time)')
     parser.add_argument('--topics', default=','.join(DEFAULT_TOPICS), help='comma-separated topics')
@@ -350,28 +457,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--flush-interval', type=float, default=1.0, metavar='SECONDS')
     parser.add_argument('--compression', choices=('zstd', 'none'), default='zstd')
     parser.add_argument('--qos-depth', type=int, default=1000)
-    parser.add_argument('--duration', type=float, default=0.0, metavar='SECONDS', help='0 = until Ctrl-C')
+    parser.add_argument(
+        '--duration', type=float, default=0.0, metavar='SECONDS', help='0 = until Ctrl-C'
+    )
     opts, rest = parser.parse_known_args(argv)
     namespace = opts.namespace
     if namespace is None:
         namespace = '/'
         if opts.robot_config:
             import yaml
+
             try:
                 doc = yaml.safe_load(Path(opts.robot_config).read_text()) or {}
                 namespace = '/' + str((doc.get('robot') or {}).get('namespace') or '').strip('/')
             except (OSError, yaml.YAMLError, AttributeError) as exc:
                 print(f'devbot record: cannot read {opts.robot_config}: {exc}', file=sys.stderr)
                 return 2
-    params = [Parameter('robot_config', value=opts.robot_config), Parameter('robot', value=opts.robot),
-              Parameter('output_dir', value=opts.output_dir), Parameter('session', value=opts.session),
-              Parameter('topics', value=opts.topics), Parameter('types', value=opts.types),
-              Parameter('disk_limit_gb', value=opts.disk_limit_gb),
-              Parameter('split_size_mb', value=opts.split_size_mb),
-              Parameter('split_duration_s', value=opts.split_duration),
-              Parameter('flush_interval_s', value=opts.flush_interval),
-              Parameter('compression', value=opts.compression), Parameter('qos_depth', value=opts.qos_depth),
-              Parameter('duration_s', value=opts.duration)]
+    params = [
+        Parameter('robot_config', value=opts.robot_config),
+        Parameter('robot', value=opts.robot),
+        Parameter('output_dir', value=opts.output_dir),
+        Parameter('session', value=opts.session),
+        Parameter('topics', value=opts.topics),
+        Parameter('types', value=opts.types),
+        Parameter('disk_limit_gb', value=opts.disk_limit_gb),
+        Parameter('split_size_mb', value=opts.split_size_mb),
+        Parameter('split_duration_s', value=opts.split_duration),
+        Parameter('flush_interval_s', value=opts.flush_interval),
+        Parameter('compression', value=opts.compression),
+        Parameter('qos_depth', value=opts.qos_depth),
+        Parameter('duration_s', value=opts.duration),
+    ]
     return node_main(['devbot-record', *rest], namespace=namespace, parameter_overrides=params)
 
 

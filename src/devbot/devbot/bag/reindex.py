@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 
 import yaml
@@ -25,7 +24,14 @@ import yaml
 from devbot.bag.writer import METADATA_FILE, TopicSpec, build_metadata, write_metadata
 
 MAGIC = b'\x89MCAP0\r\n'
-OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = (
+    0x01,
+    0x02,
+    0x03,
+    0x04,
+    0x05,
+    0x06,
+)
 OP_METADATA, OP_DATA_END = 0x0C, 0x0F
 _U16, _U32, _U64 = struct.Struct('<H'), struct.Struct('<I'), struct.Struct('<Q')
 
@@ -67,7 +73,7 @@ class McapScan:
 def _string(buf: memoryview, pos: int) -> tuple[str, int]:
     (n,) = _U32.unpack_from(buf, pos)
     pos += 4
-    return bytes(buf[pos:pos + n]).decode(), pos + n
+    return bytes(buf[pos : pos + n]).decode(), pos + n
 
 
 def _decompress(compression: str, data: bytes, size: int) -> bytes:
@@ -75,9 +81,11 @@ def _decompress(compression: str, data: bytes, size: int) -> bytes:
         return data
     if compression == 'zstd':
         import zstandard
+
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
     if compression == 'lz4':
         import lz4.frame
+
         return lz4.frame.decompress(data)
     raise BagFormatError(f'unsupported chunk compression {compression!r}')
 
@@ -95,7 +103,7 @@ class _Records:
             name, pos = _string(body, 2)
             encoding, pos = _string(body, pos)
             (n,) = _U32.unpack_from(body, pos)
-            scan.schemas[sid] = (name, encoding, bytes(body[pos + 4:pos + 4 + n]).decode())
+            scan.schemas[sid] = (name, encoding, bytes(body[pos + 4 : pos + 4 + n]).decode())
         elif op == OP_CHANNEL:
             cid, sid = struct.unpack_from('<HH', body, 0)
             topic, pos = _string(body, 4)
@@ -133,7 +141,7 @@ class _Records:
         pos += 8
         if pos + csize > len(body):
             raise BagFormatError('chunk data exceeds its record')
-        data = memoryview(_decompress(compression, bytes(body[pos:pos + csize]), size))
+        data = memoryview(_decompress(compression, bytes(body[pos : pos + csize]), size))
         if len(data) != size:
             raise BagFormatError(f'chunk holds {len(data)} bytes, its header says {size}')
         # validate the whole chunk before counting any of it
@@ -145,7 +153,7 @@ class _Records:
             (n,) = _U64.unpack_from(data, p + 1)
             if p + 9 + n > len(data):
                 raise BagFormatError('record inside a chunk exceeds the chunk')
-            records.append((op, data[p + 9:p + 9 + n]))
+            records.append((op, data[p + 9 : p + 9 + n]))
             p += 9 + n
         for op, rec in records:
             self.record(op, rec)
@@ -173,7 +181,9 @@ def scan_mcap(path: str | Path) -> McapScan:
         body = f.read(n)
         profile = _string(memoryview(body), 0)[0] if n >= 4 else ''
         if profile != 'ros2':
-            raise BagFormatError(f'{path}: MCAP profile is {profile!r}, not ros2 (not a rosbag2 file)')
+            raise BagFormatError(
+                f'{path}: MCAP profile is {profile!r}, not ros2 (not a rosbag2 file)'
+            )
         pos = 17 + n
         scan.good_end = pos
         while True:
@@ -193,7 +203,9 @@ def scan_mcap(path: str | Path) -> McapScan:
                 scan.good_end = pos
                 f.seek(size - 37)
                 tail = f.read(37)
-                scan.complete = size >= pos + 9 + n + 37 and tail[-8:] == MAGIC and tail[0] == OP_FOOTER
+                scan.complete = (
+                    size >= pos + 9 + n + 37 and tail[-8:] == MAGIC and tail[0] == OP_FOOTER
+                )
                 if not scan.complete:
                     scan.problem = 'data section ends without a valid footer'
                 break
@@ -270,8 +282,11 @@ def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
         raise BagFormatError(f'{bag_dir}: no .mcap file (not an MCAP rosbag2 bag)')
     old = _old_metadata(bag_dir)
     custom = old.get('custom_data') or {}
-    old_hashes = {t['topic_metadata']['name']: t['topic_metadata'].get('type_description_hash', '')
-                  for t in old.get('topics_with_message_count') or [] if isinstance(t, dict)}
+    old_hashes = {
+        t['topic_metadata']['name']: t['topic_metadata'].get('type_description_hash', '')
+        for t in old.get('topics_with_message_count') or []
+        if isinstance(t, dict)
+    }
     scans, repaired = [], []
     for f in files:
         scan = repair_mcap(f) if repair else scan_mcap(f)
@@ -284,11 +299,13 @@ def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
                 pass
         scans.append(scan)
 
-    topics: dict[str, list] = {}   # name -> [TopicSpec, msgdef, hash, count]
+    topics: dict[str, list] = {}  # name -> [TopicSpec, msgdef, hash, count]
     for scan in scans:
         for cid, (topic, sid, encoding, meta) in scan.channels.items():
             if encoding != 'cdr':
-                raise BagFormatError(f'{scan.path}: topic {topic} has encoding {encoding!r}, not cdr')
+                raise BagFormatError(
+                    f'{scan.path}: topic {topic} has encoding {encoding!r}, not cdr'
+                )
             schema = scan.schemas.get(sid, ('', '', ''))
             if topic not in topics:
                 qos = tuple(parse_qos(meta.get('offered_qos_profiles', '')))
@@ -301,9 +318,19 @@ def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
     duration = (max(lasts) - start) if lasts else 0
     doc = build_metadata(
         topics=[tuple(v) for v in topics.values()],
-        files=[(s.path.name, s.first_ns or 0, (s.last_ns - s.first_ns) if s.first_ns is not None else 0, s.messages)
-               for s in scans],
-        start_ns=start, duration_ns=duration, custom_data={str(k): str(v) for k, v in custom.items()})
+        files=[
+            (
+                s.path.name,
+                s.first_ns or 0,
+                (s.last_ns - s.first_ns) if s.first_ns is not None else 0,
+                s.messages,
+            )
+            for s in scans
+        ],
+        start_ns=start,
+        duration_ns=duration,
+        custom_data={str(k): str(v) for k, v in custom.items()},
+    )
     if repair:
         write_metadata(bag_dir, doc)
     return ReindexResult(bag_dir, scans, repaired, sum(s.messages for s in scans), doc)
@@ -311,6 +338,7 @@ def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
 
 def _known_hash(msgtype: str) -> str:
     from devbot.bag.writer import BagWriteError, message_definition
+
     try:
         return message_definition(msgtype)[1]
     except BagWriteError:

@@ -123,16 +123,23 @@ def read_info(path: str | Path) -> SessionInfo:
         raise BagError(f'{path}: no such session directory')
     meta_path = path / METADATA_FILE
     if not meta_path.is_file():
-        hint = ' (MCAP files found: run `devbot bag reindex` to rebuild it)' if any(path.glob('*.mcap')) else ''
+        hint = (
+            ' (MCAP files found: run `devbot bag reindex` to rebuild it)'
+            if any(path.glob('*.mcap'))
+            else ''
+        )
         raise BagError(f'{path}: no metadata.yaml, not a rosbag2 bag{hint}')
     try:
         doc = yaml.safe_load(meta_path.read_text())
         meta = doc['rosbag2_bagfile_information']
         storage = meta['storage_identifier']
         files = tuple(str(f) for f in meta['relative_file_paths'])
-        topics = {t['topic_metadata']['name']: TopicInfo(t['topic_metadata']['name'], t['topic_metadata']['type'],
-                                                         int(t['message_count']))
-                  for t in meta['topics_with_message_count']}
+        topics = {
+            t['topic_metadata']['name']: TopicInfo(
+                t['topic_metadata']['name'], t['topic_metadata']['type'], int(t['message_count'])
+            )
+            for t in meta['topics_with_message_count']
+        }
         start = int(meta['starting_time']['nanoseconds_since_epoch'])
         duration = int(meta['duration']['nanoseconds'])
         count = int(meta['message_count'])
@@ -149,13 +156,29 @@ def read_info(path: str | Path) -> SessionInfo:
     space = None
     if KEY_ACTION_SPACE in custom:
         try:
-            space = ActionSpace.from_dict(json.loads(custom[KEY_ACTION_SPACE]), robot_type=custom.get(KEY_ROBOT_TYPE))
+            space = ActionSpace.from_dict(
+                json.loads(custom[KEY_ACTION_SPACE]), robot_type=custom.get(KEY_ROBOT_TYPE)
+            )
         except (ValueError, ConfigError) as exc:
-            raise BagError(f'{path}: custom_data {KEY_ACTION_SPACE} is not a valid action space: {exc}') from exc
-    return SessionInfo(path=path, name=path.name, robot=path.parent.name, robot_type=custom.get(KEY_ROBOT_TYPE),
-                       action_space=space, software_version=custom.get(KEY_SOFTWARE), custom_data=custom,
-                       start_ns=start, duration_ns=duration, message_count=count, topics=topics, files=files,
-                       size_bytes=dir_size(path), complete=all(_mcap_closed(path / Path(f).name) for f in files))
+            raise BagError(
+                f'{path}: custom_data {KEY_ACTION_SPACE} is not a valid action space: {exc}'
+            ) from exc
+    return SessionInfo(
+        path=path,
+        name=path.name,
+        robot=path.parent.name,
+        robot_type=custom.get(KEY_ROBOT_TYPE),
+        action_space=space,
+        software_version=custom.get(KEY_SOFTWARE),
+        custom_data=custom,
+        start_ns=start,
+        duration_ns=duration,
+        message_count=count,
+        topics=topics,
+        files=files,
+        size_bytes=dir_size(path),
+        complete=all(_mcap_closed(path / Path(f).name) for f in files),
+    )
 
 
 def list_sessions(root: str | Path = DEFAULT_ROOT, robot: str | None = None) -> list[SessionInfo]:
@@ -177,7 +200,9 @@ def list_sessions(root: str | Path = DEFAULT_ROOT, robot: str | None = None) -> 
             try:
                 out.append(read_info(path))
             except BagError as exc:
-                out.append(SessionInfo(path=path, name=path.name, robot=robot_dir.name, error=str(exc)))
+                out.append(
+                    SessionInfo(path=path, name=path.name, robot=robot_dir.name, error=str(exc))
+                )
     return out
 
 
@@ -185,22 +210,22 @@ def list_sessions(root: str | Path = DEFAULT_ROOT, robot: str | None = None) -> 
 class BagMessage:
     topic: str
     msgtype: str
-    log_time_ns: int      # receive time (the bag's message timestamp)
-    data: bytes           # serialized CDR
+    log_time_ns: int  # receive time (the bag's message timestamp)
+    data: bytes  # serialized CDR
 
 
 @dataclass(frozen=True)
 class Frame:
-    index: int            # position among the session's frames
-    stamp_ns: int         # header.stamp (capture time)
-    image: np.ndarray     # [H, W, 3] uint8 in the session's encoding (rgb8 by default)
+    index: int  # position among the session's frames
+    stamp_ns: int  # header.stamp (capture time)
+    image: np.ndarray  # [H, W, 3] uint8 in the session's encoding (rgb8 by default)
 
 
 @dataclass(frozen=True)
 class Action:
-    stamp_ns: int         # header.stamp of the executed action (completion time)
-    index: int            # discrete action index in the session's action space
-    values: dict          # channel -> value
+    stamp_ns: int  # header.stamp of the executed action (completion time)
+    index: int  # discrete action index in the session's action space
+    values: dict  # channel -> value
 
 
 @dataclass(frozen=True)
@@ -240,8 +265,14 @@ class Session:
         BagError: not a bag, a foreign or corrupt one, or an unfinished recording (reindex it).
     """
 
-    def __init__(self, path: str | Path, camera_topic: str = CAMERA_SUFFIX, executed_topic: str = EXECUTED_SUFFIX,
-                 encoding: str = 'rgb8', action_space: ActionSpace | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        camera_topic: str = CAMERA_SUFFIX,
+        executed_topic: str = EXECUTED_SUFFIX,
+        encoding: str = 'rgb8',
+        action_space: ActionSpace | None = None,
+    ) -> None:
         from rosbags.rosbag2 import Reader
         from rosbags.rosbag2.errors import ReaderError
         from rosbags.typesys import Stores, get_typestore
@@ -249,8 +280,10 @@ class Session:
         self.info = read_info(path)
         self.path = self.info.path
         if not self.info.complete:
-            raise BagError(f'{self.path}: the recording was not finished (recorder killed or disk full); '
-                           f'run `devbot bag reindex {self.path}` to make it readable')
+            raise BagError(
+                f'{self.path}: the recording was not finished (recorder killed or disk full); '
+                f'run `devbot bag reindex {self.path}` to make it readable'
+            )
         self.encoding = encoding
         self._action_space = action_space or self.info.action_space
         self.camera_topic = self.info.topic(camera_topic)
@@ -287,8 +320,10 @@ class Session:
     @property
     def action_space(self) -> ActionSpace:
         if self._action_space is None:
-            raise BagError(f'{self.path}: the bag has no {KEY_ACTION_SPACE} in its custom_data; '
-                           f'pass action_space= to read its actions')
+            raise BagError(
+                f'{self.path}: the bag has no {KEY_ACTION_SPACE} in its custom_data; '
+                f'pass action_space= to read its actions'
+            )
         return self._action_space
 
     @property
@@ -298,10 +333,15 @@ class Session:
     def topic(self, suffix: str) -> str | None:
         return self.info.topic(suffix)
 
-    def messages(self, topics: Sequence[str] | None = None, start_ns: int | None = None,
-                 stop_ns: int | None = None) -> Iterator[BagMessage]:
+    def messages(
+        self,
+        topics: Sequence[str] | None = None,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> Iterator[BagMessage]:
         """Messages in time order, optionally of some topics (names or suffixes) and a log-time window."""
         from rosbags.rosbag2.errors import ReaderError
+
         if topics is None:
             conns = list(self._connections.values())
         else:
@@ -309,7 +349,9 @@ class Session:
             for t in topics:
                 name = self.topic(t)
                 if name is None:
-                    raise BagError(f'{self.path}: no topic {t!r}; topics: {sorted(self._connections)}')
+                    raise BagError(
+                        f'{self.path}: no topic {t!r}; topics: {sorted(self._connections)}'
+                    )
                 conns.append(self._connections[name])
         if not conns:
             return
@@ -326,13 +368,17 @@ class Session:
         try:
             return self._typestore.deserialize_cdr(message.data, message.msgtype)
         except Exception as exc:  # noqa: BLE001 - a corrupt payload of any kind
-            raise BagError(f'{self.path}: cannot decode a {message.msgtype} on {message.topic}: {exc}') from exc
+            raise BagError(
+                f'{self.path}: cannot decode a {message.msgtype} on {message.topic}: {exc}'
+            ) from exc
 
     # ------------------------------------------------------------------ frames
 
     def _require(self, topic: str | None, what: str) -> str:
         if topic is None:
-            raise BagError(f'{self.path}: no {what} topic in the bag; topics: {sorted(self._connections)}')
+            raise BagError(
+                f'{self.path}: no {what} topic in the bag; topics: {sorted(self._connections)}'
+            )
         return topic
 
     def _index_frames(self) -> None:
@@ -355,7 +401,9 @@ class Session:
         try:
             return _stamp_ns(header_stamp(msg.data))
         except ValueError as exc:
-            raise BagError(f'{self.path}: a {msg.msgtype} on {msg.topic} has no readable header: {exc}') from exc
+            raise BagError(
+                f'{self.path}: a {msg.msgtype} on {msg.topic} has no readable header: {exc}'
+            ) from exc
 
     @property
     def num_frames(self) -> int:
@@ -370,6 +418,7 @@ class Session:
 
     def _decode_image(self, msg: BagMessage) -> np.ndarray:
         from devbot.image import ImageError, image_to_numpy
+
         image = self.deserialize(msg)
         try:
             return image_to_numpy(image, self.encoding)
@@ -425,15 +474,19 @@ class Session:
                 try:
                     index = space.index_of(list(js.name), [float(v) for v in js.position])
                 except ActionError as exc:
-                    raise BagError(f'{self.path}: executed action at {stamp} ns is not in the action space: '
-                                   f'{exc}') from exc
+                    raise BagError(
+                        f'{self.path}: executed action at {stamp} ns is not in the action space: '
+                        f'{exc}'
+                    ) from exc
                 by_stamp.setdefault(stamp, Action(stamp, index, space.values(index)))
             self._actions = [by_stamp[s] for s in sorted(by_stamp)]
         return self._actions
 
     def action_counts(self) -> np.ndarray:
         """How often each action of the space was executed: int64 [num_actions]."""
-        return np.bincount([a.index for a in self.actions()], minlength=self.action_space.num_actions).astype(np.int64)
+        return np.bincount(
+            [a.index for a in self.actions()], minlength=self.action_space.num_actions
+        ).astype(np.int64)
 
     def transition_list(self) -> list[Transition]:
         """All transitions, without pixels (see the module docstring for the pairing rule)."""
@@ -449,13 +502,23 @@ class Session:
             for a, j in zip(actions, nexts):
                 if j == 0 or j >= len(stamps) or shared[j] > 1:
                     continue  # no frame before/after it, or frames missing: never guess a label
-                out.append(Transition(len(out), j - 1, a.index, j, stamps[j - 1], a.stamp_ns, stamps[j], a.values))
+                out.append(
+                    Transition(
+                        len(out), j - 1, a.index, j, stamps[j - 1], a.stamp_ns, stamps[j], a.values
+                    )
+                )
             self._transitions = out
         return self._transitions
 
-    def transitions(self, filter: TransitionFilter | str | None = None, frames: bool = True) -> Iterator[Transition]:
+    def transitions(
+        self, filter: TransitionFilter | str | None = None, frames: bool = True
+    ) -> Iterator[Transition]:
         """Transitions in order, whole ones only kept by ``filter``; with pixels unless frames=False."""
-        flt = TransitionFilter.parse(filter, self.action_space) if isinstance(filter, str) or filter is None else filter
+        flt = (
+            TransitionFilter.parse(filter, self.action_space)
+            if isinstance(filter, str) or filter is None
+            else filter
+        )
         kept = [t for t in self.transition_list() if flt(t, self.start_ns)]
         if not frames:
             yield from kept
@@ -478,9 +541,18 @@ class Session:
                         cache[f.index] = f.image
                     if f.index >= i:
                         break
-            yield Transition(t.index, t.frame_index, t.action, t.next_frame_index, t.frame_stamp_ns,
-                             t.action_stamp_ns, t.next_stamp_ns, t.values, cache[t.frame_index],
-                             cache[t.next_frame_index])
+            yield Transition(
+                t.index,
+                t.frame_index,
+                t.action,
+                t.next_frame_index,
+                t.frame_stamp_ns,
+                t.action_stamp_ns,
+                t.next_stamp_ns,
+                t.values,
+                cache[t.frame_index],
+                cache[t.next_frame_index],
+            )
             for old in [k for k in cache if k < t.next_frame_index]:
                 del cache[old]
 

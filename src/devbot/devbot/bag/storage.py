@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = Path('saved/sessions')
-GB = 1024 ** 3
+GB = 1024**3
 
 
 def new_session_name(now: float | None = None) -> str:
@@ -87,8 +87,9 @@ def sessions_of(robot_dir: Path) -> list[Path]:
     return sorted(bags, key=lambda p: (last_write(p), p.name))
 
 
-def enforce_disk_limit(robot_dir: Path, limit_bytes: int, keep: Path | None = None,
-                       current_bytes: int | None = None) -> tuple[int, list[Deleted]]:
+def enforce_disk_limit(
+    robot_dir: Path, limit_bytes: int, keep: Path | None = None, current_bytes: int | None = None
+) -> tuple[int, list[Deleted]]:
     """Delete the oldest sessions of ``robot_dir`` until they take at most ``limit_bytes``.
 
     Args:

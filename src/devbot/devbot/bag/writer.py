@@ -32,7 +32,13 @@ from pathlib import Path
 
 import yaml
 from backports import zstd
-from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat, Qos
+from rosbags.interfaces import (
+    Connection,
+    ConnectionExtRosbag2,
+    MessageDefinition,
+    MessageDefinitionFormat,
+    Qos,
+)
 from rosbags.rosbag2.enums import CompressionMode
 from rosbags.rosbag2.metadata import dump_qos_v9
 from rosbags.rosbag2.storage_mcap import McapWriter
@@ -69,6 +75,7 @@ class TopicSpec:
 
 def _typestore():
     from rosbags.typesys import Stores, get_typestore
+
     return get_typestore(Stores.ROS2_KILTED)
 
 
@@ -85,8 +92,10 @@ def message_definition(msgtype: str) -> tuple[str, str]:
     if _TYPESTORE is None:
         _TYPESTORE = _typestore()
     if msgtype not in _TYPESTORE.fielddefs:
-        raise BagWriteError(f'message type {msgtype!r} is unknown to the rosbags typestore; '
-                            f'give its definition (TopicSpec.msgdef and type_hash)')
+        raise BagWriteError(
+            f'message type {msgtype!r} is unknown to the rosbags typestore; '
+            f'give its definition (TopicSpec.msgdef and type_hash)'
+        )
     text, _ = _TYPESTORE.generate_msgdef(msgtype, ros_version=2)
     return text, _TYPESTORE.hash_rihs01(msgtype)
 
@@ -94,6 +103,7 @@ def message_definition(msgtype: str) -> tuple[str, str]:
 def qos_yaml(profiles: Sequence[Qos]) -> str:
     """Offered QoS profiles as the YAML text rosbag2 stores in MCAP channel metadata."""
     from ruamel.yaml import YAML
+
     stream = StringIO()
     ryaml = YAML(typ='safe')
     ryaml.default_flow_style = False
@@ -119,9 +129,9 @@ class _Storage(McapWriter):
             # silently wrong pixels (rosbags writes no chunk CRC)
             options = {zstd.CompressionParameter.checksum_flag: 1}
             self.compressor = lambda data: zstd.compress(data, options=options)
-        self.chunk_opened = 0.0     # monotonic time of the first message of the pending chunk
-        self.messages = 0           # messages written to this file
-        self.first_ns = None        # first and last timestamp in this file
+        self.chunk_opened = 0.0  # monotonic time of the first message of the pending chunk
+        self.messages = 0  # messages written to this file
+        self.first_ns = None  # first and last timestamp in this file
         self.last_ns = None
 
     def close_chunk(self) -> None:
@@ -199,16 +209,22 @@ class BagWriter:
     closed as far as the disk allows, and every chunk written before stays readable.
     """
 
-    def __init__(self, path: str | Path, custom_data: Mapping[str, str] | None = None,
-                 options: WriterOptions | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        custom_data: Mapping[str, str] | None = None,
+        options: WriterOptions | None = None,
+    ) -> None:
         self.path = Path(path)
         self.options = options or WriterOptions()
         self.custom_data = {str(k): str(v) for k, v in (custom_data or {}).items()}
-        self._compression = CompressionMode.STORAGE if self.options.compression == 'zstd' else CompressionMode.NONE
+        self._compression = (
+            CompressionMode.STORAGE if self.options.compression == 'zstd' else CompressionMode.NONE
+        )
         self._topics: list[_TopicState] = []
         self._files: list[_FileStats] = []
         self._storage: _Storage | None = None
-        self._closed_bytes = 0         # size of finished split files
+        self._closed_bytes = 0  # size of finished split files
         self._last_metadata = 0.0
         self._last_sync = time.monotonic()
         self.closed = False
@@ -232,10 +248,21 @@ class BagWriter:
         msgdef, type_hash = spec.msgdef, spec.type_hash
         if msgdef is None or type_hash is None:
             msgdef, type_hash = message_definition(spec.msgtype)
-        fmt = MessageDefinitionFormat.IDL if msgdef.startswith('=' * 80 + '\nIDL: ') else MessageDefinitionFormat.MSG
-        connection = Connection(id=len(self._topics) + 1, topic=spec.name, msgtype=spec.msgtype,
-                                msgdef=MessageDefinition(fmt, msgdef), digest=type_hash, msgcount=0,
-                                ext=ConnectionExtRosbag2('cdr', list(spec.offered_qos)), owner=self)
+        fmt = (
+            MessageDefinitionFormat.IDL
+            if msgdef.startswith('=' * 80 + '\nIDL: ')
+            else MessageDefinitionFormat.MSG
+        )
+        connection = Connection(
+            id=len(self._topics) + 1,
+            topic=spec.name,
+            msgtype=spec.msgtype,
+            msgdef=MessageDefinition(fmt, msgdef),
+            digest=type_hash,
+            msgcount=0,
+            ext=ConnectionExtRosbag2('cdr', list(spec.offered_qos)),
+            owner=self,
+        )
         state = _TopicState(spec, connection, msgdef=msgdef, type_hash=type_hash)
         self._topics.append(state)
         try:
@@ -271,7 +298,10 @@ class BagWriter:
             return
         now = time.monotonic()
         try:
-            if self._storage.has_pending() and now - self._storage.chunk_opened >= self.options.flush_interval_s:
+            if (
+                self._storage.has_pending()
+                and now - self._storage.chunk_opened >= self.options.flush_interval_s
+            ):
                 self._storage.close_chunk()
             if now - self._last_metadata >= self.options.flush_interval_s:
                 self._write_metadata()
@@ -325,7 +355,10 @@ class BagWriter:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise BagWriteError(f'bag {self.path} is closed' + (f' after an error: {self.failed}' if self.failed else ''))
+            raise BagWriteError(
+                f'bag {self.path} is closed'
+                + (f' after an error: {self.failed}' if self.failed else '')
+            )
 
     def _open_file(self) -> None:
         name = f'{self.path.name}_{len(self._files)}.mcap'
@@ -342,11 +375,17 @@ class BagWriter:
 
     def _split_due(self, storage: _Storage, timestamp_ns: int) -> bool:
         opts = self.options
-        if opts.split_bytes and storage.size() + storage.chunk.bio.tell() >= opts.split_bytes \
-                and storage.messages:
+        if (
+            opts.split_bytes
+            and storage.size() + storage.chunk.bio.tell() >= opts.split_bytes
+            and storage.messages
+        ):
             return True
-        return bool(opts.split_duration_ns and storage.first_ns is not None
-                    and timestamp_ns - storage.first_ns >= opts.split_duration_ns)
+        return bool(
+            opts.split_duration_ns
+            and storage.first_ns is not None
+            and timestamp_ns - storage.first_ns >= opts.split_duration_ns
+        )
 
     def _roll_over(self) -> None:
         self._storage.close(METADATA_VERSION, self._metadata_text(inner=True))
@@ -366,6 +405,7 @@ class BagWriter:
                 pass
             try:
                 from devbot.bag.reindex import repair_mcap
+
                 repair_mcap(storage.path)
             except Exception:  # noqa: BLE001 - the disk may be full; `devbot bag reindex` later
                 pass
@@ -383,9 +423,19 @@ class BagWriter:
         end = max(lasts) if lasts else 0
         return build_metadata(
             topics=[(t.spec, t.msgdef, t.type_hash, t.count) for t in self._topics],
-            files=[(f.path, f.first_ns or 0, (f.last_ns - f.first_ns) if f.first_ns is not None else 0, f.messages)
-                   for f in files],
-            start_ns=start, duration_ns=end - start, custom_data=self.custom_data)
+            files=[
+                (
+                    f.path,
+                    f.first_ns or 0,
+                    (f.last_ns - f.first_ns) if f.first_ns is not None else 0,
+                    f.messages,
+                )
+                for f in files
+            ],
+            start_ns=start,
+            duration_ns=end - start,
+            custom_data=self.custom_data,
+        )
 
     def _metadata_text(self, inner: bool = False) -> str:
         doc = self._metadata()
@@ -396,7 +446,9 @@ class BagWriter:
         self._last_metadata = time.monotonic()
 
 
-def build_metadata(topics, files, start_ns: int, duration_ns: int, custom_data: Mapping[str, str]) -> dict:
+def build_metadata(
+    topics, files, start_ns: int, duration_ns: int, custom_data: Mapping[str, str]
+) -> dict:
     """The rosbag2 (version 9) metadata document.
 
     Args:
@@ -406,26 +458,42 @@ def build_metadata(topics, files, start_ns: int, duration_ns: int, custom_data: 
         custom_data: string -> string.
     """
     count = sum(t[3] for t in topics)
-    return {'rosbag2_bagfile_information': {
-        'version': METADATA_VERSION,
-        'storage_identifier': 'mcap',
-        'duration': {'nanoseconds': int(duration_ns)},
-        'starting_time': {'nanoseconds_since_epoch': int(start_ns)},
-        'message_count': int(count),
-        'topics_with_message_count': [
-            {'topic_metadata': {'name': spec.name, 'type': spec.msgtype, 'serialization_format': 'cdr',
-                                'offered_qos_profiles': dump_qos_v9(list(spec.offered_qos)),
-                                'type_description_hash': type_hash},
-             'message_count': int(n)}
-            for spec, _, type_hash, n in topics],
-        'compression_format': '',
-        'compression_mode': '',
-        'relative_file_paths': [f[0] for f in files],
-        'files': [{'path': p, 'starting_time': {'nanoseconds_since_epoch': int(s)},
-                   'duration': {'nanoseconds': int(d)}, 'message_count': int(n)} for p, s, d, n in files],
-        'custom_data': dict(custom_data),
-        'ros_distro': ROS_DISTRO,
-    }}
+    return {
+        'rosbag2_bagfile_information': {
+            'version': METADATA_VERSION,
+            'storage_identifier': 'mcap',
+            'duration': {'nanoseconds': int(duration_ns)},
+            'starting_time': {'nanoseconds_since_epoch': int(start_ns)},
+            'message_count': int(count),
+            'topics_with_message_count': [
+                {
+                    'topic_metadata': {
+                        'name': spec.name,
+                        'type': spec.msgtype,
+                        'serialization_format': 'cdr',
+                        'offered_qos_profiles': dump_qos_v9(list(spec.offered_qos)),
+                        'type_description_hash': type_hash,
+                    },
+                    'message_count': int(n),
+                }
+                for spec, _, type_hash, n in topics
+            ],
+            'compression_format': '',
+            'compression_mode': '',
+            'relative_file_paths': [f[0] for f in files],
+            'files': [
+                {
+                    'path': p,
+                    'starting_time': {'nanoseconds_since_epoch': int(s)},
+                    'duration': {'nanoseconds': int(d)},
+                    'message_count': int(n),
+                }
+                for p, s, d, n in files
+            ],
+            'custom_data': dict(custom_data),
+            'ros_distro': ROS_DISTRO,
+        }
+    }
 
 
 def write_metadata(bag_dir: Path, doc: dict) -> None:
@@ -437,24 +505,30 @@ def write_metadata(bag_dir: Path, doc: dict) -> None:
 
 
 # custom_data keys devbot writes into every session (all values are strings)
-KEY_ROBOT_TYPE = 'devbot.robot_type'          # e.g. toroidal_dot
-KEY_ACTION_SPACE = 'devbot.action_space'      # JSON of ActionSpace.to_dict()
-KEY_SOFTWARE = 'devbot.software_version'      # devbot <version> (git <commit>)
-KEY_NAMESPACE = 'devbot.namespace'            # the robot's ROS namespace, e.g. /toroidal_dot
-KEY_ROBOT = 'devbot.robot'                    # the sessions sub-directory (robot name)
+KEY_ROBOT_TYPE = 'devbot.robot_type'  # e.g. toroidal_dot
+KEY_ACTION_SPACE = 'devbot.action_space'  # JSON of ActionSpace.to_dict()
+KEY_SOFTWARE = 'devbot.software_version'  # devbot <version> (git <commit>)
+KEY_NAMESPACE = 'devbot.namespace'  # the robot's ROS namespace, e.g. /toroidal_dot
+KEY_ROBOT = 'devbot.robot'  # the sessions sub-directory (robot name)
 
 
 def software_version() -> str:
     """``devbot <version>``, plus the git commit when run from a checkout."""
     import subprocess
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         text = f'devbot {version("devbot")}'
     except PackageNotFoundError:
         text = 'devbot (not installed)'
     try:
-        out = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ['git', 'describe', '--always', '--dirty'],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if out.returncode == 0 and out.stdout.strip():
             text += f' (git {out.stdout.strip()})'
     except (OSError, subprocess.SubprocessError):

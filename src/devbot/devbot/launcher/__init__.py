@@ -17,11 +17,29 @@ import shlex
 import sys
 import tempfile
 
-from .parse import ArgInfo, InlineParams, LaunchDescription, LaunchError, ProcessSpec, declared_arguments, parse_launch_file
+from .parse import (
+    ArgInfo,
+    InlineParams,
+    LaunchDescription,
+    LaunchError,
+    ProcessSpec,
+    declared_arguments,
+    parse_launch_file,
+)
 from .process import ProcessRunner, build_command
 
-__all__ = ['main', 'parse_launch_file', 'declared_arguments', 'LaunchError', 'LaunchDescription',
-           'ProcessSpec', 'ProcessRunner', 'build_command', 'format_arguments', 'parse_cli_arguments']
+__all__ = [
+    'main',
+    'parse_launch_file',
+    'declared_arguments',
+    'LaunchError',
+    'LaunchDescription',
+    'ProcessSpec',
+    'ProcessRunner',
+    'build_command',
+    'format_arguments',
+    'parse_cli_arguments',
+]
 
 EXAMPLES = """\
 examples:
@@ -58,7 +76,11 @@ def format_arguments(arguments: list[ArgInfo]) -> str:
         lines.append(f'        {arg.description or "no description given"}')
         if arg.choices:
             lines.append(f'        Valid choices are: {", ".join(arg.choices)}')
-        lines.append(f"        (default: '{arg.default}')" if arg.default is not None else '        (required: no default)')
+        lines.append(
+            f"        (default: '{arg.default}')"
+            if arg.default is not None
+            else '        (required: no default)'
+        )
         lines.append('')
     return '\n'.join(lines).rstrip()
 
@@ -83,18 +105,35 @@ def _print_description(description: LaunchDescription) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
-        prog='devbot launch', formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog='devbot launch',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Run a ROS 2 YAML launch file (launch_yaml format): every node is its own '
-                    'process, its output prefixed with its name.',
-        epilog=EXAMPLES)
+        'process, its output prefixed with its name.',
+        epilog=EXAMPLES,
+    )
     parser.add_argument('file', help='the .launch.yaml file')
-    parser.add_argument('launch_arguments', nargs='*', metavar='name:=value',
-                        help='launch arguments (see --show-args)')
-    parser.add_argument('-s', '--show-args', action='store_true',
-                        help='list the arguments of the launch file (name, default, description) and exit')
-    parser.add_argument('-p', '--print', dest='print_only', action='store_true',
-                        help='resolve everything and print the processes with their command lines; start nothing')
-    parser.add_argument('-v', '--verbose', action='store_true', help='also print each command line when started')
+    parser.add_argument(
+        'launch_arguments',
+        nargs='*',
+        metavar='name:=value',
+        help='launch arguments (see --show-args)',
+    )
+    parser.add_argument(
+        '-s',
+        '--show-args',
+        action='store_true',
+        help='list the arguments of the launch file (name, default, description) and exit',
+    )
+    parser.add_argument(
+        '-p',
+        '--print',
+        dest='print_only',
+        action='store_true',
+        help='resolve everything and print the processes with their command lines; start nothing',
+    )
+    parser.add_argument(
+        '-v', '--verbose', action='store_true', help='also print each command line when started'
+    )
     try:
         options = parser.parse_intermixed_args(argv)
     except SystemExit as exc:
@@ -117,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     declared = {a.name for a in description.arguments}
     for name in cli_args:
         if name not in declared:
-            print(f'[devbot.launch] warning: argument {name!r} is not declared by {options.file} '
-                  'or its includes', file=sys.stderr)
+            print(
+                f'[devbot.launch] warning: argument {name!r} is not declared by {options.file} '
+                'or its includes',
+                file=sys.stderr,
+            )
     if options.print_only:
         _print_description(description)
         return 0

@@ -41,7 +41,8 @@ _PROCESS_COMMON = ('name', 'output', 'env', 'cwd', 'on_exit', 'sigterm_timeout',
 TAG_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     'arg': ('name', 'default', 'description', 'choice'),
     'let': ('name', 'value'),
-    'node': ('pkg', 'exec', 'namespace', 'param', 'remap', 'args', 'ros_args', 'exec_name') + _PROCESS_COMMON,
+    'node': ('pkg', 'exec', 'namespace', 'param', 'remap', 'args', 'ros_args', 'exec_name')
+    + _PROCESS_COMMON,
     'executable': ('cmd', 'shell') + _PROCESS_COMMON,
     'include': ('file', 'arg'),
     'group': ('children', 'scoped'),
@@ -79,6 +80,7 @@ class Where:
 
 # ---------------------------------------------------------------------------------------------
 # the description
+
 
 @dataclass
 class ParamsFile:
@@ -140,6 +142,7 @@ class LaunchDescription:
 # ---------------------------------------------------------------------------------------------
 # YAML with line numbers
 
+
 class _Map(dict):
     """A YAML mapping that remembers its line and the line of each key."""
 
@@ -163,7 +166,8 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
         key = loader.construct_object(key_node, deep=True)
         if key in result:
             raise yaml.constructor.ConstructorError(
-                None, None, f'duplicate key {key!r}', key_node.start_mark)
+                None, None, f'duplicate key {key!r}', key_node.start_mark
+            )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -186,6 +190,7 @@ def _load_yaml(path: str, where: Where) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # the walker
+
 
 @dataclass
 class _Scope:
@@ -224,7 +229,11 @@ def typed_param_value(text: str) -> Any:
         return text
     if isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, list) and value and all(isinstance(v, (bool, int, float, str)) for v in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, (bool, int, float, str)) for v in value)
+    ):
         return _homogeneous(value) if _homogeneous(value) is not None else text
     return text
 
@@ -247,12 +256,19 @@ class _Walker:
 
     # -- helpers ------------------------------------------------------------------------------
     def _ctx(self, scope: _Scope, where: Where) -> Context:
-        return Context(scope.configurations, where.file, resolve.find_package_share,
-                       resolve.find_package_prefix)
+        return Context(
+            scope.configurations,
+            where.file,
+            resolve.find_package_share,
+            resolve.find_package_prefix,
+        )
 
     def _sub(self, value: Any, scope: _Scope, where: Where, what: str) -> str:
         if isinstance(value, (dict, list)) or value is None:
-            raise LaunchError(f'{what}: expected a string, got {type(value).__name__ if value is not None else "nothing"}', where)
+            raise LaunchError(
+                f'{what}: expected a string, got {type(value).__name__ if value is not None else "nothing"}',
+                where,
+            )
         try:
             return substitute(_yaml_scalar_text(value), self._ctx(scope, where))
         except SubstitutionError as exc:
@@ -276,37 +292,56 @@ class _Walker:
                 hint = ''
                 if what == 'group' and key == 'namespace':
                     hint = ' (launch_yaml puts a namespace on a group with a "- push-ros-namespace: {namespace: NS}" child)'
-                raise LaunchError(f'{what}: unsupported attribute {key!r}{hint} '
-                                  f'(supported: {", ".join(allowed)})', w)
+                raise LaunchError(
+                    f'{what}: unsupported attribute {key!r}{hint} '
+                    f'(supported: {", ".join(allowed)})',
+                    w,
+                )
 
     # -- files and entity lists ---------------------------------------------------------------
     def walk_file(self, path: str, scope: _Scope, included_from: tuple[Where, ...]) -> _Scope:
         where = Where(path, None, included_from)
         data = _load_yaml(path, where)
         if not isinstance(data, _Map) or list(data) != ['launch']:
-            raise LaunchError('a YAML launch file must be a mapping with the single key "launch" '
-                              '(launch: [ ...entities... ])', Where(path, getattr(data, 'line', 1), included_from))
+            raise LaunchError(
+                'a YAML launch file must be a mapping with the single key "launch" '
+                '(launch: [ ...entities... ])',
+                Where(path, getattr(data, 'line', 1), included_from),
+            )
         entities = data['launch']
         if entities is None:
             return scope
         if not isinstance(entities, list):
-            raise LaunchError('"launch" must hold a list of entities', Where(path, data.line_of('launch'), included_from))
+            raise LaunchError(
+                '"launch" must hold a list of entities',
+                Where(path, data.line_of('launch'), included_from),
+            )
         self.walk_entities(entities, scope, path, included_from, data.line_of('launch'))
         return scope
 
-    def walk_entities(self, entities: list, scope: _Scope, path: str,
-                      included_from: tuple[Where, ...], parent_line: int) -> None:
+    def walk_entities(
+        self,
+        entities: list,
+        scope: _Scope,
+        path: str,
+        included_from: tuple[Where, ...],
+        parent_line: int,
+    ) -> None:
         for item in entities:
             line = item.line if isinstance(item, _Map) else parent_line
             if not isinstance(item, _Map) or len(item) != 1:
-                raise LaunchError('each entity must be a one-key mapping like "- node: {...}"',
-                                  Where(path, line, included_from))
+                raise LaunchError(
+                    'each entity must be a one-key mapping like "- node: {...}"',
+                    Where(path, line, included_from),
+                )
             tag = next(iter(item))
             where = Where(path, item.line_of(tag), included_from)
             attrs = item[tag]
             canonical = TAG_ALIASES.get(tag, tag)
             if canonical not in TAG_ATTRIBUTES:
-                raise LaunchError(f'unsupported tag {tag!r} (supported: {", ".join(TAG_ATTRIBUTES)})', where)
+                raise LaunchError(
+                    f'unsupported tag {tag!r} (supported: {", ".join(TAG_ATTRIBUTES)})', where
+                )
             if canonical == 'include' and isinstance(attrs, str):
                 attrs = _Map({'file': attrs})
                 attrs.line, attrs.key_lines = where.line, {}
@@ -339,25 +374,47 @@ class _Walker:
         if 'choice' in attrs:
             for entry in self._entries(attrs['choice'], 'arg', 'choice', where):
                 self._check_keys(entry, ('value',), 'arg choice', where)
-                choices.append(self._sub(self._required(entry, 'value', 'arg choice', where), scope, where, 'choice'))
+                choices.append(
+                    self._sub(
+                        self._required(entry, 'value', 'arg choice', where), scope, where, 'choice'
+                    )
+                )
         if name not in self.arguments:
-            self.arguments[name] = ArgInfo(name, None if default is None else _yaml_scalar_text(default),
-                                           description, choices, where)
+            self.arguments[name] = ArgInfo(
+                name,
+                None if default is None else _yaml_scalar_text(default),
+                description,
+                choices,
+                where,
+            )
         if name not in scope.configurations:
             if default is None:
-                raise LaunchError(f'launch argument {name!r} is required (it has no default): '
-                                  f'pass {name}:=VALUE' + (f' ({description})' if description else ''), where)
+                raise LaunchError(
+                    f'launch argument {name!r} is required (it has no default): '
+                    f'pass {name}:=VALUE' + (f' ({description})' if description else ''),
+                    where,
+                )
             scope.configurations[name] = self._sub(default, scope, where, f'arg {name!r} default')
         if choices and scope.configurations[name] not in choices:
-            raise LaunchError(f'launch argument {name!r} is {scope.configurations[name]!r}, '
-                              f'expected one of: {", ".join(choices)}', where)
+            raise LaunchError(
+                f'launch argument {name!r} is {scope.configurations[name]!r}, '
+                f'expected one of: {", ".join(choices)}',
+                where,
+            )
 
     def _tag_let(self, attrs: _Map, scope: _Scope, where: Where) -> None:
         name = self._sub(self._required(attrs, 'name', 'let', where), scope, where, 'let name')
-        scope.configurations[name] = self._sub(self._required(attrs, 'value', 'let', where), scope, where, 'let value')
+        scope.configurations[name] = self._sub(
+            self._required(attrs, 'value', 'let', where), scope, where, 'let value'
+        )
 
     def _tag_push_ros_namespace(self, attrs: _Map, scope: _Scope, where: Where) -> None:
-        ns = self._sub(self._required(attrs, 'namespace', 'push-ros-namespace', where), scope, where, 'namespace')
+        ns = self._sub(
+            self._required(attrs, 'namespace', 'push-ros-namespace', where),
+            scope,
+            where,
+            'namespace',
+        )
         scope.namespace = join_namespace(scope.namespace, ns)
 
     def _tag_group(self, attrs: _Map, scope: _Scope, where: Where) -> None:
@@ -371,17 +428,27 @@ class _Walker:
         self.walk_entities(children, inner, where.file, where.included_from, where.line or 0)
 
     def _tag_include(self, attrs: _Map, scope: _Scope, where: Where) -> None:
-        path = self._sub(self._required(attrs, 'file', 'include', where), scope, where, 'include file')
+        path = self._sub(
+            self._required(attrs, 'file', 'include', where), scope, where, 'include file'
+        )
         inner = scope.copy()
         if 'arg' in attrs:
             for entry in self._entries(attrs['arg'], 'include', 'arg', where):
                 w = Where(where.file, entry.line, where.included_from)
                 self._check_keys(entry, ('name', 'value'), 'include arg', w)
-                name = self._sub(self._required(entry, 'name', 'include arg', w), scope, w, 'include arg name')
-                inner.configurations[name] = self._sub(self._required(entry, 'value', 'include arg', w),
-                                                       scope, w, f'include arg {name!r}')
+                name = self._sub(
+                    self._required(entry, 'name', 'include arg', w), scope, w, 'include arg name'
+                )
+                inner.configurations[name] = self._sub(
+                    self._required(entry, 'value', 'include arg', w),
+                    scope,
+                    w,
+                    f'include arg {name!r}',
+                )
         if not path.endswith(('.yaml', '.yml')):
-            raise LaunchError(f'include: only YAML launch files can be included, not {path!r}', where)
+            raise LaunchError(
+                f'include: only YAML launch files can be included, not {path!r}', where
+            )
         if not os.path.isfile(path):
             raise LaunchError(f'include: launch file {path!r} not found', where)
         chain = (where,) + where.included_from
@@ -403,7 +470,11 @@ class _Walker:
         if 'args' in attrs:
             cmd += self._split(attrs['args'], scope, where, 'node args')
         node_name = self._sub(attrs['name'], scope, where, 'node name') if 'name' in attrs else None
-        ns = self._sub(attrs['namespace'], scope, where, 'node namespace') if 'namespace' in attrs else ''
+        ns = (
+            self._sub(attrs['namespace'], scope, where, 'node namespace')
+            if 'namespace' in attrs
+            else ''
+        )
         namespace = join_namespace(scope.namespace, ns) or None
         if 'exec_name' in attrs:
             label = self._sub(attrs['exec_name'], scope, where, 'node exec_name')
@@ -416,15 +487,27 @@ class _Walker:
             for entry in self._entries(attrs['remap'], 'node', 'remap', where):
                 w = Where(where.file, entry.line, where.included_from)
                 self._check_keys(entry, ('from', 'to'), 'remap', w)
-                spec.remaps.append((self._sub(self._required(entry, 'from', 'remap', w), scope, w, 'remap from'),
-                                    self._sub(self._required(entry, 'to', 'remap', w), scope, w, 'remap to')))
+                spec.remaps.append(
+                    (
+                        self._sub(
+                            self._required(entry, 'from', 'remap', w), scope, w, 'remap from'
+                        ),
+                        self._sub(self._required(entry, 'to', 'remap', w), scope, w, 'remap to'),
+                    )
+                )
         if 'ros_args' in attrs:
             spec.ros_args = self._split(attrs['ros_args'], scope, where, 'node ros_args')
         self._process_common(spec, attrs, scope, where, 'node')
 
     def _tag_executable(self, attrs: _Map, scope: _Scope, where: Where) -> None:
-        shell = self._bool(attrs['shell'], scope, where, 'executable shell') if 'shell' in attrs else False
-        cmd = self._split(self._required(attrs, 'cmd', 'executable', where), scope, where, 'executable cmd')
+        shell = (
+            self._bool(attrs['shell'], scope, where, 'executable shell')
+            if 'shell' in attrs
+            else False
+        )
+        cmd = self._split(
+            self._required(attrs, 'cmd', 'executable', where), scope, where, 'executable cmd'
+        )
         if not cmd:
             raise LaunchError('executable: "cmd" is empty', where)
         if not shell:
@@ -432,16 +515,25 @@ class _Walker:
                 resolve.find_program(cmd[0])
             except resolve.ResolveError as exc:
                 raise LaunchError(f'executable: {exc}', where) from None
-        label = self._sub(attrs['name'], scope, where, 'executable name') if 'name' in attrs else os.path.basename(cmd[0])
+        label = (
+            self._sub(attrs['name'], scope, where, 'executable name')
+            if 'name' in attrs
+            else os.path.basename(cmd[0])
+        )
         spec = ProcessSpec('executable', label, cmd, where, shell=shell)
         self._process_common(spec, attrs, scope, where, 'executable')
 
     # -- pieces of node/executable --------------------------------------------------------------
-    def _process_common(self, spec: ProcessSpec, attrs: _Map, scope: _Scope, where: Where, tag: str) -> None:
+    def _process_common(
+        self, spec: ProcessSpec, attrs: _Map, scope: _Scope, where: Where, tag: str
+    ) -> None:
         if 'output' in attrs:
             spec.output = self._sub(attrs['output'], scope, where, f'{tag} output')
             if spec.output not in OUTPUT_MODES:
-                raise LaunchError(f'{tag}: output must be one of {", ".join(OUTPUT_MODES)}, got {spec.output!r}', where)
+                raise LaunchError(
+                    f'{tag}: output must be one of {", ".join(OUTPUT_MODES)}, got {spec.output!r}',
+                    where,
+                )
         if 'on_exit' in attrs:
             value = attrs['on_exit']
             if value != 'shutdown':
@@ -455,15 +547,18 @@ class _Walker:
             for entry in self._entries(attrs['env'], tag, 'env', where):
                 w = Where(where.file, entry.line, where.included_from)
                 self._check_keys(entry, ('name', 'value'), 'env', w)
-                spec.env[self._sub(self._required(entry, 'name', 'env', w), scope, w, 'env name')] = \
-                    self._sub(self._required(entry, 'value', 'env', w), scope, w, 'env value')
+                spec.env[
+                    self._sub(self._required(entry, 'name', 'env', w), scope, w, 'env name')
+                ] = self._sub(self._required(entry, 'value', 'env', w), scope, w, 'env value')
         for key in ('sigterm_timeout', 'sigkill_timeout'):
             if key in attrs:
                 text = self._sub(attrs[key], scope, where, f'{tag} {key}')
                 try:
                     seconds = float(text)
                 except ValueError:
-                    raise LaunchError(f'{tag}: {key} must be a number of seconds, got {text!r}', where) from None
+                    raise LaunchError(
+                        f'{tag}: {key} must be a number of seconds, got {text!r}', where
+                    ) from None
                 if seconds < 0:
                     raise LaunchError(f'{tag}: {key} must not be negative', where)
                 setattr(spec, key, seconds)
@@ -494,7 +589,10 @@ class _Walker:
         self._check_keys(entry, ('name', 'value', 'param'), 'param', where)
         name = self._sub(self._required(entry, 'name', 'param', where), scope, where, 'param name')
         if ('value' in entry) == ('param' in entry):
-            raise LaunchError(f'param {name!r}: give exactly one of "value", "param" (nested) or use "from"', where)
+            raise LaunchError(
+                f'param {name!r}: give exactly one of "value", "param" (nested) or use "from"',
+                where,
+            )
         if 'param' in entry:
             nested = {}
             for child in self._entries(entry['param'], 'param', 'param', where):
@@ -512,8 +610,11 @@ class _Walker:
         if isinstance(raw, list) and raw:
             values = [self._param_value(v, scope, where, name) for v in raw]
             if any(isinstance(v, (list, dict)) for v in values) or _homogeneous(values) is None:
-                raise LaunchError(f'param {name!r}: a list value must hold values of one type '
-                                  '(all ints/floats, all strings or all booleans)', where)
+                raise LaunchError(
+                    f'param {name!r}: a list value must hold values of one type '
+                    '(all ints/floats, all strings or all booleans)',
+                    where,
+                )
             return _homogeneous(values)
         raise LaunchError(f'param {name!r}: unsupported value {raw!r}', where)
 
@@ -546,7 +647,9 @@ def parse_launch_file(path: str, cli_args: dict[str, str] | None = None) -> Laun
     if not os.path.isfile(path):
         raise LaunchError(f'launch file {path!r} not found')
     walker.walk_file(path, scope, ())
-    return LaunchDescription(walker.processes, list(walker.arguments.values()), scope.configurations)
+    return LaunchDescription(
+        walker.processes, list(walker.arguments.values()), scope.configurations
+    )
 
 
 def declared_arguments(path: str) -> list[ArgInfo]:
@@ -556,7 +659,9 @@ def declared_arguments(path: str) -> list[ArgInfo]:
         raise LaunchError(f'launch file {path!r} not found')
     data = _load_yaml(path, where)
     if not isinstance(data, _Map) or not isinstance(data.get('launch'), list):
-        raise LaunchError('a YAML launch file must be a mapping with the single key "launch"', where)
+        raise LaunchError(
+            'a YAML launch file must be a mapping with the single key "launch"', where
+        )
     found: list[ArgInfo] = []
 
     def visit(entities: list) -> None:
@@ -569,11 +674,20 @@ def declared_arguments(path: str) -> list[ArgInfo]:
                 continue
             if tag == 'arg' and 'name' in attrs:
                 default = attrs.get('default')
-                choices = [_yaml_scalar_text(c.get('value')) for c in attrs.get('choice') or [] if isinstance(c, _Map)]
-                found.append(ArgInfo(_yaml_scalar_text(attrs['name']),
-                                     None if default is None else _yaml_scalar_text(default),
-                                     _yaml_scalar_text(attrs.get('description') or ''), choices,
-                                     Where(path, item.line_of(tag))))
+                choices = [
+                    _yaml_scalar_text(c.get('value'))
+                    for c in attrs.get('choice') or []
+                    if isinstance(c, _Map)
+                ]
+                found.append(
+                    ArgInfo(
+                        _yaml_scalar_text(attrs['name']),
+                        None if default is None else _yaml_scalar_text(default),
+                        _yaml_scalar_text(attrs.get('description') or ''),
+                        choices,
+                        Where(path, item.line_of(tag)),
+                    )
+                )
             elif tag == 'group' and isinstance(attrs.get('children'), list):
                 visit(attrs['children'])
 

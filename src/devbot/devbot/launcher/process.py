@@ -46,7 +46,9 @@ _SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def write_params_file(values: dict, path: str) -> str:
     """A ROS 2 params file that applies ``values`` to any node (``/**: ros__parameters``)."""
     with open(path, 'w', encoding='utf-8') as f:
-        yaml.safe_dump({'/**': {'ros__parameters': values}}, f, default_flow_style=False, sort_keys=False)
+        yaml.safe_dump(
+            {'/**': {'ros__parameters': values}}, f, default_flow_style=False, sort_keys=False
+        )
     return path
 
 
@@ -115,8 +117,14 @@ class _Child:
 class ProcessRunner:
     """Start ``specs`` in order, print their output, supervise them; :meth:`run` returns the status."""
 
-    def __init__(self, specs: list[ProcessSpec], out: IO[str] | None = None, log_dir: str | None = None,
-                 verbose: bool = False, exit_grace: float = 0.5):
+    def __init__(
+        self,
+        specs: list[ProcessSpec],
+        out: IO[str] | None = None,
+        log_dir: str | None = None,
+        verbose: bool = False,
+        exit_grace: float = 0.5,
+    ):
         self.specs = specs
         self.out = out if out is not None else sys.stdout
         self.log_dir = log_dir
@@ -164,7 +172,9 @@ class ProcessRunner:
         if not any(spec.output in ('log', 'both') for spec in self.specs):
             return
         stamp = datetime.datetime.now().strftime('%Y-%m-%d-%H-%M-%S-%f')
-        folder = os.path.join(self.log_dir or default_log_dir(), f'{stamp}-devbot-launch-{os.getpid()}')
+        folder = os.path.join(
+            self.log_dir or default_log_dir(), f'{stamp}-devbot-launch-{os.getpid()}'
+        )
         try:
             os.makedirs(folder, exist_ok=True)
             self._log_file = open(os.path.join(folder, 'launch.log'), 'a', encoding='utf-8')
@@ -236,9 +246,16 @@ class ProcessRunner:
         env.update(spec.env)
         parent = os.getpid()
         try:
-            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=spec.cwd, close_fds=True,
-                                     preexec_fn=lambda: self._child_setup(parent))
+            popen = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=spec.cwd,
+                close_fds=True,
+                preexec_fn=lambda: self._child_setup(parent),
+            )
         except OSError as exc:
             self.say(f'process[{spec.label}] failed to start: {exc} (cmd: {shlex.join(cmd)})')
             self._fail(1)
@@ -285,7 +302,11 @@ class ProcessRunner:
 
     def _drain(self, child: _Child) -> None:
         """Read what an exited child left in its pipes (so its last lines precede its exit line)."""
-        keys = [k for k in self._selector.get_map().values() if k.data is not None and k.data[0] is child]
+        keys = [
+            k
+            for k in self._selector.get_map().values()
+            if k.data is not None and k.data[0] is child
+        ]
         for key in keys:
             for _ in range(1000):  # bounded: a grandchild may hold the pipe and keep writing
                 if self._read(key) != 'data':
@@ -328,7 +349,9 @@ class ProcessRunner:
         if self.shutting_down:
             self.say(f'process[{label}] {what} (pid {child.pid}) while shutting down')
         else:
-            self.say(f'process[{label}] has died: {what} (pid {child.pid}, cmd: {shlex.join(child.cmd)})')
+            self.say(
+                f'process[{label}] has died: {what} (pid {child.pid}, cmd: {shlex.join(child.cmd)})'
+            )
             self._fail(status)
 
     def _reap(self) -> None:
@@ -344,13 +367,17 @@ class ProcessRunner:
         for child in self._running():
             if child.term_at is not None and not child.term_sent and now >= child.term_at:
                 child.term_sent = True
-                self.say(f'process[{child.spec.label}] failed to terminate {child.spec.sigterm_timeout:g} s '
-                         'after SIGINT, escalating to SIGTERM')
+                self.say(
+                    f'process[{child.spec.label}] failed to terminate {child.spec.sigterm_timeout:g} s '
+                    'after SIGINT, escalating to SIGTERM'
+                )
                 self._signal(child, signal.SIGTERM)
             if child.kill_at is not None and not child.kill_sent and now >= child.kill_at:
                 child.kill_sent = True
-                self.say(f'process[{child.spec.label}] failed to terminate {child.spec.sigkill_timeout:g} s '
-                         'after SIGTERM, escalating to SIGKILL')
+                self.say(
+                    f'process[{child.spec.label}] failed to terminate {child.spec.sigkill_timeout:g} s '
+                    'after SIGTERM, escalating to SIGKILL'
+                )
                 self._signal(child, signal.SIGKILL)
 
     def _pump(self, timeout: float) -> None:

@@ -66,13 +66,17 @@ def find_package_prefix(pkg: str) -> str:
     """The install prefix holding ``pkg`` (ament index marker or ``share/<pkg>``)."""
     for prefix in _prefixes():
         marker = os.path.join(prefix, 'share', 'ament_index', 'resource_index', 'packages', pkg)
-        if os.path.exists(marker) or os.path.isfile(os.path.join(prefix, 'share', pkg, 'package.xml')):
+        if os.path.exists(marker) or os.path.isfile(
+            os.path.join(prefix, 'share', pkg, 'package.xml')
+        ):
             return prefix
     dist = _distribution(pkg)
     if dist is not None:
         return sys.prefix
-    raise ResolveError(f'package {pkg!r} not found (not in AMENT_PREFIX_PATH or {sys.prefix}, '
-                       'and no installed Python distribution of that name)')
+    raise ResolveError(
+        f'package {pkg!r} not found (not in AMENT_PREFIX_PATH or {sys.prefix}, '
+        'and no installed Python distribution of that name)'
+    )
 
 
 def find_package_share(pkg: str) -> str:
@@ -80,17 +84,23 @@ def find_package_share(pkg: str) -> str:
     for prefix in _prefixes():
         share = os.path.join(prefix, 'share', pkg)
         marker = os.path.join(prefix, 'share', 'ament_index', 'resource_index', 'packages', pkg)
-        if os.path.isdir(share) and (os.path.exists(marker) or os.path.isfile(os.path.join(share, 'package.xml'))):
+        if os.path.isdir(share) and (
+            os.path.exists(marker) or os.path.isfile(os.path.join(share, 'package.xml'))
+        ):
             return share
     dist = _distribution(pkg)
     if dist is not None:
         source = _editable_source_dir(dist)
         if source and os.path.isfile(os.path.join(source, 'package.xml')):
             return source
-        raise ResolveError(f'package {pkg!r} is installed but has no share directory '
-                           f'(no share/{pkg}/package.xml under {sys.prefix} or AMENT_PREFIX_PATH)')
-    raise ResolveError(f'package {pkg!r} not found (no share/{pkg} in AMENT_PREFIX_PATH or {sys.prefix}, '
-                       'and no installed Python distribution of that name)')
+        raise ResolveError(
+            f'package {pkg!r} is installed but has no share directory '
+            f'(no share/{pkg}/package.xml under {sys.prefix} or AMENT_PREFIX_PATH)'
+        )
+    raise ResolveError(
+        f'package {pkg!r} not found (no share/{pkg} in AMENT_PREFIX_PATH or {sys.prefix}, '
+        'and no installed Python distribution of that name)'
+    )
 
 
 def _console_scripts(dist) -> dict:
@@ -112,9 +122,11 @@ def find_node_executable(pkg: str, exe: str) -> list[str]:
                 if _is_executable_file(path):
                     return [path]
             ep = scripts[exe]
-            call = (f'import sys, importlib; obj = importlib.import_module({ep.module!r})\n'
-                    f'for part in {ep.attr!r}.split("."): obj = getattr(obj, part)\n'
-                    f'sys.argv[0] = {exe!r}; sys.exit(obj())')
+            call = (
+                f'import sys, importlib; obj = importlib.import_module({ep.module!r})\n'
+                f'for part in {ep.attr!r}.split("."): obj = getattr(obj, part)\n'
+                f'sys.argv[0] = {exe!r}; sys.exit(obj())'
+            )
             return [sys.executable, '-c', call]
     for prefix in [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]:
         lib = os.path.join(prefix, 'lib', pkg)
@@ -124,10 +136,14 @@ def find_node_executable(pkg: str, exe: str) -> list[str]:
             if _is_executable_file(path):
                 return [path]
             if os.path.isdir(lib):
-                available.extend(sorted(n for n in os.listdir(lib) if _is_executable_file(os.path.join(lib, n))))
+                available.extend(
+                    sorted(n for n in os.listdir(lib) if _is_executable_file(os.path.join(lib, n)))
+                )
     if not found_pkg:
-        raise ResolveError(f'package {pkg!r} not found: no installed Python distribution {pkg!r} and '
-                           f'no lib/{pkg} in AMENT_PREFIX_PATH ({os.environ.get("AMENT_PREFIX_PATH", "unset")})')
+        raise ResolveError(
+            f'package {pkg!r} not found: no installed Python distribution {pkg!r} and '
+            f'no lib/{pkg} in AMENT_PREFIX_PATH ({os.environ.get("AMENT_PREFIX_PATH", "unset")})'
+        )
     listing = ', '.join(sorted(set(available))) or 'none'
     raise ResolveError(f'executable {exe!r} not found in package {pkg!r} (available: {listing})')
 

@@ -101,7 +101,9 @@ def _parse_sub(text: str, pos: int) -> tuple[Sub, int]:
         while pos < len(text) and text[pos].isspace():
             pos += 1
         if pos >= len(text):
-            raise SubstitutionError(f'unterminated substitution "$({name} ..." in {text!r} (missing ")")')
+            raise SubstitutionError(
+                f'unterminated substitution "$({name} ..." in {text!r} (missing ")")'
+            )
         if text[pos] == ')':
             return sub, pos + 1
         arg, pos = _parse_sequence(text, pos, mode='arg')
@@ -111,13 +113,18 @@ def _parse_sub(text: str, pos: int) -> tuple[Sub, int]:
 # ---------------------------------------------------------------------------------------------
 # evaluation
 
+
 class Context:
     """What substitutions can see: launch configurations, the current file, package lookup."""
 
-    def __init__(self, configurations: dict[str, str] | None = None, current_file: str | None = None,
-                 find_share: Callable[[str], str] | None = None,
-                 find_prefix: Callable[[str], str] | None = None,
-                 environ: dict[str, str] | None = None):
+    def __init__(
+        self,
+        configurations: dict[str, str] | None = None,
+        current_file: str | None = None,
+        find_share: Callable[[str], str] | None = None,
+        find_prefix: Callable[[str], str] | None = None,
+        environ: dict[str, str] | None = None,
+    ):
         self.configurations = dict(configurations or {})
         self.current_file = current_file
         self.find_share = find_share
@@ -148,8 +155,10 @@ def _evaluate_sub(sub: Sub, ctx: Context) -> str:
         _nargs(sub, 1, 1)
         if args[0] not in ctx.configurations:
             known = ', '.join(sorted(ctx.configurations)) or 'none'
-            raise SubstitutionError(f'$(var {args[0]}): launch argument {args[0]!r} is not set '
-                                    f'(declare it with an arg or let entry; set here: {known})')
+            raise SubstitutionError(
+                f'$(var {args[0]}): launch argument {args[0]!r} is not set '
+                f'(declare it with an arg or let entry; set here: {known})'
+            )
         return ctx.configurations[args[0]]
     if name in ('env', 'optenv'):
         _nargs(sub, 1, 2)
@@ -160,8 +169,9 @@ def _evaluate_sub(sub: Sub, ctx: Context) -> str:
             return args[1]
         if name == 'optenv':
             return ''
-        raise SubstitutionError(f'$(env {args[0]}): environment variable {args[0]!r} is not set '
-                                f'and no default is given')
+        raise SubstitutionError(
+            f'$(env {args[0]}): environment variable {args[0]!r} is not set and no default is given'
+        )
     if name in ('dirname', 'filename'):
         _nargs(sub, 0, 0)
         if ctx.current_file is None:
@@ -190,11 +200,14 @@ def _evaluate_sub(sub: Sub, ctx: Context) -> str:
         b = to_bool(args[1], f'$({name} ...) second argument')
         return _bool_text(a and b if name == 'and' else a or b)
     if name == 'eval':
-        raise SubstitutionError('$(eval ...) is not supported (devbot never evaluates Python); '
-                                'use $(equal a b), $(not-equal a b), $(not x), $(and a b), $(or a b)')
+        raise SubstitutionError(
+            '$(eval ...) is not supported (devbot never evaluates Python); '
+            'use $(equal a b), $(not-equal a b), $(not x), $(and a b), $(or a b)'
+        )
     raise SubstitutionError(
         f'unsupported substitution $({name} ...); supported: var, env, optenv, dirname, filename, '
-        'find-pkg-share, find-pkg-prefix, equal, not-equal, not, and, or')
+        'find-pkg-share, find-pkg-prefix, equal, not-equal, not, and, or'
+    )
 
 
 def _bool_text(value: bool) -> str:

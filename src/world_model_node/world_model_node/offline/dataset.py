@@ -51,6 +51,7 @@ class DatasetError(ValueError):
 # the index: which frames and actions make each sample (no pixels)
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SessionWindows:
     """The samples of one session.
@@ -76,8 +77,12 @@ class SessionWindows:
         return int(self.frames.shape[0])
 
 
-def chain_windows(frame_index: Sequence[int], next_frame_index: Sequence[int], actions: Sequence[int],
-                  context_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def chain_windows(
+    frame_index: Sequence[int],
+    next_frame_index: Sequence[int],
+    actions: Sequence[int],
+    context_frames: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Context windows over a list of transitions.
 
     Args:
@@ -102,12 +107,17 @@ def chain_windows(frame_index: Sequence[int], next_frame_index: Sequence[int], a
             a_out.append([actions[j] for j in ks])
             p_out.append(k)
     if not f_out:
-        return (np.zeros((0, context_frames + 1), np.int64), np.zeros((0, context_frames), np.int64),
-                np.zeros(0, np.int64))
+        return (
+            np.zeros((0, context_frames + 1), np.int64),
+            np.zeros((0, context_frames), np.int64),
+            np.zeros(0, np.int64),
+        )
     return np.asarray(f_out, np.int64), np.asarray(a_out, np.int64), np.asarray(p_out, np.int64)
 
 
-def index_session(path: str | Path, context_frames: int, action_space: ActionSpace | None = None) -> SessionWindows:
+def index_session(
+    path: str | Path, context_frames: int, action_space: ActionSpace | None = None
+) -> SessionWindows:
     """Read one session's frame stamps and executed actions and list its samples.
 
     Raises:
@@ -120,8 +130,12 @@ def index_session(path: str | Path, context_frames: int, action_space: ActionSpa
             num_frames = session.num_frames
     except BagError as exc:
         raise DatasetError(f'cannot read session {path}: {exc}') from exc
-    frames, actions, positions = chain_windows([t.frame_index for t in trans], [t.next_frame_index for t in trans],
-                                               [t.action for t in trans], context_frames)
+    frames, actions, positions = chain_windows(
+        [t.frame_index for t in trans],
+        [t.next_frame_index for t in trans],
+        [t.action for t in trans],
+        context_frames,
+    )
     return SessionWindows(path, path.name, num_frames, frames, actions, positions)
 
 
@@ -159,18 +173,27 @@ class TransitionIndex:
 
     def action_counts(self, sample_ids: Sequence[int] | None = None) -> np.ndarray:
         """How often each action is the predicted-for action (the last of a window): int64 [A]."""
-        last = np.concatenate([s.actions[:, -1] for s in self.sessions]) if self.sessions else np.zeros(0, np.int64)
+        last = (
+            np.concatenate([s.actions[:, -1] for s in self.sessions])
+            if self.sessions
+            else np.zeros(0, np.int64)
+        )
         if sample_ids is not None:
             last = last[np.asarray(sample_ids, np.int64)]
         return np.bincount(last, minlength=self.action_space.num_actions).astype(np.int64)
 
     def fingerprint(self) -> dict:
         """What a resumed run checks to be sure it trains on the same data."""
-        return {'sessions': [str(s.path) for s in self.sessions], 'samples': [len(s) for s in self.sessions],
-                'context_frames': self.context_frames}
+        return {
+            'sessions': [str(s.path) for s in self.sessions],
+            'samples': [len(s) for s in self.sessions],
+            'context_frames': self.context_frames,
+        }
 
 
-def build_index(paths: Sequence[str | Path], context_frames: int, skip_bad: bool = False) -> TransitionIndex:
+def build_index(
+    paths: Sequence[str | Path], context_frames: int, skip_bad: bool = False
+) -> TransitionIndex:
     """Index the samples of the given sessions (all of one robot and one action space).
 
     Args:
@@ -191,7 +214,9 @@ def build_index(paths: Sequence[str | Path], context_frames: int, skip_bad: bool
 
     def bad(msg: str) -> None:
         if not skip_bad:
-            raise DatasetError(f'{msg}\n(give --skip-bad-sessions to train from the other sessions)')
+            raise DatasetError(
+                f'{msg}\n(give --skip-bad-sessions to train from the other sessions)'
+            )
         problems.append(msg)
         log.warning('skipped: %s', msg)
 
@@ -203,20 +228,26 @@ def build_index(paths: Sequence[str | Path], context_frames: int, skip_bad: bool
             bad(f'cannot read session {path}: {exc}')
             continue
         if info.action_space is None:
-            bad(f'{path}: the bag has no devbot action space in its metadata (devbot.action_space in custom_data)')
+            bad(
+                f'{path}: the bag has no devbot action space in its metadata (devbot.action_space in custom_data)'
+            )
             continue
         if space is not None and info.action_space != space:
-            raise DatasetError(f'{path}: its action space {info.action_space.to_dict()} (robot '
-                               f'{info.action_space.robot_type}) differs from that of {windows[0].path} '
-                               f'({space.to_dict()}, robot {space.robot_type}); train one robot at a time')
+            raise DatasetError(
+                f'{path}: its action space {info.action_space.to_dict()} (robot '
+                f'{info.action_space.robot_type}) differs from that of {windows[0].path} '
+                f'({space.to_dict()}, robot {space.robot_type}); train one robot at a time'
+            )
         try:
             w = index_session(path, context_frames, info.action_space)
         except DatasetError as exc:
             bad(str(exc))
             continue
         if len(w) == 0:
-            bad(f'{path}: no training sample: {w.num_frames} frames and no chain of {context_frames} consecutive '
-                f'transitions (frame, executed action, next frame)')
+            bad(
+                f'{path}: no training sample: {w.num_frames} frames and no chain of {context_frames} consecutive '
+                f'transitions (frame, executed action, next frame)'
+            )
             continue
         space = space or info.action_space
         robot = robot or info.robot_type or info.action_space.robot_type
@@ -230,14 +261,16 @@ def build_index(paths: Sequence[str | Path], context_frames: int, skip_bad: bool
 # held-out split
 # ---------------------------------------------------------------------------------------------
 
+
 def _unit_hash(seed: int, name: str, block: int) -> float:
     """A number in [0, 1) fixed by (seed, session name, block), well spread for similar names."""
     digest = hashlib.blake2b(f'{seed}:{name}:{block}'.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, 'big') / 2 ** 64
+    return int.from_bytes(digest, 'big') / 2**64
 
 
-def split_samples(index: TransitionIndex, val_fraction: float, seed: int = 0, block: int = 64
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def split_samples(
+    index: TransitionIndex, val_fraction: float, seed: int = 0, block: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic train / held-out split by blocks of consecutive samples.
 
     Each session's samples are cut into blocks of ``block`` consecutive positions; a block is
@@ -253,7 +286,7 @@ def split_samples(index: TransitionIndex, val_fraction: float, seed: int = 0, bl
     if block < 1:
         raise ValueError(f'block must be >= 1, got {block}')
     offsets = index.offsets
-    blocks = []                                  # (hash, session number, block number)
+    blocks = []  # (hash, session number, block number)
     for s, w in enumerate(index.sessions):
         for b in np.unique(w.positions // block):
             blocks.append((_unit_hash(seed, w.name, int(b)), s, int(b)))
@@ -262,7 +295,7 @@ def split_samples(index: TransitionIndex, val_fraction: float, seed: int = 0, bl
         h, s, b = min(blocks)
         chosen = {(s, b)}
     train, val = [], []
-    gap = index.context_frames                   # windows closer than this share a frame
+    gap = index.context_frames  # windows closer than this share a frame
     for s, w in enumerate(index.sessions):
         held = np.array([(s, int(b)) in chosen for b in w.positions // block], dtype=bool)
         ids = offsets[s] + np.arange(len(w))
@@ -281,13 +314,16 @@ def split_samples(index: TransitionIndex, val_fraction: float, seed: int = 0, bl
 # frames: lazy decoding, LRU cache
 # ---------------------------------------------------------------------------------------------
 
+
 def resize_frame(u8: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 [H, W, C] -> uint8 [size, size, C]: bilinear with antialiasing, rounded (the online
     learner's resize, so an offline-trained model sees the same pixels as online)."""
     if u8.shape[0] == size and u8.shape[1] == size:
         return u8
     img = u8.permute(2, 0, 1)[None].float()
-    img = F.interpolate(img, size=(size, size), mode='bilinear', antialias=True, align_corners=False)
+    img = F.interpolate(
+        img, size=(size, size), mode='bilinear', antialias=True, align_corners=False
+    )
     return img.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
 
 
@@ -305,8 +341,14 @@ class FrameStore:
         max_open: sessions kept open at once (each holds a file and its frame index).
     """
 
-    def __init__(self, paths: Sequence[str | Path], img_size: int, cache_bytes: int = 1 << 30, readahead: int = 16,
-                 max_open: int = 8) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        img_size: int,
+        cache_bytes: int = 1 << 30,
+        readahead: int = 16,
+        max_open: int = 8,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.img_size = int(img_size)
         self.cache_bytes = int(cache_bytes)
@@ -342,7 +384,7 @@ class FrameStore:
         return self._bytes
 
     def _session(self, s: int) -> Session:
-        if self._pid != os.getpid():           # forked after use: never share a reader
+        if self._pid != os.getpid():  # forked after use: never share a reader
             self._reset()
         if s in self._open:
             self._open.move_to_end(s)
@@ -367,7 +409,7 @@ class FrameStore:
 
     def _decode(self, image: np.ndarray) -> torch.Tensor:
         u8 = torch.from_numpy(np.ascontiguousarray(image))
-        return resize_frame(u8, self.img_size).permute(2, 0, 1).contiguous()      # [3, S, S]
+        return resize_frame(u8, self.img_size).permute(2, 0, 1).contiguous()  # [3, S, S]
 
     def get(self, s: int, frame_indices: Sequence[int]) -> torch.Tensor:
         """Frames of session s: uint8 [len(frame_indices), 3, S, S].
@@ -388,10 +430,14 @@ class FrameStore:
             self.misses += len(missing)
             self._load(s, missing)
             out = [self._cache.get((s, int(i))) for i in frame_indices]
-            if any(f is None for f in out):          # cache smaller than one sample: decode directly
+            if any(f is None for f in out):  # cache smaller than one sample: decode directly
                 session = self._session(s)
-                out = [self._cache.get((s, int(i))) if self._cache.get((s, int(i))) is not None
-                       else self._read_one(session, int(i)) for i in frame_indices]
+                out = [
+                    self._cache.get((s, int(i)))
+                    if self._cache.get((s, int(i))) is not None
+                    else self._read_one(session, int(i))
+                    for i in frame_indices
+                ]
         self.hits += len(frame_indices) - len(missing)
         return torch.stack(out)
 
@@ -405,7 +451,7 @@ class FrameStore:
         session = self._session(s)
         lo, hi = min(missing), max(missing) + 1
         span_limit = max(4 * len(missing), self.readahead + len(missing))
-        if hi - lo > span_limit:                      # far apart: one by one
+        if hi - lo > span_limit:  # far apart: one by one
             for i in missing:
                 self._put((s, i), self._read_one(session, i))
             return
@@ -420,6 +466,7 @@ class FrameStore:
 # ---------------------------------------------------------------------------------------------
 # the dataset
 # ---------------------------------------------------------------------------------------------
+
 
 class TransitionDataset(Dataset):
     """Map-style dataset over some samples of a :class:`TransitionIndex`.
@@ -436,11 +483,19 @@ class TransitionDataset(Dataset):
         cache_bytes, readahead: see :class:`FrameStore`.
     """
 
-    def __init__(self, index: TransitionIndex, sample_ids: Sequence[int] | np.ndarray, img_size: int,
-                 cache_bytes: int = 1 << 30, readahead: int = 16) -> None:
+    def __init__(
+        self,
+        index: TransitionIndex,
+        sample_ids: Sequence[int] | np.ndarray,
+        img_size: int,
+        cache_bytes: int = 1 << 30,
+        readahead: int = 16,
+    ) -> None:
         self.index = index
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
-        if self.sample_ids.size and (self.sample_ids.min() < 0 or self.sample_ids.max() >= len(index)):
+        if self.sample_ids.size and (
+            self.sample_ids.min() < 0 or self.sample_ids.max() >= len(index)
+        ):
             raise IndexError(f'sample ids outside 0..{len(index) - 1}')
         self._offsets = index.offsets
         self.frames = FrameStore([w.path for w in index.sessions], img_size, cache_bytes, readahead)
@@ -459,10 +514,23 @@ class TransitionDataset(Dataset):
         i %= len(self)
         s, row = self.locate(i)
         w = self.index.sessions[s]
-        frames = self.frames.get(s, w.frames[row].tolist())                   # [F+1, 3, S, S] uint8
-        return {'frames': frames, 'actions': torch.from_numpy(w.actions[row].copy()),
-                'sample': torch.tensor(int(self.sample_ids[i]))}
+        frames = self.frames.get(s, w.frames[row].tolist())  # [F+1, 3, S, S] uint8
+        return {
+            'frames': frames,
+            'actions': torch.from_numpy(w.actions[row].copy()),
+            'sample': torch.tensor(int(self.sample_ids[i])),
+        }
 
 
-__all__ = ['DatasetError', 'SessionWindows', 'TransitionIndex', 'TransitionDataset', 'FrameStore', 'build_index',
-           'index_session', 'chain_windows', 'split_samples', 'resize_frame']
+__all__ = [
+    'DatasetError',
+    'SessionWindows',
+    'TransitionIndex',
+    'TransitionDataset',
+    'FrameStore',
+    'build_index',
+    'index_session',
+    'chain_windows',
+    'split_samples',
+    'resize_frame',
+]

@@ -41,14 +41,14 @@ def dot_centroids(images: np.ndarray, min_peak: float = 64.0) -> np.ndarray:
     Returns:
         float64 [K, 2] (x, y) in pixels; NaN where an image has no dot.
     """
-    grey = np.asarray(images, dtype=np.float64).mean(axis=3)                     # [K, H, W]
+    grey = np.asarray(images, dtype=np.float64).mean(axis=3)  # [K, H, W]
     k, h, w = grey.shape
     weight = np.clip(grey - np.median(grey.reshape(k, -1), axis=1)[:, None, None], 0, None)
-    peak = weight.reshape(k, -1).max(axis=1)                                      # [K]
+    peak = weight.reshape(k, -1).max(axis=1)  # [K]
     weight[weight < 0.5 * peak[:, None, None]] = 0.0
     out = np.full((k, 2), np.nan)
-    for axis, size, col in ((1, w, 0), (2, h, 1)):                              # x: sum over rows
-        profile = weight.sum(axis=axis)                                           # [K, size]
+    for axis, size, col in ((1, w, 0), (2, h, 1)):  # x: sum over rows
+        profile = weight.sum(axis=axis)  # [K, size]
         angle = 2 * np.pi * np.arange(size) / size
         c, s = profile @ np.cos(angle), profile @ np.sin(angle)
         out[:, col] = (np.arctan2(s, c) % (2 * np.pi)) * size / (2 * np.pi)
@@ -71,14 +71,26 @@ def per_sample_explained_variance(pred: torch.Tensor, target: torch.Tensor) -> t
 
 def patches_to_uint8(autoencoder: MaskedAutoencoderViT, patches: torch.Tensor) -> np.ndarray:
     """Patches [B, N, P] in [0, 1] -> uint8 images [B, S, S, 3] (as the learner renders them)."""
-    imgs = autoencoder.unpatchify(patches.detach().float()).clamp(0, 1).mul(255).round().to(torch.uint8)
+    imgs = (
+        autoencoder.unpatchify(patches.detach().float())
+        .clamp(0, 1)
+        .mul(255)
+        .round()
+        .to(torch.uint8)
+    )
     return imgs.permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
-def evaluate(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionConditionedPredictor,
-             action_table: torch.Tensor, batches: Iterable[dict[str, torch.Tensor]], device: torch.device,
-             weights: tuple[float, float, float] = (0.2, 0.8, 1.0), dot_metrics: bool = False) -> dict:
+def evaluate(
+    autoencoder: MaskedAutoencoderViT,
+    predictor: TransformerActionConditionedPredictor,
+    action_table: torch.Tensor,
+    batches: Iterable[dict[str, torch.Tensor]],
+    device: torch.device,
+    weights: tuple[float, float, float] = (0.2, 0.8, 1.0),
+    dot_metrics: bool = False,
+) -> dict:
     """Evaluate the level-0 world model on samples it has not trained on.
 
     Args:
@@ -96,28 +108,36 @@ def evaluate(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionCond
     modes = (autoencoder.training, predictor.training)
     autoencoder.eval()
     predictor.eval()
-    sums = {'loss': 0.0, 'patch_loss': 0.0, 'latent_loss': 0.0, 'action_loss': 0.0, 'reconstruction_loss': 0.0,
-            'correct': 0.0}
+    sums = {
+        'loss': 0.0,
+        'patch_loss': 0.0,
+        'latent_loss': 0.0,
+        'action_loss': 0.0,
+        'reconstruction_loss': 0.0,
+        'correct': 0.0,
+    }
     ev_all, mse_all, act_all, dist_all = [], [], [], []
     n = 0
     try:
         for batch in batches:
-            x = batch['frames'].to(device).float().div_(255.0)                # [B, F+1, 3, S, S]
-            acts = batch['actions'].to(device)                                 # [B, F]
+            x = batch['frames'].to(device).float().div_(255.0)  # [B, F+1, 3, S, S]
+            acts = batch['actions'].to(device)  # [B, F]
             b, f1 = x.shape[:2]
             f = f1 - 1
-            z = autoencoder.encode(x.flatten(0, 1)).unflatten(0, (b, f1))     # [B, F+1, T, D]
+            z = autoencoder.encode(x.flatten(0, 1)).unflatten(0, (b, f1))  # [B, F+1, T, D]
             cur, nxt = x[:, f - 1], x[:, f]
             cur_patches, target = autoencoder.patchify(cur), autoencoder.patchify(nxt)
             recon = autoencoder.decode(z[:, f - 1])
-            table = action_table[acts]                                         # [B, F, C]
-            ctx = predictor.build_context(z[:, f - 1], z[:, :f - 1] if f > 1 else None,
-                                          table[:, :-1] if f > 1 else None)
+            table = action_table[acts]  # [B, F, C]
+            ctx = predictor.build_context(
+                z[:, f - 1], z[:, : f - 1] if f > 1 else None, table[:, :-1] if f > 1 else None
+            )
             out = predictor.predict(ctx, table[:, -1])
-            pred = autoencoder.decode(out.prediction)                          # [B, N, P]
+            pred = autoencoder.decode(out.prediction)  # [B, N, P]
             logits = predictor.classify_action(pred, recon)
-            parts = predictor.forward_loss(out, pred, recon, autoencoder.decode(z[:, f]), z[:, f], target,
-                                           acts[:, -1], weights)
+            parts = predictor.forward_loss(
+                out, pred, recon, autoencoder.decode(z[:, f]), z[:, f], target, acts[:, -1], weights
+            )
             sums['loss'] += float(parts['total']) * b
             sums['patch_loss'] += float(parts['patch']) * b
             sums['latent_loss'] += float(parts['latent']) * b
@@ -125,13 +145,20 @@ def evaluate(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionCond
             sums['reconstruction_loss'] += float(F.mse_loss(recon, cur_patches)) * b
             sums['correct'] += float((logits.argmax(dim=1) == acts[:, -1]).sum())
             ev_all.append(per_sample_explained_variance(pred, target).cpu().numpy())
-            mse_all.append(((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1).cpu().numpy())
+            mse_all.append(
+                ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1).cpu().numpy()
+            )
             act_all.append(acts[:, -1].cpu().numpy())
             if dot_metrics:
                 size = x.shape[-1]
                 truth = nxt.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                dist_all.append(torus_distance(dot_centroids(patches_to_uint8(autoencoder, pred)),
-                                               dot_centroids(truth), size))
+                dist_all.append(
+                    torus_distance(
+                        dot_centroids(patches_to_uint8(autoencoder, pred)),
+                        dot_centroids(truth),
+                        size,
+                    )
+                )
             n += b
     finally:
         autoencoder.train(modes[0])
@@ -141,20 +168,30 @@ def evaluate(autoencoder: MaskedAutoencoderViT, predictor: TransformerActionCond
     ev, mse, act = np.concatenate(ev_all), np.concatenate(mse_all), np.concatenate(act_all)
     dist = np.concatenate(dist_all) if dot_metrics else None
     res: dict = {k: v / n for k, v in sums.items() if k != 'correct'}
-    res.update(samples=n, explained_variance=float(ev.mean()), mse=float(mse.mean()),
-               action_accuracy=sums['correct'] / n)
+    res.update(
+        samples=n,
+        explained_variance=float(ev.mean()),
+        mse=float(mse.mean()),
+        action_accuracy=sums['correct'] / n,
+    )
     per_action = {}
     for a in range(action_table.shape[0]):
         sel = act == a
         if not sel.any():
             continue
-        entry = {'samples': int(sel.sum()), 'explained_variance': float(ev[sel].mean()), 'mse': float(mse[sel].mean())}
+        entry = {
+            'samples': int(sel.sum()),
+            'explained_variance': float(ev[sel].mean()),
+            'mse': float(mse[sel].mean()),
+        }
         if dist is not None:
             d = dist[sel]
             found = np.isfinite(d)
-            entry.update(dot_error_px_median=float(np.median(d[found])) if found.any() else math.nan,
-                         dot_error_px_mean=float(d[found].mean()) if found.any() else math.nan,
-                         within_3px=float(np.mean(d <= 3.0)))
+            entry.update(
+                dot_error_px_median=float(np.median(d[found])) if found.any() else math.nan,
+                dot_error_px_mean=float(d[found].mean()) if found.any() else math.nan,
+                within_3px=float(np.mean(d <= 3.0)),
+            )
         per_action[a] = entry
     res['per_action'] = per_action
     return res
@@ -173,4 +210,10 @@ def flatten_metrics(result: dict, prefix: str = 'val') -> dict[str, float]:
     return out
 
 
-__all__ = ['evaluate', 'flatten_metrics', 'dot_centroids', 'torus_distance', 'per_sample_explained_variance']
+__all__ = [
+    'evaluate',
+    'flatten_metrics',
+    'dot_centroids',
+    'torus_distance',
+    'per_sample_explained_variance',
+]

@@ -27,33 +27,56 @@ START_NS = 1_700_000_000_000_000_000
 
 def _typestore():
     from rosbags.typesys import Stores, get_typestore
+
     return get_typestore(Stores.ROS2_KILTED)
 
 
 def _header(ts, stamp_ns: int, frame_id: str):
     types = ts.types
-    stamp = types['builtin_interfaces/msg/Time'](stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
+    stamp = types['builtin_interfaces/msg/Time'](
+        stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
+    )
     return types['std_msgs/msg/Header'](stamp, frame_id)
 
 
 def image_cdr(ts, frame: np.ndarray, stamp_ns: int) -> bytes:
     """A uint8 [H, W, 3] frame as a serialized rgb8 sensor_msgs/Image."""
-    msg = ts.types['sensor_msgs/msg/Image'](_header(ts, stamp_ns, 'camera'), frame.shape[0], frame.shape[1], 'rgb8',
-                                           0, frame.shape[1] * 3, np.ascontiguousarray(frame).reshape(-1))
+    msg = ts.types['sensor_msgs/msg/Image'](
+        _header(ts, stamp_ns, 'camera'),
+        frame.shape[0],
+        frame.shape[1],
+        'rgb8',
+        0,
+        frame.shape[1] * 3,
+        np.ascontiguousarray(frame).reshape(-1),
+    )
     return bytes(ts.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
 
 
 def action_cdr(ts, channels: Sequence[str], values: Sequence[float], stamp_ns: int) -> bytes:
     """An executed action as a serialized sensor_msgs/JointState (velocity/effort zero-filled)."""
     n = len(values)
-    msg = ts.types['sensor_msgs/msg/JointState'](_header(ts, stamp_ns, ''), list(channels),
-                                                np.asarray(values, np.float64), np.zeros(n), np.zeros(n))
+    msg = ts.types['sensor_msgs/msg/JointState'](
+        _header(ts, stamp_ns, ''),
+        list(channels),
+        np.asarray(values, np.float64),
+        np.zeros(n),
+        np.zeros(n),
+    )
     return bytes(ts.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
 
 
-def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, size: int = 224,
-                      dot_radius: int = 5, move_pixels: int = 27, start_ns: int = START_NS,
-                      drop_frames: Sequence[int] = (), namespace: str = '/toroidal_dot') -> list[np.ndarray]:
+def write_dot_session(
+    path: str | Path,
+    actions: Sequence[int],
+    seed: int = 0,
+    size: int = 224,
+    dot_radius: int = 5,
+    move_pixels: int = 27,
+    start_ns: int = START_NS,
+    drop_frames: Sequence[int] = (),
+    namespace: str = '/toroidal_dot',
+) -> list[np.ndarray]:
     """Run the toroidal dot world with ``actions`` and record it as a session.
 
     Args:
@@ -66,14 +89,25 @@ def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, s
     Returns:
         Every frame of the run (including dropped ones), uint8 [size, size, 3], frame k after k actions.
     """
-    from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE, BagWriter, TopicSpec
+    from devbot.bag.writer import (
+        KEY_ACTION_SPACE,
+        KEY_ROBOT_TYPE,
+        KEY_SOFTWARE,
+        BagWriter,
+        TopicSpec,
+    )
     from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
     ts = _typestore()
-    env = ToroidalDotEnv(ToroidalDotConfig(size=size, dot_radius=dot_radius, move_pixels=move_pixels, seed=seed))
+    env = ToroidalDotEnv(
+        ToroidalDotConfig(size=size, dot_radius=dot_radius, move_pixels=move_pixels, seed=seed)
+    )
     space = DOT_ACTION_SPACE
-    custom = {KEY_ROBOT_TYPE: space.robot_type, KEY_ACTION_SPACE: json.dumps(space.to_dict()),
-              KEY_SOFTWARE: 'devbot synthetic session'}
+    custom = {
+        KEY_ROBOT_TYPE: space.robot_type,
+        KEY_ACTION_SPACE: json.dumps(space.to_dict()),
+        KEY_SOFTWARE: 'devbot synthetic session',
+    }
     frames = [env.frame()]
     ns = namespace.rstrip('/') + '/'
     dropped = set(drop_frames)
@@ -84,14 +118,24 @@ def write_dot_session(path: str | Path, actions: Sequence[int], seed: int = 0, s
         for k, a in enumerate(actions, start=1):
             stamp = start_ns + k * STEP_NS
             frames.append(env.step(int(a)))
-            bag.write(exe, stamp + ACTION_DELAY_NS, action_cdr(ts, space.channel_names, space.actions[int(a)], stamp))
+            bag.write(
+                exe,
+                stamp + ACTION_DELAY_NS,
+                action_cdr(ts, space.channel_names, space.actions[int(a)], stamp),
+            )
             if k not in dropped:
                 bag.write(cam, stamp + FRAME_DELAY_NS, image_cdr(ts, frames[-1], stamp))
     return frames
 
 
-def write_random_dot_sessions(robot_dir: str | Path, sessions: int, steps: int, seed: int = 0,
-                              names: Sequence[str] | None = None, **world: int) -> list[Path]:
+def write_random_dot_sessions(
+    robot_dir: str | Path,
+    sessions: int,
+    steps: int,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    **world: int,
+) -> list[Path]:
     """Write ``sessions`` dot sessions of ``steps`` uniformly random actions each.
 
     Args:
@@ -104,6 +148,7 @@ def write_random_dot_sessions(robot_dir: str | Path, sessions: int, steps: int, 
         the session directories.
     """
     from devbot.bag.storage import unique_session_dir
+
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(sessions):
@@ -117,16 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     """Write random-action dot sessions: ``python -m world_model_node.offline.synthetic --help``."""
     import argparse
     import sys
-    p = argparse.ArgumentParser(prog='python -m world_model_node.offline.synthetic',
-                                description='Write dot-world sessions with random actions (no ROS needed), '
-                                            'e.g. to try `devbot train`.')
+
+    p = argparse.ArgumentParser(
+        prog='python -m world_model_node.offline.synthetic',
+        description='Write dot-world sessions with random actions (no ROS needed), '
+        'e.g. to try `devbot train`.',
+    )
     p.add_argument('--root', default='saved/sessions', help='sessions root [saved/sessions]')
     p.add_argument('--robot', default='toroidal_dot', help='sessions sub-folder [toroidal_dot]')
     p.add_argument('--sessions', type=int, default=1, help='how many sessions [1]')
     p.add_argument('--steps', type=int, default=500, help='actions per session [500]')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
-    for path in write_random_dot_sessions(Path(args.root) / args.robot, args.sessions, args.steps, args.seed):
+    for path in write_random_dot_sessions(
+        Path(args.root) / args.robot, args.sessions, args.steps, args.seed
+    ):
         print(f'{path}: {args.steps} transitions', file=sys.stdout)
     return 0
 

@@ -63,7 +63,12 @@ from .. import metrics as M
 from ..checkpoint import CheckpointError, CheckpointManager, atomic_save
 from ..config import WorldModelConfig
 from ..learner import OnlineLearner
-from ..models import MaskedAutoencoderViT, TransformerActionConditionedPredictor, clip_gradients, scale_gradient
+from ..models import (
+    MaskedAutoencoderViT,
+    TransformerActionConditionedPredictor,
+    clip_gradients,
+    scale_gradient,
+)
 from .dataset import TransitionDataset, TransitionIndex, build_index, split_samples
 from .evaluation import evaluate, flatten_metrics
 
@@ -83,46 +88,70 @@ class TrainError(RuntimeError):
 # settings
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainSettings:
     """How an offline run trains (stored with the run; a resumed run uses the stored values)."""
 
-    batch_size: int = 32             # global batch: samples per optimizer step over all processes
-    steps: int = 0                   # optimizer steps of the whole run (0: from epochs)
-    epochs: float = 1.0              # passes over the training split (when steps == 0)
-    lr_schedule: str = 'constant'    # constant | cosine (decay to min_lr_ratio * base after warm-up)
-    warmup_steps: int = 0            # linear warm-up from 0 to the base learning rate
-    min_lr_ratio: float = 0.0        # cosine floor as a fraction of the base learning rate
-    autoencoder_lr: float | None = None  # base learning rates (None: the config's, or the checkpoint's)
+    batch_size: int = 32  # global batch: samples per optimizer step over all processes
+    steps: int = 0  # optimizer steps of the whole run (0: from epochs)
+    epochs: float = 1.0  # passes over the training split (when steps == 0)
+    lr_schedule: str = 'constant'  # constant | cosine (decay to min_lr_ratio * base after warm-up)
+    warmup_steps: int = 0  # linear warm-up from 0 to the base learning rate
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of the base learning rate
+    autoencoder_lr: float | None = (
+        None  # base learning rates (None: the config's, or the checkpoint's)
+    )
     predictor_lr: float | None = None
-    gate: bool = True                # masked autoencoder steps while the reconstruction gate is closed
-    gate_check_interval: int = 5     # while closed, measure the unmasked reconstruction every N steps
-    precision: str = 'fp32'          # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only, with loss scaling)
-    compile: bool = False            # torch.compile the training step
-    val_fraction: float = 0.05       # held-out share (blocks of consecutive samples)
-    val_block: int = 64              # samples per held-out block
-    seed: int = 0                    # data order, held-out split, masks
-    eval_every: int = 0              # held-out evaluation every N steps (0: at the end only)
-    eval_samples: int = 512          # held-out samples per evaluation (evenly spaced; 0: all)
-    save_every: int = 500            # checkpoint every N steps (0: at the end and on interruption only)
-    log_every: int = 10              # metrics to wandb / the progress bar every N steps
+    gate: bool = True  # masked autoencoder steps while the reconstruction gate is closed
+    gate_check_interval: int = 5  # while closed, measure the unmasked reconstruction every N steps
+    precision: str = 'fp32'  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only, with loss scaling)
+    compile: bool = False  # torch.compile the training step
+    val_fraction: float = 0.05  # held-out share (blocks of consecutive samples)
+    val_block: int = 64  # samples per held-out block
+    seed: int = 0  # data order, held-out split, masks
+    eval_every: int = 0  # held-out evaluation every N steps (0: at the end only)
+    eval_samples: int = 512  # held-out samples per evaluation (evenly spaced; 0: all)
+    save_every: int = 500  # checkpoint every N steps (0: at the end and on interruption only)
+    log_every: int = 10  # metrics to wandb / the progress bar every N steps
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(msg)
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1, f'batch_size must be >= 1, got {self.batch_size}')
+
+        need(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f'batch_size must be >= 1, got {self.batch_size}',
+        )
         need(self.steps >= 0, f'steps must be >= 0, got {self.steps}')
-        need(math.isfinite(self.epochs) and self.epochs > 0, f'epochs must be > 0, got {self.epochs}')
-        need(self.lr_schedule in ('constant', 'cosine'), f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        need(
+            math.isfinite(self.epochs) and self.epochs > 0, f'epochs must be > 0, got {self.epochs}'
+        )
+        need(
+            self.lr_schedule in ('constant', 'cosine'),
+            f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}",
+        )
         need(self.warmup_steps >= 0, f'warmup_steps must be >= 0, got {self.warmup_steps}')
-        need(0.0 <= self.min_lr_ratio <= 1.0, f'min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}')
+        need(
+            0.0 <= self.min_lr_ratio <= 1.0,
+            f'min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}',
+        )
         for name in ('autoencoder_lr', 'predictor_lr'):
             v = getattr(self, name)
             need(v is None or (math.isfinite(v) and v > 0), f'{name} must be > 0, got {v}')
-        need(self.gate_check_interval >= 1, f'gate_check_interval must be >= 1, got {self.gate_check_interval}')
-        need(self.precision in ('fp32', 'bf16', 'fp16'), f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        need(0.0 <= self.val_fraction < 1.0, f'val_fraction must be in [0, 1), got {self.val_fraction}')
+        need(
+            self.gate_check_interval >= 1,
+            f'gate_check_interval must be >= 1, got {self.gate_check_interval}',
+        )
+        need(
+            self.precision in ('fp32', 'bf16', 'fp16'),
+            f"precision must be fp32, bf16 or fp16, got {self.precision!r}",
+        )
+        need(
+            0.0 <= self.val_fraction < 1.0,
+            f'val_fraction must be in [0, 1), got {self.val_fraction}',
+        )
         need(self.val_block >= 1, f'val_block must be >= 1, got {self.val_block}')
         for name in ('eval_every', 'eval_samples', 'save_every'):
             need(getattr(self, name) >= 0, f'{name} must be >= 0, got {getattr(self, name)}')
@@ -157,24 +186,29 @@ class DistInfo:
     def from_env(cls) -> 'DistInfo':
         """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process)."""
         try:
-            return cls(int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)),
-                       int(os.environ.get('LOCAL_RANK', 0)))
+            return cls(
+                int(os.environ.get('RANK', 0)),
+                int(os.environ.get('WORLD_SIZE', 1)),
+                int(os.environ.get('LOCAL_RANK', 0)),
+            )
         except ValueError as exc:
-            raise TrainError(f'bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {exc}') from exc
+            raise TrainError(
+                f'bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {exc}'
+            ) from exc
 
 
 @dataclass
 class RunState:
     """Where a run is (saved in offline_state.pth; restored exactly on resume)."""
 
-    global_step: int = 0             # optimizer steps taken (any kind)
-    epoch: int = 0                   # current pass over the training split
-    batch_in_epoch: int = 0          # batches of this epoch already trained on
-    samples: int = 0                 # samples trained on (all processes)
+    global_step: int = 0  # optimizer steps taken (any kind)
+    epoch: int = 0  # current pass over the training split
+    batch_in_epoch: int = 0  # batches of this epoch already trained on
+    samples: int = 0  # samples trained on (all processes)
     autoencoder_only_steps: int = 0  # masked autoencoder steps (gate closed)
-    joint_steps: int = 0             # joint predictor + autoencoder steps (gate open)
-    gate_recon: float = math.inf     # last measured unmasked reconstruction MSE (mean over processes)
-    closed_since_check: int = 0      # gate-closed steps since that measurement
+    joint_steps: int = 0  # joint predictor + autoencoder steps (gate open)
+    gate_recon: float = math.inf  # last measured unmasked reconstruction MSE (mean over processes)
+    closed_since_check: int = 0  # gate-closed steps since that measurement
     base_counters: dict = field(default_factory=dict)  # the online counters the run started from
     last_eval: dict = field(default_factory=dict)
 
@@ -182,6 +216,7 @@ class RunState:
 # ---------------------------------------------------------------------------------------------
 # the training step as one module (so DistributedDataParallel sees both parameter sets)
 # ---------------------------------------------------------------------------------------------
+
 
 class WorldModelStep(nn.Module):
     """The autoencoder and the level-0 predictor together; ``forward`` is one step's loss.
@@ -193,8 +228,13 @@ class WorldModelStep(nn.Module):
         config: weights of the losses and the encoder gradient scale.
     """
 
-    def __init__(self, autoencoder: MaskedAutoencoderViT, predictor: TransformerActionConditionedPredictor,
-                 action_table: torch.Tensor, config: WorldModelConfig) -> None:
+    def __init__(
+        self,
+        autoencoder: MaskedAutoencoderViT,
+        predictor: TransformerActionConditionedPredictor,
+        action_table: torch.Tensor,
+        config: WorldModelConfig,
+    ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.predictor = predictor
@@ -203,8 +243,15 @@ class WorldModelStep(nn.Module):
         self.joint_reconstruction_weight = config.joint_reconstruction_weight
         self.grad_scale = config.encoder_prediction_grad_scale
 
-    def forward(self, frames: torch.Tensor, actions: torch.Tensor, mode: str, mask_ratio: float = 0.5,
-                generator: torch.Generator | None = None, check_gate: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        mode: str,
+        mask_ratio: float = 0.5,
+        generator: torch.Generator | None = None,
+        check_gate: bool = False,
+    ) -> dict[str, torch.Tensor]:
         """One step's losses.
 
         Args:
@@ -225,7 +272,9 @@ class WorldModelStep(nn.Module):
             out = {}
             if check_gate:
                 with torch.no_grad():
-                    out['reconstruction'] = F.mse_loss(ae.decode(ae.encode(target)), ae.patchify(target)).float()
+                    out['reconstruction'] = F.mse_loss(
+                        ae.decode(ae.encode(target)), ae.patchify(target)
+                    ).float()
             loss, _, _ = ae(target, mask_ratio, generator)
             out['loss'] = loss
             out['autoencoder'] = loss.detach().float()
@@ -234,29 +283,49 @@ class WorldModelStep(nn.Module):
             raise ValueError(f"mode must be 'autoencoder' or 'joint', got {mode!r}")
         x_cur, x_next = frames[:, f - 1], frames[:, f]
         with torch.no_grad():
-            z_hist = ae.encode(frames[:, :f - 1].flatten(0, 1)).unflatten(0, (b, f - 1)) if f > 1 else None
-            z_next = ae.encode(x_next)                                         # [B, T, D] target features
-            next_patches = ae.decode(z_next)                                   # the real change's end, decoded
-        z_cur = ae.encode(x_cur)                                               # [B, T, D] with graph
+            z_hist = (
+                ae.encode(frames[:, : f - 1].flatten(0, 1)).unflatten(0, (b, f - 1))
+                if f > 1
+                else None
+            )
+            z_next = ae.encode(x_next)  # [B, T, D] target features
+            next_patches = ae.decode(z_next)  # the real change's end, decoded
+        z_cur = ae.encode(x_cur)  # [B, T, D] with graph
         cur_patches = ae.patchify(x_cur)
         recon = ae.decode(z_cur)
         recon_loss = F.mse_loss(recon, cur_patches)
-        table = self.action_table[actions]                                     # [B, F, C]
-        ctx = pred.build_context(scale_gradient(z_cur, self.grad_scale), z_hist, table[:, :-1] if f > 1 else None)
-        out = pred.predict(ctx, table[:, -1])                                   # prediction [B, T, D]
-        pred_patches = ae.decode_frozen(out.prediction)                         # [B, N, P]; decoder: recon only
+        table = self.action_table[actions]  # [B, F, C]
+        ctx = pred.build_context(
+            scale_gradient(z_cur, self.grad_scale), z_hist, table[:, :-1] if f > 1 else None
+        )
+        out = pred.predict(ctx, table[:, -1])  # prediction [B, T, D]
+        pred_patches = ae.decode_frozen(out.prediction)  # [B, N, P]; decoder: recon only
         target_patches = ae.patchify(x_next)
-        parts = pred.forward_loss(out, pred_patches, recon, next_patches, z_next, target_patches, actions[:, -1],
-                                  self.weights)
+        parts = pred.forward_loss(
+            out,
+            pred_patches,
+            recon,
+            next_patches,
+            z_next,
+            target_patches,
+            actions[:, -1],
+            self.weights,
+        )
         loss = parts['total'] + self.joint_reconstruction_weight * recon_loss
-        return {'loss': loss, 'reconstruction': recon_loss.detach().float(), 'patch': parts['patch'].detach().float(),
-                'latent': parts['latent'].detach().float(), 'action': parts['action'].detach().float(),
-                'explained_variance': M.explained_variance(pred_patches.detach(), target_patches)}
+        return {
+            'loss': loss,
+            'reconstruction': recon_loss.detach().float(),
+            'patch': parts['patch'].detach().float(),
+            'latent': parts['latent'].detach().float(),
+            'action': parts['action'].detach().float(),
+            'explained_variance': M.explained_variance(pred_patches.detach(), target_patches),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
 # learning-rate schedule
 # ---------------------------------------------------------------------------------------------
+
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int, min_ratio: float) -> float:
     """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total``."""
@@ -273,24 +342,30 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int, min_ratio: floa
 # the trainer
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainResult:
     """What a ``train()`` call did."""
+
     out_dir: Path
     global_step: int
     total_steps: int
     steps_this_run: int
     samples_this_run: int
     wall_s: float
-    samples_per_s: float               # after the first step of this call (warm-up, compilation)
+    samples_per_s: float  # after the first step of this call (warm-up, compilation)
     interrupted: bool
     train_metrics: dict[str, float]
     eval: dict
-    data_wait_fraction: float = math.nan  # share of the time (after the first step) spent waiting for batches
+    data_wait_fraction: float = (
+        math.nan
+    )  # share of the time (after the first step) spent waiting for batches
 
 
-DATA_BOUND_FRACTION = 0.5      # waiting for batches more than this share of the time: say how to feed faster
-DATA_HINT_AFTER_STEPS = 10     # ... once, after this many measured steps
+DATA_BOUND_FRACTION = (
+    0.5  # waiting for batches more than this share of the time: say how to feed faster
+)
+DATA_HINT_AFTER_STEPS = 10  # ... once, after this many measured steps
 
 
 class OfflineTrainer:
@@ -313,11 +388,23 @@ class OfflineTrainer:
         dist_info: this process's rank (default: from torchrun's environment).
     """
 
-    def __init__(self, sessions: Sequence[str | Path], out_dir: str | Path, config: WorldModelConfig | None = None,
-                 settings: TrainSettings | None = None, init_dir: str | Path | None = None, resume: bool = False,
-                 device: str = 'auto', workers: int = 0, cache_mb: float = 1024, wandb_project: str | None = None,
-                 progress: bool = True, overwrite: bool = False, skip_bad: bool = False,
-                 dist_info: DistInfo | None = None) -> None:
+    def __init__(
+        self,
+        sessions: Sequence[str | Path],
+        out_dir: str | Path,
+        config: WorldModelConfig | None = None,
+        settings: TrainSettings | None = None,
+        init_dir: str | Path | None = None,
+        resume: bool = False,
+        device: str = 'auto',
+        workers: int = 0,
+        cache_mb: float = 1024,
+        wandb_project: str | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+        skip_bad: bool = False,
+        dist_info: DistInfo | None = None,
+    ) -> None:
         self.dist = dist_info or DistInfo.from_env()
         self.out_dir = Path(out_dir)
         self.workers = int(workers)
@@ -338,41 +425,61 @@ class OfflineTrainer:
         self.config = config or WorldModelConfig()
         self.settings = settings or TrainSettings()
         if self.settings.batch_size % self.dist.world_size:
-            raise TrainError(f'batch size {self.settings.batch_size} is not a multiple of the {self.dist.world_size} '
-                             f'processes: every process must take the same share of a batch')
+            raise TrainError(
+                f'batch size {self.settings.batch_size} is not a multiple of the {self.dist.world_size} '
+                f'processes: every process must take the same share of a batch'
+            )
         if self.settings.precision == 'fp16' and self.device.type != 'cuda':
             raise TrainError('precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)')
 
         self._setup_data(sessions, saved, skip_bad)
         self._setup_models(saved, init_dir)
         self.model = self._wrap_model()
-        self.logger = M.WandbLogger(wandb_project if self.dist.is_main else None,
-                                    {'config': self.config.to_dict(), 'settings': self.settings.to_dict(),
-                                     'world_size': self.dist.world_size, 'robot': self.index.robot_type},
-                                    run_name=f'{self.index.robot_type}_offline_{self.out_dir.name}')
-        self._stop_signal = False                   # set by a signal handler in this process
-        self.stop_requested = False                 # a stop all processes agreed on (after a step)
+        self.logger = M.WandbLogger(
+            wandb_project if self.dist.is_main else None,
+            {
+                'config': self.config.to_dict(),
+                'settings': self.settings.to_dict(),
+                'world_size': self.dist.world_size,
+                'robot': self.index.robot_type,
+            },
+            run_name=f'{self.index.robot_type}_offline_{self.out_dir.name}',
+        )
+        self._stop_signal = False  # set by a signal handler in this process
+        self.stop_requested = False  # a stop all processes agreed on (after a step)
         self._bar = None
-        self._wait_s = self._busy_s = 0.0           # this train() call: waiting for batches / training
+        self._wait_s = self._busy_s = 0.0  # this train() call: waiting for batches / training
 
     # ------------------------------------------------------------------ set-up helpers
 
-    def _setup_data(self, sessions: Sequence[str | Path], saved: dict | None, skip_bad: bool) -> None:
+    def _setup_data(
+        self, sessions: Sequence[str | Path], saved: dict | None, skip_bad: bool
+    ) -> None:
         """Index the sessions, split them, and size the run."""
         s = self.settings
-        self.index: TransitionIndex = build_index(sessions, self.config.context_frames, skip_bad=skip_bad)
+        self.index: TransitionIndex = build_index(
+            sessions, self.config.context_frames, skip_bad=skip_bad
+        )
         if saved is not None and saved['data'] != self.index.fingerprint():
-            raise TrainError(f'{self.out_dir}: the sessions of this run changed since it was interrupted '
-                             f'(was {saved["data"]}, now {self.index.fingerprint()}); start a new run with --init')
-        self.train_ids, self.val_ids = split_samples(self.index, s.val_fraction, s.seed, s.val_block)
-        cache = int(self.cache_mb * 2 ** 20)
+            raise TrainError(
+                f'{self.out_dir}: the sessions of this run changed since it was interrupted '
+                f'(was {saved["data"]}, now {self.index.fingerprint()}); start a new run with --init'
+            )
+        self.train_ids, self.val_ids = split_samples(
+            self.index, s.val_fraction, s.seed, s.val_block
+        )
+        cache = int(self.cache_mb * 2**20)
         self.train_set = TransitionDataset(self.index, self.train_ids, self.config.img_size, cache)
-        self.val_set = TransitionDataset(self.index, self._eval_subset(), self.config.img_size, cache // 4)
+        self.val_set = TransitionDataset(
+            self.index, self._eval_subset(), self.config.img_size, cache // 4
+        )
         self.batches_per_epoch = len(self.train_ids) // s.batch_size
         if self.batches_per_epoch == 0:
-            raise TrainError(f'{len(self.train_ids)} training samples (of {len(self.index)}; {len(self.val_ids)} held '
-                             f'out) are fewer than one batch of {s.batch_size}: record more or use a smaller '
-                             f'--batch-size')
+            raise TrainError(
+                f'{len(self.train_ids)} training samples (of {len(self.index)}; {len(self.val_ids)} held '
+                f'out) are fewer than one batch of {s.batch_size}: record more or use a smaller '
+                f'--batch-size'
+            )
         self.total_steps = s.steps or max(1, math.ceil(s.epochs * self.batches_per_epoch))
 
     def _setup_models(self, saved: dict | None, init_dir: str | Path | None) -> None:
@@ -382,17 +489,28 @@ class OfflineTrainer:
         acts = self.index.action_space.normalized()
         source = self.out_dir if saved is not None else init_dir
         try:
-            self.learner = OnlineLearner(self.config, acts, device=self.device, checkpoint_dir=source,
-                                         autoencoder_lr=s.autoencoder_lr if saved is None else None,
-                                         predictor_lr=s.predictor_lr if saved is None else None)
+            self.learner = OnlineLearner(
+                self.config,
+                acts,
+                device=self.device,
+                checkpoint_dir=source,
+                autoencoder_lr=s.autoencoder_lr if saved is None else None,
+                predictor_lr=s.predictor_lr if saved is None else None,
+            )
         except CheckpointError as exc:
             raise TrainError(f'cannot start from the checkpoint in {source}: {exc}') from exc
-        self.learner.checkpoints = CheckpointManager(self.out_dir)        # writes go to the output folder only
+        self.learner.checkpoints = CheckpointManager(
+            self.out_dir
+        )  # writes go to the output folder only
         self.autoencoder = self.learner.autoencoder
         self.predictor = self.learner.levels[0].predictor
         self.optimizers = [self.learner.ae_optimizer, self.learner.levels[0].optimizer]
-        self.step_module = WorldModelStep(self.autoencoder, self.predictor, self.learner.levels[0].actions, self.config)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda) for opt in self.optimizers]
+        self.step_module = WorldModelStep(
+            self.autoencoder, self.predictor, self.learner.levels[0].actions, self.config
+        )
+        self.schedulers = [
+            torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda) for opt in self.optimizers
+        ]
         self.scaler = torch.amp.GradScaler('cuda', enabled=s.precision == 'fp16')
         self.state = RunState(base_counters=self._online_counters())
         if saved is not None:
@@ -405,9 +523,15 @@ class OfflineTrainer:
         if self.dist.distributed:
             self._init_process_group()
             from torch.nn.parallel import DistributedDataParallel as DDP
+
             ids = [self.device.index] if self.device.type == 'cuda' else None
             # find_unused_parameters: a gate-closed step leaves the predictor out, a joint step the mask token
-            model = DDP(self.step_module, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
+            model = DDP(
+                self.step_module,
+                device_ids=ids,
+                find_unused_parameters=True,
+                broadcast_buffers=False,
+            )
         if self.settings.compile:
             model = torch.compile(model)
         return model
@@ -428,15 +552,25 @@ class OfflineTrainer:
         if dist.is_initialized():
             return
         backend = 'nccl' if self.device.type == 'cuda' else 'gloo'
-        dist.init_process_group(backend=backend, rank=self.dist.rank, world_size=self.dist.world_size)
+        dist.init_process_group(
+            backend=backend, rank=self.dist.rank, world_size=self.dist.world_size
+        )
 
     def _check_out_dir(self, overwrite: bool, init_dir: str | Path | None) -> None:
         if (self.out_dir / STATE_FILE).exists() and not overwrite:
-            raise TrainError(f'{self.out_dir} holds an offline run: continue it with --resume {self.out_dir}, or '
-                             f'choose another --out')
+            raise TrainError(
+                f'{self.out_dir} holds an offline run: continue it with --resume {self.out_dir}, or '
+                f'choose another --out'
+            )
         if CheckpointManager(self.out_dir).exists() and not overwrite:
-            hint = f'start from it with --init {self.out_dir} and a new --out' if init_dir is None else 'choose another --out'
-            raise TrainError(f'{self.out_dir} holds a checkpoint; not overwriting it ({hint}, or give --overwrite)')
+            hint = (
+                f'start from it with --init {self.out_dir} and a new --out'
+                if init_dir is None
+                else 'choose another --out'
+            )
+            raise TrainError(
+                f'{self.out_dir} holds a checkpoint; not overwriting it ({hint}, or give --overwrite)'
+            )
 
     def _eval_subset(self) -> np.ndarray:
         ids = self.val_ids
@@ -451,8 +585,11 @@ class OfflineTrainer:
 
     def _online_counters(self) -> dict:
         lv0 = self.learner.levels[0]
-        return {'step': self.learner.step, 'autoencoder_steps': self.learner.autoencoder_steps,
-                'training_steps': lv0.training_steps}
+        return {
+            'step': self.learner.step,
+            'autoencoder_steps': self.learner.autoencoder_steps,
+            'training_steps': lv0.training_steps,
+        }
 
     # ------------------------------------------------------------------ training
 
@@ -466,25 +603,34 @@ class OfflineTrainer:
         st = self.state
         if not self.settings.gate or st.gate_recon <= self.config.reconstruction_threshold:
             return 'joint', False
-        check = not math.isfinite(st.gate_recon) or st.closed_since_check + 1 >= self.settings.gate_check_interval
+        check = (
+            not math.isfinite(st.gate_recon)
+            or st.closed_since_check + 1 >= self.settings.gate_check_interval
+        )
         return 'autoencoder', check
 
     def _generators(self) -> tuple[float, torch.Generator]:
         """Mask ratio (equal on every process) and the mask generator (per process) of this step,
         derived from (seed, step, rank): a resumed run draws exactly what it would have drawn."""
         cfg, s = self.config, self.settings
-        g = torch.Generator().manual_seed(zlib.crc32(f'ratio:{s.seed}:{self.state.global_step}'.encode()))
+        g = torch.Generator().manual_seed(
+            zlib.crc32(f'ratio:{s.seed}:{self.state.global_step}'.encode())
+        )
         u = float(torch.rand((), generator=g))
         ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * u
-        mg = torch.Generator()                       # on the CPU: the same masks on any device
-        mg.manual_seed(zlib.crc32(f'mask:{s.seed}:{self.state.global_step}:{self.dist.rank}'.encode()))
+        mg = torch.Generator()  # on the CPU: the same masks on any device
+        mg.manual_seed(
+            zlib.crc32(f'mask:{s.seed}:{self.state.global_step}:{self.dist.rank}'.encode())
+        )
         return ratio, mg
 
     def _autocast(self):
         p = self.settings.precision
         if p == 'fp32':
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == 'bf16' else torch.float16)
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16 if p == 'bf16' else torch.float16
+        )
 
     def _clip(self, module: nn.Module) -> None:
         clip_gradients(module, self.config.grad_clip_norm)
@@ -499,7 +645,9 @@ class OfflineTrainer:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         with self._autocast():
-            out = self.model(frames, actions, mode, mask_ratio=ratio, generator=gen, check_gate=check)
+            out = self.model(
+                frames, actions, mode, mask_ratio=ratio, generator=gen, check_gate=check
+            )
         self.scaler.scale(out['loss']).backward()
         stepped = [self.optimizers[0]] if mode == 'autoencoder' else self.optimizers
         for opt in stepped:
@@ -507,24 +655,30 @@ class OfflineTrainer:
         if mode == 'joint':
             self._clip(self.predictor)
         self._clip(self.autoencoder)
-        for opt in stepped[::-1]:                 # predictor first, as online
+        for opt in stepped[::-1]:  # predictor first, as online
             self.scaler.step(opt)
         self.scaler.update()
-        with warnings.catch_warnings():       # the predictor's schedule also advances on gate-closed steps
-            warnings.filterwarnings('ignore', message=re.escape('Detected call of `lr_scheduler.step()`'))
+        with (
+            warnings.catch_warnings()
+        ):  # the predictor's schedule also advances on gate-closed steps
+            warnings.filterwarnings(
+                'ignore', message=re.escape('Detected call of `lr_scheduler.step()`')
+            )
             for sched in self.schedulers:
                 sched.step()
         # ---- one all-reduce: the numbers, the gate measurement, a stop request
         names = ['loss', 'reconstruction', 'patch', 'latent', 'action', 'explained_variance']
         nan = torch.tensor(math.nan, device=self.device)
-        vec = torch.stack([out[k].detach().reshape(()).double() if k in out else nan.double() for k in names]
-                          + [torch.tensor(float(self._stop_signal), device=self.device, dtype=torch.float64)])
+        vec = torch.stack(
+            [out[k].detach().reshape(()).double() if k in out else nan.double() for k in names]
+            + [torch.tensor(float(self._stop_signal), device=self.device, dtype=torch.float64)]
+        )
         if self.dist.distributed:
-            dist.all_reduce(vec, op=dist.ReduceOp.SUM)          # means below; the stop flag: any process
+            dist.all_reduce(vec, op=dist.ReduceOp.SUM)  # means below; the stop flag: any process
             vec = vec / self.dist.world_size
         vec = vec.cpu()
         values = dict(zip(names, vec[:-1].tolist()))
-        self.stop_requested = bool(vec[-1] > 0)      # agreed by all processes
+        self.stop_requested = bool(vec[-1] > 0)  # agreed by all processes
         st = self.state
         st.global_step += 1
         st.samples += self.settings.batch_size
@@ -536,32 +690,46 @@ class OfflineTrainer:
         if 'reconstruction' in out:
             st.gate_recon = values['reconstruction']
         metrics = {k: v for k, v in values.items() if math.isfinite(v)}
-        metrics.update(mode_joint=float(mode == 'joint'), mask_ratio=ratio if mode == 'autoencoder' else math.nan,
-                       autoencoder_lr=self.optimizers[0].param_groups[0]['lr'],
-                       predictor_lr=self.optimizers[1].param_groups[0]['lr'])
+        metrics.update(
+            mode_joint=float(mode == 'joint'),
+            mask_ratio=ratio if mode == 'autoencoder' else math.nan,
+            autoencoder_lr=self.optimizers[0].param_groups[0]['lr'],
+            predictor_lr=self.optimizers[1].param_groups[0]['lr'],
+        )
         return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         """This process's batches of an epoch (indices into the training set). The order is a
         permutation seeded by (seed, epoch); process r takes every world_size-th index, so the
         processes' batches k together are exactly the single-process batch k."""
-        sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                     shuffle=True, seed=self.settings.seed, drop_last=True)
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=self.settings.seed,
+            drop_last=True,
+        )
         sampler.set_epoch(epoch)
         idx = list(sampler)
         per = self.settings.batch_size // self.dist.world_size
         n = min(len(idx) // per, self.batches_per_epoch)
-        return [idx[k * per:(k + 1) * per] for k in range(n)]
+        return [idx[k * per : (k + 1) * per] for k in range(n)]
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         """Batches from the current data position on, across epochs, forever."""
         while True:
             st = self.state
-            batches = self._epoch_batches(st.epoch)[st.batch_in_epoch:]
-            loader = DataLoader(self.train_set, batch_sampler=batches, num_workers=self.workers,
-                                pin_memory=self.device.type == 'cuda', worker_init_fn=_worker_ignores_interrupts)
+            batches = self._epoch_batches(st.epoch)[st.batch_in_epoch :]
+            loader = DataLoader(
+                self.train_set,
+                batch_sampler=batches,
+                num_workers=self.workers,
+                pin_memory=self.device.type == 'cuda',
+                worker_init_fn=_worker_ignores_interrupts,
+            )
             for batch in loader:
-                st.batch_in_epoch += 1        # counted when handed out: a save after this step skips it
+                st.batch_in_epoch += 1  # counted when handed out: a save after this step skips it
                 yield batch
             st.epoch += 1
             st.batch_in_epoch = 0
@@ -579,7 +747,9 @@ class OfflineTrainer:
         steps = 0
         metrics: dict[str, float] = {}
         self._stop_signal = self.stop_requested = False
-        self._wait_s = self._busy_s = 0.0           # waiting for batches / in train_step, after the first step
+        self._wait_s = self._busy_s = (
+            0.0  # waiting for batches / in train_step, after the first step
+        )
         hinted = False
         bar = self._bar = self._progress_bar()
         handlers = self._install_signal_handlers()
@@ -591,7 +761,9 @@ class OfflineTrainer:
                 t_ask = time.perf_counter()
                 batch = next(batches)
                 t_got = time.perf_counter()
-                metrics = self.train_step(batch)        # ends with a device sync (the numbers go to the CPU)
+                metrics = self.train_step(
+                    batch
+                )  # ends with a device sync (the numbers go to the CPU)
                 steps += 1
                 if t_first is None:
                     t_first = time.perf_counter()
@@ -604,9 +776,17 @@ class OfflineTrainer:
                     bar.update(1)
                 if st.global_step % s.log_every == 0 or st.global_step == self.total_steps:
                     self._log(metrics, bar, t_first, steps)
-                if s.eval_every and st.global_step % s.eval_every == 0 and st.global_step < self.total_steps:
+                if (
+                    s.eval_every
+                    and st.global_step % s.eval_every == 0
+                    and st.global_step < self.total_steps
+                ):
                     self.run_evaluation()
-                if s.save_every and st.global_step % s.save_every == 0 and st.global_step < self.total_steps:
+                if (
+                    s.save_every
+                    and st.global_step % s.save_every == 0
+                    and st.global_step < self.total_steps
+                ):
                     self.save()
         finally:
             self._restore_signal_handlers(handlers)
@@ -619,9 +799,19 @@ class OfflineTrainer:
         wall = time.perf_counter() - t0
         rate_steps = steps - 1 if steps > 1 else steps
         rate_wall = time.perf_counter() - t_first if (t_first is not None and steps > 1) else wall
-        result = TrainResult(self.out_dir, st.global_step, self.total_steps, steps, steps * s.batch_size, wall,
-                             rate_steps * s.batch_size / rate_wall if rate_wall > 0 else 0.0, interrupted, metrics,
-                             final_eval, self.data_wait_fraction())
+        result = TrainResult(
+            self.out_dir,
+            st.global_step,
+            self.total_steps,
+            steps,
+            steps * s.batch_size,
+            wall,
+            rate_steps * s.batch_size / rate_wall if rate_wall > 0 else 0.0,
+            interrupted,
+            metrics,
+            final_eval,
+            self.data_wait_fraction(),
+        )
         if self.dist.is_main:
             self._write_summary(result)
         self.logger.close()
@@ -629,22 +819,44 @@ class OfflineTrainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate_samples(self, sample_ids: Sequence[int], batch_size: int = 32, dot_metrics: bool = False) -> dict:
+    def evaluate_samples(
+        self, sample_ids: Sequence[int], batch_size: int = 32, dot_metrics: bool = False
+    ) -> dict:
         """The current models' numbers (:func:`evaluation.evaluate`) on these samples of the index,
         e.g. ``trainer.val_ids[:64]``: a look at the models from a notebook or a test, this process only."""
-        data = TransitionDataset(self.index, np.asarray(sample_ids, dtype=np.int64), self.config.img_size)
+        data = TransitionDataset(
+            self.index, np.asarray(sample_ids, dtype=np.int64), self.config.img_size
+        )
         loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
-        return evaluate(self.autoencoder, self.predictor, self.learner.levels[0].actions, loader, self.device,
-                        self.step_module.weights, dot_metrics=dot_metrics)
+        return evaluate(
+            self.autoencoder,
+            self.predictor,
+            self.learner.levels[0].actions,
+            loader,
+            self.device,
+            self.step_module.weights,
+            dot_metrics=dot_metrics,
+        )
 
     def run_evaluation(self) -> dict:
         """Evaluate on the held-out samples (rank 0; the others wait). Returns the result there."""
         res: dict = {}
         if self.dist.is_main and len(self.val_set):
-            loader = DataLoader(self.val_set, batch_size=max(1, self.settings.batch_size // self.dist.world_size),
-                                shuffle=False, num_workers=0)
-            res = evaluate(self.autoencoder, self.predictor, self.learner.levels[0].actions, loader, self.device,
-                           self.step_module.weights, dot_metrics=self.index.robot_type == 'toroidal_dot')
+            loader = DataLoader(
+                self.val_set,
+                batch_size=max(1, self.settings.batch_size // self.dist.world_size),
+                shuffle=False,
+                num_workers=0,
+            )
+            res = evaluate(
+                self.autoencoder,
+                self.predictor,
+                self.learner.levels[0].actions,
+                loader,
+                self.device,
+                self.step_module.weights,
+                dot_metrics=self.index.robot_type == 'toroidal_dot',
+            )
             self.state.last_eval = {'step': self.state.global_step, **res}
             self.logger.log({**flatten_metrics(res), 'step': self.state.global_step})
             self._print(f'[train] held-out @ step {self.state.global_step}: {format_eval(res)}')
@@ -665,8 +877,11 @@ class OfflineTrainer:
         frac = self.data_wait_fraction()
         if not frac > DATA_BOUND_FRACTION:
             return False
-        how = ('give --workers N (DataLoader processes decode frames in parallel)' if self.workers == 0 else
-               f'more --workers than {self.workers}, or a larger --cache-mb if the frames would fit')
+        how = (
+            'give --workers N (DataLoader processes decode frames in parallel)'
+            if self.workers == 0
+            else f'more --workers than {self.workers}, or a larger --cache-mb if the frames would fit'
+        )
         self._print(f'[train] waiting for data takes {100 * frac:.0f}% of the time: {how}')
         return True
 
@@ -677,8 +892,15 @@ class OfflineTrainer:
             from tqdm import tqdm
         except ImportError:
             return None
-        return tqdm(total=self.total_steps, initial=self.state.global_step, unit='step', desc='train',
-                    dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+        return tqdm(
+            total=self.total_steps,
+            initial=self.state.global_step,
+            unit='step',
+            desc='train',
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            file=sys.stderr,
+        )
 
     def _log(self, metrics: dict[str, float], bar, t_first: float | None, steps: int) -> None:
         if not self.dist.is_main:
@@ -688,8 +910,11 @@ class OfflineTrainer:
             rate = (steps - 1) * self.settings.batch_size / max(1e-9, time.perf_counter() - t_first)
         wait = self.data_wait_fraction()
         if bar is not None:
-            post = {'samples/s': f'{rate:.1f}' if rate else '-', 'gate': 'open' if metrics.get('mode_joint') else 'closed',
-                    'recon': f'{self.state.gate_recon:.5f}'}
+            post = {
+                'samples/s': f'{rate:.1f}' if rate else '-',
+                'gate': 'open' if metrics.get('mode_joint') else 'closed',
+                'recon': f'{self.state.gate_recon:.5f}',
+            }
             if 'loss' in metrics:
                 post['loss'] = f"{metrics['loss']:.4f}"
             if math.isfinite(wait):
@@ -707,24 +932,45 @@ class OfflineTrainer:
         if not self.dist.is_main:
             return
         if self._bar is not None:
-            self._bar.write(text)              # above the progress bar, not through it
+            self._bar.write(text)  # above the progress bar, not through it
         else:
             print(text, flush=True)
 
     def _write_summary(self, result: TrainResult) -> None:
         st = self.state
-        doc = {'robot': self.index.robot_type, 'out_dir': str(self.out_dir), 'world_size': self.dist.world_size,
-               'device': str(self.device), 'global_step': st.global_step, 'total_steps': self.total_steps,
-               'epoch': st.epoch, 'samples_trained': st.samples, 'autoencoder_only_steps': st.autoencoder_only_steps,
-               'joint_steps': st.joint_steps, 'gate_reconstruction': st.gate_recon,
-               'this_run': {'steps': result.steps_this_run, 'wall_s': round(result.wall_s, 2),
-                            'samples_per_s': round(result.samples_per_s, 3), 'interrupted': result.interrupted,
-                            'data_wait_fraction': (round(result.data_wait_fraction, 3)
-                                                   if math.isfinite(result.data_wait_fraction) else None)},
-               'data': {'sessions': len(self.index.sessions), 'samples': len(self.index),
-                        'train': int(self.train_ids.size), 'held_out': int(self.val_ids.size),
-                        'evaluated': len(self.val_set)},
-               'settings': self.settings.to_dict(), 'last_eval': st.last_eval}
+        doc = {
+            'robot': self.index.robot_type,
+            'out_dir': str(self.out_dir),
+            'world_size': self.dist.world_size,
+            'device': str(self.device),
+            'global_step': st.global_step,
+            'total_steps': self.total_steps,
+            'epoch': st.epoch,
+            'samples_trained': st.samples,
+            'autoencoder_only_steps': st.autoencoder_only_steps,
+            'joint_steps': st.joint_steps,
+            'gate_reconstruction': st.gate_recon,
+            'this_run': {
+                'steps': result.steps_this_run,
+                'wall_s': round(result.wall_s, 2),
+                'samples_per_s': round(result.samples_per_s, 3),
+                'interrupted': result.interrupted,
+                'data_wait_fraction': (
+                    round(result.data_wait_fraction, 3)
+                    if math.isfinite(result.data_wait_fraction)
+                    else None
+                ),
+            },
+            'data': {
+                'sessions': len(self.index.sessions),
+                'samples': len(self.index),
+                'train': int(self.train_ids.size),
+                'held_out': int(self.val_ids.size),
+                'evaluated': len(self.val_set),
+            },
+            'settings': self.settings.to_dict(),
+            'last_eval': st.last_eval,
+        }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.out_dir / (SUMMARY_FILE + '.tmp')
         tmp.write_text(json.dumps(doc, indent=2, default=_json_default))
@@ -734,6 +980,7 @@ class OfflineTrainer:
 
     def _install_signal_handlers(self) -> dict:
         import threading
+
         if threading.current_thread() is not threading.main_thread():
             return {}
         old = {}
@@ -755,22 +1002,30 @@ class OfflineTrainer:
             generation = learner.generation + 1
             st = self.state
             payload = {
-                'format': STATE_FORMAT, 'version': STATE_VERSION, 'generation': generation,
-                'config': self.config.to_dict(), 'settings': self.settings.to_dict(),
-                'data': self.index.fingerprint(), 'world_size': self.dist.world_size,
+                'format': STATE_FORMAT,
+                'version': STATE_VERSION,
+                'generation': generation,
+                'config': self.config.to_dict(),
+                'settings': self.settings.to_dict(),
+                'data': self.index.fingerprint(),
+                'world_size': self.dist.world_size,
                 'run': {k: v for k, v in dataclasses.asdict(st).items() if k != 'last_eval'},
                 'last_eval': json.loads(json.dumps(st.last_eval, default=_json_default)),
-                'autoencoder': self.autoencoder.state_dict(), 'predictor': self.predictor.state_dict(),
+                'autoencoder': self.autoencoder.state_dict(),
+                'predictor': self.predictor.state_dict(),
                 'optimizers': [opt.state_dict() for opt in self.optimizers],
                 'schedulers': [sch.state_dict() for sch in self.schedulers],
                 'scaler': self.scaler.state_dict(),
             }
             self.out_dir.mkdir(parents=True, exist_ok=True)
             from ..checkpoint import to_cpu
+
             atomic_save(to_cpu(payload), self.out_dir / STATE_FILE)
             self._save_online()
             if learner.generation != generation:
-                raise TrainError(f'checkpoint generation mismatch ({learner.generation} vs {generation})')
+                raise TrainError(
+                    f'checkpoint generation mismatch ({learner.generation} vs {generation})'
+                )
         if self.dist.distributed:
             dist.barrier()
 
@@ -801,27 +1056,41 @@ class OfflineTrainer:
     def _read_state(self) -> dict:
         path = self.out_dir / STATE_FILE
         if not path.is_file():
-            hint = (' (it holds an online checkpoint: start an offline run from it with --init)'
-                    if CheckpointManager(self.out_dir).exists() else '')
+            hint = (
+                ' (it holds an online checkpoint: start an offline run from it with --init)'
+                if CheckpointManager(self.out_dir).exists()
+                else ''
+            )
             raise TrainError(f'nothing to resume: {path} not found{hint}')
         try:
             state = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as exc:  # noqa: BLE001 - truncated, corrupt, or not ours
-            raise TrainError(f'{path}: unreadable offline state ({type(exc).__name__}: {exc})') from exc
-        if not isinstance(state, dict) or state.get('format') != STATE_FORMAT or state.get('version') != STATE_VERSION:
+            raise TrainError(
+                f'{path}: unreadable offline state ({type(exc).__name__}: {exc})'
+            ) from exc
+        if (
+            not isinstance(state, dict)
+            or state.get('format') != STATE_FORMAT
+            or state.get('version') != STATE_VERSION
+        ):
             raise TrainError(f'{path}: not an offline training state of version {STATE_VERSION}')
         if state.get('world_size') != self.dist.world_size:
-            log.warning('resuming a run of %s process(es) with %d: same global batches, different shards',
-                        state.get('world_size'), self.dist.world_size)
+            log.warning(
+                'resuming a run of %s process(es) with %d: same global batches, different shards',
+                state.get('world_size'),
+                self.dist.world_size,
+            )
         return state
 
     def _restore(self, saved: dict) -> None:
         gen = int(saved['generation'])
         online = self.learner.generation
         if online > gen:
-            raise TrainError(f'{self.out_dir}: the checkpoint was trained further after this offline run was saved '
-                             f'(generation {online} > {gen}); continuing would lose that. Start a new offline run '
-                             f'from it with --init {self.out_dir} --out <new dir>')
+            raise TrainError(
+                f'{self.out_dir}: the checkpoint was trained further after this offline run was saved '
+                f'(generation {online} > {gen}); continuing would lose that. Start a new offline run '
+                f'from it with --init {self.out_dir} --out <new dir>'
+            )
         try:
             self.autoencoder.load_state_dict(saved['autoencoder'])
             self.predictor.load_state_dict(saved['predictor'])
@@ -858,8 +1127,13 @@ def format_eval(res: dict) -> str:
     """One line of held-out numbers."""
     if not res:
         return 'no held-out samples'
-    parts = [f"{res['samples']} samples", f"EV {res['explained_variance']:.3f}", f"mse {res['mse']:.5f}",
-             f"recon {res['reconstruction_loss']:.5f}", f"action acc {res['action_accuracy']:.2f}"]
+    parts = [
+        f"{res['samples']} samples",
+        f"EV {res['explained_variance']:.3f}",
+        f"mse {res['mse']:.5f}",
+        f"recon {res['reconstruction_loss']:.5f}",
+        f"action acc {res['action_accuracy']:.2f}",
+    ]
     for a, e in res.get('per_action', {}).items():
         text = f"a{a}: EV {e['explained_variance']:.3f}"
         if 'dot_error_px_median' in e:
@@ -879,7 +1153,9 @@ def init_distributed(device: str = 'auto') -> DistInfo:
         raise TrainError('device cuda asked for, but torch sees no CUDA device')
     if cuda:
         torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
-    dist.init_process_group(backend='nccl' if cuda else 'gloo', rank=info.rank, world_size=info.world_size)
+    dist.init_process_group(
+        backend='nccl' if cuda else 'gloo', rank=info.rank, world_size=info.world_size
+    )
     return info
 
 
@@ -898,5 +1174,19 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ['OfflineTrainer', 'TrainSettings', 'TrainResult', 'TrainError', 'DistInfo', 'RunState', 'WorldModelStep',
-           'lr_factor', 'format_eval', 'init_distributed', 'broadcast_text', 'cleanup_distributed', 'STATE_FILE', 'SUMMARY_FILE']
+__all__ = [
+    'OfflineTrainer',
+    'TrainSettings',
+    'TrainResult',
+    'TrainError',
+    'DistInfo',
+    'RunState',
+    'WorldModelStep',
+    'lr_factor',
+    'format_eval',
+    'init_distributed',
+    'broadcast_text',
+    'cleanup_distributed',
+    'STATE_FILE',
+    'SUMMARY_FILE',
+]
