@@ -88,10 +88,46 @@ def test_a_lost_frame_breaks_the_chain_and_no_window_crosses_it(tmp_path):
     )  # the outcome of action 9 is lost
     index = build_index([path], F_CTX)
     w = index.sessions[0]
-    # actions 9 and 10 would share the frame pair around the gap: both are left out (session API rule)
+    # actions 9 and 10 would share the frame pair around the gap: both are left out (the session
+    # API's pairing rule)
     assert len(w) == (8 - F_CTX + 1) + (len(acts) - 10 - F_CTX + 1)
     stamps_ok = all(np.all(np.diff(row) == 1) for row in w.frames)  # windows are gap-free runs
     assert stamps_ok
+
+
+def test_a_filter_keeps_the_samples_whose_predicted_transition_it_keeps(tmp_path):
+    rng = np.random.default_rng(4)
+    acts = rng.integers(0, 2, 40).tolist()
+    path, frames = dot_session(tmp_path, 's0', acts, seed=5)
+    every = build_index([path], F_CTX).sessions[0]
+    moves = build_index([path], F_CTX, transition_filter='actions=1')
+    w = moves.sessions[0]
+    # exactly the windows whose last action is 1, with their whole (unfiltered) context
+    expected = every.actions[:, -1] == 1
+    assert 0 < len(w) < len(every)
+    assert w.frames.tolist() == every.frames[expected].tolist()
+    assert w.actions.tolist() == every.actions[expected].tolist()
+    assert set(w.actions[:, :-1].ravel().tolist()) == {0, 1}  # context actions stay as acted
+    assert moves.action_counts().tolist() == [0, len(w)]
+    assert moves.fingerprint()['filter'] == 'actions=1'
+    assert 'filter' not in build_index([path], F_CTX).fingerprint()  # old runs' fingerprints hold
+    ds = TransitionDataset(moves, np.arange(len(moves)), img_size=32)
+    item = ds[len(ds) - 1]
+    t = int(w.frames[-1, -2])  # the frame the last kept sample predicts from
+    assert item['actions'][-1] == 1 and acts[t] == 1
+    assert np.array_equal(item['frames'][-1].permute(1, 2, 0).numpy(), frames[t + 1])
+
+
+def test_a_filter_that_does_not_fit_the_action_space_or_keeps_nothing_is_a_clear_error(
+    tmp_path,
+):
+    path, _ = dot_session(tmp_path, 's0', [0, 1] * 10)
+    with pytest.raises(DatasetError, match=r"s0: filter 'actions=7'.*no action \[7\]"):
+        build_index([path], F_CTX, transition_filter='actions=7')
+    with pytest.raises(DatasetError, match=r"unknown channel 'wheel'"):
+        build_index([path], F_CTX, transition_filter='wheel>0')
+    with pytest.raises(DatasetError, match=r"no training sample kept by the filter 'from=1000'"):
+        build_index([path], F_CTX, transition_filter='from=1000')
 
 
 def test_heldout_split_is_deterministic_disjoint_and_order_independent(tmp_path):

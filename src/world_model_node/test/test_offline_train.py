@@ -420,6 +420,29 @@ def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
     assert 'fewer than one batch' in capsys.readouterr().err
 
 
+def test_cli_filter_trains_only_on_the_kept_transitions_and_a_bad_filter_stops_it(tmp_path, capsys):
+    sessions(tmp_path, n=2, steps=40)
+    common = [
+        '--robot', 'toroidal_dot', '--sessions-dir', str(tmp_path / 'sessions'), '--preset',
+        'tiny', '--batch-size', '4', '--no-progress', '--steps', '2',
+    ]  # fmt: skip
+    out = tmp_path / 'moves'
+    assert train_main([*common, '--filter', 'actions=1', '--out', str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "samples kept by the filter 'actions=1'" in text
+    state = torch.load(out / STATE_FILE, weights_only=False)
+    assert state['data']['filter'] == 'actions=1'
+    assert state['settings']['transition_filter'] == 'actions=1'
+    moves = OfflineTrainer(
+        [], out, resume=True, device='cpu', progress=False
+    )  # the run's own index, rebuilt from its stored settings
+    assert moves.index.action_counts()[0] == 0 and moves.index.action_counts()[1] > 0
+    assert train_main([*common, '--filter', 'actions=5', '--out', str(tmp_path / 'bad')]) == 2
+    err = capsys.readouterr().err
+    assert "filter 'actions=5'" in err and 'no action [5]' in err
+    assert not (tmp_path / 'bad').exists()
+
+
 def test_sigint_saves_and_the_run_resumes(tmp_path):
     import signal
     import subprocess

@@ -16,18 +16,23 @@ import sys
 from pathlib import Path
 
 EXAMPLES = '''examples:
-  devbot train --robot toroidal_dot                              # all sessions, full model, 1 epoch
+  devbot train --robot toroidal_dot                    # all sessions, full model, 1 epoch
   devbot train --robot toroidal_dot --preset tiny --steps 200 --batch-size 16
-  devbot train --bags saved/sessions/toroidal_dot/20261125-101500-000001 --epochs 5 --lr-schedule cosine --warmup-steps 100
-  devbot train --robot toroidal_dot --init saved/checkpoints/toroidal_dot --out saved/checkpoints/dot_offline
-  devbot train --resume saved/checkpoints/dot_offline            # continue an interrupted run exactly
+  devbot train --bags saved/sessions/toroidal_dot/20261125-101500-000001 \\
+      --epochs 5 --lr-schedule cosine --warmup-steps 100
+  devbot train --robot toroidal_dot --init saved/checkpoints/toroidal_dot \\
+      --out saved/checkpoints/dot_offline
+  devbot train --resume saved/checkpoints/dot_offline  # continue an interrupted run exactly
+  devbot train --robot toroidal_dot --filter actions=1 # only the transitions of action 1
   devbot train --robot jetbot --device cuda --precision bf16 --compile --workers 4
-  torchrun --nproc-per-node 4 -m world_model_node.offline.cli --robot jetbot --batch-size 256   # 4 GPUs
+  torchrun --nproc-per-node 4 -m world_model_node.offline.cli \\
+      --robot jetbot --batch-size 256                                       # 4 GPUs
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint host0:29500 \\
-      -m world_model_node.offline.cli --robot jetbot --batch-size 1024                         # 2 nodes
+      -m world_model_node.offline.cli --robot jetbot --batch-size 1024      # 2 nodes
 
 then run the robot on the result:
-  devbot launch launch/toroidal_dot_world_model.launch.yaml checkpoint_dir:=saved/checkpoints/dot_offline
+  devbot launch launch/toroidal_dot_world_model.launch.yaml \\
+      checkpoint_dir:=saved/checkpoints/dot_offline
   (or the world_model_node parameter checkpoint_dir; the node resumes from the checkpoint)
 
 --batch-size is the global batch (all processes together), so 1 process and N processes take the
@@ -57,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         '--skip-bad-sessions',
         action='store_true',
         help='leave out unreadable or empty sessions (with a warning) instead of stopping',
+    )
+    data.add_argument(
+        '--filter',
+        default='',
+        metavar='EXPR',
+        help="train only on transitions this filter keeps, e.g. 'actions=1' or "
+        "'motor_right>0; from=10' (the recorded selector's filter language) ['': all]",
     )
     data.add_argument(
         '--val-fraction', type=float, default=0.05, help='held-out share of the samples [0.05]'
@@ -329,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_samples=args.eval_samples,
             save_every=args.save_every,
             log_every=args.log_every,
+            transition_filter=args.filter,
         )
         out = args.resume or args.out
         if out is None:
@@ -373,18 +386,19 @@ def main(argv: list[str] | None = None) -> int:
             rate += f', {100 * result.data_wait_fraction:.0f}% of it waiting for data'
         if result.interrupted:
             print(
-                f'[train] stopped at step {result.global_step}/{result.total_steps} ({rate}); saved to '
-                f'{result.out_dir}; continue with: devbot train --resume {result.out_dir}',
+                f'[train] stopped at step {result.global_step}/{result.total_steps} ({rate}); '
+                f'saved to {result.out_dir}; continue with: devbot train --resume {result.out_dir}',
                 flush=True,
             )
         else:
             print(
-                f'[train] done: {result.global_step} steps, {result.steps_this_run} in this run, {rate}; '
-                f'held-out: {format_eval(result.eval)}',
+                f'[train] done: {result.global_step} steps, {result.steps_this_run} in this run, '
+                f'{rate}; held-out: {format_eval(result.eval)}',
                 flush=True,
             )
             print(
-                f'[train] checkpoint: {result.out_dir} (world_model_node checkpoint_dir:={result.out_dir})',
+                f'[train] checkpoint: {result.out_dir} '
+                f'(world_model_node checkpoint_dir:={result.out_dir})',
                 flush=True,
             )
     return 130 if result.interrupted and trainer.stop_requested else 0
@@ -394,12 +408,15 @@ def describe(trainer, resumed: bool) -> str:
     """The start-up line: what is trained from what, where to."""
     idx, s, st = trainer.index, trainer.settings, trainer.state
     what = f'resuming at step {st.global_step}' if resumed else 'new run'
+    kept = f'kept by the filter {idx.transition_filter!r} ' if idx.transition_filter else ''
+    cfg = trainer.config
     return (
-        f'[train] {what}: robot {idx.robot_type}, {len(idx.sessions)} session(s), {len(idx)} samples '
-        f'({trainer.train_ids.size} train, {trainer.val_ids.size} held out); model {trainer.config.img_size}px '
-        f'width {trainer.config.embed_dim}; batch {s.batch_size} on {trainer.dist.world_size} process(es) '
-        f'({trainer.device}); {trainer.total_steps} steps ({trainer.batches_per_epoch} per epoch), '
-        f'lr {s.lr_schedule}, {s.precision}; out {trainer.out_dir}'
+        f'[train] {what}: robot {idx.robot_type}, {len(idx.sessions)} session(s), '
+        f'{len(idx)} samples {kept}({trainer.train_ids.size} train, {trainer.val_ids.size} held '
+        f'out); model {cfg.img_size}px width {cfg.embed_dim}; batch {s.batch_size} on '
+        f'{trainer.dist.world_size} process(es) ({trainer.device}); {trainer.total_steps} steps '
+        f'({trainer.batches_per_epoch} per epoch), lr {s.lr_schedule}, {s.precision}; '
+        f'out {trainer.out_dir}'
     )
 
 

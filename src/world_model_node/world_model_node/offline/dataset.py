@@ -13,6 +13,11 @@ F consecutive transitions that form a chain (each one starts on the frame the pr
 on); where a frame or an action is missing the chain breaks and no window crosses the gap, as
 the online learner's context never reaches across an unlabelled frame.
 
+A transition filter (:mod:`devbot.bag.filter`, the recorded selector's language, e.g.
+``actions=1`` or ``motor_right>0; from=10``) keeps the samples whose *predicted-for* transition
+(the last of the window) it keeps; the context frames before it stay whatever the robot did, as
+they were when the online learner made that prediction.
+
 The held-out split is by blocks of consecutive samples, chosen by a hash of (seed, session
 name, block number): deterministic, independent of the order sessions are given in, and stable
 when sessions are added. Training samples whose frames overlap a held-out window are dropped.
@@ -38,7 +43,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from devbot.action_space import ActionSpace
-from devbot.bag import BagError, Session, read_info
+from devbot.bag import BagError, FilterError, Session, TransitionFilter, read_info
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +121,32 @@ def chain_windows(
 
 
 def index_session(
-    path: str | Path, context_frames: int, action_space: ActionSpace | None = None
+    path: str | Path,
+    context_frames: int,
+    action_space: ActionSpace | None = None,
+    transition_filter: str = '',
 ) -> SessionWindows:
     """Read one session's frame stamps and executed actions and list its samples.
 
+    Args:
+        path: the session (bag) directory.
+        context_frames: F, context frames per sample.
+        action_space: the session's action space (default: from the bag's metadata).
+        transition_filter: keep only the samples whose last transition this filter keeps
+            ('' keeps all).
     Raises:
-        DatasetError: the bag cannot be read (the message names it and says why).
+        DatasetError: the bag cannot be read, or the filter does not fit its action space (the
+            message names the session and says why).
     """
     path = Path(path)
     try:
         with Session(path, action_space=action_space) as session:
             trans = session.transition_list()
             num_frames = session.num_frames
+            keep = TransitionFilter.parse(transition_filter, session.action_space)
+            start_ns = session.start_ns
+    except FilterError as exc:
+        raise DatasetError(f'{path}: filter {transition_filter!r}: {exc}') from exc
     except BagError as exc:
         raise DatasetError(f'cannot read session {path}: {exc}') from exc
     frames, actions, positions = chain_windows(
@@ -136,6 +155,9 @@ def index_session(
         [t.action for t in trans],
         context_frames,
     )
+    if not keep.empty:
+        kept = np.array([keep(trans[p], start_ns) for p in positions], dtype=bool)
+        frames, actions, positions = frames[kept], actions[kept], positions[kept]
     return SessionWindows(path, path.name, num_frames, frames, actions, positions)
 
 
@@ -148,12 +170,14 @@ class TransitionIndex:
         robot_type: from the bags' metadata.
         action_space: the action space every bag declares (all must agree).
         context_frames: F.
+        transition_filter: the filter the samples were chosen by ('' for all).
     """
 
     sessions: tuple[SessionWindows, ...]
     robot_type: str
     action_space: ActionSpace
     context_frames: int
+    transition_filter: str = ''
 
     @property
     def offsets(self) -> np.ndarray:
@@ -184,15 +208,21 @@ class TransitionIndex:
 
     def fingerprint(self) -> dict:
         """What a resumed run checks to be sure it trains on the same data."""
-        return {
+        out = {
             'sessions': [str(s.path) for s in self.sessions],
             'samples': [len(s) for s in self.sessions],
             'context_frames': self.context_frames,
         }
+        if self.transition_filter:  # runs without a filter keep the fingerprint they had
+            out['filter'] = self.transition_filter
+        return out
 
 
 def build_index(
-    paths: Sequence[str | Path], context_frames: int, skip_bad: bool = False
+    paths: Sequence[str | Path],
+    context_frames: int,
+    skip_bad: bool = False,
+    transition_filter: str = '',
 ) -> TransitionIndex:
     """Index the samples of the given sessions (all of one robot and one action space).
 
@@ -201,10 +231,14 @@ def build_index(
         context_frames: F = PREDICTION_HISTORY_SIZE + 1.
         skip_bad: leave out unreadable sessions and sessions without a single sample (with a
             warning) instead of failing.
+        transition_filter: keep only the samples whose predicted-for transition this filter
+            keeps (the recorded selector's filter language; '' keeps all).
     Raises:
         DatasetError: no sessions; an unreadable or empty session (unless skip_bad); sessions of
-            different robots or action spaces; no sample at all.
+            different robots or action spaces; a filter that does not fit the action space; no
+            sample at all.
     """
+    transition_filter = (transition_filter or '').strip()
     if not paths:
         raise DatasetError('no sessions given')
     windows: list[SessionWindows] = []
@@ -229,7 +263,8 @@ def build_index(
             continue
         if info.action_space is None:
             bad(
-                f'{path}: the bag has no devbot action space in its metadata (devbot.action_space in custom_data)'
+                f'{path}: the bag has no devbot action space in its metadata '
+                f'(devbot.action_space in custom_data)'
             )
             continue
         if space is not None and info.action_space != space:
@@ -239,14 +274,19 @@ def build_index(
                 f'({space.to_dict()}, robot {space.robot_type}); train one robot at a time'
             )
         try:
-            w = index_session(path, context_frames, info.action_space)
+            TransitionFilter.parse(transition_filter, info.action_space)
+        except FilterError as exc:  # the same mistake in every session: never skipped
+            raise DatasetError(f'{path}: filter {transition_filter!r}: {exc}') from exc
+        try:
+            w = index_session(path, context_frames, info.action_space, transition_filter)
         except DatasetError as exc:
             bad(str(exc))
             continue
         if len(w) == 0:
+            kept = f' kept by the filter {transition_filter!r}' if transition_filter else ''
             bad(
-                f'{path}: no training sample: {w.num_frames} frames and no chain of {context_frames} consecutive '
-                f'transitions (frame, executed action, next frame)'
+                f'{path}: no training sample{kept}: {w.num_frames} frames and no chain of '
+                f'{context_frames} consecutive transitions (frame, executed action, next frame)'
             )
             continue
         space = space or info.action_space
@@ -254,7 +294,7 @@ def build_index(
         windows.append(w)
     if not windows:
         raise DatasetError('no usable session: ' + '; '.join(problems))
-    return TransitionIndex(tuple(windows), str(robot), space, context_frames)
+    return TransitionIndex(tuple(windows), str(robot), space, context_frames, transition_filter)
 
 
 # ---------------------------------------------------------------------------------------------

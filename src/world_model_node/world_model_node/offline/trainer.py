@@ -114,6 +114,7 @@ class TrainSettings:
     eval_samples: int = 512  # held-out samples per evaluation (evenly spaced; 0: all)
     save_every: int = 500  # checkpoint every N steps (0: at the end and on interruption only)
     log_every: int = 10  # metrics to wandb / the progress bar every N steps
+    transition_filter: str = ''  # train only on samples whose predicted transition it keeps
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -458,7 +459,10 @@ class OfflineTrainer:
         """Index the sessions, split them, and size the run."""
         s = self.settings
         self.index: TransitionIndex = build_index(
-            sessions, self.config.context_frames, skip_bad=skip_bad
+            sessions,
+            self.config.context_frames,
+            skip_bad=skip_bad,
+            transition_filter=s.transition_filter,
         )
         if saved is not None and saved['data'] != self.index.fingerprint():
             raise TrainError(
