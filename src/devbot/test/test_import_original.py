@@ -358,6 +358,19 @@ def test_a_coarse_clock_keeps_every_frame_and_the_pairing(tmp_path):
         assert np.all(np.diff(s.frame_stamps) == 2)
 
 
+def test_events_are_ordered_by_step_as_the_original_reader_orders_them(tmp_path):
+    src = record_dot(tmp_path / 'orig', 'session_shuffled', DOT_ACTIONS)
+    shard = src / 'events_shard_001.jsonl'
+    lines = shard.read_text().splitlines()
+    shard.write_text('\n'.join(lines[::-1]) + '\n')
+    result = import_session(src, tmp_path / 'sessions', config_dir=CONFIG)
+    frames = source_frames(src)
+    with Session(result.bag) as s:
+        assert [a.index for a in s.actions()] == DOT_ACTIONS
+        assert all(np.array_equal(f.image, frames[f.index]) for f in s.frames())
+        assert len(s.transition_list()) == 30
+
+
 def test_a_killed_recording_imports_what_its_shards_hold(tmp_path):
     """The original loses its unwritten last shard when killed: its frames have no events."""
     src = record_dot(tmp_path / 'orig', 'session_killed', DOT_ACTIONS)
@@ -401,6 +414,16 @@ def test_an_imported_session_trains(tmp_path):
     trainer = OfflineTrainer([bag], tmp_path / 'run', cfg, settings, device='cpu', progress=False)
     result = trainer.train()
     assert result.global_step == 2 and result.samples_this_run == 8
+
+
+def test_an_unwritable_destination_is_a_clear_error(tmp_path, capsys):
+    src = record_dot(tmp_path / 'orig', 'session_a', [1, 0])
+    out = tmp_path / 'not_a_folder'
+    out.write_text('')
+    assert main([str(src), '--out', str(out), '--config-dir', str(CONFIG)]) == 1
+    err = capsys.readouterr().err
+    assert f'cannot create a session in {out / "toroidal_dot"}' in err
+    assert out.read_text() == ''
 
 
 def test_help_shows_examples():

@@ -528,6 +528,12 @@ def import_session(
         OriginalSessionError: the session cannot be imported (nothing is left behind).
         BagWriteError: the bag cannot be written (disk full, permissions; nothing is left behind).
     """
+    try:
+        import PIL  # noqa: F401 - the original's JPEG decoder, needed for every frame
+    except ImportError as exc:
+        raise OriginalSessionError(
+            'reading the JPEG frames needs Pillow (pip install pillow)'
+        ) from exc
     original = read_original(source)
     if robot is None:
         robot = load_robot(default_robot_config(original.meta, Path(config_dir)), robot_name)
@@ -552,10 +558,13 @@ def import_session(
         KEY_IMPORTED_FROM: str(original.path.resolve()),
         KEY_ORIGINAL_META: json.dumps(original.meta, sort_keys=True),
     }
-    robot_dir.mkdir(parents=True, exist_ok=True)
-    # hidden staging folder next to the target: the final rename stays on one file system,
-    # and a bag inside it is one level too deep to be listed as a session
-    staging = Path(tempfile.mkdtemp(prefix=f'.importing-{name}-', dir=robot_dir))
+    try:
+        robot_dir.mkdir(parents=True, exist_ok=True)
+        # hidden staging folder next to the target: the final rename stays on one file system,
+        # and a bag inside it is one level too deep to be listed as a session
+        staging = Path(tempfile.mkdtemp(prefix=f'.importing-{name}-', dir=robot_dir))
+    except OSError as exc:
+        raise BagWriteError(f'cannot create a session in {robot_dir}: {exc}') from exc
     messages = _Messages()
     frames = actions = 0
     bar = _progress(len(original.events), original.path.name, progress)
@@ -575,7 +584,10 @@ def import_session(
                     actions += 1
                 if bar is not None:
                     bar.update(1)
-        os.rename(bag_dir, target)
+        try:
+            os.rename(bag_dir, target)
+        except OSError as exc:
+            raise BagWriteError(f'cannot move the finished session to {target}: {exc}') from exc
     finally:
         if bar is not None:
             bar.close()
