@@ -96,7 +96,7 @@ import numpy as np
 import yaml
 
 from devbot.action_space import ActionError, ActionSpace, ConfigError
-from devbot.bag.storage import DEFAULT_ROOT
+from devbot.bag.storage import DEFAULT_ROOT, new_session_name
 from devbot.bag.writer import (
     KEY_ACTION_SPACE,
     KEY_NAMESPACE,
@@ -437,8 +437,6 @@ def session_name(meta: dict, first_ns: int | None) -> str:
             return _dt.datetime.fromisoformat(start).strftime('%Y%m%d-%H%M%S-%f')
         except ValueError:
             pass
-    from devbot.bag.storage import new_session_name
-
     return new_session_name(first_ns / 1e9 if first_ns is not None else None)
 
 
@@ -599,11 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     """``devbot import-original``: convert the original codebase's sessions into devbot ones."""
     parser = argparse.ArgumentParser(
         prog='devbot import-original',
-        description='Convert sessions recorded by the original Python codebase (session_meta.json, '
-        'events_shard_*.jsonl, frames/*.jpg) into devbot rosbag2 sessions '
-        '<out>/<robot>/<start time>/ that devbot bag/play/replay/train read. The source '
-        'folders are only read. A session that cannot be converted leaves nothing behind; '
-        'the others are still converted (exit status 1 if any failed).',
+        description=(
+            'Convert sessions recorded by the original Python codebase (session_meta.json,\n'
+            'events_shard_*.jsonl, frames/*.jpg) into devbot rosbag2 sessions\n'
+            '<out>/<robot>/<start time>/ that devbot bag, play, replay and train read.\n'
+            'The source folders are only read. A session that cannot be converted leaves\n'
+            'nothing behind; the others are still converted (exit status 1 if any failed).'
+        ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
