@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'record': ('devbot.bag.record:main', 'record robot topics into a rosbag2 (MCAP) session'),
     'play': ('devbot.bag.play:main', 'play a rosbag2 session back (rate, loop, lockstep)'),
     'bag': ('devbot.bag.cli:main', 'list, inspect and reindex recorded sessions'),
+    'import-original': ('devbot.bag.import_original:main', 'import sessions of the original code'),
     'replay': (
         'world_model_node.replay:main',
         'train the world model offline from recorded sessions',
