@@ -81,6 +81,12 @@ NOT_DECLARED: dict[str, str] = {
     'graphtest': "the repository's test helpers (test/graphtest.py, on pytest's pythonpath)",
 }
 
+# (package, workspace package its tests import) that cannot be a <test_depend>: the imported
+# package depends on the importing one, and colcon refuses to order a cycle, test edges included
+TEST_ONLY_CYCLES: dict[tuple[str, str], str] = {
+    ('devbot', 'toroidal_sim'): 'test_bag.py records the dot world; toroidal_sim uses devbot',
+}
+
 # tags that satisfy each kind of use
 RUN_TAGS = ('exec_depend', 'depend')
 TEST_TAGS = ('test_depend', *RUN_TAGS)
@@ -155,6 +161,8 @@ def test_every_import_is_declared_in_package_xml(package):
                 continue
             where = f'{package.name}: {path.relative_to(REPO)} imports {name!r}'
             key = IMPORT_KEYS.get(name)
+            if use == 'test' and (package.name, key) in TEST_ONLY_CYCLES:
+                continue
             if key is None:
                 problems.append(f'{where}, which has no rosdep key in IMPORT_KEYS')
             elif key not in package.declared(tags[use]):
@@ -163,6 +171,20 @@ def test_every_import_is_declared_in_package_xml(package):
                     f'{" / ".join(f"<{t}>{key}</{t}>" for t in tags[use])}'
                 )
     assert not problems, '\n'.join(problems)
+
+
+def test_test_only_cycles_are_real_and_undeclared():
+    by_name = {p.name: p for p in PACKAGES}
+    for (name, imported), why in TEST_ONLY_CYCLES.items():
+        if name not in by_name or imported not in by_name:
+            continue
+        assert name in by_name[imported].declared(RUN_TAGS + BUILD_TAGS), (
+            f'{imported} no longer depends on {name} ({why}): declare <test_depend>{imported}'
+            f'</test_depend> in {name} and drop the TEST_ONLY_CYCLES entry'
+        )
+        assert imported not in by_name[name].declared(TEST_TAGS + BUILD_TAGS), (
+            f'{name} declares {imported}, which depends on {name}: colcon cannot order the cycle'
+        )
 
 
 def test_repository_rosdep_yaml_defines_the_pip_keys_it_is_cited_for():
