@@ -15,6 +15,7 @@ import ast
 import filecmp
 import importlib.util
 import os
+import random
 import shlex
 import subprocess
 import sys
@@ -164,3 +165,40 @@ def test_launch_and_config_files_are_installed_in_devbot_bringup_share(workspace
         installed = share / path.relative_to(REPO)
         assert installed.is_file(), f'{path.relative_to(REPO)} not installed in {share}'
         assert filecmp.cmp(path, installed, shallow=False), f'{installed} differs from {path}'
+
+
+def test_a_launch_file_runs_from_the_installed_share_with_recording(workspace, tmp_path):
+    """``devbot launch devbot_bringup FILE`` after sourcing: the file, its config and every
+    executable come from the colcon install (run outside the repository), and the bag is written."""
+    share = bringup_share(workspace)
+    install = workspace / 'install'
+    env = sourced_env(install)
+    env.update(
+        ROS_DOMAIN_ID=str(random.Random().randint(100, 230)),
+        ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+        PYTHONUNBUFFERED='1',
+    )
+    sessions = tmp_path / 'sessions'
+    proc = subprocess.run(
+        [
+            str(install / 'devbot' / 'lib' / 'devbot' / 'devbot'),
+            'launch',
+            BRINGUP,
+            'toroidal_dot_runner.launch.yaml',
+            'max_steps:=5',
+            'record:=true',
+            f'sessions_dir:={sessions}',
+            'report_dir:=',
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert (share / 'launch' / 'toroidal_dot_runner.launch.yaml').is_file()
+    bags = sorted(sessions.glob('toroidal_dot/*/*.mcap'))
+    assert bags, (sorted(sessions.rglob('*')), proc.stdout)
+    assert '/toroidal_dot/motor_command/executed: 5' in proc.stdout, proc.stdout
