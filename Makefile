@@ -16,10 +16,10 @@ STAMP   := $(VENV)/.devbot-installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock.txt $(foreach p,$(PACKAGES),$(p)/setup.py)
+$(STAMP): requirements.lock.txt requirements-ros.lock.txt $(foreach p,$(PACKAGES),$(p)/setup.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements.lock.txt
+	$(PIP) install --quiet -r requirements.lock.txt -r requirements-ros.lock.txt
 	$(PIP) install --quiet --no-deps $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 
@@ -36,7 +36,9 @@ bench: setup
 	$(PY) bench/bench_loop.py
 
 lock:
-	$(PY) tools/freeze_lock.py > requirements.lock.txt
+	$(PY) tools/freeze_lock.py requirements.txt > requirements.lock.txt
+	$(PY) tools/freeze_lock.py requirements-ros.txt --without requirements.lock.txt \
+		> requirements-ros.lock.txt
 
 clean:
 	rm -rf $(VENV)

@@ -49,12 +49,15 @@ Parameters:
 
 Exit status: 0 on Ctrl-C/SIGTERM (motors stopped); 1 when the connection is lost or cannot be
 made, or on any robot error (motors stopped when still possible, one error logged), so a
-launch file ends the whole graph cleanly.
+launch file ends the whole graph cleanly. A connection lost less than STOP_GRACE_S before a stop
+signal is the JetBot server stopping first (a launch file signals all its processes at once): an
+info line and exit status 0, no error.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from geometry_msgs.msg import Twist
 from rclpy.event_handler import PublisherEventCallbacks
@@ -99,6 +102,12 @@ def check_action_space(space: ActionSpace, limits: MotionLimits) -> list[str]:
                     f'action {i}: {ch}={v[ch]} is clamped to max_speed {limits.max_speed}'
                 )
     return warnings
+
+
+# a lost connection waits this long for a stop signal before it counts as a failure: on a
+# launch file's shutdown the server may stop (and close the connection) just before the driver
+# gets its own signal
+STOP_GRACE_S = 1.0
 
 
 class JetBotDriverNode(Node):
@@ -213,6 +222,8 @@ class JetBotDriverNode(Node):
 
         self.done = False
         self.failure: str | None = None
+        # (text, monotonic time) of a lost connection not yet declared a failure (STOP_GRACE_S)
+        self.lost: tuple[str, float] | None = None
         self.steps = 0
         self.rejected = 0
         self.refused = 0
@@ -261,7 +272,8 @@ class JetBotDriverNode(Node):
         self.get_logger().info(
             f'connected to {address}: {self.action_space.num_actions} actions, camera '
             f'{f"{camera_rate:g} Hz" if camera_rate > 0 else "after actions only"}, '
-            f'{self.image_size}x{self.image_size}, max_speed {max_speed:g}, cmd_vel {"on" if enable_cmd_vel else "off"}'
+            f'{self.image_size}x{self.image_size}, max_speed {max_speed:g}, '
+            f'cmd_vel {"on" if enable_cmd_vel else "off"}'
         )
 
     # ------------------------------------------------------------------ commands (executor)
@@ -318,12 +330,24 @@ class JetBotDriverNode(Node):
                 )
             elif isinstance(event, Notice):
                 self.get_logger().warning(event.text, throttle_duration_sec=1.0)
-            elif isinstance(event, Fatal) and not self.done:
-                self.failure = event.text
-                self.done = True
-                self.get_logger().error(
-                    f'{event.text}; motors stopped where possible, shutting down'
-                )
+            elif isinstance(event, Fatal) and not self.done and self.lost is None:
+                if event.connection_lost:
+                    self.lost = (event.text, time.monotonic())
+                else:
+                    self._declare_failure(event.text)
+
+    def _declare_failure(self, text: str) -> None:
+        self.failure = text
+        self.done = True
+        self.get_logger().error(f'{text}; motors stopped where possible, shutting down')
+
+    def finished(self) -> bool:
+        """The driver cannot go on: a robot error, or a connection lost STOP_GRACE_S ago."""
+        if self.lost is not None and not self.done:
+            text, since = self.lost
+            if time.monotonic() - since >= STOP_GRACE_S:
+                self._declare_failure(text)
+        return self.done
 
     def _publish_frame(self, frame: Frame) -> None:
         msg = Image()
@@ -353,12 +377,17 @@ def main(args: list[str] | None = None) -> int:
             print(f'[jetbot_driver] ERROR: {exc}', file=sys.stderr, flush=True)
             return 1
         try:
-            spin_until(node, stop, lambda: node.done)
+            spin_until(node, stop, node.finished)
+            if node.lost is not None and node.failure is None:
+                node.get_logger().info(
+                    f'the JetBot closed the connection while the driver was stopping '
+                    f'({node.lost[0]})'
+                )
         finally:
             node.close()  # motors stopped, on a live context
             print(
-                f'executed {node.steps} actions, published {node.frames} frames, rejected {node.rejected} '
-                f'and refused {node.refused} commands',
+                f'executed {node.steps} actions, published {node.frames} frames, '
+                f'rejected {node.rejected} and refused {node.refused} commands',
                 flush=True,
             )
             node.destroy_node()

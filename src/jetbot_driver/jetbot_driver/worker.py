@@ -61,6 +61,7 @@ class Notice:
 @dataclass
 class Fatal:
     text: str  # the worker stopped: connection lost or unexpected error
+    connection_lost: bool = False  # the JetBot went away (not an error of the worker itself)
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class RobotWorker:
         except Aborted:
             pass  # close(): the controller already stopped the motors
         except ConnectionLost as exc:
-            self._fail(str(exc))
+            self._fail(str(exc), connection_lost=True)
         except Exception as exc:  # noqa: BLE001 - any error stops the robot and the driver
             self.controller.emergency_stop()
             self._fail(f'unexpected error in the JetBot worker: {type(exc).__name__}: {exc}')
@@ -259,7 +260,8 @@ class RobotWorker:
             elif not self._stop.is_set():
                 self._emit(
                     Notice(
-                        f'no camera frame after action {index} ({self.config.frame_retries} attempts)'
+                        f'no camera frame after action {index} '
+                        f'({self.config.frame_retries} attempts)'
                     )
                 )
         finally:
@@ -279,7 +281,7 @@ class RobotWorker:
         self.frames_captured += 1
         return Frame(rgb, stamp, after_action)
 
-    def _fail(self, text: str) -> None:
+    def _fail(self, text: str, connection_lost: bool = False) -> None:
         with self._cond:
             self.failed = text
-        self._emit(Fatal(text))
+        self._emit(Fatal(text, connection_lost))
