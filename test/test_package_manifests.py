@@ -56,6 +56,7 @@ IMPORT_KEYS: dict[str, str] = {
     'torch': 'python3-torch',
     'torchvision': 'python3-torchvision',
     'tqdm': 'python3-tqdm',
+    'PIL': 'python3-pil',
     'websockets': 'python3-websockets',
     'ruamel': 'python3-ruamel.yaml',
     'setuptools': 'python3-setuptools',
