@@ -75,14 +75,17 @@ def main() -> None:
     )
     d = statistics.median(diag_s)
     print(
-        f'preset {args.preset}, {args.threads} threads, device {args.device}, {args.repeats} repeats (medians)'
+        f'preset {args.preset}, {args.threads} threads, device {args.device}, '
+        f'{args.repeats} repeats (medians)'
     )
     print(f'  acted observe step (trains + scores):   {1000 * step_s:8.1f} ms')
     print(
-        f'  learner._diagnostics (per log):         {1000 * d:8.1f} ms  (min {1000 * min(diag_s):.1f})'
+        f'  learner._diagnostics (per log):         {1000 * d:8.1f} ms  '
+        f'(min {1000 * min(diag_s):.1f})'
     )
     print(
-        f'  added per step at LOG_INTERVAL={base.log_interval}:      {1000 * d / base.log_interval:8.2f} ms '
+        f'  added per step at LOG_INTERVAL={base.log_interval}:      '
+        f'{1000 * d / base.log_interval:8.2f} ms '
         f'({100 * d / base.log_interval / step_s:.2f}% of a step)'
     )
     print(

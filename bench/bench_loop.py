@@ -178,7 +178,8 @@ def main() -> None:
         + ', '.join(f'{n[1]:.0f}/{n[0]:.0f}' for n in nodes)
     )
     print(
-        f'sim + selector keeps {100 * best / max(bare):.0f}% of the bare lockstep rate (target >= 1000 steps/s)'
+        f'sim + selector keeps {100 * best / max(bare):.0f}% of the bare lockstep rate '
+        '(target >= 1000 steps/s)'
     )
 
 

@@ -176,13 +176,15 @@ def main() -> int:
         target = f'{rate:.0f}' if rate else 'max'
         print(
             f'{kind:<7} {comp:<6} {target:>8} {r["sent"]:>6} {r["recorded"]:>7} {r["drops"]:>6} '
-            f'{r["publish_fps"]:>8.0f} {r["record_fps"]:>8.0f} {r["bytes_per_frame"]:>9.0f} {r["blocked"]:>12}',
+            f'{r["publish_fps"]:>8.0f} {r["record_fps"]:>8.0f} {r["bytes_per_frame"]:>9.0f} '
+            f'{r["blocked"]:>12}',
             flush=True,
         )
     print(
-        '\nrec/s: frames in the bag over their receive-time span (end to end: publisher -> DDS -> recorder -> '
-        'MCAP file). B/frame: MCAP bytes on disk per frame (224x224 rgb8 = 150,528 B raw). pub. blocked: '
-        'publish calls refused by reliable back-pressure (retried, so the frame was still sent).'
+        '\nrec/s: frames in the bag over their receive-time span (end to end: publisher -> DDS -> '
+        'recorder -> MCAP file). B/frame: MCAP bytes on disk per frame (224x224 rgb8 = 150,528 B '
+        'raw). pub. blocked: publish calls refused by reliable back-pressure (retried, so the '
+        'frame was still sent).'
     )
     return 0
 

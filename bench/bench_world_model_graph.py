@@ -7,7 +7,8 @@ when needed, scoring of every action, an action. The difference is the cost of D
 conversion, the worker-thread hand-off and publishing panels/metrics.
 
 Usage:
-    .venv/bin/python bench/bench_world_model_graph.py [--preset full|tiny] [--seconds 120] [--threads 2]
+    .venv/bin/python bench/bench_world_model_graph.py
+        [--preset full|tiny] [--seconds 120] [--threads 2]
 """
 
 from __future__ import annotations
@@ -104,14 +105,15 @@ def main() -> None:
     args = parser.parse_args()
     alone, alone_learn = in_process(args.preset, args.seconds, args.threads)
     print(
-        f'learner in-process:           {alone:7.2f} acted frames/s  ({1000 / alone:7.1f} ms/frame, '
-        f'learner {alone_learn:6.1f} ms)',
+        f'learner in-process:           {alone:7.2f} acted frames/s  '
+        f'({1000 / alone:7.1f} ms/frame, learner {alone_learn:6.1f} ms)',
         flush=True,
     )
     graph, graph_learn = in_graph(args.preset, args.seconds, args.threads)
     print(
-        f'sim + world model + selector: {graph:7.2f} acted frames/s  ({1000 / graph:7.1f} ms/frame, '
-        f'learner {graph_learn:6.1f} ms, outside the learner {1000 / graph - graph_learn:6.1f} ms)'
+        f'sim + world model + selector: {graph:7.2f} acted frames/s  '
+        f'({1000 / graph:7.1f} ms/frame, learner {graph_learn:6.1f} ms, '
+        f'outside the learner {1000 / graph - graph_learn:6.1f} ms)'
     )
     overhead = (1 / graph - 1 / alone) / (1 / alone)
     print(f'ROS overhead: {100 * overhead:+.1f}% of the per-frame time (target < 10%)')

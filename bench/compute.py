@@ -57,7 +57,11 @@ def _register_cpu_attention() -> None:
 
 
 def count_gflop(fn: Callable[[], Any]) -> tuple[float, dict[str, float]]:
-    """Run ``fn`` once under a FLOP counter. Returns (total GFLOP, GFLOP per operator, largest first)."""
+    """Run ``fn`` once under a FLOP counter.
+
+    Returns:
+        (total GFLOP, GFLOP per operator, largest first).
+    """
     _register_cpu_attention()
     counter = flop_counter.FlopCounterMode(display=False)
     with counter:

@@ -68,7 +68,10 @@ class Terminal:
         return b''.join(self._chunks).decode(errors='replace').replace('\r\n', '\n')
 
     def type(self, keys: str) -> None:
-        """Keys as a user presses them; Enter is a carriage return, the terminal makes it a newline."""
+        """Keys as a user presses them.
+
+        Enter is a carriage return; the terminal makes it a newline.
+        """
         os.write(self.master, keys.encode())
 
     def wait_for(self, pattern: str, count: int = 1, timeout: float = 20.0) -> bool:

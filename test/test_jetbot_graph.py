@@ -53,7 +53,7 @@ def joint_state(names, values) -> JointState:
 
 
 def motor_values(inspector) -> list[tuple[float, float]]:
-    return [(l, r) for _, l, r in inspector.call_extra('get_motor_log')]
+    return [(left, right) for _, left, right in inspector.call_extra('get_motor_log')]
 
 
 def close_pairs(got, expected, tol=1e-9) -> bool:
@@ -205,7 +205,7 @@ def test_driver_rejects_bad_commands_untouched_executes_the_ramp_watchdogs_and_d
             probe.spin_until(lambda: False, timeout=0.1)
         probe.spin_until(lambda: False, timeout=1.5)
         values = motor_values(inspector)
-        assert (0.2, 0.2) in [(round(l, 9), round(r, 9)) for l, r in values], values
+        assert (0.2, 0.2) in [(round(left, 9), round(right, 9)) for left, right in values], values
         assert values[-1] == (0.0, 0.0), 'the watchdog stopped the motors'
 
         # the robot vanishes (battery, network): the driver stops, says so once, exits non-zero

@@ -18,8 +18,8 @@ setup(
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
-    description='JetBot over RPyC: the ROS 2 driver node (camera, discrete actions, cmd_vel, safety), '
-    'the JetBot-side RPyC server, a simulated JetBot server and a live camera feed.',
+    description='JetBot over RPyC: the ROS 2 driver node (camera, discrete actions, cmd_vel, '
+    'safety), the JetBot-side RPyC server, a simulated JetBot server and a live camera feed.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

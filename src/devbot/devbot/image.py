@@ -97,7 +97,8 @@ def numpy_to_image(img: np.ndarray, encoding: str = 'rgb8', msg=None):
     expected_ndim = 3 if channels > 1 else 2
     if img.ndim != expected_ndim or (channels > 1 and img.shape[2] != channels):
         raise ImageError(
-            f'{encoding} needs shape {"[H, W, 3]" if channels > 1 else "[H, W]"}, got {list(img.shape)}'
+            f'{encoding} needs shape {"[H, W, 3]" if channels > 1 else "[H, W]"}, '
+            f'got {list(img.shape)}'
         )
     if msg is None:
         from sensor_msgs.msg import Image

@@ -24,7 +24,8 @@ class StopSignals:
     robot connection that is still being retried must not hold Ctrl-C up). From the first
     :func:`spin_until` on they only set a flag: the spin loop ends, and the node finishes (stops its
     worker, saves, stops motors, closes a bag) and is destroyed on a live context. A second signal
-    while it finishes changes nothing; the launcher's SIGKILL after its timeout stays the last resort.
+    while it finishes changes nothing; the launcher's SIGKILL after its timeout stays the last
+    resort.
     """
 
     def __init__(self) -> None:
@@ -49,10 +50,10 @@ class StopSignals:
 def ros_process(args: list[str] | None = None) -> Iterator[StopSignals]:
     """rclpy initialised for one node process, with devbot's stop signals (:class:`StopSignals`).
 
-    Use as ``with ros_process(args) as stop:``; build the node, ``spin_until(node, stop, ...)``, then
-    finish and destroy the node inside the ``with`` (and return from there). The context is shut
-    down when the ``with`` ends, after the node is gone. A signal before the node spins ends the
-    ``with`` early, without an exception.
+    Use as ``with ros_process(args) as stop:``; build the node, ``spin_until(node, stop, ...)``,
+    then finish and destroy the node inside the ``with`` (and return from there). The context is
+    shut down when the ``with`` ends, after the node is gone. A signal before the node spins ends
+    the ``with`` early, without an exception.
 
     Why not rclpy's own handlers: on a signal they shut the context down at once from rclpy's
     native signal thread, while the node, a worker thread's publishes and the middleware's threads
@@ -76,7 +77,9 @@ def ros_process(args: list[str] | None = None) -> Iterator[StopSignals]:
 def spin_until(
     node, stop: StopSignals, done: Callable[[], bool] | None = None, poll_s: float = 0.1
 ) -> None:
-    """Spin ``node`` on a SingleThreadedExecutor until a stop signal or ``done()`` (checked every ``poll_s``).
+    """Spin ``node`` on a SingleThreadedExecutor until a stop signal or ``done()``.
+
+    ``done`` is checked every ``poll_s`` seconds.
 
     Not the MultiThreadedExecutor: in rclpy 9.1 it busy-loops and was erratic here. Not the
     experimental EventsExecutor either: publisher ``matched`` events never fire on it, and the

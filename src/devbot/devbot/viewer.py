@@ -355,7 +355,8 @@ def _run(
     bad = [s for s in viewer.states.values() if s.errors]
     for state in bad:
         print(
-            f'[devbot.view] {state.topic}: {state.errors} frame(s) could not be converted: {state.last_error}',
+            f'[devbot.view] {state.topic}: {state.errors} frame(s) could not be converted: '
+            f'{state.last_error}',
             file=sys.stderr,
         )
     return 0

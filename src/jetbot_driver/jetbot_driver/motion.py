@@ -59,7 +59,11 @@ class MotionLimits:
             raise ValueError(f'max_duration must be finite and > 0, got {self.max_duration}')
 
     def clamp(self, value: float) -> float:
-        """A finite speed clamped to [-max_speed, max_speed]; MotionError for NaN/inf/non-numbers."""
+        """A finite speed clamped to [-max_speed, max_speed].
+
+        Raises:
+            MotionError: for NaN, inf and non-numbers.
+        """
         value = _finite(value, 'motor speed')
         return max(-self.max_speed, min(self.max_speed, value))
 
@@ -74,7 +78,12 @@ class MotionLimits:
     def check_action(
         self, left: float, right: float, duration: float
     ) -> tuple[float, float, float]:
-        """(left, right, duration) made safe: speeds clamped, duration checked. Raises MotionError."""
+        """(left, right, duration) made safe: speeds clamped, duration checked.
+
+        Raises:
+            MotionError: for a speed that is not a finite number, or a duration that is not
+                finite, negative or over max_duration.
+        """
         return self.clamp(left), self.clamp(right), self.check_duration(duration)
 
 

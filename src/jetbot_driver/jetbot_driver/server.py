@@ -80,8 +80,9 @@ class JetbotLibraryHardware(Hardware):
             from jetbot import Camera, Robot
         except ImportError as exc:
             raise HardwareError(
-                f'the jetbot library is not importable ({exc}). jetbot_server runs on the JetBot itself '
-                '(NVIDIA-AI-IOT/jetbot installed); for a simulated robot use jetbot_sim_server'
+                f'the jetbot library is not importable ({exc}). jetbot_server runs on the JetBot '
+                'itself (NVIDIA-AI-IOT/jetbot installed); for a simulated robot use '
+                'jetbot_sim_server'
             ) from exc
         self._camera_cls = Camera
         self._robot = Robot()
@@ -188,7 +189,10 @@ class JetBotService(rpyc.Service):
 
 
 class _ThreadedServer(ThreadedServer):
-    """rpyc's ThreadedServer with TCP_NODELAY, quiet about the clients it cuts off when it closes."""
+    """rpyc's ThreadedServer with TCP_NODELAY.
+
+    It is quiet about the clients it cuts off when it closes.
+    """
 
     def _authenticate_and_serve_client(self, sock):
         try:

@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         parser,
         size_type=parse_size,
         size_default=(protocol.FRAME_SIZE, protocol.FRAME_SIZE),
-        size_help='frame size sent: N or WxH (default 224; other sizes exercise the driver\'s resize)',
+        size_help=(
+            'frame size sent: N or WxH (default 224; other sizes exercise the driver\'s resize)'
+        ),
     )
     parser.add_argument(
         '--fov', type=float, default=60.0, help='horizontal field of view (degrees)'

@@ -129,7 +129,11 @@ class SimWorld:
     # ------------------------------------------------------------------ camera
 
     def render(self, t: float | None = None) -> np.ndarray:
-        """The camera image at time ``t`` (default: the last integrated time), [H, W, 3] uint8 BGR."""
+        """The camera image at time ``t`` (default: the last integrated time).
+
+        Returns:
+            [H, W, 3] uint8 BGR.
+        """
         with self._lock:
             if t is not None:
                 self._advance(t)

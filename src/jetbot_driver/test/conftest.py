@@ -1,4 +1,7 @@
-"""Fixtures of the jetbot_driver unit tests: a simulated JetBot served over real RPyC on loopback."""
+"""Fixtures of the jetbot_driver unit tests.
+
+A simulated JetBot is served over real RPyC on loopback.
+"""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ EXPECTED_TURN = [
 
 
 def motor_log(inspector):
-    return [(t, l, r) for t, l, r in inspector.call_extra('get_motor_log')]
+    return [(t, left, right) for t, left, right in inspector.call_extra('get_motor_log')]
 
 
 def flat(pairs):
@@ -73,7 +73,7 @@ def test_forward_action_sends_the_exact_ramp_and_holds_for_duration(client, insp
     controller.execute(*SEED_TURN)
     elapsed = time.monotonic() - start
     log = motor_log(inspector)
-    values = [(l, r) for _, l, r in log]
+    values = [(left, right) for _, left, right in log]
     assert len(values) == 8
     assert same_pairs(values, EXPECTED_TURN, tol=1e-12)
     times = [t for t, _, _ in log]
@@ -95,7 +95,7 @@ def test_short_durations_hold_for_zero_and_ramps_start_from_the_current_speed(cl
     start = time.monotonic()
     controller.execute(0.6, 0.2, 0.0)  # hold max(0, 0 - 0.06) = 0
     assert time.monotonic() - start < 0.25
-    values = [(l, r) for _, l, r in motor_log(inspector)]
+    values = [(left, right) for _, left, right in motor_log(inspector)]
     assert same_pairs(
         values,
         [
@@ -133,7 +133,7 @@ def test_unsafe_actions_are_refused_before_anything_moves(client, inspector, act
 def test_speeds_are_clamped_to_the_limits(client, inspector):
     controller = MotorController(client.set_motors, MotionLimits(max_speed=0.3))
     controller.execute(0.9, -5.0, 0.06)
-    values = [(l, r) for _, l, r in motor_log(inspector)]
+    values = [(left, right) for _, left, right in motor_log(inspector)]
     assert max(abs(v) for pair in values for v in pair) == pytest.approx(0.3)
     assert values[3] == (0.3, -0.3) and values[-1] == (0.0, 0.0)
     with pytest.raises(ValueError):
@@ -158,11 +158,11 @@ def test_abort_mid_hold_stops_the_motors_at_once(client, inspector):
     with pytest.raises(Aborted):
         controller.execute(0.0, 0.12, 2.0)
     assert time.monotonic() - start < 0.6
-    values = [(l, r) for _, l, r in motor_log(inspector)]
+    values = [(left, right) for _, left, right in motor_log(inspector)]
     assert values[-1] == (0.0, 0.0) and (0.0, 0.09) not in values[4:], values
 
 
-# ---------------------------------------------------------------------------------------------- worker
+# ------------------------------------------------------------------------------------------- worker
 
 
 def test_worker_executes_then_publishes_a_fresh_frame_and_refuses_while_busy(client, inspector):
@@ -186,7 +186,7 @@ def test_worker_executes_then_publishes_a_fresh_frame_and_refuses_while_busy(cli
         collect(worker, [Executed, Frame])
     finally:
         worker.close()
-    values = [(l, r) for _, l, r in motor_log(inspector)]
+    values = [(left, right) for _, left, right in motor_log(inspector)]
     assert same_pairs(values[:8], EXPECTED_TURN)
     assert values[8:16] == [(0.0, 0.0)] * 8  # the stay action ramps 0 -> 0 the same way
 
@@ -220,7 +220,7 @@ def test_watchdog_stops_a_cmd_vel_drive_when_commands_stop(client, inspector, si
         assert worker.watchdog_stops == 1
     finally:
         worker.close()
-    values = [(l, r) for _, l, r in motor_log(inspector)]
+    values = [(left, right) for _, left, right in motor_log(inspector)]
     assert same_pairs(values[:4], [(0.1, 0.05), (0.2, 0.1), (0.3, 0.15), (0.4, 0.2)])
     assert values[-1] == (0.0, 0.0)
 

@@ -44,7 +44,7 @@ def test_set_motors_clamps_and_logs_and_refuses_nan(sim, inspector):
             conn.root.set_motors('fast', 0.1)
     finally:
         conn.close()
-    log = [(l, r) for _, l, r in inspector.call_extra('get_motor_log')]
+    log = [(left, right) for _, left, right in inspector.call_extra('get_motor_log')]
     # a refused value stops the motors: the log ends with (0, 0)
     assert log[:3] == [(0.5, -0.25), (1.0, -1.0), (0.0, 0.0)]
 
@@ -55,7 +55,8 @@ def test_motors_stop_when_the_driving_client_disconnects(sim, inspector):
     assert sim.hardware.world.motors == (0.3, 0.3)
     driver.close()
     assert wait_for(lambda: sim.hardware.world.motors == (0.0, 0.0))
-    assert [(l, r) for _, l, r in inspector.call_extra('get_motor_log')][-1] == (0.0, 0.0)
+    _, left, right = inspector.call_extra('get_motor_log')[-1]
+    assert (left, right) == (0.0, 0.0)
 
 
 def test_camera_stops_when_the_last_client_leaves(sim):
