@@ -192,8 +192,8 @@ class JetBotActionCheck(_Check):
         max_duration: float = 5.0,
         connect_timeout: float = 10.0,
     ) -> None:
+        from devbot_explorer.demo import robot_action_space
         from jetbot_driver.motion import MotionLimits
-        from world_model_node.demo import robot_action_space
 
         self.action_space = action_space or robot_action_space('jetbot')
         missing = {'motor_left', 'motor_right', 'duration'} - set(self.action_space.channel_names)

@@ -4,7 +4,7 @@ A notebook opened on a fresh checkout has no recorded session and no trained che
 helpers write real rosbag2 sessions (the same layout, topics and metadata the recorder writes)
 from the simulated robots' cores, without DDS and without waiting in real time::
 
-    from world_model_node.demo import write_dot_session, write_jetbot_session, random_actions
+    from devbot_explorer.demo import write_dot_session, write_jetbot_session, random_actions
     write_dot_session('/tmp/s/toroidal_dot/demo', random_actions(60, 2, seed=1), seed=1)
     write_jetbot_session('/tmp/s/jetbot/demo', random_actions(20, 2, seed=2))
 
@@ -37,7 +37,7 @@ from devbot.bag.writer import (
 
 STEP_NS = 100_000_000  # virtual time between two actions of a generated session (0.1 s)
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01 00:00:00 UTC: the first frame of a generated session
-SOFTWARE = 'devbot world_model_node.demo (generated session)'
+SOFTWARE = 'devbot devbot_explorer.demo (generated session)'
 
 _TYPESTORE = None
 
@@ -338,8 +338,8 @@ def write_demo_checkpoint(
         the checkpoint generation written.
     """
     from devbot.bag.session import Session
+    from world_model_node.config import WorldModelConfig
 
-    from .config import WorldModelConfig
     from .workbench import ModelWorkbench
 
     with Session(session) as s:

@@ -3,7 +3,7 @@
 ROS-free. One object, used the same way by the notebook (``notebooks/session_explorer.ipynb``)
 and its script twin (``scripts/session_explorer.py``, also ``devbot explore``)::
 
-    from world_model_node.explorer import SessionExplorer
+    from devbot_explorer.explorer import SessionExplorer
 
     ex = SessionExplorer('saved/sessions', 'saved/checkpoints')
     ex.session_table()                      # every session of every robot (a Table)
@@ -22,7 +22,7 @@ and its script twin (``scripts/session_explorer.py``, also ``devbot explore``)::
     ex.training_figure(run); ex.weight_change_figure(); ex.weights_figure('predictor')
     ex.save_model('saved/checkpoints/toroidal_dot_explorer')   # never over the live one unless asked
 
-The model side is :class:`world_model_node.workbench.ModelWorkbench` (inference, analysis,
+The model side is :class:`devbot_explorer.workbench.ModelWorkbench` (inference, analysis,
 training, weights, saving); this module picks the frames and actions out of the session and
 draws. Frames are indexed as the session numbers them (camera frames de-duplicated by stamp);
 a *transition* is a frame, the action executed after it and the frame showing its outcome
@@ -710,12 +710,13 @@ class SessionExplorer:
             config: the ``WorldModelConfig`` of a fresh model.
             device: torch device.
         Returns:
-            the :class:`~world_model_node.workbench.ModelWorkbench` (also ``self.model``).
+            the :class:`~devbot_explorer.workbench.ModelWorkbench` (also ``self.model``).
         Raises:
             ExplorerError: no checkpoint there, or one made for another action space.
         """
-        from .checkpoint import CheckpointError
-        from .config import WorldModelConfig
+        from world_model_node.checkpoint import CheckpointError
+        from world_model_node.config import WorldModelConfig
+
         from .workbench import ModelWorkbench
 
         space = self.action_space
@@ -915,7 +916,7 @@ class SessionExplorer:
         mass on each context frame's patches over that frame, and the mass per segment."""
         import matplotlib.pyplot as plt
 
-        from .models import ACTION_TOKEN
+        from world_model_node.models import ACTION_TOKEN
 
         if d.attention is None:
             raise ExplorerError(

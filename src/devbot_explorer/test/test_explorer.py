@@ -1,4 +1,4 @@
-"""The session explorer's API (world_model_node.explorer), its script twin, the generated demo
+"""The session explorer's API (devbot_explorer.explorer), its script twin, the generated demo
 sessions, the action checks and the small table: on sessions written in the test and a tiny
 checkpoint trained on them."""
 
@@ -17,23 +17,24 @@ import yaml
 
 matplotlib.use('Agg')
 
-from devbot.action_space import ActionSpace
-from devbot.bag.writer import KEY_ACTION_SPACE
-from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
-from world_model_node.action_check import DotActionCheck, JetBotActionCheck, _chi2_sf, uniformity
-from world_model_node.config import WorldModelConfig
-from world_model_node.demo import (
+from devbot_explorer.action_check import DotActionCheck, JetBotActionCheck, _chi2_sf, uniformity
+from devbot_explorer.demo import (
     motor_schedule,
     random_actions,
     write_demo_checkpoint,
     write_dot_session,
     write_jetbot_session,
 )
-from world_model_node.explore_cli import main as explore_main
-from world_model_node.explorer import ExplorerError, SessionExplorer
+from devbot_explorer.explore_cli import main as explore_main
+from devbot_explorer.explorer import ExplorerError, SessionExplorer
+from devbot_explorer.table import Table
+from devbot_explorer.workbench import LiveCheckpointError
+
+from devbot.action_space import ActionSpace
+from devbot.bag.writer import KEY_ACTION_SPACE
+from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
+from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.table import Table
-from world_model_node.workbench import LiveCheckpointError
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[3]
