@@ -33,7 +33,7 @@ from devbot.bag import (
     reindex,
 )
 from devbot.bag.cli import main as bag_cli
-from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
+from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 TS = get_typestore(Stores.ROS2_KILTED)

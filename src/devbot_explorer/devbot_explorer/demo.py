@@ -24,16 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from devbot.action_space import ActionSpace, ConfigError
-from devbot.bag.session import SessionInfo, read_info
-from devbot.bag.writer import (
+from devbot.bag.metadata import (
     KEY_ACTION_SPACE,
     KEY_NAMESPACE,
     KEY_ROBOT,
     KEY_ROBOT_TYPE,
     KEY_SOFTWARE,
-    BagWriter,
     TopicSpec,
 )
+from devbot.bag.session import SessionInfo, read_info
+from devbot.bag.writer import BagWriter
 
 STEP_NS = 100_000_000  # virtual time between two actions of a generated session (0.1 s)
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01 00:00:00 UTC: the first frame of a generated session

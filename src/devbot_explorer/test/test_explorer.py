@@ -31,7 +31,7 @@ from devbot_explorer.table import Table
 from devbot_explorer.workbench import LiveCheckpointError
 
 from devbot.action_space import ActionSpace
-from devbot.bag.writer import KEY_ACTION_SPACE
+from devbot.bag.metadata import KEY_ACTION_SPACE
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner

@@ -59,10 +59,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from devbot.bag.metadata import KEY_NAMESPACE
 from devbot.bag.record import message_class
 from devbot.bag.session import BagError, BagMessage, Session
 from devbot.bag.storage import resolve_session_path
-from devbot.bag.writer import KEY_NAMESPACE
 from devbot.cdr import header_stamp
 from devbot.params import declare
 from devbot.spin import ros_process

@@ -47,6 +47,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from devbot.bag.metadata import TopicSpec, custom_data
 from devbot.bag.storage import (
     DEFAULT_ROOT,
     GB,
@@ -55,18 +56,7 @@ from devbot.bag.storage import (
     sessions_of,
     unique_session_dir,
 )
-from devbot.bag.writer import (
-    KEY_ACTION_SPACE,
-    KEY_NAMESPACE,
-    KEY_ROBOT,
-    KEY_ROBOT_TYPE,
-    KEY_SOFTWARE,
-    BagWriteError,
-    BagWriter,
-    TopicSpec,
-    WriterOptions,
-    software_version,
-)
+from devbot.bag.writer import BagWriteError, BagWriter, WriterOptions
 from devbot.params import declare
 from devbot.spin import ros_process, spin_until
 
@@ -141,17 +131,12 @@ def build_custom_data(robot_config: str, robot: str, namespace: str) -> tuple[di
     """(custom_data for the bag, the robot directory name)."""
     from devbot.action_space import ActionSpace
 
-    custom = {KEY_SOFTWARE: software_version(), KEY_NAMESPACE: namespace}
-    robot_type = 'unknown'
-    if robot_config:
-        space = ActionSpace.from_yaml(robot_config)
-        robot_type = space.robot_type
-        custom[KEY_ACTION_SPACE] = json.dumps(space.to_dict())
-    custom[KEY_ROBOT_TYPE] = robot_type
+    space = ActionSpace.from_yaml(robot_config) if robot_config else None
+    robot_type = space.robot_type if space is not None else 'unknown'
     name = robot or (
         robot_type if robot_type != 'unknown' else namespace.strip('/').split('/')[-1] or 'unknown'
     )
-    custom[KEY_ROBOT] = name
+    custom = custom_data(space, namespace=namespace, robot=name, robot_type=robot_type)
     return custom, name
 
 

@@ -34,9 +34,9 @@ import yaml
 
 from devbot.action_space import ActionError, ActionSpace, ConfigError
 from devbot.bag.filter import TransitionFilter
+from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE, METADATA_FILE
 from devbot.bag.reindex import BagFormatError, scan_mcap
 from devbot.bag.storage import DEFAULT_ROOT, dir_size, is_bag_dir
-from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE, METADATA_FILE
 from devbot.cdr import header_stamp
 
 CAMERA_SUFFIX = 'camera/image_raw'

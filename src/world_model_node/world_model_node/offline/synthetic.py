@@ -89,13 +89,8 @@ def write_dot_session(
     Returns:
         Every frame of the run (including dropped ones), uint8 [size, size, 3], frame k after k actions.
     """
-    from devbot.bag.writer import (
-        KEY_ACTION_SPACE,
-        KEY_ROBOT_TYPE,
-        KEY_SOFTWARE,
-        BagWriter,
-        TopicSpec,
-    )
+    from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE, TopicSpec
+    from devbot.bag.writer import BagWriter
     from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
     ts = _typestore()
