@@ -22,6 +22,9 @@ import sys
 import time
 from collections.abc import Iterable
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'serve topics to the Foxglove app over WebSocket'
+
 EXAMPLES = """\
 examples:
   devbot foxglove                                   # /toroidal_dot's default topics on ws://127.0.0.1:8765

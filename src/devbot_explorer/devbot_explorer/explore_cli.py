@@ -10,6 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'session explorer: sessions and a world model as tables/figures'
+
 EXAMPLES = '''examples:
   devbot explore --list                                            # every session of every robot
   devbot explore --session toroidal_dot/20261125-185501-123456     # info, action distribution, frame views

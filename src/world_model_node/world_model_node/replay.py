@@ -17,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'train the world model offline from recorded sessions'
+
 EXAMPLES = '''examples:
   devbot replay --robot toroidal_dot                       # every session of the robot, oldest first
   devbot replay saved/sessions/jetbot/20261125-101500-000001 saved/sessions/jetbot/20261125-113000-000002

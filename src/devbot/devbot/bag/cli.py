@@ -15,6 +15,9 @@ from devbot.bag.reindex import BagFormatError, reindex
 from devbot.bag.session import BagError, Session, list_sessions, read_info, scan_problem
 from devbot.bag.storage import DEFAULT_ROOT, resolve_session_path
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'list, inspect and reindex recorded sessions'
+
 
 def _when(ns: int) -> str:
     return _dt.datetime.fromtimestamp(ns / 1e9).strftime('%Y-%m-%d %H:%M:%S') if ns else '-'

@@ -67,6 +67,9 @@ from devbot.cdr import header_stamp
 from devbot.params import declare
 from devbot.spin import ros_process
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'play a rosbag2 session back (rate, loop, lockstep)'
+
 _STAMP = struct.Struct('<iI')
 SETTLE_S = 0.5  # after the wanted subscribers have matched, before the first message
 ACK_WAIT_S = 2.0  # at the end, at most this long per topic for reliable readers to acknowledge

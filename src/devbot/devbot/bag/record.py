@@ -60,6 +60,9 @@ from devbot.bag.writer import BagWriteError, BagWriter, WriterOptions
 from devbot.params import declare
 from devbot.spin import ros_process, spin_until
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'record robot topics into a rosbag2 (MCAP) session'
+
 # the graph's topic contract (devbot.topics): these are subscribed at start, before their
 # publishers are discovered, so the first messages of a run are not missed
 DEFAULT_TYPES = {
