@@ -44,7 +44,6 @@ from devbot.action_space import ActionSpace
 from devbot.bag.session import BagError, Session, SessionInfo, Transition, list_sessions
 from devbot.bag.storage import DEFAULT_ROOT
 
-from .action_check import action_label
 from .table import Table
 
 DEFAULT_CHECKPOINTS = Path('saved/checkpoints')
@@ -265,7 +264,7 @@ class SessionExplorer:
     def action_labels(self) -> list[str]:
         """A short label per action of the space: ``"1: action=1"``."""
         space = self.action_space
-        return [action_label(space, i) for i in range(space.num_actions)]
+        return [space.label(i, varying_only=True, indexed=True) for i in range(space.num_actions)]
 
     def summary(self) -> Table:
         """The open session's metadata as a two-column table."""
@@ -367,7 +366,11 @@ class SessionExplorer:
         index = self._check_index(index)
         stamp = int(self._require().frame_stamps[index])
         a = self.action_after(index)
-        after = f'-> {action_label(self.action_space, a)}' if a is not None else '-> (no action)'
+        after = (
+            f'-> {self.action_space.label(a, varying_only=True, indexed=True)}'
+            if a is not None
+            else '-> (no action)'
+        )
         return f'frame {index}  +{(stamp - self.info.start_ns) / 1e9:.3f} s  {after}'
 
     def frame_figure(self, index: int):
