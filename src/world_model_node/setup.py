@@ -10,7 +10,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['devbot', 'numpy', 'torch', 'timm', 'pyyaml', 'matplotlib'],
+    install_requires=['devbot', 'toroidal_sim', 'numpy', 'torch', 'timm', 'pyyaml', 'matplotlib'],
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
