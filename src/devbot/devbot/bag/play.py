@@ -64,7 +64,7 @@ from devbot.bag.record import message_class
 from devbot.bag.session import BagError, BagMessage, Session
 from devbot.bag.storage import resolve_session_path
 from devbot.cdr import header_stamp
-from devbot.params import declare
+from devbot.params import declare, declare_number
 from devbot.spin import ros_process
 
 #: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
@@ -164,12 +164,14 @@ class PlayerNode(Node):
                 self, 'session', '', 'the bag directory to play (required)', dynamic_typing=True
             )
         )
-        self.rate = _number(self, 'rate', 1.0, 'speed factor of timed playback', low=1e-3, high=1e6)
+        self.rate = declare_number(
+            self, 'rate', 1.0, 'speed factor of timed playback', low=1e-3, high=1e6
+        )
         self.loop = declare(self, 'loop', False, 'start over at the end of the session')
         self.restamp = declare(
             self, 'restamp_loops', True, 'shift header stamps on each repetition'
         )
-        self.start_s = _number(
+        self.start_s = declare_number(
             self, 'start_s', 0.0, 'skip the first seconds of the session', high=1e9
         )
         include = declare(
@@ -194,7 +196,7 @@ class PlayerNode(Node):
         self.ack_match = declare(
             self, 'ack_match', 'stamp', 'lockstep: stamp (ack.header.stamp = frame stamp) | any'
         )
-        self.ack_timeout = _number(
+        self.ack_timeout = declare_number(
             self,
             'ack_timeout_s',
             5.0,
@@ -208,7 +210,7 @@ class PlayerNode(Node):
             'wait for this many subscribers before starting; -1 = 1 in lockstep else 0',
             int_range=(-1, 1000),
         )
-        self.wait_timeout = _number(
+        self.wait_timeout = declare_number(
             self, 'wait_timeout_s', 10.0, 'give up waiting for subscribers after this', high=1e6
         )
         depth = declare(self, 'qos_depth', 100, 'publisher queue depth', int_range=(1, 100000))
@@ -396,15 +398,6 @@ class PlayerNode(Node):
                 )
                 return
             executor.spin_once(timeout_sec=0.01)
-
-
-def _number(
-    node, name: str, default: float, description: str, high: float, low: float = 0.0
-) -> float:
-    value = declare(node, name, default, f'{description} [{low:g}..{high:g}]', dynamic_typing=True)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f'parameter {name} must be a number in [{low:g}, {high:g}], got {value!r}')
-    return float(value)
 
 
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:

@@ -57,7 +57,7 @@ from devbot.bag.storage import (
     unique_session_dir,
 )
 from devbot.bag.writer import BagWriteError, BagWriter, WriterOptions
-from devbot.params import declare
+from devbot.params import declare, declare_number
 from devbot.spin import ros_process, spin_until
 
 #: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
@@ -143,16 +143,6 @@ def build_custom_data(robot_config: str, robot: str, namespace: str) -> tuple[di
     return custom, name
 
 
-def _number(
-    node, name: str, default: float, description: str, high: float, low: float = 0.0
-) -> float:
-    """A float parameter that also accepts an integer (launch files pass ``5`` for 5.0)."""
-    value = declare(node, name, default, f'{description} [{low:g}..{high:g}]', dynamic_typing=True)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f'parameter {name} must be a number in [{low:g}, {high:g}], got {value!r}')
-    return float(value)
-
-
 class RecorderNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('recorder', **kwargs)
@@ -178,16 +168,16 @@ class RecorderNode(Node):
         types = declare(
             self, 'types', '', 'comma-separated topic=pkg/msg/Type for topics not on the graph'
         )
-        limit_gb = _number(
+        limit_gb = declare_number(
             self, 'disk_limit_gb', 10.0, "budget of this robot's sessions (GB); 0 = none", 1e6
         )
-        split_mb = _number(
+        split_mb = declare_number(
             self, 'split_size_mb', 0.0, 'new MCAP file at this size (MB); 0 = never', 1e7
         )
-        split_s = _number(
+        split_s = declare_number(
             self, 'split_duration_s', 0.0, 'new MCAP file after this long (s); 0 = never', 1e7
         )
-        flush_s = _number(
+        flush_s = declare_number(
             self,
             'flush_interval_s',
             1.0,
@@ -201,7 +191,7 @@ class RecorderNode(Node):
         self._depth = declare(
             self, 'qos_depth', 1000, 'subscription queue depth', int_range=(1, 100000)
         )
-        self.duration_s = _number(
+        self.duration_s = declare_number(
             self, 'duration_s', 0.0, 'stop after this long (s); 0 = until stopped', 1e9
         )
 
