@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from devbot import topics
 from devbot.action_space import ActionSpace
 from devbot.bag.session import BagError, Session, SessionInfo, Transition, list_sessions
 from devbot.bag.storage import DEFAULT_ROOT
@@ -138,8 +139,8 @@ class SessionExplorer:
                     ]
                 )
                 continue
-            camera = info.topic('camera/image_raw')
-            executed = info.topic('motor_command/executed')
+            camera = info.topic(topics.CAMERA_IMAGE)
+            executed = info.topic(topics.MOTOR_EXECUTED)
             space = info.action_space
             rows.append(
                 [

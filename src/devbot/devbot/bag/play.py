@@ -59,6 +59,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from devbot import topics
 from devbot.bag.metadata import KEY_NAMESPACE
 from devbot.bag.record import message_class
 from devbot.bag.session import BagError, BagMessage, Session
@@ -185,10 +186,10 @@ class PlayerNode(Node):
             self, 'lockstep', False, 'wait for an ack after each pace-topic message'
         )
         pace = declare(
-            self, 'pace_topic', 'camera/image_raw', 'lockstep: the topic whose messages are acked'
+            self, 'pace_topic', topics.CAMERA_IMAGE, 'lockstep: the topic whose messages are acked'
         )
         ack_topic = declare(
-            self, 'ack_topic', 'world_model/processed', 'lockstep: topic of the consumer acks'
+            self, 'ack_topic', topics.WM_PROCESSED, 'lockstep: topic of the consumer acks'
         )
         ack_type = declare(
             self, 'ack_type', 'std_msgs/msg/Header', 'lockstep: message type of the acks'
@@ -458,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         '--namespace', default='', help='publish under this namespace instead of the recorded one'
     )
     parser.add_argument('--lockstep', action='store_true', help='wait for an ack after each frame')
-    parser.add_argument('--pace-topic', default='camera/image_raw')
-    parser.add_argument('--ack-topic', default='world_model/processed')
+    parser.add_argument('--pace-topic', default=topics.CAMERA_IMAGE)
+    parser.add_argument('--ack-topic', default=topics.WM_PROCESSED)
     parser.add_argument('--ack-type', default='std_msgs/msg/Header')
     parser.add_argument('--ack-match', choices=('stamp', 'any'), default='stamp')
     parser.add_argument(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from devbot import topics
 from devbot.bag.metadata import TopicSpec, custom_data
 from devbot.bag.storage import (
     DEFAULT_ROOT,
@@ -66,12 +66,12 @@ HELP = 'record robot topics into a rosbag2 (MCAP) session'
 # the graph's topic contract (devbot.topics): these are subscribed at start, before their
 # publishers are discovered, so the first messages of a run are not missed
 DEFAULT_TYPES = {
-    'camera/image_raw': 'sensor_msgs/msg/Image',
-    'motor_command': 'sensor_msgs/msg/JointState',
-    'motor_command/executed': 'sensor_msgs/msg/JointState',
-    'ground_truth/dot_position': 'geometry_msgs/msg/PointStamped',
-    'world_model/action_scores': 'sensor_msgs/msg/JointState',
-    'world_model/metrics': 'diagnostic_msgs/msg/DiagnosticArray',
+    topics.CAMERA_IMAGE: 'sensor_msgs/msg/Image',
+    topics.MOTOR_COMMAND: 'sensor_msgs/msg/JointState',
+    topics.MOTOR_EXECUTED: 'sensor_msgs/msg/JointState',
+    topics.DOT_POSITION: 'geometry_msgs/msg/PointStamped',
+    topics.ACTION_SCORES: 'sensor_msgs/msg/JointState',
+    topics.WM_METRICS: 'diagnostic_msgs/msg/DiagnosticArray',
 }
 DEFAULT_TOPICS = tuple(DEFAULT_TYPES)
 # seconds between disk-limit checks, and between re-measuring the other sessions
