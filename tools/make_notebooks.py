@@ -59,8 +59,8 @@ RESETS = 400          # resets drawn for the randomisation check
 %matplotlib inline
 import numpy as np
 from IPython.display import JSON, display
-from devbot_explorer.action_check import (DotActionCheck, dot_trajectory_figure, frames_figure, reset_figure,
-                                           step_figure, uniformity)
+from devbot_explorer.action_check import (DotActionCheck, dot_trajectory_figure, frames_figure,
+                                          reset_figure, step_figure, uniformity)
 from devbot_explorer.table import Table
 
 check = DotActionCheck(seed=SEED)
@@ -172,8 +172,8 @@ REAL_ROBOT_TURNS = 52  # wrap-around demo on a real robot (no pose): turns for a
 import math
 import numpy as np
 from IPython.display import JSON, display
-from devbot_explorer.action_check import (JetBotActionCheck, frames_figure, jetbot_trajectory_figure,
-                                           step_figure)
+from devbot_explorer.action_check import (JetBotActionCheck, frames_figure,
+                                          jetbot_trajectory_figure, step_figure)
 from devbot_explorer.table import Table
 
 check = JetBotActionCheck(JETBOT_IP, PORT)
