@@ -9,7 +9,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
-PACKAGES := src/devbot src/toroidal_sim src/action_selectors src/world_model_node src/jetbot_driver
+PACKAGES := src/devbot src/toroidal_sim src/action_selectors src/world_model_node src/jetbot_driver src/devbot_explorer
 STAMP   := $(VENV)/.devbot-installed
 
 .PHONY: setup run test bench lock clean

@@ -43,10 +43,11 @@ import numpy as np
 import torch
 from compute import count_gflop, matmul_ceiling
 
+from toroidal_sim.env import ToroidalDotConfig
+from toroidal_sim.session import write_dot_session
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.dataset import TransitionDataset
-from world_model_node.offline.synthetic import write_dot_session
 from world_model_node.offline.trainer import OfflineTrainer, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         frames = write_dot_session(
             session,
             rng.integers(0, 2, n_actions).tolist(),
-            seed=1,
-            size=size,
-            dot_radius=max(1, round(5 * size / 224)),
-            move_pixels=max(1, round(27 * size / 224)),
+            config=ToroidalDotConfig(
+                size=size,
+                dot_radius=max(1, round(5 * size / 224)),
+                move_pixels=max(1, round(27 * size / 224)),
+                seed=1,
+            ),
         )
         print(
             f'session: {n_actions} transitions of {size}x{size} frames, {args.preset} model, '

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The session explorer as a script: the twin of notebooks/session_explorer.ipynb.
 
-Same API (world_model_node.explorer.SessionExplorer), same tables and figures, written to a
+Same API (devbot_explorer.explorer.SessionExplorer), same tables and figures, written to a
 folder (summary.md + PNGs, playback.gif) instead of shown inline. Also available as
 ``devbot explore``. Run with the project's venv:
 
@@ -14,7 +14,7 @@ folder (summary.md + PNGs, playback.gif) instead of shown inline. Also available
 
 import sys
 
-from world_model_node.explore_cli import main
+from devbot_explorer.explore_cli import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
 from devbot.bag import BagWriter, Session, TopicSpec, list_sessions
-from devbot.bag.writer import KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
+from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_NAMESPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 RUNNER = 'launch/toroidal_dot_runner.launch.yaml'

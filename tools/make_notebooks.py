@@ -59,9 +59,9 @@ RESETS = 400          # resets drawn for the randomisation check
 %matplotlib inline
 import numpy as np
 from IPython.display import JSON, display
-from world_model_node.action_check import (DotActionCheck, dot_trajectory_figure, frames_figure, reset_figure,
-                                           step_figure, uniformity)
-from world_model_node.table import Table
+from devbot_explorer.action_check import (DotActionCheck, dot_trajectory_figure, frames_figure,
+                                          reset_figure, step_figure, uniformity)
+from devbot_explorer.table import Table
 
 check = DotActionCheck(seed=SEED)
 size, move = check.config.size, check.config.move_pixels
@@ -172,9 +172,9 @@ REAL_ROBOT_TURNS = 52  # wrap-around demo on a real robot (no pose): turns for a
 import math
 import numpy as np
 from IPython.display import JSON, display
-from world_model_node.action_check import (JetBotActionCheck, frames_figure, jetbot_trajectory_figure,
-                                           step_figure)
-from world_model_node.table import Table
+from devbot_explorer.action_check import (JetBotActionCheck, frames_figure,
+                                          jetbot_trajectory_figure, step_figure)
+from devbot_explorer.table import Table
 
 check = JetBotActionCheck(JETBOT_IP, PORT)
 print(f'connected to {"the simulated JetBot" if check.simulated else "the JetBot"} at {check.address}')
@@ -285,11 +285,11 @@ EXPLORER = [
 # Session explorer
 
 Recorded sessions of every robot, and a world model looking at them (SPEC E). Everything here is
-`world_model_node.explorer.SessionExplorer`; the script twin `scripts/session_explorer.py`
+`devbot_explorer.explorer.SessionExplorer`; the script twin `scripts/session_explorer.py`
 (`devbot explore`) writes the same tables and figures to files.
 
 With the default parameters the notebook runs on **generated data**: two dot and two JetBot
-sessions written by `world_model_node.demo` into a temporary folder, and a tiny world model
+sessions written by `devbot_explorer.demo` into a temporary folder, and a tiny world model
 trained on one of them for a few steps (so its predictions are poor: it shows the views, not a
 trained model). Point `SESSIONS_ROOT` / `CHECKPOINTS_ROOT` at `saved/sessions` and
 `saved/checkpoints` to explore real ones. Nothing is ever written into a live checkpoint.
@@ -324,15 +324,15 @@ import torch
 from IPython.display import JSON, display
 warnings.filterwarnings('ignore', message='IProgress not found')   # tqdm without ipywidgets: no progress bars needed
 from world_model_node.config import WorldModelConfig
-from world_model_node.explorer import ExplorerError, SessionExplorer
-from world_model_node.workbench import LiveCheckpointError
+from devbot_explorer.explorer import ExplorerError, SessionExplorer
+from devbot_explorer.workbench import LiveCheckpointError
 
 if TORCH_THREADS:
     torch.set_num_threads(TORCH_THREADS)
 REPO = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 work = Path(WORK_DIR) if WORK_DIR else Path(tempfile.mkdtemp(prefix='session_explorer_'))
 if SESSIONS_ROOT is None:
-    from world_model_node.demo import write_demo_checkpoint, write_demo_sessions
+    from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
     demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
     SESSIONS_ROOT = work / 'sessions'
     if CHECKPOINTS_ROOT is None:

@@ -22,5 +22,15 @@ setup(
             'recorder_node = devbot.bag.record:node_main',
             'player_node = devbot.bag.play:node_main',
         ],
+        # `devbot <command>`: the subcommands this package owns (devbot.cli discovers the group)
+        'devbot.commands': [
+            'launch = devbot.launcher:main',
+            'view = devbot.viewer:main',
+            'record = devbot.bag.record:main',
+            'play = devbot.bag.play:main',
+            'bag = devbot.bag.cli:main',
+            'foxglove = devbot.foxglove_bridge:main',
+            'import-original = devbot.bag.import_original:main',
+        ],
     },
 )

@@ -27,5 +27,8 @@ setup(
             'jetbot_server = jetbot_driver.server:main',
             'jetbot_sim_server = jetbot_driver.sim_server:main',
         ],
+        'devbot.commands': [
+            'jetbot-feed = jetbot_driver.feed:main',
+        ],
     },
 )

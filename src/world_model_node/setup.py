@@ -10,7 +10,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['numpy', 'torch', 'timm', 'pyyaml', 'matplotlib'],
+    install_requires=['devbot', 'toroidal_sim', 'numpy', 'torch', 'timm', 'pyyaml', 'matplotlib'],
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
@@ -19,6 +19,10 @@ setup(
     entry_points={
         'console_scripts': [
             'world_model_node = world_model_node.node:main',
+        ],
+        'devbot.commands': [
+            'replay = world_model_node.replay:main',
+            'train = world_model_node.offline.cli:main',
         ],
     },
 )

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 
 from action_selectors.policies import UncertaintyPolicy, make_policy
 from devbot import topics
-from devbot.action_space import ActionError, ActionSpace
+from devbot.action_space import ActionError, ActionSpace, parse_candidate_label
 
 # longest line we try to parse (anything longer is refused, not truncated)
 MAX_LINE = 1000
@@ -255,9 +255,9 @@ def level0_scores(scores: Mapping[str, float] | None, num_actions: int) -> dict[
     """Finite scores of the level-0 candidates (labels ``"1"`` or ``"L0:1"``), by action index."""
     out: dict[int, float] = {}
     for label, score in (scores or {}).items():
-        name = label[3:] if label.startswith('L0:') else label
-        if name.isdigit() and int(name) < num_actions and math.isfinite(score):
-            out[int(name)] = float(score)
+        parsed = parse_candidate_label(label, num_actions)
+        if parsed is not None and parsed[0] == 0 and len(parsed[1]) == 1 and math.isfinite(score):
+            out[parsed[1][0]] = float(score)
     return out
 
 
@@ -292,15 +292,10 @@ class Proposer:
         return self.fallback.choose(None)
 
 
-def action_label(space: ActionSpace, index: int) -> str:
-    """``action=1`` or ``motor_left=0, motor_right=0.12, duration=0.2``."""
-    return ', '.join(f'{k}={v:g}' for k, v in space.values(index).items())
-
-
 def format_actions(space: ActionSpace) -> str:
     """The list of actions and input forms (shown at start and on ``help``)."""
     lines = [f'{space.robot_type}: {space.num_actions} actions']
-    lines += [f'  {i}: {action_label(space, i)}' for i in range(space.num_actions)]
+    lines += [f'  {space.label(i, indexed=True)}' for i in range(space.num_actions)]
     example = space.values(min(1, space.num_actions - 1))
     pairs = ' '.join(f'{k}={v:g}' for k, v in example.items())
     forms = json.dumps(example) + ('' if 'action' in example else ' or {"action": 1}')
@@ -315,18 +310,15 @@ def format_proposal(
     space: ActionSpace, step: int, proposed: int, scores: Mapping[str, float] | None = None
 ) -> str:
     """The text shown for each trigger: step, proposal and (if any) the score per candidate."""
-    lines = [f'step {step}: proposed {proposed} ({action_label(space, proposed)})']
+    lines = [f'step {step}: proposed {proposed} ({space.label(proposed)})']
     if scores:
         usable = level0_scores(scores, space.num_actions)
         best = max(usable.values()) if usable else None
         parts = []
         for label, score in scores.items():
-            name = label[3:] if label.startswith('L0:') else label
-            mark = (
-                ' *'
-                if best is not None and name.isdigit() and usable.get(int(name)) == best
-                else ''
-            )
+            parsed = parse_candidate_label(label, space.num_actions)
+            level0 = parsed is not None and parsed[0] == 0 and len(parsed[1]) == 1
+            mark = ' *' if best is not None and level0 and usable.get(parsed[1][0]) == best else ''
             parts.append(f'{label}: {score:.4g}{mark}')
         lines.append('  uncertainty  ' + '   '.join(parts))
     return '\n'.join(lines)
@@ -537,15 +529,14 @@ class InteractiveSelector:
         )
         self.stats.record(action, time.monotonic())
         self._say(
-            f'  sent {action} ({action_label(self.space, action)})'
-            + (' [accepted]' if accepted else '')
+            f'  sent {action} ({self.space.label(action)})' + (' [accepted]' if accepted else '')
         )
 
     # ------------------------------------------------------------------ end of run
 
     def summary_text(self) -> str:
         """The runner statistics (also written to report_dir, if set)."""
-        labels = {i: action_label(self.space, i) for i in range(self.space.num_actions)}
+        labels = {i: self.space.label(i) for i in range(self.space.num_actions)}
         return self.stats.finish(labels, self.report_dir)
 
 

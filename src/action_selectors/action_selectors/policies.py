@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from devbot.action_space import parse_candidate_label
+
 # The original's predefined sequences for the toroidal dot (0 = stay, 1 = move right).
 SEQUENCES: dict[str, tuple[int, ...]] = {
     'ALWAYS_MOVE': (1,),
@@ -97,9 +99,9 @@ class UncertaintyPolicy:
             raise ValueError('the uncertainty policy needs world_model/action_scores')
         candidates = {}
         for label, score in scores.items():
-            primitives = parse_candidate(label, self.num_actions)
-            if primitives is not None and np.isfinite(score):
-                candidates[primitives] = float(score)
+            parsed = parse_candidate_label(label, self.num_actions)
+            if parsed is not None and np.isfinite(score):
+                candidates[parsed[1]] = float(score)
         if not candidates:
             raise ValueError(f'no usable candidate in {dict(scores)}')
         best = max(candidates.values())
@@ -107,19 +109,6 @@ class UncertaintyPolicy:
         plan = list(ties[self._rng.integers(0, len(ties))])
         self._plan = plan[1:]
         return plan[0]
-
-
-def parse_candidate(label: str, num_actions: int) -> tuple[int, ...] | None:
-    """The primitive actions of a candidate label (``"1"``, ``"L0:1"``, ``"L1:1-0"``); None if
-    the label is malformed or names an action outside [0, num_actions)."""
-    body = label.split(':', 1)[1] if label.startswith('L') and ':' in label else label
-    try:
-        primitives = tuple(int(p) for p in body.split('-'))
-    except ValueError:
-        return None
-    if not primitives or not all(0 <= p < num_actions for p in primitives):
-        return None
-    return primitives
 
 
 def parse_sequence(text: str) -> tuple[int, ...]:

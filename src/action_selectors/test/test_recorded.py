@@ -11,7 +11,7 @@ from rosbags.typesys import Stores, get_typestore
 from action_selectors.recorded import RecordedPolicy, RecordingFinished
 from devbot.action_space import ActionSpace
 from devbot.bag import BagError, BagWriter, FilterError, Session, TopicSpec
-from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE
+from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 TS = get_typestore(Stores.ROS2_KILTED)

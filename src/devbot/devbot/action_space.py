@@ -164,8 +164,12 @@ class ActionSpace:
     def num_channels(self) -> int:
         return len(self.channels)
 
-    def values(self, index: int) -> dict[str, float]:
-        """The channel values of discrete action ``index``."""
+    def check_index(self, index: object) -> int:
+        """``index`` as an int.
+
+        Raises:
+            ActionError: not an integer in [0, num_actions) (a bool is not an index).
+        """
         if (
             isinstance(index, bool)
             or not isinstance(index, (int, np.integer))
@@ -174,7 +178,31 @@ class ActionSpace:
             raise ActionError(
                 f'action index must be an integer in [0, {self.num_actions}), got {index!r}'
             )
-        return dict(zip(self.channel_names, self.actions[index]))
+        return int(index)
+
+    def values(self, index: int) -> dict[str, float]:
+        """The channel values of discrete action ``index``."""
+        return dict(zip(self.channel_names, self.actions[self.check_index(index)]))
+
+    def label(self, index: int, *, varying_only: bool = False, indexed: bool = False) -> str:
+        """A short description of discrete action ``index``.
+
+        Args:
+            index: the action.
+            varying_only: show only the channels whose value differs between actions (all of
+                them when none does): ``motor_right=0.12`` instead of
+                ``motor_left=0, motor_right=0.12, duration=0.2``.
+            indexed: prefix the index: ``1: action=1``.
+        Raises:
+            ActionError: ``index`` is not an action of this space.
+        """
+        values = self.values(index)
+        shown = list(self.channel_names)
+        if varying_only:
+            varying = [n for k, n in enumerate(shown) if len({a[k] for a in self.actions}) > 1]
+            shown = varying or shown
+        text = ', '.join(f'{n}={values[n]:g}' for n in shown)
+        return f'{index}: {text}' if indexed else text
 
     def index_of(self, names: Sequence[str], values: Sequence[float]) -> int:
         """The index of the discrete action given as parallel channel names and values.
@@ -236,6 +264,32 @@ class ActionSpace:
     @staticmethod
     def _same(a: Sequence[float], b: Sequence[float]) -> bool:
         return all(abs(x - y) <= VALUE_TOLERANCE for x, y in zip(a, b))
+
+
+def candidate_label(level: int, primitives: Sequence[int]) -> str:
+    """The name of a scored candidate in ``world_model/action_scores``: ``L0:1`` for primitive
+    action 1, ``L1:1-0`` for the level-1 macro-action executing 1 then 0."""
+    return f'L{level}:' + '-'.join(str(int(p)) for p in primitives)
+
+
+def parse_candidate_label(label: str, num_actions: int) -> tuple[int, tuple[int, ...]] | None:
+    """(level, primitive actions) of a candidate name (``L0:1``, ``L1:1-0``; a plain ``1`` is
+    primitive action 1 at level 0); None when the name is malformed or names an action outside
+    [0, num_actions)."""
+    level = 0
+    body = label
+    if label.startswith('L') and ':' in label:
+        head, body = label[1:].split(':', 1)
+        if not head.isdigit():
+            return None
+        level = int(head)
+    parts = body.split('-')
+    if not all(p.isdigit() for p in parts):
+        return None
+    primitives = tuple(int(p) for p in parts)
+    if not all(p < num_actions for p in primitives):
+        return None
+    return level, primitives
 
 
 def _number(value: Any, where: str) -> float:

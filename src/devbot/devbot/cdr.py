@@ -1,8 +1,13 @@
-"""Reading fields straight from serialized (CDR) messages, without deserializing them."""
+"""Serialized (CDR) messages: fields read straight from them without deserializing, and the
+messages of a session (image, executed action, dot position) written without ROS."""
 
 from __future__ import annotations
 
 import struct
+
+import numpy as np
+
+from devbot.action_space import ActionSpace
 
 _STAMP_LE = struct.Struct('<iI')
 _STAMP_BE = struct.Struct('>iI')
@@ -23,3 +28,77 @@ def header_stamp(serialized: bytes) -> tuple[int, int]:
     if kind not in (0, 1):
         raise ValueError(f'unsupported CDR encapsulation {serialized[:2].hex()}')
     return (_STAMP_LE if kind == 1 else _STAMP_BE).unpack_from(serialized, 4)
+
+
+# Writing: the messages a session holds, serialized as the recorder stores them (rosbags'
+# Kilted typestore, little-endian CDR), for sessions generated without ROS.
+
+_TYPESTORE = None
+
+
+def _typestore():
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        from rosbags.typesys import Stores, get_typestore
+
+        _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+    return _TYPESTORE
+
+
+def _header(stamp_ns: int, frame_id: str):
+    types = _typestore().types
+    stamp = types['builtin_interfaces/msg/Time'](
+        stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
+    )
+    return types['std_msgs/msg/Header'](stamp, frame_id)
+
+
+def image_cdr(frame: np.ndarray, stamp_ns: int, frame_id: str = 'camera') -> bytes:
+    """A serialized rgb8 ``sensor_msgs/Image``.
+
+    Args:
+        frame: uint8 [H, W, 3], RGB.
+        stamp_ns: header stamp.
+        frame_id: header frame.
+    Raises:
+        ValueError: ``frame`` is not uint8 [H, W, 3].
+    """
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f'frame must be uint8 [H, W, 3], got {frame.dtype} {list(frame.shape)}')
+    ts = _typestore()
+    msg = ts.types['sensor_msgs/msg/Image'](
+        _header(stamp_ns, frame_id),
+        frame.shape[0],
+        frame.shape[1],
+        'rgb8',
+        0,
+        frame.shape[1] * 3,
+        np.ascontiguousarray(frame).reshape(-1),
+    )
+    return bytes(ts.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
+
+
+def action_cdr(space: ActionSpace, index: int, stamp_ns: int) -> bytes:
+    """Discrete action ``index`` of ``space`` as a serialized ``sensor_msgs/JointState``, laid out
+    as :func:`devbot.messages.action_to_joint_state` lays it out (velocity and effort zeros)."""
+    ts = _typestore()
+    values = space.values(index)
+    n = len(values)
+    msg = ts.types['sensor_msgs/msg/JointState'](
+        _header(stamp_ns, ''),
+        list(values),
+        np.array([float(v) for v in values.values()]),
+        np.zeros(n),
+        np.zeros(n),
+    )
+    return bytes(ts.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
+
+
+def point_cdr(x: float, y: float, stamp_ns: int, frame_id: str = 'image') -> bytes:
+    """A serialized ``geometry_msgs/PointStamped`` (x, y, 0)."""
+    ts = _typestore()
+    types = ts.types
+    msg = types['geometry_msgs/msg/PointStamped'](
+        _header(stamp_ns, frame_id), types['geometry_msgs/msg/Point'](float(x), float(y), 0.0)
+    )
+    return bytes(ts.serialize_cdr(msg, 'geometry_msgs/msg/PointStamped'))

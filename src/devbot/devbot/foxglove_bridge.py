@@ -22,6 +22,11 @@ import sys
 import time
 from collections.abc import Iterable
 
+from devbot import topics
+
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'serve topics to the Foxglove app over WebSocket'
+
 EXAMPLES = """\
 examples:
   devbot foxglove                                   # /toroidal_dot's default topics on ws://127.0.0.1:8765
@@ -41,21 +46,21 @@ SUPPORTED_TYPES = (IMAGE, JOINT_STATE, DIAGNOSTICS, POINT)
 
 # devbot topics (relative to the robot namespace) and their types; see devbot.topics
 KNOWN_TOPICS: dict[str, str] = {
-    'camera/image_raw': IMAGE,
-    'world_model/visualization': IMAGE,
-    'motor_command': JOINT_STATE,
-    'motor_command/executed': JOINT_STATE,
-    'world_model/action_scores': JOINT_STATE,
-    'world_model/metrics': DIAGNOSTICS,
-    'ground_truth/dot_position': POINT,
+    topics.CAMERA_IMAGE: IMAGE,
+    topics.WM_VISUALIZATION: IMAGE,
+    topics.MOTOR_COMMAND: JOINT_STATE,
+    topics.MOTOR_EXECUTED: JOINT_STATE,
+    topics.ACTION_SCORES: JOINT_STATE,
+    topics.WM_METRICS: DIAGNOSTICS,
+    topics.DOT_POSITION: POINT,
 }
 DEFAULT_TOPICS = (
-    'camera/image_raw',
-    'world_model/visualization',
-    'motor_command',
-    'motor_command/executed',
-    'world_model/action_scores',
-    'world_model/metrics',
+    topics.CAMERA_IMAGE,
+    topics.WM_VISUALIZATION,
+    topics.MOTOR_COMMAND,
+    topics.MOTOR_EXECUTED,
+    topics.ACTION_SCORES,
+    topics.WM_METRICS,
 )
 
 

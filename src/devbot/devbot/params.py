@@ -56,3 +56,22 @@ def declare(
                 f'parameter {name}={value} is outside [{float_range[0]}, {float_range[1]}]'
             )
     return value
+
+
+def declare_number(
+    node, name: str, default: float, description: str, high: float, low: float = 0.0
+) -> float:
+    """Declare a float parameter in [low, high] (its range shown in the description).
+
+    An integer value is accepted (launch files pass ``5`` for 5.0) and returned as a float.
+
+    Raises:
+        ValueError: a value that is not a number, or outside [low, high].
+    """
+    return declare(
+        node,
+        name,
+        float(default),
+        f'{description} [{low:g}..{high:g}]',
+        float_range=(float(low), float(high)),
+    )

@@ -20,6 +20,9 @@ import time
 
 import numpy as np
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'show image topics in a window (or save them headless)'
+
 EXAMPLES = """\
 examples:
   devbot view /toroidal_dot/camera/image_raw

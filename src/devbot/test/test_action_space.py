@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import JointState
 
-from devbot.action_space import ActionError, ActionSpace, ConfigError
+from devbot.action_space import (
+    ActionError,
+    ActionSpace,
+    ConfigError,
+    candidate_label,
+    parse_candidate_label,
+)
 from devbot.messages import action_to_joint_state, joint_state_to_action
 
 REPO = Path(__file__).resolve().parents[3]
@@ -99,3 +105,38 @@ def test_bad_index(jetbot):
     for bad in (-1, 2, 1.0, True):
         with pytest.raises(ActionError):
             action_to_joint_state(jetbot, bad)
+
+
+def test_action_labels_show_the_values_of_an_action():
+    space = ActionSpace.from_dict(
+        {
+            'channels': [
+                {'name': 'motor_left', 'min': -1.0, 'max': 1.0},
+                {'name': 'motor_right', 'min': -1.0, 'max': 1.0},
+                {'name': 'duration', 'min': 0.0, 'max': 1.0},
+            ],
+            'actions': [
+                {'motor_left': 0.0, 'motor_right': 0.0, 'duration': 0.2},
+                {'motor_left': 0.0, 'motor_right': 0.12, 'duration': 0.2},
+            ],
+        },
+        robot_type='jetbot',
+    )
+    assert space.label(1) == 'motor_left=0, motor_right=0.12, duration=0.2'
+    assert space.label(1, varying_only=True) == 'motor_right=0.12'
+    assert space.label(0, varying_only=True, indexed=True) == '0: motor_right=0'
+    single = ActionSpace.from_dict(
+        {'channels': [{'name': 'action', 'min': 0, 'max': 1}], 'actions': [{'action': 1}]}
+    )
+    assert single.label(0, varying_only=True) == 'action=1'  # nothing varies: every channel
+    with pytest.raises(ActionError):
+        space.label(2)
+
+
+def test_candidate_labels_round_trip():
+    assert candidate_label(0, [1]) == 'L0:1' and candidate_label(1, (1, 0)) == 'L1:1-0'
+    for level, primitives in ((0, (1,)), (1, (1, 0)), (2, (0, 0, 1, 1))):
+        assert parse_candidate_label(candidate_label(level, primitives), 2) == (level, primitives)
+    assert parse_candidate_label('1', 2) == (0, (1,))
+    for bad in ('L0:2', 'L1:1+1', 'Lx:1', 'L0:', 'x', '', '-1', 'L0:1--0'):
+        assert parse_candidate_label(bad, 2) is None, bad

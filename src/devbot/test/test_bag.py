@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from rosbags.typesys import Stores, get_typestore
 
 from devbot.bag import (
     BagError,
@@ -33,10 +32,11 @@ from devbot.bag import (
     reindex,
 )
 from devbot.bag.cli import main as bag_cli
-from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
+from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
+from devbot.cdr import action_cdr, image_cdr
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
+from toroidal_sim.session import write_dot_session
 
-TS = get_typestore(Stores.ROS2_KILTED)
 NS = '/toroidal_dot/'
 CUSTOM = {
     KEY_ROBOT_TYPE: 'toroidal_dot',
@@ -45,62 +45,12 @@ CUSTOM = {
 }
 
 
-def stamp(ns: int):
-    Time = TS.types['builtin_interfaces/msg/Time']
-    return Time(ns // 1_000_000_000, ns % 1_000_000_000)
-
-
-def image_cdr(frame: np.ndarray, ns: int) -> bytes:
-    T = TS.types
-    msg = T['sensor_msgs/msg/Image'](
-        T['std_msgs/msg/Header'](stamp(ns), 'camera'),
-        frame.shape[0],
-        frame.shape[1],
-        'rgb8',
-        0,
-        frame.shape[1] * 3,
-        frame.reshape(-1),
-    )
-    return bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
-
-
-def action_cdr(action: int, ns: int) -> bytes:
-    T = TS.types
-    msg = T['sensor_msgs/msg/JointState'](
-        T['std_msgs/msg/Header'](stamp(ns), ''),
-        ['action'],
-        np.array([float(action)]),
-        np.zeros(1),
-        np.zeros(1),
-    )
-    return bytes(TS.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
-
-
-def write_dot_session(path: Path, actions, seed=1, options=None, drop_frames=(), t0=None):
-    """A dot session like the recorder writes one: frame, then (executed, frame) per action,
-    the executed action and its outcome frame sharing a stamp. Returns (frames, t0)."""
-    env = ToroidalDotEnv(ToroidalDotConfig(seed=seed))
-    t0 = t0 or 1_700_000_000_000_000_000
-    frames = [env.frame()]
-    with BagWriter(path, CUSTOM, options) as bag:
-        img = bag.add_topic(TopicSpec(NS + 'camera/image_raw', 'sensor_msgs/msg/Image'))
-        exe = bag.add_topic(TopicSpec(NS + 'motor_command/executed', 'sensor_msgs/msg/JointState'))
-        bag.write(img, t0, image_cdr(frames[0], t0))
-        for k, a in enumerate(actions, start=1):
-            ns = t0 + k * 10_000_000
-            frames.append(env.step(int(a)))
-            bag.write(exe, ns + 1000, action_cdr(a, ns))
-            if k not in drop_frames:
-                bag.write(img, ns + 2000, image_cdr(frames[-1], ns))
-    return frames, t0
-
-
 ACTIONS = [1, 1, 0] * 10 + [0, 1] * 5
 
 
 def test_round_trip_is_bit_exact_with_rosbags_and_an_independent_mcap_reader(tmp_path):
     bag = tmp_path / 'toroidal_dot' / 's1'
-    frames, t0 = write_dot_session(bag, ACTIONS)
+    frames = write_dot_session(bag, ACTIONS)
     with Session(bag) as s:
         assert s.robot_type == 'toroidal_dot' and s.action_space == DOT_ACTION_SPACE
         assert s.num_frames == len(frames)
@@ -131,7 +81,7 @@ def test_round_trip_is_bit_exact_with_rosbags_and_an_independent_mcap_reader(tmp
     with mcap_files[0].open('rb') as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         assert reader.get_header().profile == 'ros2'
-        images, acts = [], []
+        images, acts, xs = [], [], []
         for schema, channel, message, decoded in reader.iter_decoded_messages():
             if channel.topic.endswith('image_raw'):
                 assert schema.name == 'sensor_msgs/msg/Image' and channel.message_encoding == 'cdr'
@@ -140,11 +90,16 @@ def test_round_trip_is_bit_exact_with_rosbags_and_an_independent_mcap_reader(tmp
                         decoded.height, decoded.width, 3
                     )
                 )
-            else:
+            elif channel.topic.endswith('executed'):
                 acts.append(int(decoded.position[0]))
+            else:
+                assert channel.topic == NS + 'ground_truth/dot_position'
+                xs.append(decoded.point.x)
         summary = reader.get_summary()
     assert all(np.array_equal(a, b) for a, b in zip(images, frames)) and len(images) == len(frames)
     assert acts == ACTIONS
+    moves = [(x1 - x0) % 224 for x0, x1 in zip(xs, xs[1:])]  # the dot's ground truth: 27 px a move
+    assert moves == [27 * a for a in ACTIONS]
     assert {c.compression for c in summary.chunk_indexes} == {'zstd'}
 
 
@@ -204,7 +159,7 @@ def test_metadata_follows_the_rosbag2_schema(tmp_path):
 
 def test_split_by_size_and_duration_reads_back_as_one_session(tmp_path):
     bag = tmp_path / 'split'
-    frames, _ = write_dot_session(
+    frames = write_dot_session(
         bag, ACTIONS, options=WriterOptions(split_bytes=700_000, compression='none')
     )
     files = read_info(bag).files
@@ -221,7 +176,7 @@ def test_split_by_size_and_duration_reads_back_as_one_session(tmp_path):
 
 def test_missing_frames_drop_whole_transitions_never_mislabel(tmp_path):
     bag = tmp_path / 'gaps'
-    frames, _ = write_dot_session(bag, ACTIONS, drop_frames={5, 20})
+    frames = write_dot_session(bag, ACTIONS, drop_frames={5, 20})
     with Session(bag) as s:
         ts = list(s.transitions())
         # frames 5 and 20 are missing: actions 5+6 and 20+21 would share a frame pair -> both dropped
@@ -235,7 +190,7 @@ def test_missing_frames_drop_whole_transitions_never_mislabel(tmp_path):
 
 def test_filter_keeps_whole_transitions(tmp_path):
     bag = tmp_path / 'f'
-    frames, t0 = write_dot_session(bag, ACTIONS)
+    write_dot_session(bag, ACTIONS)
     with Session(bag) as s:
         moves = list(s.transitions('actions=1'))
         assert len(moves) == ACTIONS.count(1) and {t.action for t in moves} == {1}
@@ -278,7 +233,7 @@ def write_frames_then_die(bag: str, frames: int, flush_every: int) -> None:
     w.write(img, t0, image_cdr(env.frame(), t0))
     for k in range(1, frames + 1):
         ns = t0 + k * 10_000_000
-        w.write(exe, ns, action_cdr(1, ns))
+        w.write(exe, ns, action_cdr(DOT_ACTION_SPACE, 1, ns))
         w.write(img, ns + 1, image_cdr(env.step(1), ns))
         if k % flush_every == 0:
             time.sleep(0.002)
@@ -322,7 +277,9 @@ def test_write_error_is_clear_and_keeps_what_was_written(tmp_path):
         from test_bag import *
         resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))   # a "disk" of 3 MB per file
         try:
-            write_dot_session(Path({str(bag)!r}), [1] * 400, options=WriterOptions(compression='none'))
+            write_dot_session(
+                Path({str(bag)!r}), [1] * 400, seed=1, options=WriterOptions(compression='none')
+            )
         except BagWriteError as exc:
             print('ERROR:', exc)
     ''')

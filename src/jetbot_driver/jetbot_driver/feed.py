@@ -22,6 +22,9 @@ from jetbot_driver import protocol
 from jetbot_driver.client import ConnectionLost, JetBotClient
 from jetbot_driver.protocol import FrameError
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'live camera feed of a JetBot over RPyC'
+
 WINDOW = 'devbot jetbot-feed'
 
 

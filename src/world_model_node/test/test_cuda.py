@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from toroidal_sim.env import ToroidalDotConfig
+from toroidal_sim.session import write_dot_session
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.offline.synthetic import write_dot_session, write_random_dot_sessions
+from world_model_node.offline.synthetic import write_random_dot_sessions
 from world_model_node.offline.trainer import OfflineTrainer, TrainSettings
 
 pytestmark = [
@@ -39,7 +41,9 @@ def sessions(root: Path, n: int = 2, steps: int = 80, seed: int = 0) -> list[Pat
 
 def dot_frames(root: Path, n: int) -> list[np.ndarray]:
     return write_dot_session(
-        root, [i % 2 for i in range(n)], seed=3, size=32, dot_radius=2, move_pixels=5
+        root,
+        [i % 2 for i in range(n)],
+        config=ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=3),
     )
 
 

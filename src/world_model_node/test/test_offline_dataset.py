@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from toroidal_sim.env import ToroidalDotConfig
+from toroidal_sim.session import write_dot_session
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.dataset import (
@@ -20,7 +22,6 @@ from world_model_node.offline.dataset import (
     chain_windows,
     split_samples,
 )
-from world_model_node.offline.synthetic import write_dot_session
 
 torch.set_num_threads(1)
 F_CTX = WorldModelConfig.tiny().context_frames  # 4 context frames
@@ -30,7 +31,10 @@ def dot_session(root: Path, name: str, actions, seed: int = 0, size: int = 32, *
     """A 32x32 dot session under root/toroidal_dot/name; returns (path, frames)."""
     path = root / 'toroidal_dot' / name
     frames = write_dot_session(
-        path, actions, seed=seed, size=size, dot_radius=2, move_pixels=5, **kw
+        path,
+        actions,
+        config=ToroidalDotConfig(size=size, dot_radius=2, move_pixels=5, seed=seed),
+        **kw,
     )
     return path, frames
 

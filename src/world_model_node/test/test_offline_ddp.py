@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toroidal_sim.env import ToroidalDotConfig
+from toroidal_sim.session import write_dot_session
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.offline.synthetic import write_dot_session
 from world_model_node.offline.trainer import STATE_FILE, OfflineTrainer, TrainSettings
 
 torch.set_num_threads(1)
@@ -52,7 +53,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     for i in range(2):
         p = tmp_path / 'sessions' / 'toroidal_dot' / f's{i}'
         write_dot_session(
-            p, rng.integers(0, 2, 40).tolist(), seed=i, size=32, dot_radius=2, move_pixels=5
+            p,
+            rng.integers(0, 2, 40).tolist(),
+            config=ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=i),
         )
         paths.append(p)
     spec = dict(

@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from devbot.cli import main as devbot_main
+from toroidal_sim.env import ToroidalDotConfig
+from toroidal_sim.session import write_dot_session
 from world_model_node.checkpoint import CheckpointManager
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.cli import main as train_main
 from world_model_node.offline.evaluation import dot_centroids, torus_distance
-from world_model_node.offline.synthetic import write_dot_session, write_random_dot_sessions
+from world_model_node.offline.synthetic import write_random_dot_sessions
 from world_model_node.offline.trainer import (
     STATE_FILE,
     OfflineTrainer,
@@ -27,6 +29,7 @@ from world_model_node.offline.trainer import (
 
 torch.set_num_threads(1)
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)
+SMALL_DOT = ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=0)
 
 
 def tiny(**kw) -> WorldModelConfig:
@@ -162,7 +165,7 @@ def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
     assert online.levels[0].optimizer.param_groups[0]['lr'] == cfg.predictor_lr
     # the optimizer moments came along: the online learner continues, it does not restart
     assert online.ae_optimizer.state and online.levels[0].optimizer.state
-    frame = write_dot_session(tmp_path / 'x', [1], size=32, dot_radius=2, move_pixels=5)[0]
+    frame = write_dot_session(tmp_path / 'x', [1], config=SMALL_DOT)[0]
     r = online.observe(frame)
     assert r.step == 12 * 8 + 1
 
@@ -171,7 +174,7 @@ def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(tm
     cfg = tiny(reconstruction_threshold=1.0)  # the online learner acts and trains its predictor
     online_dir = tmp_path / 'online'
     online = OnlineLearner(cfg, ACTIONS, checkpoint_dir=online_dir)
-    frames = write_dot_session(tmp_path / 'y', [1, 0] * 6, size=32, dot_radius=2, move_pixels=5)
+    frames = write_dot_session(tmp_path / 'y', [1, 0] * 6, config=SMALL_DOT)
     for i, f in enumerate(frames[:-1]):
         online.observe(f)
         online.record_action(i % 2)

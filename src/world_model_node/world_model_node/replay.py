@@ -17,6 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from devbot import topics
+
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'train the world model offline from recorded sessions'
+
 EXAMPLES = '''examples:
   devbot replay --robot toroidal_dot                       # every session of the robot, oldest first
   devbot replay saved/sessions/jetbot/20261125-101500-000001 saved/sessions/jetbot/20261125-113000-000002
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 f'devbot replay: {info.path}: no action space in the bag metadata', file=sys.stderr
             )
             return 2
-        camera = info.topic('camera/image_raw')
+        camera = info.topic(topics.CAMERA_IMAGE)
         frames = info.topics[camera].count if camera else 0
         print(
             f'[replay] session {n}/{len(infos)}: {info.path} ({info.robot_type}, {frames} frames)',
@@ -129,7 +134,7 @@ def train_session(bin_dir: Path, info, args) -> int:
         '-p',
         f'namespace:={namespace}',
         '-p',
-        'topics:=camera/image_raw,motor_command/executed',
+        f'topics:={topics.CAMERA_IMAGE},{topics.MOTOR_EXECUTED}',
         '-p',
         'lockstep:=true',
         '-p',

@@ -7,6 +7,7 @@ and :mod:`~devbot.bag.play`; the ``devbot bag`` command is :mod:`~devbot.bag.cli
 """
 
 from devbot.bag.filter import FilterError, TransitionFilter
+from devbot.bag.metadata import TopicSpec
 from devbot.bag.reindex import BagFormatError, reindex
 from devbot.bag.session import (
     Action,
@@ -21,7 +22,7 @@ from devbot.bag.session import (
     read_info,
 )
 from devbot.bag.storage import DEFAULT_ROOT, enforce_disk_limit, new_session_name
-from devbot.bag.writer import BagWriteError, BagWriter, TopicSpec, WriterOptions
+from devbot.bag.writer import BagWriteError, BagWriter, WriterOptions
 
 __all__ = [
     'Action',

@@ -11,9 +11,13 @@ import argparse
 import datetime as _dt
 import sys
 
+from devbot import topics
 from devbot.bag.reindex import BagFormatError, reindex
 from devbot.bag.session import BagError, Session, list_sessions, read_info, scan_problem
 from devbot.bag.storage import DEFAULT_ROOT, resolve_session_path
+
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'list, inspect and reindex recorded sessions'
 
 
 def _when(ns: int) -> str:
@@ -72,11 +76,7 @@ def cmd_info(opts) -> int:
             f'action space: channels {list(space.channel_names)}; '
             f'{space.num_actions} actions {[space.values(i) for i in range(space.num_actions)]}'
         )
-        if (
-            info.complete
-            and info.topic('motor_command/executed')
-            and info.topic('camera/image_raw')
-        ):
+        if info.complete and info.topic(topics.MOTOR_EXECUTED) and info.topic(topics.CAMERA_IMAGE):
             with Session(path) as s:
                 counts = s.action_counts()
                 print(f'frames:       {s.num_frames}   transitions {len(s.transition_list())}')

@@ -95,28 +95,28 @@ from typing import Any
 import numpy as np
 import yaml
 
+from devbot import topics
 from devbot.action_space import ActionError, ActionSpace, ConfigError
-from devbot.bag.storage import DEFAULT_ROOT, new_session_name
-from devbot.bag.writer import (
+from devbot.bag.metadata import (
     KEY_ACTION_SPACE,
     KEY_NAMESPACE,
     KEY_ROBOT,
     KEY_ROBOT_TYPE,
     KEY_SOFTWARE,
-    BagWriteError,
-    BagWriter,
     TopicSpec,
     software_version,
 )
+from devbot.bag.storage import DEFAULT_ROOT, new_session_name
+from devbot.bag.writer import BagWriteError, BagWriter
+from devbot.cdr import action_cdr, image_cdr
 
+HELP = "convert the original codebase's recorded sessions into devbot sessions"
 META_FILE = 'session_meta.json'
 SHARD_RE = re.compile(r'^events_shard_(\d+)\.jsonl$')
 # the original's robot class name -> devbot robot type
 ROBOT_TYPES = {'ToroidalDotRobot': 'toroidal_dot', 'JetBotInterface': 'jetbot'}
 KEY_IMPORTED_FROM = 'devbot.imported_from'
 KEY_ORIGINAL_META = 'devbot.original_session_meta'
-CAMERA_TOPIC = 'camera/image_raw'
-EXECUTED_TOPIC = 'motor_command/executed'
 FRAME_ID = 'camera'
 
 EXAMPLES = """\
@@ -440,51 +440,6 @@ def session_name(meta: dict, first_ns: int | None) -> str:
     return new_session_name(first_ns / 1e9 if first_ns is not None else None)
 
 
-class _Messages:
-    """Serializes the two message types (rosbags' typestore, no ROS needed)."""
-
-    def __init__(self) -> None:
-        from rosbags.typesys import Stores, get_typestore
-
-        self.ts = get_typestore(Stores.ROS2_KILTED)
-        types = self.ts.types
-        self._time = types['builtin_interfaces/msg/Time']
-        self._header = types['std_msgs/msg/Header']
-        self._image = types['sensor_msgs/msg/Image']
-        self._joint_state = types['sensor_msgs/msg/JointState']
-
-    def header(self, stamp_ns: int, frame_id: str):
-        return self._header(
-            self._time(stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000), frame_id
-        )
-
-    def image(self, frame: np.ndarray, stamp_ns: int) -> bytes:
-        """uint8 [H, W, 3] RGB -> serialized rgb8 sensor_msgs/Image."""
-        h, w = frame.shape[:2]
-        msg = self._image(
-            self.header(stamp_ns, FRAME_ID),
-            h,
-            w,
-            'rgb8',
-            0,
-            w * 3,
-            np.ascontiguousarray(frame).reshape(-1),
-        )
-        return bytes(self.ts.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
-
-    def action(self, space: ActionSpace, index: int, stamp_ns: int) -> bytes:
-        """Discrete action ``index`` -> serialized sensor_msgs/JointState (channels in order)."""
-        n = space.num_channels
-        msg = self._joint_state(
-            self.header(stamp_ns, ''),
-            list(space.channel_names),
-            np.asarray(space.actions[index], np.float64),
-            np.zeros(n),
-            np.zeros(n),
-        )
-        return bytes(self.ts.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
-
-
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
@@ -563,22 +518,21 @@ def import_session(
         staging = Path(tempfile.mkdtemp(prefix=f'.importing-{name}-', dir=robot_dir))
     except OSError as exc:
         raise BagWriteError(f'cannot create a session in {robot_dir}: {exc}') from exc
-    messages = _Messages()
     frames = actions = 0
     bar = _progress(len(original.events), original.path.name, progress)
     try:
         bag_dir = staging / name
         ns = robot.namespace.rstrip('/') + '/'
         with BagWriter(bag_dir, custom) as bag:
-            cam = bag.add_topic(TopicSpec(ns + CAMERA_TOPIC, 'sensor_msgs/msg/Image'))
-            exe = bag.add_topic(TopicSpec(ns + EXECUTED_TOPIC, 'sensor_msgs/msg/JointState'))
+            cam = bag.add_topic(TopicSpec(ns + topics.CAMERA_IMAGE, 'sensor_msgs/msg/Image'))
+            exe = bag.add_topic(TopicSpec(ns + topics.MOTOR_EXECUTED, 'sensor_msgs/msg/JointState'))
             for event, stamp in zip(original.events, stamps):
                 if event.kind == 'observation':
                     frame = decode_frame(original.path, event)
-                    bag.write(cam, stamp, messages.image(frame, stamp))
+                    bag.write(cam, stamp, image_cdr(frame, stamp, FRAME_ID))
                     frames += 1
                 else:
-                    bag.write(exe, stamp, messages.action(space, indices[event.step], stamp))
+                    bag.write(exe, stamp, action_cdr(space, indices[event.step], stamp))
                     actions += 1
                 if bar is not None:
                     bar.update(1)

@@ -59,13 +59,17 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from devbot import topics
+from devbot.bag.metadata import KEY_NAMESPACE
 from devbot.bag.record import message_class
 from devbot.bag.session import BagError, BagMessage, Session
 from devbot.bag.storage import resolve_session_path
-from devbot.bag.writer import KEY_NAMESPACE
 from devbot.cdr import header_stamp
-from devbot.params import declare
+from devbot.params import declare, declare_number
 from devbot.spin import ros_process
+
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'play a rosbag2 session back (rate, loop, lockstep)'
 
 _STAMP = struct.Struct('<iI')
 SETTLE_S = 0.5  # after the wanted subscribers have matched, before the first message
@@ -161,12 +165,14 @@ class PlayerNode(Node):
                 self, 'session', '', 'the bag directory to play (required)', dynamic_typing=True
             )
         )
-        self.rate = _number(self, 'rate', 1.0, 'speed factor of timed playback', low=1e-3, high=1e6)
+        self.rate = declare_number(
+            self, 'rate', 1.0, 'speed factor of timed playback', low=1e-3, high=1e6
+        )
         self.loop = declare(self, 'loop', False, 'start over at the end of the session')
         self.restamp = declare(
             self, 'restamp_loops', True, 'shift header stamps on each repetition'
         )
-        self.start_s = _number(
+        self.start_s = declare_number(
             self, 'start_s', 0.0, 'skip the first seconds of the session', high=1e9
         )
         include = declare(
@@ -180,10 +186,10 @@ class PlayerNode(Node):
             self, 'lockstep', False, 'wait for an ack after each pace-topic message'
         )
         pace = declare(
-            self, 'pace_topic', 'camera/image_raw', 'lockstep: the topic whose messages are acked'
+            self, 'pace_topic', topics.CAMERA_IMAGE, 'lockstep: the topic whose messages are acked'
         )
         ack_topic = declare(
-            self, 'ack_topic', 'world_model/processed', 'lockstep: topic of the consumer acks'
+            self, 'ack_topic', topics.WM_PROCESSED, 'lockstep: topic of the consumer acks'
         )
         ack_type = declare(
             self, 'ack_type', 'std_msgs/msg/Header', 'lockstep: message type of the acks'
@@ -191,7 +197,7 @@ class PlayerNode(Node):
         self.ack_match = declare(
             self, 'ack_match', 'stamp', 'lockstep: stamp (ack.header.stamp = frame stamp) | any'
         )
-        self.ack_timeout = _number(
+        self.ack_timeout = declare_number(
             self,
             'ack_timeout_s',
             5.0,
@@ -205,7 +211,7 @@ class PlayerNode(Node):
             'wait for this many subscribers before starting; -1 = 1 in lockstep else 0',
             int_range=(-1, 1000),
         )
-        self.wait_timeout = _number(
+        self.wait_timeout = declare_number(
             self, 'wait_timeout_s', 10.0, 'give up waiting for subscribers after this', high=1e6
         )
         depth = declare(self, 'qos_depth', 100, 'publisher queue depth', int_range=(1, 100000))
@@ -395,15 +401,6 @@ class PlayerNode(Node):
             executor.spin_once(timeout_sec=0.01)
 
 
-def _number(
-    node, name: str, default: float, description: str, high: float, low: float = 0.0
-) -> float:
-    value = declare(node, name, default, f'{description} [{low:g}..{high:g}]', dynamic_typing=True)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f'parameter {name} must be a number in [{low:g}, {high:g}], got {value!r}')
-    return float(value)
-
-
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:
     """Run the player node (console script ``player_node``; parameters via --ros-args).
 
@@ -462,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         '--namespace', default='', help='publish under this namespace instead of the recorded one'
     )
     parser.add_argument('--lockstep', action='store_true', help='wait for an ack after each frame')
-    parser.add_argument('--pace-topic', default='camera/image_raw')
-    parser.add_argument('--ack-topic', default='world_model/processed')
+    parser.add_argument('--pace-topic', default=topics.CAMERA_IMAGE)
+    parser.add_argument('--ack-topic', default=topics.WM_PROCESSED)
     parser.add_argument('--ack-type', default='std_msgs/msg/Header')
     parser.add_argument('--ack-match', choices=('stamp', 'any'), default='stamp')
     parser.add_argument(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from devbot import topics
+from devbot.bag.metadata import TopicSpec, custom_data
 from devbot.bag.storage import (
     DEFAULT_ROOT,
     GB,
@@ -55,30 +56,22 @@ from devbot.bag.storage import (
     sessions_of,
     unique_session_dir,
 )
-from devbot.bag.writer import (
-    KEY_ACTION_SPACE,
-    KEY_NAMESPACE,
-    KEY_ROBOT,
-    KEY_ROBOT_TYPE,
-    KEY_SOFTWARE,
-    BagWriteError,
-    BagWriter,
-    TopicSpec,
-    WriterOptions,
-    software_version,
-)
-from devbot.params import declare
+from devbot.bag.writer import BagWriteError, BagWriter, WriterOptions
+from devbot.params import declare, declare_number
 from devbot.spin import ros_process, spin_until
+
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'record robot topics into a rosbag2 (MCAP) session'
 
 # the graph's topic contract (devbot.topics): these are subscribed at start, before their
 # publishers are discovered, so the first messages of a run are not missed
 DEFAULT_TYPES = {
-    'camera/image_raw': 'sensor_msgs/msg/Image',
-    'motor_command': 'sensor_msgs/msg/JointState',
-    'motor_command/executed': 'sensor_msgs/msg/JointState',
-    'ground_truth/dot_position': 'geometry_msgs/msg/PointStamped',
-    'world_model/action_scores': 'sensor_msgs/msg/JointState',
-    'world_model/metrics': 'diagnostic_msgs/msg/DiagnosticArray',
+    topics.CAMERA_IMAGE: 'sensor_msgs/msg/Image',
+    topics.MOTOR_COMMAND: 'sensor_msgs/msg/JointState',
+    topics.MOTOR_EXECUTED: 'sensor_msgs/msg/JointState',
+    topics.DOT_POSITION: 'geometry_msgs/msg/PointStamped',
+    topics.ACTION_SCORES: 'sensor_msgs/msg/JointState',
+    topics.WM_METRICS: 'diagnostic_msgs/msg/DiagnosticArray',
 }
 DEFAULT_TOPICS = tuple(DEFAULT_TYPES)
 # seconds between disk-limit checks, and between re-measuring the other sessions
@@ -141,28 +134,13 @@ def build_custom_data(robot_config: str, robot: str, namespace: str) -> tuple[di
     """(custom_data for the bag, the robot directory name)."""
     from devbot.action_space import ActionSpace
 
-    custom = {KEY_SOFTWARE: software_version(), KEY_NAMESPACE: namespace}
-    robot_type = 'unknown'
-    if robot_config:
-        space = ActionSpace.from_yaml(robot_config)
-        robot_type = space.robot_type
-        custom[KEY_ACTION_SPACE] = json.dumps(space.to_dict())
-    custom[KEY_ROBOT_TYPE] = robot_type
+    space = ActionSpace.from_yaml(robot_config) if robot_config else None
+    robot_type = space.robot_type if space is not None else 'unknown'
     name = robot or (
         robot_type if robot_type != 'unknown' else namespace.strip('/').split('/')[-1] or 'unknown'
     )
-    custom[KEY_ROBOT] = name
+    custom = custom_data(space, namespace=namespace, robot=name, robot_type=robot_type)
     return custom, name
-
-
-def _number(
-    node, name: str, default: float, description: str, high: float, low: float = 0.0
-) -> float:
-    """A float parameter that also accepts an integer (launch files pass ``5`` for 5.0)."""
-    value = declare(node, name, default, f'{description} [{low:g}..{high:g}]', dynamic_typing=True)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f'parameter {name} must be a number in [{low:g}, {high:g}], got {value!r}')
-    return float(value)
 
 
 class RecorderNode(Node):
@@ -190,16 +168,16 @@ class RecorderNode(Node):
         types = declare(
             self, 'types', '', 'comma-separated topic=pkg/msg/Type for topics not on the graph'
         )
-        limit_gb = _number(
+        limit_gb = declare_number(
             self, 'disk_limit_gb', 10.0, "budget of this robot's sessions (GB); 0 = none", 1e6
         )
-        split_mb = _number(
+        split_mb = declare_number(
             self, 'split_size_mb', 0.0, 'new MCAP file at this size (MB); 0 = never', 1e7
         )
-        split_s = _number(
+        split_s = declare_number(
             self, 'split_duration_s', 0.0, 'new MCAP file after this long (s); 0 = never', 1e7
         )
-        flush_s = _number(
+        flush_s = declare_number(
             self,
             'flush_interval_s',
             1.0,
@@ -213,7 +191,7 @@ class RecorderNode(Node):
         self._depth = declare(
             self, 'qos_depth', 1000, 'subscription queue depth', int_range=(1, 100000)
         )
-        self.duration_s = _number(
+        self.duration_s = declare_number(
             self, 'duration_s', 0.0, 'stop after this long (s); 0 = until stopped', 1e9
         )
 

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from devbot.bag.writer import METADATA_FILE, TopicSpec, build_metadata, write_metadata
+from devbot.bag.metadata import (
+    TopicSpec,
+    UnknownMessageType,
+    build_metadata,
+    message_definition,
+    read_metadata,
+    write_metadata,
+)
 
 MAGIC = b'\x89MCAP0\r\n'
 OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = (
@@ -255,17 +262,6 @@ def _split_number(path: Path) -> tuple[int, str]:
     return (int(tail) if tail.isdigit() else -1, path.name)
 
 
-def _old_metadata(bag_dir: Path) -> dict:
-    meta = bag_dir / METADATA_FILE
-    if not meta.is_file():
-        return {}
-    try:
-        doc = yaml.safe_load(meta.read_text())
-        return doc.get('rosbag2_bagfile_information') or {} if isinstance(doc, dict) else {}
-    except yaml.YAMLError:
-        return {}
-
-
 def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
     """Rebuild ``metadata.yaml`` of a bag directory from its MCAP files (repairing them).
 
@@ -280,7 +276,7 @@ def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
     files = sorted(bag_dir.glob('*.mcap'), key=_split_number)
     if not files:
         raise BagFormatError(f'{bag_dir}: no .mcap file (not an MCAP rosbag2 bag)')
-    old = _old_metadata(bag_dir)
+    old = read_metadata(bag_dir)
     custom = old.get('custom_data') or {}
     old_hashes = {
         t['topic_metadata']['name']: t['topic_metadata'].get('type_description_hash', '')
@@ -337,9 +333,7 @@ def reindex(bag_dir: str | Path, repair: bool = True) -> ReindexResult:
 
 
 def _known_hash(msgtype: str) -> str:
-    from devbot.bag.writer import BagWriteError, message_definition
-
     try:
         return message_definition(msgtype)[1]
-    except BagWriteError:
+    except UnknownMessageType:
         return ''

@@ -32,15 +32,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from devbot import topics
 from devbot.action_space import ActionError, ActionSpace, ConfigError
 from devbot.bag.filter import TransitionFilter
+from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE, METADATA_FILE
 from devbot.bag.reindex import BagFormatError, scan_mcap
 from devbot.bag.storage import DEFAULT_ROOT, dir_size, is_bag_dir
-from devbot.bag.writer import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE, METADATA_FILE
 from devbot.cdr import header_stamp
 
-CAMERA_SUFFIX = 'camera/image_raw'
-EXECUTED_SUFFIX = 'motor_command/executed'
+CAMERA_SUFFIX = topics.CAMERA_IMAGE
+EXECUTED_SUFFIX = topics.MOTOR_EXECUTED
 
 
 class BagError(RuntimeError):

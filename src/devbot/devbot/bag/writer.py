@@ -43,61 +43,18 @@ from rosbags.rosbag2.enums import CompressionMode
 from rosbags.rosbag2.metadata import dump_qos_v9
 from rosbags.rosbag2.storage_mcap import McapWriter
 
-# rosbag2 metadata version written (Jazzy and later read it)
-METADATA_VERSION = 9
-METADATA_FILE = 'metadata.yaml'
-# the ROS 2 distribution of the rclpy wheels this project runs on
-ROS_DISTRO = os.environ.get('ROS_DISTRO') or 'kilted'
+from devbot.bag.metadata import (
+    METADATA_VERSION,
+    TopicSpec,
+    UnknownMessageType,
+    build_metadata,
+    message_definition,
+    write_metadata,
+)
 
 
 class BagWriteError(RuntimeError):
     """A bag that cannot be written (disk full, permissions, bad topic/type, writer closed)."""
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """One topic of a bag.
-
-    Attributes:
-        name: absolute topic name, e.g. ``/toroidal_dot/camera/image_raw``.
-        msgtype: ``pkg/msg/Type``.
-        offered_qos: the QoS profiles its publishers offered (stored in the metadata).
-        msgdef: the ``ros2msg`` definition text (with dependencies); None = from the typestore.
-        type_hash: ``RIHS01_...`` type description hash; None = from the typestore.
-    """
-
-    name: str
-    msgtype: str
-    offered_qos: tuple[Qos, ...] = ()
-    msgdef: str | None = None
-    type_hash: str | None = None
-
-
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
-
-
-_TYPESTORE = None
-
-
-def message_definition(msgtype: str) -> tuple[str, str]:
-    """(ros2msg definition text, RIHS01 hash) of a standard ROS 2 message type.
-
-    Raises:
-        BagWriteError: the type is not known to the rosbags Kilted typestore.
-    """
-    global _TYPESTORE
-    if _TYPESTORE is None:
-        _TYPESTORE = _typestore()
-    if msgtype not in _TYPESTORE.fielddefs:
-        raise BagWriteError(
-            f'message type {msgtype!r} is unknown to the rosbags typestore; '
-            f'give its definition (TopicSpec.msgdef and type_hash)'
-        )
-    text, _ = _TYPESTORE.generate_msgdef(msgtype, ros_version=2)
-    return text, _TYPESTORE.hash_rihs01(msgtype)
 
 
 def qos_yaml(profiles: Sequence[Qos]) -> str:
@@ -247,7 +204,10 @@ class BagWriter:
             raise BagWriteError(f'topic {spec.name} is already in the bag')
         msgdef, type_hash = spec.msgdef, spec.type_hash
         if msgdef is None or type_hash is None:
-            msgdef, type_hash = message_definition(spec.msgtype)
+            try:
+                msgdef, type_hash = message_definition(spec.msgtype)
+            except UnknownMessageType as exc:
+                raise BagWriteError(str(exc)) from exc
         fmt = (
             MessageDefinitionFormat.IDL
             if msgdef.startswith('=' * 80 + '\nIDL: ')
@@ -404,7 +364,7 @@ class BagWriter:
             except OSError:
                 pass
             try:
-                from devbot.bag.reindex import repair_mcap
+                from devbot.bag.reindex import repair_mcap  # reindex imports metadata only
 
                 repair_mcap(storage.path)
             except Exception:  # noqa: BLE001 - the disk may be full; `devbot bag reindex` later
@@ -444,93 +404,3 @@ class BagWriter:
     def _write_metadata(self) -> None:
         write_metadata(self.path, self._metadata())
         self._last_metadata = time.monotonic()
-
-
-def build_metadata(
-    topics, files, start_ns: int, duration_ns: int, custom_data: Mapping[str, str]
-) -> dict:
-    """The rosbag2 (version 9) metadata document.
-
-    Args:
-        topics: (TopicSpec, msgdef, type_hash, message_count) per topic.
-        files: (relative path, start ns, duration ns, message_count) per storage file.
-        start_ns, duration_ns: the bag's time range.
-        custom_data: string -> string.
-    """
-    count = sum(t[3] for t in topics)
-    return {
-        'rosbag2_bagfile_information': {
-            'version': METADATA_VERSION,
-            'storage_identifier': 'mcap',
-            'duration': {'nanoseconds': int(duration_ns)},
-            'starting_time': {'nanoseconds_since_epoch': int(start_ns)},
-            'message_count': int(count),
-            'topics_with_message_count': [
-                {
-                    'topic_metadata': {
-                        'name': spec.name,
-                        'type': spec.msgtype,
-                        'serialization_format': 'cdr',
-                        'offered_qos_profiles': dump_qos_v9(list(spec.offered_qos)),
-                        'type_description_hash': type_hash,
-                    },
-                    'message_count': int(n),
-                }
-                for spec, _, type_hash, n in topics
-            ],
-            'compression_format': '',
-            'compression_mode': '',
-            'relative_file_paths': [f[0] for f in files],
-            'files': [
-                {
-                    'path': p,
-                    'starting_time': {'nanoseconds_since_epoch': int(s)},
-                    'duration': {'nanoseconds': int(d)},
-                    'message_count': int(n),
-                }
-                for p, s, d, n in files
-            ],
-            'custom_data': dict(custom_data),
-            'ros_distro': ROS_DISTRO,
-        }
-    }
-
-
-def write_metadata(bag_dir: Path, doc: dict) -> None:
-    """Write metadata.yaml atomically (temporary file + rename)."""
-    target = Path(bag_dir) / METADATA_FILE
-    tmp = target.with_suffix('.yaml.tmp')
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, target)
-
-
-# custom_data keys devbot writes into every session (all values are strings)
-KEY_ROBOT_TYPE = 'devbot.robot_type'  # e.g. toroidal_dot
-KEY_ACTION_SPACE = 'devbot.action_space'  # JSON of ActionSpace.to_dict()
-KEY_SOFTWARE = 'devbot.software_version'  # devbot <version> (git <commit>)
-KEY_NAMESPACE = 'devbot.namespace'  # the robot's ROS namespace, e.g. /toroidal_dot
-KEY_ROBOT = 'devbot.robot'  # the sessions sub-directory (robot name)
-
-
-def software_version() -> str:
-    """``devbot <version>``, plus the git commit when run from a checkout."""
-    import subprocess
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        text = f'devbot {version("devbot")}'
-    except PackageNotFoundError:
-        text = 'devbot (not installed)'
-    try:
-        out = subprocess.run(
-            ['git', 'describe', '--always', '--dirty'],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            text += f' (git {out.stdout.strip()})'
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return text

@@ -28,6 +28,9 @@ from .parse import (
 )
 from .process import ProcessRunner, build_command
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'run a ROS 2 YAML launch file'
+
 __all__ = [
     'main',
     'parse_launch_file',

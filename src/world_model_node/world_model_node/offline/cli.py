@@ -15,6 +15,9 @@ import math
 import sys
 from pathlib import Path
 
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'batched, resumable offline training from sessions (torchrun-ready)'
+
 EXAMPLES = '''examples:
   devbot train --robot toroidal_dot                    # all sessions, full model, 1 epoch
   devbot train --robot toroidal_dot --preset tiny --steps 200 --batch-size 16

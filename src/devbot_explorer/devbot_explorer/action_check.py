@@ -60,16 +60,6 @@ class ActionStep:
         return int(np.any(self.before != self.after, axis=2).sum())
 
 
-def action_label(space: ActionSpace, index: int) -> str:
-    """``"1: action=1"``: the index and the values of the channels that vary between actions."""
-    values = space.values(index)
-    varying = [
-        n for k, n in enumerate(space.channel_names) if len({a[k] for a in space.actions}) > 1
-    ]
-    shown = varying or list(space.channel_names)
-    return f'{index}: ' + ', '.join(f'{n}={values[n]:g}' for n in shown)
-
-
 class _Check(ABC):
     """What both robots share: the action space, acting, sequences."""
 
@@ -88,7 +78,8 @@ class _Check(ABC):
         """Execute action ``index``; returns the frame after it."""
 
     def labels(self) -> list[str]:
-        return [action_label(self.action_space, i) for i in range(self.action_space.num_actions)]
+        space = self.action_space
+        return [space.label(i, varying_only=True, indexed=True) for i in range(space.num_actions)]
 
     def act(self, index: int) -> ActionStep:
         """Execute one action; returns the frames and poses before and after it.
@@ -110,7 +101,7 @@ class _Check(ABC):
         seconds = time.perf_counter() - t0
         return ActionStep(
             int(index),
-            action_label(self.action_space, int(index)),
+            self.action_space.label(int(index), varying_only=True, indexed=True),
             before,
             after,
             pose_before,
@@ -192,8 +183,8 @@ class JetBotActionCheck(_Check):
         max_duration: float = 5.0,
         connect_timeout: float = 10.0,
     ) -> None:
+        from devbot_explorer.demo import robot_action_space
         from jetbot_driver.motion import MotionLimits
-        from world_model_node.demo import robot_action_space
 
         self.action_space = action_space or robot_action_space('jetbot')
         missing = {'motor_left', 'motor_right', 'duration'} - set(self.action_space.channel_names)
@@ -522,7 +513,6 @@ __all__ = [
     'ActionStep',
     'DotActionCheck',
     'JetBotActionCheck',
-    'action_label',
     'step_figure',
     'frames_figure',
     'dot_trajectory_figure',

@@ -31,12 +31,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import diagnostics as D
-from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager, load_file
-from .config import WorldModelConfig
-from .learner import OnlineLearner
-from .metrics import layer_key
-from .models import MaskedAutoencoderViT, TransformerActionConditionedPredictor, clip_gradients
+from world_model_node import diagnostics as D
+from world_model_node.checkpoint import STATE_NAME, CheckpointError, CheckpointManager, load_file
+from world_model_node.config import WorldModelConfig
+from world_model_node.learner import OnlineLearner
+from world_model_node.metrics import layer_key
+from world_model_node.models import (
+    MaskedAutoencoderViT,
+    TransformerActionConditionedPredictor,
+    clip_gradients,
+)
 
 
 class LiveCheckpointError(FileExistsError):

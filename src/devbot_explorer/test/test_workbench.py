@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from devbot_explorer.workbench import LiveCheckpointError, ModelWorkbench, Training
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.workbench import LiveCheckpointError, ModelWorkbench, Training
 
 torch.set_num_threads(1)
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)

@@ -1,7 +1,7 @@
 """The session explorer without a notebook (``devbot explore``, ``scripts/session_explorer.py``).
 
 Writes the notebook's tables (one markdown file) and figures (PNG, an animated GIF for playback)
-into a folder, using the same :class:`world_model_node.explorer.SessionExplorer` calls.
+into a folder, using the same :class:`devbot_explorer.explorer.SessionExplorer` calls.
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+#: one-line help of this ``devbot`` subcommand (``devbot --help`` lists it)
+HELP = 'session explorer: sessions and a world model as tables/figures'
 
 EXAMPLES = '''examples:
   devbot explore --list                                            # every session of every robot
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use('Agg')
     from devbot.bag import BagError
-    from world_model_node.explorer import ExplorerError, SessionExplorer
+    from devbot_explorer.explorer import ExplorerError, SessionExplorer
 
     if args.demo:
         _write_demo(Path(args.demo))
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_demo(directory: Path) -> None:
-    from world_model_node.demo import write_demo_checkpoint, write_demo_sessions
+    from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
 
     if (directory / 'sessions').exists():
         print(f'{directory / "sessions"} exists: using it as it is')
@@ -266,7 +269,7 @@ def _explore(ex, args) -> int:
     )
     report.figure(ex.weights_figure('predictor'), 'weights_predictor.png', 'predictor weights')
     if args.save:
-        from world_model_node.workbench import LiveCheckpointError
+        from devbot_explorer.workbench import LiveCheckpointError
 
         try:
             generation = ex.save_model(args.save, overwrite_live=args.overwrite_live)
@@ -280,7 +283,7 @@ def _explore(ex, args) -> int:
 
 
 def _load_model(ex, args, report) -> bool:
-    from world_model_node.explorer import ExplorerError
+    from devbot_explorer.explorer import ExplorerError
 
     if args.fresh:
         from world_model_node.config import WorldModelConfig

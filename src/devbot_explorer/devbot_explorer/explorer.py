@@ -3,7 +3,7 @@
 ROS-free. One object, used the same way by the notebook (``notebooks/session_explorer.ipynb``)
 and its script twin (``scripts/session_explorer.py``, also ``devbot explore``)::
 
-    from world_model_node.explorer import SessionExplorer
+    from devbot_explorer.explorer import SessionExplorer
 
     ex = SessionExplorer('saved/sessions', 'saved/checkpoints')
     ex.session_table()                      # every session of every robot (a Table)
@@ -22,7 +22,7 @@ and its script twin (``scripts/session_explorer.py``, also ``devbot explore``)::
     ex.training_figure(run); ex.weight_change_figure(); ex.weights_figure('predictor')
     ex.save_model('saved/checkpoints/toroidal_dot_explorer')   # never over the live one unless asked
 
-The model side is :class:`world_model_node.workbench.ModelWorkbench` (inference, analysis,
+The model side is :class:`devbot_explorer.workbench.ModelWorkbench` (inference, analysis,
 training, weights, saving); this module picks the frames and actions out of the session and
 draws. Frames are indexed as the session numbers them (camera frames de-duplicated by stamp);
 a *transition* is a frame, the action executed after it and the frame showing its outcome
@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from devbot import topics
 from devbot.action_space import ActionSpace
 from devbot.bag.session import BagError, Session, SessionInfo, Transition, list_sessions
 from devbot.bag.storage import DEFAULT_ROOT
 
-from .action_check import action_label
 from .table import Table
 
 DEFAULT_CHECKPOINTS = Path('saved/checkpoints')
@@ -139,8 +139,8 @@ class SessionExplorer:
                     ]
                 )
                 continue
-            camera = info.topic('camera/image_raw')
-            executed = info.topic('motor_command/executed')
+            camera = info.topic(topics.CAMERA_IMAGE)
+            executed = info.topic(topics.MOTOR_EXECUTED)
             space = info.action_space
             rows.append(
                 [
@@ -265,7 +265,7 @@ class SessionExplorer:
     def action_labels(self) -> list[str]:
         """A short label per action of the space: ``"1: action=1"``."""
         space = self.action_space
-        return [action_label(space, i) for i in range(space.num_actions)]
+        return [space.label(i, varying_only=True, indexed=True) for i in range(space.num_actions)]
 
     def summary(self) -> Table:
         """The open session's metadata as a two-column table."""
@@ -367,7 +367,11 @@ class SessionExplorer:
         index = self._check_index(index)
         stamp = int(self._require().frame_stamps[index])
         a = self.action_after(index)
-        after = f'-> {action_label(self.action_space, a)}' if a is not None else '-> (no action)'
+        after = (
+            f'-> {self.action_space.label(a, varying_only=True, indexed=True)}'
+            if a is not None
+            else '-> (no action)'
+        )
         return f'frame {index}  +{(stamp - self.info.start_ns) / 1e9:.3f} s  {after}'
 
     def frame_figure(self, index: int):
@@ -710,12 +714,13 @@ class SessionExplorer:
             config: the ``WorldModelConfig`` of a fresh model.
             device: torch device.
         Returns:
-            the :class:`~world_model_node.workbench.ModelWorkbench` (also ``self.model``).
+            the :class:`~devbot_explorer.workbench.ModelWorkbench` (also ``self.model``).
         Raises:
             ExplorerError: no checkpoint there, or one made for another action space.
         """
-        from .checkpoint import CheckpointError
-        from .config import WorldModelConfig
+        from world_model_node.checkpoint import CheckpointError
+        from world_model_node.config import WorldModelConfig
+
         from .workbench import ModelWorkbench
 
         space = self.action_space
@@ -915,7 +920,7 @@ class SessionExplorer:
         mass on each context frame's patches over that frame, and the mass per segment."""
         import matplotlib.pyplot as plt
 
-        from .models import ACTION_TOKEN
+        from world_model_node.models import ACTION_TOKEN
 
         if d.attention is None:
             raise ExplorerError(
