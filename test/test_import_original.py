@@ -25,7 +25,7 @@ from devbot.bag.import_original import (
     import_session,
     main,
 )
-from devbot.bag.writer import KEY_NAMESPACE, KEY_ROBOT
+from devbot.bag.metadata import KEY_NAMESPACE, KEY_ROBOT
 from devbot.cli import main as devbot_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -91,9 +91,10 @@ def module_help(module_name: str) -> str:
 def usage(found: dict[str, list[Command]] | None = None) -> str:
     found = commands() if found is None else found
     lines = [EXAMPLES, '', 'Commands:']
+    width = max((len(name) for name in found), default=0)
     for name in sorted(found):
         text = module_help(found[name][0].module) or f'(from {found[name][0].package})'
-        lines.append(f'  {name:<12} {text}')
+        lines.append(f'  {name:<{width}}  {text}')
     if not found:
         lines.append(f'  (none: no installed package registers entry points in {GROUP!r})')
     return '\n'.join(lines)

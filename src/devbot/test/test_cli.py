@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[2]
 EXPECTED = {
     'bag': 'devbot',
     'foxglove': 'devbot',
+    'import-original': 'devbot',
     'launch': 'devbot',
     'play': 'devbot',
     'record': 'devbot',
