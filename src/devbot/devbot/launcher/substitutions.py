@@ -21,7 +21,7 @@ Supported, with the names and meanings of ROS 2 launch (:data:`SUPPORTED`)::
     anon NAME                 NAME made unique to this launch (the same NAME gives the same value)
     equals A B / not-equals A B   'true'/'false'; true/false/1/0 compare as booleans and numbers
                                   as numbers
-    not A / and A B / or A B / any A... / all A...   boolean logic
+    not A / and A B / or A B  boolean logic
     if COND THEN [ELSE]       THEN when COND is true, else ELSE ('' when not given)
 
 Substitutions of ROS 2 launch that devbot does not evaluate (``eval`` runs Python, ``command``
@@ -57,8 +57,8 @@ class Sub:
 
 Part = Union[str, Sub]
 
-# name -> (fewest, most) arguments; None = no limit
-SUPPORTED: dict[str, tuple[int, int | None]] = {
+# name -> (fewest, most) arguments
+SUPPORTED: dict[str, tuple[int, int]] = {
     'var': (1, 2),
     'env': (1, 2),
     'dirname': (0, 0),
@@ -72,14 +72,15 @@ SUPPORTED: dict[str, tuple[int, int | None]] = {
     'not': (1, 1),
     'and': (2, 2),
     'or': (2, 2),
-    'any': (0, None),
-    'all': (0, None),
     'if': (2, 3),
 }
 # substitutions ROS 2 launch has that devbot launch does not evaluate
 NOT_SUPPORTED = {
     'eval': 'it evaluates Python; use $(equals a b), $(not-equals a b), $(not x), $(and a b), '
-    '$(or a b), $(any ...), $(all ...) or $(if cond a b)',
+    '$(or a b) or $(if cond a b)',
+    # launch's frontend registers them but fails to construct them (launch 3.7)
+    'any': 'ros2 launch fails on $(any ...) in launch files; use $(or a b)',
+    'all': 'ros2 launch fails on $(all ...) in launch files; use $(and a b)',
     'command': 'it runs a shell command while the launch file is read',
     'file-content': 'devbot launch does not read files into values',
     'exec-in-pkg': 'use a node entry with pkg and exec',
@@ -228,9 +229,15 @@ def _check_names(part: Part) -> None:
             f'unknown substitution $({name} ...); supported: {", ".join(SUPPORTED)}'
         )
     low, high = SUPPORTED[name]
-    if not low <= len(part.args) <= (len(part.args) if high is None else high):
-        want = str(low) if low == high else (f'{low}-{high}' if high is not None else f'{low}+')
+    if not low <= len(part.args) <= high:
+        want = str(low) if low == high else f'{low}-{high}'
         raise SubstitutionError(f'$({name}) takes {want} argument(s), got {len(part.args)}')
+    if name in ('equals', 'not-equals') and not all(part.args):
+        # launch turns an empty quoted argument of these into the text '[]'
+        raise SubstitutionError(
+            f"$({name}) with an empty quoted argument ('' or \"\"): ros2 launch compares it as "
+            "'[]'; compare a non-empty text, e.g. $(equals x$(var a) x)"
+        )
     for arg in part.args:
         for inner in arg:
             _check_names(inner)
@@ -327,10 +334,9 @@ def _evaluate_sub(sub: Sub, ctx: Context) -> str:
         return _bool_text(same if name == 'equals' else not same)
     if name == 'not':
         return _bool_text(not typed_bool(args[0], '$(not) argument'))
-    if name in ('and', 'or', 'any', 'all'):
-        values = [typed_bool(a, f'$({name}) argument') for a in args]
-        combine = all if name in ('and', 'all') else any
-        return _bool_text(combine(values))
+    if name in ('and', 'or'):
+        left, right = (typed_bool(a, f'$({name}) argument') for a in args)
+        return _bool_text(left and right if name == 'and' else left or right)
     raise SubstitutionError(f'unknown substitution $({name} ...)')  # parse() checked the names
 
 
@@ -354,8 +360,8 @@ def values_equal(left: str, right: str) -> bool:
 
 
 def typed_bool(text: str, what: str) -> bool:
-    """A boolean argument of not/and/or/any/all/if: '1', '0' or a YAML boolean (true, False,
-    yes, off, ...)."""
+    """A boolean argument of not/and/or/if: '1', '0' or a YAML boolean (true, False, yes, off,
+    ...)."""
     if text in ('1', '0'):
         return text == '1'
     try:
