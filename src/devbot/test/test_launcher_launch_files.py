@@ -131,6 +131,8 @@ def installed_bringup(tmp_path_factory):
     prefix = tmp_path_factory.mktemp('bringup_prefix')
     subprocess.run(
         [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-build-isolation']
+        # --ignore-installed: leave an install of this environment in place (no uninstall)
+        + ['--ignore-installed']
         + ['--no-index', '--prefix', str(prefix), str(repository_packages()[BRINGUP])],
         check=True,
         capture_output=True,
