@@ -11,10 +11,15 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 PACKAGES := src/devbot src/toroidal_sim src/action_selectors src/world_model_node src/jetbot_driver src/devbot_explorer
 STAMP   := $(VENV)/.devbot-installed
+# devbot_bringup is data only (launch/ and config/ to share/devbot_bringup): installed, not
+# editable, since an editable install lays out no share/; an edit there re-installs it.
+BRINGUP := src/devbot_bringup
+BRINGUP_STAMP := $(VENV)/.devbot-bringup-installed
+BRINGUP_FILES := $(BRINGUP)/setup.py $(BRINGUP)/package.xml launch config $(wildcard launch/*.launch.yaml config/*)
 
 .PHONY: setup run test bench lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(BRINGUP_STAMP)
 
 $(STAMP): requirements.lock.txt requirements-ros.lock.txt $(foreach p,$(PACKAGES),$(p)/setup.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,11 +28,15 @@ $(STAMP): requirements.lock.txt requirements-ros.lock.txt $(foreach p,$(PACKAGES
 	$(PIP) install --quiet --no-deps $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 
+$(BRINGUP_STAMP): $(STAMP) $(BRINGUP_FILES)
+	$(PIP) install --quiet --no-deps --force-reinstall ./$(BRINGUP)
+	touch $(BRINGUP_STAMP)
+
 DURATION ?= 900
 RUN_ARGS ?=
 
 run: setup
-	$(VENV)/bin/devbot launch launch/toroidal_dot_world_model.launch.yaml duration:=$(DURATION) $(RUN_ARGS)
+	$(VENV)/bin/devbot launch devbot_bringup toroidal_dot_world_model.launch.yaml duration:=$(DURATION) $(RUN_ARGS)
 
 test: setup
 	$(PY) -m pytest

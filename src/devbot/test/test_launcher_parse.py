@@ -1,4 +1,5 @@
-"""devbot launch: YAML launch files -> processes (substitutions, args, includes, groups, params, errors)."""
+"""devbot launch: YAML launch files -> processes (substitutions, args, includes, groups,
+params, attribute types, package resolution, errors)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from devbot.launcher import (
     LaunchError,
     build_command,
     format_arguments,
+    launch_file_path,
     main,
     parse_cli_arguments,
     parse_launch_file,
+    resolve,
 )
 from devbot.launcher.parse import InlineParams, ParamsFile, join_namespace, typed_param_value
 from devbot.launcher.substitutions import Context, SubstitutionError, parse, substitute
@@ -48,13 +51,25 @@ def test_substitution_parse_and_nesting():
     )
     assert substitute("$(env DEVBOT_SURELY_UNSET_VAR 'a default')", ctx) == 'a default'
     assert substitute('$(env DEVBOT_SURELY_UNSET_VAR "")x', ctx) == 'x'
-    assert substitute('$(optenv DEVBOT_SURELY_UNSET_VAR)', ctx) == ''
-    assert substitute('$(equal $(var n) 3)', ctx) == 'true'
-    assert substitute('$(equal $(var n) 3.0)', ctx) == 'true'  # numbers compare by value
-    assert substitute('$(equal True true)', ctx) == 'true'
-    assert substitute('$(not-equal $(var which) right)', ctx) == 'true'
-    assert substitute('$(not $(equal a b))', ctx) == 'true'
+    assert substitute("$(env DEVBOT_SURELY_UNSET_VAR '')", ctx) == ''
+    assert substitute('$(var unset_arg fallback)', ctx) == 'fallback'
+    assert substitute('$(var n fallback)', ctx) == '3'
+    assert substitute('$(equals $(var n) 3)', ctx) == 'true'
+    assert substitute('$(equals $(var n) 3.0)', ctx) == 'true'  # numbers compare by value
+    assert substitute('$(equals True 1)', ctx) == 'true'  # true/false/1/0 compare as booleans
+    assert substitute('$(equals abc ABC)', ctx) == 'false'
+    assert substitute('$(not-equals $(var which) right)', ctx) == 'true'
+    assert substitute('$(not $(equals a b))', ctx) == 'true'
     assert substitute('$(and true $(or false 1))', ctx) == 'true'
+    assert substitute('$(or false yes)', ctx) == 'true'  # YAML booleans, as launch types them
+    assert substitute('$(and 1 off)', ctx) == 'false'
+    assert substitute('$(if $(equals $(var n) 3) three other)', ctx) == 'three'
+    assert substitute('$(if false three)', ctx) == ''
+    assert substitute('$(if false $(var not_evaluated) else)', ctx) == 'else'
+    assert substitute(r'\$(var n) costs \\ $(var n)', ctx) == '$(var n) costs \\ 3'
+    anon = substitute('$(anon cam)', ctx)
+    assert anon.startswith('cam_') and substitute('$(anon cam)', ctx) == anon
+    assert substitute('$(anon other)', ctx) != anon
     sub = parse("a$(var 'x y' $(env Z))b")
     assert sub[0] == 'a' and sub[2] == 'b'
     assert sub[1].name == 'var' and len(sub[1].args) == 2
@@ -70,11 +85,23 @@ def test_substitution_env(monkeypatch):
     [
         ('$(var missing)', "launch argument 'missing' is not set"),
         ('$(env DEVBOT_SURELY_UNSET_VAR)', 'is not set and no default'),
-        ('$(eval 1+1)', 'never evaluates Python'),
-        ('$(command ls)', 'unsupported substitution $(command'),
+        ('$(eval 1+1)', '$(eval ...) is not supported by devbot launch: it evaluates Python'),
+        ('$(command ls)', '$(command ...) is not supported by devbot launch'),
+        ('$(any a b c)', 'ros2 launch fails on $(any ...) in launch files; use $(or a b)'),
+        ('$(equals "" $(var x))', "ros2 launch compares it as '[]'"),
+        ('$(frobnicate x)', 'unknown substitution $(frobnicate ...); supported: var, env,'),
         ('$(var x', 'unterminated substitution'),
-        ('$(equal a)', 'takes 2 argument(s)'),
-        ('$(not maybe)', 'expected true, false, 1 or 0'),
+        ('$(var  x)', 'empty argument'),
+        ('$(1var x)', 'a substitution name (starting with a letter)'),
+        ('$(equals a)', 'takes 2 argument(s)'),
+        ('$(var)', 'takes 1-2 argument(s)'),
+        ('$(not maybe)', 'expected a boolean'),
+        ('$(if maybe a b)', 'expected a boolean'),
+        # names devbot launch once took that ROS 2 launch does not have
+        ('$(equal a b)', 'not a ROS 2 launch substitution: use $(equals A B)'),
+        ('$(not-equal a b)', 'not a ROS 2 launch substitution: use $(not-equals A B)'),
+        ('$(optenv HOME)', 'not a ROS 2 launch substitution: use $(env NAME DEFAULT)'),
+        ('$(var $(optenv HOME))', 'use $(env NAME DEFAULT)'),  # nested: checked too
     ],
 )
 def test_substitution_errors(text, message):
@@ -120,7 +147,7 @@ def test_args_defaults_overrides_and_let(tmp_path):
         f"""\
         launch:
         - arg: {{name: robot, default: toroidal_dot, description: which robot}}
-        - arg: {{name: steps, default: 5}}
+        - arg: {{name: steps, default: '5'}}
         - let: {{name: tag, value: '$(var robot)-$(var steps)'}}
         - executable:
             cmd: {PY} -c "print('$(var tag)')" extra
@@ -160,7 +187,10 @@ def test_required_arg_and_choices(tmp_path):
         'a.launch.yaml',
         """\
         launch:
-        - arg: {name: selector, description: the policy, choice: [{value: constant}, {value: sequence}]}
+        - arg:
+            name: selector
+            description: the policy
+            choice: [{value: constant}, {value: sequence}]
         """,
     )
     with pytest.raises(
@@ -198,9 +228,9 @@ def test_if_unless(tmp_path):
         - arg: {{name: mode, default: sim}}
         - executable: {{cmd: {PY}, name: always, if: 'true'}}
         - executable: {{cmd: {PY}, name: never, if: 'false'}}
-        - executable: {{cmd: {PY}, name: sim_only, if: $(equal $(var mode) sim)}}
-        - executable: {{cmd: {PY}, name: not_sim, unless: $(equal $(var mode) sim)}}
-        - executable: {{cmd: {PY}, name: real_only, if: $(not-equal $(var mode) sim)}}
+        - executable: {{cmd: {PY}, name: sim_only, if: $(equals $(var mode) sim)}}
+        - executable: {{cmd: {PY}, name: not_sim, unless: $(equals $(var mode) sim)}}
+        - executable: {{cmd: {PY}, name: real_only, if: $(not-equals $(var mode) sim)}}
         - group:
             if: '0'
             children:
@@ -434,7 +464,7 @@ def test_node_params_inline_typed_and_from_file(tmp_path):
             - {{name: label, value: hello}}
             - {{name: quoted, value: "'42'"}}
             - {{name: yaml_int, value: 3}}
-            - {{name: values, value: [1, 2.5]}}
+            - {{name: values, value: [1.0, 2.5]}}
             - {{name: names, value: [a, b]}}
             - name: group
               param:
@@ -506,7 +536,8 @@ def test_missing_params_file_package_and_executable(tmp_path):
     )
     with pytest.raises(
         LaunchError,
-        match=r"executable 'no_such_exec' not found in package 'devbot' \(available: [^)]*devbot[^)]*\)",
+        match=r"executable 'no_such_exec' not found in package 'devbot' "
+        r"\(available: [^)]*devbot[^)]*\)",
     ):
         parse_launch_file(path)
     path = write(
@@ -524,39 +555,125 @@ def test_missing_params_file_package_and_executable(tmp_path):
         parse_launch_file(path)
 
 
+def fake_prefix(root, pkg, executables=(), files=()):
+    """An install prefix as colcon lays it out: the ament index entry of ``pkg``,
+    ``share/<pkg>/<files>`` and ``lib/<pkg>/<executables>``."""
+    index = root / 'share' / 'ament_index' / 'resource_index' / 'packages'
+    index.mkdir(parents=True, exist_ok=True)
+    (index / pkg).write_text('')
+    for name in files:
+        target = root / 'share' / pkg / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text('launch: []\n')
+    for name in executables:
+        exe = root / 'lib' / pkg / name
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text('#!/bin/sh\necho hi\n')
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return root
+
+
 def test_ament_prefix_package(tmp_path, monkeypatch):
-    """On a full ROS install: <prefix>/lib/<pkg>/<exec> and <prefix>/share/<pkg>."""
-    prefix = tmp_path / 'install'
-    exe = prefix / 'lib' / 'fake_pkg' / 'fake_node'
-    exe.parent.mkdir(parents=True)
-    exe.write_text('#!/bin/sh\necho hi\n')
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
-    share = prefix / 'share' / 'fake_pkg'
-    share.mkdir(parents=True)
-    (share / 'package.xml').write_text('<package/>')
+    """On a colcon workspace or ROS install: <prefix>/lib/<pkg>/<exec> and <prefix>/share/<pkg>."""
+    prefix = fake_prefix(tmp_path / 'install', 'fake_pkg', executables=['fake_node'])
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(prefix))
     path = write(
         tmp_path,
         'a.launch.yaml',
         """\
         launch:
-        - node: {pkg: fake_pkg, exec: fake_node, args: $(find-pkg-share fake_pkg) $(find-pkg-prefix fake_pkg)}
+        - node:
+            pkg: fake_pkg
+            exec: fake_node
+            args: $(find-pkg-share fake_pkg) $(find-pkg-prefix fake_pkg)
         """,
     )
+    exe = prefix / 'lib' / 'fake_pkg' / 'fake_node'
+    share = prefix / 'share' / 'fake_pkg'
     assert one(parse_launch_file(path)).cmd == [str(exe), str(share), str(prefix)]
 
 
-def test_find_pkg_share_of_editable_install(tmp_path):
+def test_packages_resolve_through_the_ament_index_like_ament_index_python(tmp_path, monkeypatch):
+    """The first prefix with the index entry wins; a share/<pkg> folder without the entry is no
+    package (as for ament_index_python, which ros2 launch uses)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    first = fake_prefix(tmp_path / 'first', 'pkg_a', files=['launch/x.launch.yaml'])
+    second = fake_prefix(tmp_path / 'second', 'pkg_a', files=['launch/y.launch.yaml'])
+    fake_prefix(second, 'pkg_b', files=['deep/er/b.launch.yaml', 'other/b.launch.yaml'])
+    (tmp_path / 'first' / 'share' / 'pkg_unindexed').mkdir()
+    monkeypatch.setenv('AMENT_PREFIX_PATH', os.pathsep.join([str(first), str(second)]))
+    for pkg in ('pkg_a', 'pkg_b'):
+        assert resolve.find_package_share(pkg) == get_package_share_directory(pkg)
+    assert resolve.find_package_prefix('pkg_b') == str(second)
+    with pytest.raises(PackageNotFoundError):
+        get_package_share_directory('pkg_unindexed')
+    with pytest.raises(
+        resolve.ResolveError, match="package 'pkg_unindexed' not found in the ament"
+    ):
+        resolve.find_package_share('pkg_unindexed')
+    # the PACKAGE FILE form: a file anywhere in the share directory, found once
+    found = resolve.find_package_file('pkg_a', 'x.launch.yaml')
+    assert found == str(first / 'share' / 'pkg_a' / 'launch' / 'x.launch.yaml')
+    with pytest.raises(resolve.ResolveError, match="file 'y.launch.yaml' not found in the share"):
+        resolve.find_package_file('pkg_a', 'y.launch.yaml')  # pkg_a of the first prefix wins
+    with pytest.raises(resolve.ResolveError, match='more than once'):
+        resolve.find_package_file('pkg_b', 'b.launch.yaml')
+
+
+def test_the_venv_prefix_is_on_the_search_path(tmp_path, monkeypatch):
+    """This environment's prefix comes after AMENT_PREFIX_PATH when it holds an ament index."""
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
+    venv_index = os.path.join(sys.prefix, resolve.PACKAGE_INDEX)
+    expected = [str(tmp_path)] + ([sys.prefix] if os.path.isdir(venv_index) else [])
+    assert resolve.ament_prefixes() == expected
+    assert resolve.ament_prefix_path() == os.pathsep.join(expected)
+    monkeypatch.setenv('AMENT_PREFIX_PATH', os.pathsep.join([sys.prefix, str(tmp_path)]))
+    assert resolve.ament_prefixes() == [sys.prefix, str(tmp_path)]  # not twice
+
+
+def test_find_pkg_share_names_a_missing_package(tmp_path, monkeypatch):
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
     path = write(
         tmp_path,
         'a.launch.yaml',
         f"""\
         launch:
-        - executable: {{cmd: '{PY} $(find-pkg-share devbot)'}}
+        - executable: {{cmd: '{PY} $(find-pkg-share devbot_no_such_package)/config/x.yaml'}}
         """,
     )
-    share = one(parse_launch_file(path)).cmd[1]
-    assert os.path.isfile(os.path.join(share, 'package.xml'))
+    with pytest.raises(LaunchError) as info:
+        parse_launch_file(path)
+    text = str(info.value)
+    assert "a.launch.yaml:2: executable cmd: $(find-pkg-share devbot_no_such_package)" in text
+    assert "package 'devbot_no_such_package' not found in the ament index" in text
+    assert str(tmp_path) in text  # what was searched
+
+
+def test_package_form_of_the_cli(tmp_path, monkeypatch, capsys):
+    """devbot launch PACKAGE FILE [args] finds FILE in the package's share directory."""
+    prefix = fake_prefix(tmp_path / 'install', 'fake_bringup')
+    launch_dir = prefix / 'share' / 'fake_bringup' / 'launch'
+    write(launch_dir, 'demo.launch.yaml', "launch:\n- arg: {name: n, default: '1'}\n")
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(prefix))
+    assert launch_file_path('fake_bringup', ['demo.launch.yaml', 'n:=2']) == (
+        str(launch_dir / 'demo.launch.yaml'),
+        ['n:=2'],
+    )
+    file_path = str(launch_dir / 'demo.launch.yaml')
+    assert launch_file_path(file_path, ['n:=2']) == (file_path, ['n:=2'])
+    assert main(['fake_bringup', 'demo.launch.yaml', '--show-args']) == 0
+    assert "'n':" in capsys.readouterr().out
+    assert main(['fake_bringup', 'nope.launch.yaml']) == 1
+    assert "file 'nope.launch.yaml' not found in the share directory of package 'fake_bringup'" in (
+        capsys.readouterr().err
+    )
+    assert main(['devbot_no_such_package', 'demo.launch.yaml']) == 1
+    assert "package 'devbot_no_such_package' not found in the ament index" in (
+        capsys.readouterr().err
+    )
+    assert main(['missing.launch.yaml', 'n:=1']) == 1
+    assert 'devbot launch PACKAGE FILE' in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,7 +702,60 @@ def test_find_pkg_share_of_editable_install(tmp_path):
         ('- node: {exec: PY, remap: [{from: a}]}', "remap: missing required attribute 'to'"),
         ('- node: {pkg: devbot}', "node: missing required attribute 'exec'"),
         ('- node: {exec: PY, param: [{name: a, value: [1, x]}]}', 'must hold values of one type'),
-        ('- arg: {name: a, default: 1}\n- arg: {name: b}', "4: launch argument 'b' is required"),
+        ('- arg: {name: a, default: "1"}\n- arg: {name: b}', "4: launch argument 'b' is required"),
+        ('- include: x.launch.yaml', '3: include: expected a mapping of attributes'),
+        ('- group: {scoped: true}', "3: group: missing required attribute 'children'"),
+        ('- node: {exec: PY, sigterm_timeout: -1.0}', "'sigterm_timeout' must not be negative"),
+        # attribute types, checked as launch_yaml checks them (it converts nothing)
+        (
+            '- executable: {cmd: PY, sigterm_timeout: "30"}',
+            "3: executable: attribute 'sigterm_timeout' must be a YAML float such as 30.0, "
+            "got the string '30' (launch_yaml converts no types: ros2 launch fails",
+        ),
+        (
+            '- node: {exec: PY, sigkill_timeout: 5}',
+            "3: node: attribute 'sigkill_timeout' must be a YAML float such as 30.0, got the "
+            'integer 5 (launch_yaml wants a float here: write 5.0, not 5)',
+        ),
+        (
+            '- executable: {cmd: PY, shell: "false"}',
+            "3: executable: attribute 'shell' must be true or false (a YAML boolean), got the "
+            'string \'false\' (launch_yaml converts no types: ros2 launch takes any string',
+        ),
+        (
+            '- group: {scoped: "false", children: [{let: {name: a, value: b}}]}',
+            "3: group: attribute 'scoped' must be true or false",
+        ),
+        (
+            '- arg: {name: a, default: 5}',
+            "3: arg: attribute 'default' must be a string, got the integer 5 "
+            '(launch_yaml wants a string here: quote it, "5")',
+        ),
+        ('- executable: {cmd: PY, if: true}', "3: executable: attribute 'if' must be a string"),
+        ('- node: {exec: PY, args: [a, b]}', "node: attribute 'args' must be a string, got a list"),
+        ('- node: {exec: PY, env: []}', "node: attribute 'env' must be a list of mappings"),
+        (
+            '- node: {exec: PY, param: [{name: a, value: [1, 2.5]}]}',
+            "3: param: attribute 'value' must be a YAML scalar or a list of scalars",
+        ),
+        (
+            '- node: {exec: PY, remap: [{from: a, to: 5}]}',
+            "3: remap: attribute 'to' must be a string, got the integer 5",
+        ),
+        (
+            '- include: {file: x.launch.yaml, arg: [{name: n, value: 1}]}',
+            "3: include arg: attribute 'value' must be a string, got the integer 1",
+        ),
+        # substitution names ROS 2 launch does not have
+        (
+            '- executable: {cmd: PY, if: $(equal a b)}',
+            "3: executable if: $(equal ...) is not a ROS 2 launch substitution: use $(equals A B)",
+        ),
+        (
+            "- arg: {name: home, default: '$(optenv HOME)'}",
+            "3: arg 'home' default: $(optenv ...) is not a ROS 2 launch substitution: "
+            'use $(env NAME DEFAULT)',
+        ),
     ],
 )
 def test_unsupported_and_invalid_entities(tmp_path, entity, message):
@@ -645,6 +815,28 @@ def test_errors_are_reported_before_anything_starts(tmp_path, capsys):
     assert main([path]) == 1
     err = capsys.readouterr().err
     assert "a.launch.yaml:4: node: executable 'missing_exec' not found in package 'devbot'" in err
+    assert not marker.exists()
+
+
+def test_typed_attribute_error_before_anything_starts(tmp_path, capsys):
+    """The recorder's old ``sigterm_timeout: "30"``: an error naming file, line, tag and
+    attribute, and no process has started."""
+    marker = tmp_path / 'started'
+    path = write(
+        tmp_path,
+        'a.launch.yaml',
+        f"""\
+        launch:
+        - executable:
+            cmd: {PY} -c "open('{marker}', 'w')"
+        - node:
+            exec: {PY}
+            sigterm_timeout: "30"
+        """,
+    )
+    assert main([path]) == 1
+    err = capsys.readouterr().err
+    assert "a.launch.yaml:6: node: attribute 'sigterm_timeout' must be a YAML float" in err
     assert not marker.exists()
 
 

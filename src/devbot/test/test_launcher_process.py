@@ -1,4 +1,5 @@
-"""devbot launch: running processes (output prefixing, failures, on_exit, signals, escalation, cleanup)."""
+"""devbot launch: running processes (output prefixing, failures, on_exit, signals, escalation,
+cleanup)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def test_output_is_prefixed_per_process(tmp_path):
         f"""\
         launch:
         - executable:
-            cmd: {PY} -c "import sys; print('hello'); print('from stderr', file=sys.stderr); print('last', end='')"
+            cmd: {PY} -c "import sys; print('hello'); print('from stderr', file=sys.stderr);
+              print('last', end='')"
             name: first
             output: screen
         - executable:
@@ -188,7 +190,7 @@ def test_escalation_sigterm_then_sigkill(tmp_path):
     )
     path = dump(
         tmp_path,
-        {'cmd': py(ignore_int), 'name': 'stubborn', 'output': 'screen', 'sigterm_timeout': '0.3'},
+        {'cmd': py(ignore_int), 'name': 'stubborn', 'output': 'screen', 'sigterm_timeout': 0.3},
         {
             'cmd': py(ignore_both),
             'name': 'very_stubborn',
@@ -211,7 +213,8 @@ def test_escalation_sigterm_then_sigkill(tmp_path):
 
 
 def test_node_command_line_and_inline_params_file_cleanup(tmp_path, monkeypatch):
-    """A node of an ament prefix gets the ros2 launch command line; its temp params file is removed."""
+    """A node of an ament prefix gets the ros2 launch command line; its temp params file is
+    removed."""
     prefix = tmp_path / 'install'
     exe = prefix / 'lib' / 'fake_pkg' / 'echo_node'
     exe.parent.mkdir(parents=True)
@@ -227,6 +230,9 @@ def test_node_command_line_and_inline_params_file_cleanup(tmp_path, monkeypatch)
         """)
     )
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    index = prefix / 'share' / 'ament_index' / 'resource_index' / 'packages'
+    index.mkdir(parents=True)
+    (index / 'fake_pkg').write_text('')
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(prefix))
     path = write(
         tmp_path,

@@ -1,9 +1,10 @@
 """``devbot launch``: run ROS 2 YAML launch files without the ``ros2`` CLI.
 
-The same files run under ``ros2 launch`` on a full ROS 2 install: only standard launch_yaml
-tags and substitutions are accepted (see :mod:`devbot.launcher.parse` for the subset), and
-anything else is an error naming the tag/attribute and its file and line. Everything is
-resolved before the first process starts.
+The same files run under ``ros2 launch``: only standard launch_yaml tags, attribute types and
+substitution names are accepted (see :mod:`devbot.launcher.parse` for the subset), and anything
+else is an error naming the tag/attribute and its file and line. Everything is resolved before
+the first process starts. As with ``ros2 launch``, a launch file is given by its path or as
+``PACKAGE FILE`` (the file found in the package's share directory through the ament index).
 
 Modules: :mod:`.substitutions` (``$(...)``), :mod:`.resolve` (packages, executables),
 :mod:`.parse` (YAML -> list of processes), :mod:`.process` (running and shutting down).
@@ -17,6 +18,7 @@ import shlex
 import sys
 import tempfile
 
+from . import resolve
 from .parse import (
     ArgInfo,
     InlineParams,
@@ -42,14 +44,15 @@ __all__ = [
     'build_command',
     'format_arguments',
     'parse_cli_arguments',
+    'launch_file_path',
 ]
 
 EXAMPLES = """\
 examples:
-  devbot launch launch/toroidal_dot_runner.launch.yaml
-  devbot launch launch/toroidal_dot_runner.launch.yaml selector:=sequence max_steps:=100
-  devbot launch launch/toroidal_dot_runner.launch.yaml --show-args
-  devbot launch launch/toroidal_dot_runner.launch.yaml --print     # resolve, show commands, start nothing
+  devbot launch devbot_bringup toroidal_dot_runner.launch.yaml
+  devbot launch devbot_bringup toroidal_dot_runner.launch.yaml selector:=sequence max_steps:=100
+  devbot launch launch/toroidal_dot_runner.launch.yaml --show-args    # a file by its path
+  devbot launch launch/toroidal_dot_runner.launch.yaml --print        # resolve, start nothing
 
 Ctrl-C (or SIGTERM) stops every process: SIGINT first, SIGTERM and SIGKILL after each
 process's sigterm_timeout/sigkill_timeout (default 5 s each); press Ctrl-C again to escalate.
@@ -88,6 +91,21 @@ def format_arguments(arguments: list[ArgInfo]) -> str:
     return '\n'.join(lines).rstrip()
 
 
+def launch_file_path(target: str, arguments: list[str]) -> tuple[str, list[str]]:
+    """The launch file and the remaining ``name:=value`` items, as ``ros2 launch`` reads them:
+    ``FILE [args]`` when ``target`` is a file, else ``PACKAGE FILE [args]``."""
+    if os.path.isfile(target):
+        return target, arguments
+    if arguments and ':=' not in arguments[0]:
+        try:
+            return resolve.find_package_file(target, arguments[0]), arguments[1:]
+        except resolve.ResolveError as exc:
+            raise LaunchError(str(exc)) from None
+    raise LaunchError(
+        f'launch file {target!r} not found (a package\'s launch file: devbot launch PACKAGE FILE)'
+    )
+
+
 def _print_description(description: LaunchDescription) -> None:
     with tempfile.TemporaryDirectory(prefix='devbot_launch_print_') as params_dir:
         for spec in description.processes:
@@ -114,12 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         'process, its output prefixed with its name.',
         epilog=EXAMPLES,
     )
-    parser.add_argument('file', help='the .launch.yaml file')
+    parser.add_argument(
+        'target', metavar='FILE | PACKAGE', help='the .launch.yaml file, or a package'
+    )
     parser.add_argument(
         'launch_arguments',
         nargs='*',
-        metavar='name:=value',
-        help='launch arguments (see --show-args)',
+        metavar='[FILE] name:=value',
+        help="after a package: the launch file's name in its share directory; "
+        'then the launch arguments (see --show-args)',
     )
     parser.add_argument(
         '-s',
@@ -141,16 +162,25 @@ def main(argv: list[str] | None = None) -> int:
         options = parser.parse_intermixed_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    # the processes started see the packages this launcher sees
+    prefix_path = resolve.ament_prefix_path()
+    if prefix_path:
+        os.environ['AMENT_PREFIX_PATH'] = prefix_path
     try:
-        cli_args = parse_cli_arguments(options.launch_arguments)
+        path, items = launch_file_path(options.target, options.launch_arguments)
+    except LaunchError as exc:
+        print(f'devbot launch: error: {exc}', file=sys.stderr)
+        return 1
+    try:
+        cli_args = parse_cli_arguments(items)
     except ValueError as exc:
         print(f'devbot launch: error: {exc}', file=sys.stderr)
         return 2
     try:
         if options.show_args:
-            print(format_arguments(declared_arguments(options.file)))
+            print(format_arguments(declared_arguments(path)))
             return 0
-        description = parse_launch_file(options.file, cli_args)
+        description = parse_launch_file(path, cli_args)
     except LaunchError as exc:
         print(f'devbot launch: error: {exc}', file=sys.stderr)
         return 1
@@ -160,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in cli_args:
         if name not in declared:
             print(
-                f'[devbot.launch] warning: argument {name!r} is not declared by {options.file} '
+                f'[devbot.launch] warning: argument {name!r} is not declared by {path} '
                 'or its includes',
                 file=sys.stderr,
             )
@@ -168,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_description(description)
         return 0
     if not description.processes:
-        print(f'[devbot.launch] {options.file} starts no processes', file=sys.stderr)
+        print(f'[devbot.launch] {path} starts no processes', file=sys.stderr)
         return 0
     status = ProcessRunner(description.processes, verbose=options.verbose).run()
     try:

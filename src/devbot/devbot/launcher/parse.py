@@ -13,8 +13,13 @@ substitutions (``$(var ...)``) see, ``group`` and ``include`` open a scope, and 
 executables, params files, include files) is resolved here, so every error is reported with
 its file and line before any process starts.
 
-Supported tags and attributes are listed in :data:`TAG_ATTRIBUTES`; any other tag or attribute
-is an error naming it (all tags also take ``if``/``unless``).
+Supported tags and attributes are listed in :data:`TAG_ATTRIBUTES` with the type launch_yaml
+wants for each (all tags also take ``if``/``unless``); any other tag or attribute is an error
+naming it. launch_yaml converts no types, so the YAML type of a value is checked the way it
+checks it: a string where a string is wanted (``default: "5"``, not ``default: 5``), a YAML float
+for a timeout (``sigterm_timeout: 30.0``: ``"30"`` makes ros2 launch fail and ``30`` is an int),
+a YAML boolean for ``shell``/``scoped`` (ros2 launch would take any string, even ``"false"``,
+as true).
 """
 
 from __future__ import annotations
@@ -36,19 +41,117 @@ DEFAULT_OUTPUT = 'log'  # ros2 launch's default: stdout to the log file, stderr 
 DEFAULT_SIGTERM_TIMEOUT = 5.0
 DEFAULT_SIGKILL_TIMEOUT = 5.0
 
-_CONDITION = ('if', 'unless')
-_PROCESS_COMMON = ('name', 'output', 'env', 'cwd', 'on_exit', 'sigterm_timeout', 'sigkill_timeout')
-TAG_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    'arg': ('name', 'default', 'description', 'choice'),
-    'let': ('name', 'value'),
-    'node': ('pkg', 'exec', 'namespace', 'param', 'remap', 'args', 'ros_args', 'exec_name')
-    + _PROCESS_COMMON,
-    'executable': ('cmd', 'shell') + _PROCESS_COMMON,
-    'include': ('file', 'arg'),
-    'group': ('children', 'scoped'),
-    'push-ros-namespace': ('namespace',),
+# attribute types, as launch_yaml reads them
+STR = 'str'  # a string; substitutions are evaluated
+TEXT = 'text'  # a string taken as it is (backslash escapes only): arg name, description, choice
+FLOAT = 'float'  # a YAML float
+BOOL = 'bool'  # a YAML boolean
+ENTITIES = 'entities'  # a list of mappings
+VALUE = 'value'  # a parameter value: a YAML scalar or a list of them
+TYPE_TEXT = {
+    STR: 'a string',
+    TEXT: 'a string',
+    FLOAT: 'a YAML float such as 30.0',
+    BOOL: 'true or false (a YAML boolean)',
+    ENTITIES: 'a list of mappings',
+    VALUE: 'a YAML scalar or a list of scalars',
+}
+
+_CONDITION = {'if': STR, 'unless': STR}
+_PROCESS_COMMON = {
+    'name': STR,
+    'output': STR,
+    'env': ENTITIES,
+    'cwd': STR,
+    'on_exit': STR,
+    'sigterm_timeout': FLOAT,
+    'sigkill_timeout': FLOAT,
+}
+TAG_ATTRIBUTES: dict[str, dict[str, str]] = {
+    'arg': {'name': TEXT, 'default': STR, 'description': TEXT, 'choice': ENTITIES},
+    'let': {'name': STR, 'value': STR},
+    'node': {
+        'pkg': STR,
+        'exec': STR,
+        'namespace': STR,
+        'param': ENTITIES,
+        'remap': ENTITIES,
+        'args': STR,
+        'ros_args': STR,
+        'exec_name': STR,
+        **_PROCESS_COMMON,
+    },
+    'executable': {'cmd': STR, 'shell': BOOL, **_PROCESS_COMMON},
+    'include': {'file': STR, 'arg': ENTITIES},
+    'group': {'children': ENTITIES, 'scoped': BOOL},
+    'push-ros-namespace': {'namespace': STR},
+}
+# the attributes of the mappings inside list attributes
+ENTRY_ATTRIBUTES: dict[str, dict[str, str]] = {
+    'arg choice': {'value': TEXT},
+    'include arg': {'name': STR, 'value': STR},
+    'env': {'name': STR, 'value': STR},
+    'remap': {'from': STR, 'to': STR},
+    'param': {'name': STR, 'value': VALUE, 'param': ENTITIES},
+    'param from': {'from': STR},
 }
 TAG_ALIASES = {'push_ros_namespace': 'push-ros-namespace'}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return 'nothing'
+    kind = {str: 'the string', bool: 'the boolean', int: 'the integer', float: 'the float'}
+    if type(value) in kind:
+        return f'{kind[type(value)]} {value!r}'
+    return {list: 'a list', dict: 'a mapping'}.get(type(value), type(value).__name__) + (
+        f' {value!r}' if len(repr(value)) < 60 else ''
+    )
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def type_error(value: Any, kind: str) -> str | None:
+    """Why ``value`` is not of attribute type ``kind`` (None when it is), as launch_yaml checks."""
+    if kind in (STR, TEXT):
+        ok = isinstance(value, str)
+    elif kind == FLOAT:
+        ok = isinstance(value, float)
+    elif kind == BOOL:
+        ok = isinstance(value, bool)
+    elif kind == ENTITIES:
+        ok = isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    else:  # VALUE: a scalar, or a list of one scalar type (strings may mix in: substitutions)
+        if isinstance(value, list):
+            kinds = {type(v) for v in value if not isinstance(v, str)}
+            ok = all(_is_scalar(v) for v in value) and len(kinds) <= 1
+        else:
+            ok = _is_scalar(value)
+    if ok:
+        return None
+    hint = ''
+    if kind == FLOAT and isinstance(value, str):
+        hint = (
+            ' (launch_yaml converts no types: ros2 launch fails on a string here; '
+            'write the number unquoted with a decimal point)'
+        )
+    elif kind == FLOAT and isinstance(value, int) and not isinstance(value, bool):
+        hint = f' (launch_yaml wants a float here: write {float(value)!r}, not {value})'
+    elif kind == BOOL and isinstance(value, str):
+        hint = (
+            ' (launch_yaml converts no types: ros2 launch takes any string, even "false", '
+            'as true; write true or false unquoted)'
+        )
+    elif kind in (STR, TEXT) and _is_scalar(value):
+        hint = f' (launch_yaml wants a string here: quote it, "{_yaml_scalar_text(value)}")'
+    return f'must be {TYPE_TEXT[kind]}, got {_describe(value)}{hint}'
+
+
+def unescape(text: str) -> str:
+    """Backslash escapes of launch frontends: ``\\x`` -> ``x``."""
+    return re.sub(r'\\(.)', r'\1', text)
 
 
 class LaunchError(Exception):
@@ -222,7 +325,8 @@ def join_namespace(base: str, ns: str) -> str:
 
 
 def typed_param_value(text: str) -> Any:
-    """A param ``value`` string typed like ros2 launch does: YAML scalars and lists keep their type."""
+    """A param ``value`` string typed like ros2 launch types it: YAML scalars and lists keep
+    their type."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -253,6 +357,7 @@ class _Walker:
         self.processes: list[ProcessSpec] = []
         self.arguments: dict[str, ArgInfo] = {}
         self.labels: dict[str, int] = {}
+        self.anon_names: dict[str, str] = {}  # $(anon NAME): one value per NAME in a launch
 
     # -- helpers ------------------------------------------------------------------------------
     def _ctx(self, scope: _Scope, where: Where) -> Context:
@@ -261,12 +366,13 @@ class _Walker:
             where.file,
             resolve.find_package_share,
             resolve.find_package_prefix,
+            anon_names=self.anon_names,
         )
 
     def _sub(self, value: Any, scope: _Scope, where: Where, what: str) -> str:
         if isinstance(value, (dict, list)) or value is None:
             raise LaunchError(
-                f'{what}: expected a string, got {type(value).__name__ if value is not None else "nothing"}',
+                f'{what}: expected a string, got {_describe(value)}',
                 where,
             )
         try:
@@ -285,18 +391,25 @@ class _Walker:
             raise LaunchError(f'{tag}: attribute {attr!r} must be a list of mappings', where)
         return value
 
-    def _check_keys(self, mapping: _Map, allowed: tuple[str, ...], what: str, where: Where) -> None:
-        for key in mapping:
+    def _check_keys(self, mapping: _Map, allowed: dict[str, str], what: str, where: Where) -> None:
+        """Every attribute of ``mapping`` is known and of the type launch_yaml wants."""
+        for key, value in mapping.items():
+            w = Where(where.file, mapping.line_of(key), where.included_from)
             if key not in allowed:
-                w = Where(where.file, mapping.line_of(key), where.included_from)
                 hint = ''
                 if what == 'group' and key == 'namespace':
-                    hint = ' (launch_yaml puts a namespace on a group with a "- push-ros-namespace: {namespace: NS}" child)'
+                    hint = (
+                        ' (launch_yaml puts a namespace on a group with a '
+                        '"- push-ros-namespace: {namespace: NS}" child)'
+                    )
                 raise LaunchError(
                     f'{what}: unsupported attribute {key!r}{hint} '
                     f'(supported: {", ".join(allowed)})',
                     w,
                 )
+            problem = type_error(value, allowed[key])
+            if problem is not None:
+                raise LaunchError(f'{what}: attribute {key!r} {problem}', w)
 
     # -- files and entity lists ---------------------------------------------------------------
     def walk_file(self, path: str, scope: _Scope, included_from: tuple[Where, ...]) -> _Scope:
@@ -342,12 +455,9 @@ class _Walker:
                 raise LaunchError(
                     f'unsupported tag {tag!r} (supported: {", ".join(TAG_ATTRIBUTES)})', where
                 )
-            if canonical == 'include' and isinstance(attrs, str):
-                attrs = _Map({'file': attrs})
-                attrs.line, attrs.key_lines = where.line, {}
             if not isinstance(attrs, _Map):
                 raise LaunchError(f'{tag}: expected a mapping of attributes', where)
-            self._check_keys(attrs, TAG_ATTRIBUTES[canonical] + _CONDITION, tag, where)
+            self._check_keys(attrs, {**TAG_ATTRIBUTES[canonical], **_CONDITION}, tag, where)
             if not self._condition(attrs, scope, where, tag):
                 continue
             getattr(self, '_tag_' + canonical.replace('-', '_'))(attrs, scope, where)
@@ -367,22 +477,20 @@ class _Walker:
 
     # -- tags -----------------------------------------------------------------------------------
     def _tag_arg(self, attrs: _Map, scope: _Scope, where: Where) -> None:
-        name = self._sub(self._required(attrs, 'name', 'arg', where), scope, where, 'arg name')
+        # name, description and choices are taken as written (no substitutions), as in launch
+        name = unescape(self._required(attrs, 'name', 'arg', where))
         default = attrs.get('default')
-        description = _yaml_scalar_text(attrs.get('description') or '')
+        description = unescape(attrs.get('description') or '')
         choices = []
         if 'choice' in attrs:
             for entry in self._entries(attrs['choice'], 'arg', 'choice', where):
-                self._check_keys(entry, ('value',), 'arg choice', where)
-                choices.append(
-                    self._sub(
-                        self._required(entry, 'value', 'arg choice', where), scope, where, 'choice'
-                    )
-                )
+                w = Where(where.file, entry.line, where.included_from)
+                self._check_keys(entry, ENTRY_ATTRIBUTES['arg choice'], 'arg choice', w)
+                choices.append(unescape(self._required(entry, 'value', 'arg choice', w)))
         if name not in self.arguments:
             self.arguments[name] = ArgInfo(
                 name,
-                None if default is None else _yaml_scalar_text(default),
+                default,
                 description,
                 choices,
                 where,
@@ -418,12 +526,8 @@ class _Walker:
         scope.namespace = join_namespace(scope.namespace, ns)
 
     def _tag_group(self, attrs: _Map, scope: _Scope, where: Where) -> None:
-        scoped = True
-        if 'scoped' in attrs:
-            scoped = self._bool(attrs['scoped'], scope, where, 'group scoped')
-        children = attrs.get('children') or []
-        if not isinstance(children, list):
-            raise LaunchError('group: "children" must be a list of entities', where)
+        scoped = attrs.get('scoped', True)
+        children = self._required(attrs, 'children', 'group', where)
         inner = scope.copy() if scoped else scope
         self.walk_entities(children, inner, where.file, where.included_from, where.line or 0)
 
@@ -435,7 +539,7 @@ class _Walker:
         if 'arg' in attrs:
             for entry in self._entries(attrs['arg'], 'include', 'arg', where):
                 w = Where(where.file, entry.line, where.included_from)
-                self._check_keys(entry, ('name', 'value'), 'include arg', w)
+                self._check_keys(entry, ENTRY_ATTRIBUTES['include arg'], 'include arg', w)
                 name = self._sub(
                     self._required(entry, 'name', 'include arg', w), scope, w, 'include arg name'
                 )
@@ -486,7 +590,7 @@ class _Walker:
         if 'remap' in attrs:
             for entry in self._entries(attrs['remap'], 'node', 'remap', where):
                 w = Where(where.file, entry.line, where.included_from)
-                self._check_keys(entry, ('from', 'to'), 'remap', w)
+                self._check_keys(entry, ENTRY_ATTRIBUTES['remap'], 'remap', w)
                 spec.remaps.append(
                     (
                         self._sub(
@@ -500,11 +604,7 @@ class _Walker:
         self._process_common(spec, attrs, scope, where, 'node')
 
     def _tag_executable(self, attrs: _Map, scope: _Scope, where: Where) -> None:
-        shell = (
-            self._bool(attrs['shell'], scope, where, 'executable shell')
-            if 'shell' in attrs
-            else False
-        )
+        shell = attrs.get('shell', False)
         cmd = self._split(
             self._required(attrs, 'cmd', 'executable', where), scope, where, 'executable cmd'
         )
@@ -546,22 +646,16 @@ class _Walker:
         if 'env' in attrs:
             for entry in self._entries(attrs['env'], tag, 'env', where):
                 w = Where(where.file, entry.line, where.included_from)
-                self._check_keys(entry, ('name', 'value'), 'env', w)
+                self._check_keys(entry, ENTRY_ATTRIBUTES['env'], 'env', w)
                 spec.env[
                     self._sub(self._required(entry, 'name', 'env', w), scope, w, 'env name')
                 ] = self._sub(self._required(entry, 'value', 'env', w), scope, w, 'env value')
         for key in ('sigterm_timeout', 'sigkill_timeout'):
-            if key in attrs:
-                text = self._sub(attrs[key], scope, where, f'{tag} {key}')
-                try:
-                    seconds = float(text)
-                except ValueError:
-                    raise LaunchError(
-                        f'{tag}: {key} must be a number of seconds, got {text!r}', where
-                    ) from None
-                if seconds < 0:
-                    raise LaunchError(f'{tag}: {key} must not be negative', where)
-                setattr(spec, key, seconds)
+            if key in attrs:  # a float: _check_keys checked the type
+                if attrs[key] < 0:
+                    w = Where(where.file, attrs.line_of(key), where.included_from)
+                    raise LaunchError(f'{tag}: attribute {key!r} must not be negative', w)
+                setattr(spec, key, attrs[key])
         count = self.labels.get(spec.label, 0) + 1
         self.labels[spec.label] = count
         if count > 1:
@@ -573,7 +667,7 @@ class _Walker:
         for entry in self._entries(value, 'node', 'param', where):
             w = Where(where.file, entry.line, where.included_from)
             if 'from' in entry:
-                self._check_keys(entry, ('from',), 'param', w)
+                self._check_keys(entry, ENTRY_ATTRIBUTES['param from'], 'param', w)
                 path = self._sub(entry['from'], scope, w, 'param from')
                 if not os.path.isfile(path):
                     raise LaunchError(f'param: params file {path!r} not found', w)
@@ -586,7 +680,7 @@ class _Walker:
         return result
 
     def _param_entry(self, entry: _Map, scope: _Scope, where: Where) -> tuple[str, Any]:
-        self._check_keys(entry, ('name', 'value', 'param'), 'param', where)
+        self._check_keys(entry, ENTRY_ATTRIBUTES['param'], 'param', where)
         name = self._sub(self._required(entry, 'name', 'param', where), scope, where, 'param name')
         if ('value' in entry) == ('param' in entry):
             raise LaunchError(
@@ -620,10 +714,8 @@ class _Walker:
 
     def _split(self, value: Any, scope: _Scope, where: Where, what: str) -> list[str]:
         """A command line, split like a shell; a substitution's value is never split or unquoted."""
-        if isinstance(value, list):
-            return [self._sub(v, scope, where, what) for v in value]
         try:
-            parts = subst.parse(_yaml_scalar_text(value))
+            parts = subst.parse(value)
             ctx = self._ctx(scope, where)
             values = [subst.evaluate([p], ctx) for p in parts if not isinstance(p, str)]
             marks = iter(range(len(values)))
@@ -632,12 +724,6 @@ class _Walker:
         except (SubstitutionError, ValueError) as exc:
             raise LaunchError(f'{what}: {exc}', where) from None
         return [re.sub('\0([0-9]+)\0', lambda m: values[int(m.group(1))], t) for t in tokens]
-
-    def _bool(self, value: Any, scope: _Scope, where: Where, what: str) -> bool:
-        try:
-            return to_bool(self._sub(value, scope, where, what), what)
-        except SubstitutionError as exc:
-            raise LaunchError(str(exc), where) from None
 
 
 def parse_launch_file(path: str, cli_args: dict[str, str] | None = None) -> LaunchDescription:

@@ -53,7 +53,8 @@ def write_params_file(values: dict, path: str) -> str:
 
 
 def build_command(spec: ProcessSpec, params_dir: str) -> list[str]:
-    """The argv that starts ``spec``, as ros2 launch builds it; inline params go to ``params_dir``."""
+    """The argv that starts ``spec``, as ros2 launch builds it; inline params go to
+    ``params_dir``."""
     cmd = list(spec.cmd)
     if spec.kind == 'node':
         ros: list[str] = []
@@ -115,7 +116,8 @@ class _Child:
 
 
 class ProcessRunner:
-    """Start ``specs`` in order, print their output, supervise them; :meth:`run` returns the status."""
+    """Start ``specs`` in order, print their output, supervise them; :meth:`run` returns the
+    status."""
 
     def __init__(
         self,
@@ -368,15 +370,15 @@ class ProcessRunner:
             if child.term_at is not None and not child.term_sent and now >= child.term_at:
                 child.term_sent = True
                 self.say(
-                    f'process[{child.spec.label}] failed to terminate {child.spec.sigterm_timeout:g} s '
-                    'after SIGINT, escalating to SIGTERM'
+                    f'process[{child.spec.label}] failed to terminate '
+                    f'{child.spec.sigterm_timeout:g} s after SIGINT, escalating to SIGTERM'
                 )
                 self._signal(child, signal.SIGTERM)
             if child.kill_at is not None and not child.kill_sent and now >= child.kill_at:
                 child.kill_sent = True
                 self.say(
-                    f'process[{child.spec.label}] failed to terminate {child.spec.sigkill_timeout:g} s '
-                    'after SIGTERM, escalating to SIGKILL'
+                    f'process[{child.spec.label}] failed to terminate '
+                    f'{child.spec.sigkill_timeout:g} s after SIGTERM, escalating to SIGKILL'
                 )
                 self._signal(child, signal.SIGKILL)
 

@@ -1,40 +1,96 @@
-"""Find packages and node executables, the way ``ros2 run`` would, plus pip-installed packages.
+"""Find packages, their files and node executables, the way ``ros2 launch`` / ``ros2 run`` do.
+
+Packages resolve through the ament index, exactly as ``ament_index_python`` resolves them: the
+first prefix of the search path holding ``share/ament_index/resource_index/packages/<pkg>`` is
+the package's prefix, ``<prefix>/share/<pkg>`` its share directory. The search path is
+``AMENT_PREFIX_PATH`` (a sourced colcon workspace or ROS 2 install) followed by this Python
+environment's prefix when it holds an ament index (a venv: pip installs the index entries and
+``share/<pkg>`` of non-editable installs there). ``devbot launch`` exports that search path as
+``AMENT_PREFIX_PATH`` to the processes it starts, so they see the same packages.
 
 A ``node`` entry names ``pkg`` and ``exec``. They resolve, in order, to:
 
-1. a ``console_scripts`` entry point named ``exec`` of the installed Python distribution
-   ``pkg`` (a pip/venv install of an ament_python package); the script in the environment's
-   scripts directory (``sysconfig.get_path('scripts')``) or ``<prefix>/lib/<pkg>/``, or, when
-   no script file exists, ``python -c`` calling the entry point;
-2. on a full ROS 2 install, ``<prefix>/lib/<pkg>/<exec>`` for each prefix in
-   ``AMENT_PREFIX_PATH``.
-
-Package share directories resolve through the ament index of each ``AMENT_PREFIX_PATH``
-prefix and of this Python environment's prefix (pip installs ``share/<pkg>/package.xml``
-there from setup.py's data_files), and for an editable (``pip install -e``) install, to the
-package's source directory when it holds ``package.xml``.
+1. ``<prefix>/lib/<pkg>/<exec>`` in the package's ament prefix (colcon installs ament_python
+   console scripts there; this is what ``ros2 run`` starts);
+2. a ``console_scripts`` entry point named ``exec`` of the installed Python distribution
+   ``pkg`` (a pip/venv install, editable or not): the script in the environment's scripts
+   directory, or, when no script file exists, ``python -c`` calling the entry point.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as metadata
-import json
 import os
 import shutil
 import sys
 import sysconfig
-from urllib.parse import unquote, urlparse
+
+PACKAGE_INDEX = os.path.join('share', 'ament_index', 'resource_index', 'packages')
 
 
 class ResolveError(LookupError):
     """A package, executable or file that cannot be found."""
 
 
-def _prefixes() -> list[str]:
-    prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
-    if sys.prefix not in prefixes:
+def ament_prefixes(environ: dict[str, str] | None = None) -> list[str]:
+    """The ament search path: ``AMENT_PREFIX_PATH``, then this environment's prefix when it
+    holds an ament index (and is not in the list yet)."""
+    environ = os.environ if environ is None else environ
+    prefixes = [p for p in environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    if os.path.isdir(os.path.join(sys.prefix, PACKAGE_INDEX)) and not any(
+        os.path.realpath(p) == os.path.realpath(sys.prefix) for p in prefixes
+    ):
         prefixes.append(sys.prefix)
     return prefixes
+
+
+def ament_prefix_path(environ: dict[str, str] | None = None) -> str:
+    """:func:`ament_prefixes` as an ``AMENT_PREFIX_PATH`` value (for the processes started)."""
+    return os.pathsep.join(ament_prefixes(environ))
+
+
+def _not_found(pkg: str, also: str = '') -> ResolveError:
+    prefixes = ament_prefixes()
+    searched = ', '.join(prefixes) if prefixes else 'nothing: AMENT_PREFIX_PATH is not set'
+    return ResolveError(
+        f'package {pkg!r} not found in the ament index (searched {searched}){also}; in a '
+        'colcon workspace build it and source install/setup.bash, in the venv run make setup'
+    )
+
+
+def find_package_prefix(pkg: str) -> str:
+    """The install prefix of ``pkg`` (``$(find-pkg-prefix pkg)``)."""
+    for prefix in ament_prefixes():
+        if os.path.isfile(os.path.join(prefix, PACKAGE_INDEX, pkg)):
+            return prefix
+    raise _not_found(pkg)
+
+
+def find_package_share(pkg: str) -> str:
+    """The share directory of ``pkg`` (``$(find-pkg-share pkg)``)."""
+    return os.path.join(find_package_prefix(pkg), 'share', pkg)
+
+
+def find_package_file(pkg: str, file_name: str) -> str:
+    """The file named ``file_name`` anywhere in the share directory of ``pkg`` (the
+    ``<pkg> <file>`` form of ``ros2 launch``); an error when there is none or more than one."""
+    share = find_package_share(pkg)
+    found = sorted(
+        os.path.join(root, name)
+        for root, _dirs, files in os.walk(share)
+        for name in files
+        if name == file_name
+    )
+    if not found:
+        raise ResolveError(
+            f'file {file_name!r} not found in the share directory of package {pkg!r} ({share})'
+        )
+    if len(found) > 1:
+        raise ResolveError(
+            f'file {file_name!r} is in the share directory of package {pkg!r} more than once: '
+            + ', '.join(found)
+        )
+    return found[0]
 
 
 def _distribution(pkg: str):
@@ -48,61 +104,6 @@ def _is_executable_file(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def _editable_source_dir(dist) -> str | None:
-    text = dist.read_text('direct_url.json')
-    if not text:
-        return None
-    try:
-        info = json.loads(text)
-    except ValueError:
-        return None
-    url = info.get('url', '')
-    if not info.get('dir_info', {}).get('editable') or not url.startswith('file://'):
-        return None
-    return unquote(urlparse(url).path)
-
-
-def find_package_prefix(pkg: str) -> str:
-    """The install prefix holding ``pkg`` (ament index marker or ``share/<pkg>``)."""
-    for prefix in _prefixes():
-        marker = os.path.join(prefix, 'share', 'ament_index', 'resource_index', 'packages', pkg)
-        if os.path.exists(marker) or os.path.isfile(
-            os.path.join(prefix, 'share', pkg, 'package.xml')
-        ):
-            return prefix
-    dist = _distribution(pkg)
-    if dist is not None:
-        return sys.prefix
-    raise ResolveError(
-        f'package {pkg!r} not found (not in AMENT_PREFIX_PATH or {sys.prefix}, '
-        'and no installed Python distribution of that name)'
-    )
-
-
-def find_package_share(pkg: str) -> str:
-    """The share directory of ``pkg`` (see the module doc for the search order)."""
-    for prefix in _prefixes():
-        share = os.path.join(prefix, 'share', pkg)
-        marker = os.path.join(prefix, 'share', 'ament_index', 'resource_index', 'packages', pkg)
-        if os.path.isdir(share) and (
-            os.path.exists(marker) or os.path.isfile(os.path.join(share, 'package.xml'))
-        ):
-            return share
-    dist = _distribution(pkg)
-    if dist is not None:
-        source = _editable_source_dir(dist)
-        if source and os.path.isfile(os.path.join(source, 'package.xml')):
-            return source
-        raise ResolveError(
-            f'package {pkg!r} is installed but has no share directory '
-            f'(no share/{pkg}/package.xml under {sys.prefix} or AMENT_PREFIX_PATH)'
-        )
-    raise ResolveError(
-        f'package {pkg!r} not found (no share/{pkg} in AMENT_PREFIX_PATH or {sys.prefix}, '
-        'and no installed Python distribution of that name)'
-    )
-
-
 def _console_scripts(dist) -> dict:
     return {ep.name: ep for ep in dist.entry_points if ep.group == 'console_scripts'}
 
@@ -110,17 +111,26 @@ def _console_scripts(dist) -> dict:
 def find_node_executable(pkg: str, exe: str) -> list[str]:
     """The command (argv prefix) that runs executable ``exe`` of package ``pkg``."""
     available: list[str] = []
-    found_pkg = False
+    try:
+        lib = os.path.join(find_package_prefix(pkg), 'lib', pkg)
+    except ResolveError:
+        lib = None
+    if lib is not None:
+        path = os.path.join(lib, exe)
+        if _is_executable_file(path):
+            return [path]
+        if os.path.isdir(lib):
+            available.extend(
+                n for n in os.listdir(lib) if _is_executable_file(os.path.join(lib, n))
+            )
     dist = _distribution(pkg)
     if dist is not None:
-        found_pkg = True
         scripts = _console_scripts(dist)
-        available.extend(sorted(scripts))
+        available.extend(scripts)
         if exe in scripts:
-            for folder in (sysconfig.get_path('scripts'), os.path.join(sys.prefix, 'lib', pkg)):
-                path = os.path.join(folder, exe)
-                if _is_executable_file(path):
-                    return [path]
+            path = os.path.join(sysconfig.get_path('scripts'), exe)
+            if _is_executable_file(path):
+                return [path]
             ep = scripts[exe]
             call = (
                 f'import sys, importlib; obj = importlib.import_module({ep.module!r})\n'
@@ -128,22 +138,8 @@ def find_node_executable(pkg: str, exe: str) -> list[str]:
                 f'sys.argv[0] = {exe!r}; sys.exit(obj())'
             )
             return [sys.executable, '-c', call]
-    for prefix in [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]:
-        lib = os.path.join(prefix, 'lib', pkg)
-        if os.path.isdir(lib) or os.path.isdir(os.path.join(prefix, 'share', pkg)):
-            found_pkg = True
-            path = os.path.join(lib, exe)
-            if _is_executable_file(path):
-                return [path]
-            if os.path.isdir(lib):
-                available.extend(
-                    sorted(n for n in os.listdir(lib) if _is_executable_file(os.path.join(lib, n)))
-                )
-    if not found_pkg:
-        raise ResolveError(
-            f'package {pkg!r} not found: no installed Python distribution {pkg!r} and '
-            f'no lib/{pkg} in AMENT_PREFIX_PATH ({os.environ.get("AMENT_PREFIX_PATH", "unset")})'
-        )
+    if lib is None and dist is None:
+        raise _not_found(pkg, f' and no Python distribution {pkg!r} is installed')
     listing = ', '.join(sorted(set(available))) or 'none'
     raise ResolveError(f'executable {exe!r} not found in package {pkg!r} (available: {listing})')
 
