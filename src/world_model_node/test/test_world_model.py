@@ -653,7 +653,7 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
         out = lvl.predictor.predict(ctx, lvl.actions[1:2])  # candidate: move
         pp = ae.decode(out.prediction)
         parts = lvl.predictor.forward_loss(
-            out, pp, r0, r1, z1, p1, torch.tensor([1]), learner._weights()
+            out, pp, r0, r1, z1, p1, torch.tensor([1]), learner.core.weights
         )
         lvl.optimizer.zero_grad()
         parts['total'].backward()
