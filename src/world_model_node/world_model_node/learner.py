@@ -214,7 +214,6 @@ class _FreshCheck:
     level: Level
     error: float  # patch MSE of the fresh prediction of the executed (macro-)action
     loss: torch.Tensor | None  # the training loss (with graph) when error > PREDICTION_THRESHOLD
-    parts: dict[str, torch.Tensor] | None  # its parts
     joint: bool  # the loss also trains the autoencoder (level 0)
     head_input: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, base, action
     target: torch.Tensor  # [1, T, D] the observed frame's features
@@ -740,7 +739,7 @@ class OnlineLearner:
             stats.last_losses = {k: v.detach() for k, v in parts.items()}
         else:
             stats.consecutive_accurate += 1
-        return _FreshCheck(lvl, err, loss, parts, lvl.index == 0, head_input, z_target)
+        return _FreshCheck(lvl, err, loss, lvl.index == 0, head_input, z_target)
 
     def _calibrate_heads(self, accurate: list[_FreshCheck]) -> None:
         """Levels whose prediction was accurate update only their ensemble heads on this

@@ -1,8 +1,11 @@
 """Batched offline training of the online world model from recorded sessions.
 
-The models, their initialisation, optimizers and losses are the online learner's
-(:class:`~world_model_node.learner.OnlineLearner` builds them; the trainer holds one as its model
-container and checkpoint writer). One optimizer step on a batch of samples (see
+The models, their initialisation, optimizers, losses and optimizer steps are the online
+learner's: the trainer holds an :class:`~world_model_node.learner.OnlineLearner` for its
+:class:`~world_model_node.core.WorldModelCore` (networks, optimizers, counters) and as its
+checkpoint writer; ``WorldModelStep`` computes the core's losses on a batch (one module, so that
+DistributedDataParallel sees both parameter sets) and ``WorldModelCore.apply_gradients`` clips
+and steps (through the AMP loss scaler). One optimizer step on a batch of samples (see
 :mod:`.dataset`) mirrors one online step on a frame:
 
 * **gate closed** (the reconstruction MSE of the latest batch > RECONSTRUCTION_THRESHOLD, or at
