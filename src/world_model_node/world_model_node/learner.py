@@ -159,7 +159,9 @@ class HistoryEntry:
 
 
 @dataclass
-class _Encoded:
+class EncodedFrame:
+    """A frame encoded with graph: the features and reconstruction the steps train on."""
+
     x: torch.Tensor  # [1, C, S, S] in [0, 1]
     z: torch.Tensor  # [1, T, D] features (with graph)
     recon: torch.Tensor  # [1, N, P] reconstruction (with graph)
@@ -173,7 +175,7 @@ class _Pending:
 
     entry_step: int
     ctx: PredictorContext  # keys/values; the current-frame part carries the graph
-    enc: _Encoded  # encoding of that frame (graph to the autoencoder)
+    enc: EncodedFrame  # encoding of that frame (graph to the autoencoder)
     pred_patches: torch.Tensor  # [A, N, P] decoded predictions of all candidates (no graph)
     features: torch.Tensor  # [A, T, D] trunk outputs the ensemble heads read (no graph)
     ae_version: int
@@ -277,15 +279,16 @@ class OnlineLearner:
         self._gate_opened = False  # the gate has opened in this process
         self.generation = 0  # checkpoint generation counter
         self._pending: _Pending | None = None
-        self._latest: _Encoded | None = None
         self._last_result: ObserveResult | None = None
-        self._last_scoring: dict[str, Any] | None = None  # predictions of the last scoring pass
-        self._last_fresh: dict[str, Any] | None = None  # last level-0 fresh prediction vs truth
-        self._action_times: deque[float] = deque(maxlen=1000)
-        self._last_recon_loss = torch.zeros((), device=self.device)
-        self._last_ae_loss: torch.Tensor | None = None
-        self._last_mask_ratio: float | None = None
         self._grad_metrics: dict[str, torch.Tensor] = {}
+        # the latest state, read by the logged metrics and the pictures
+        self.latest: EncodedFrame | None = None  # the latest frame's encoding
+        self.last_scoring: dict[str, Any] | None = None  # predictions of the last scoring pass
+        self.last_fresh: dict[str, Any] | None = None  # last level-0 fresh prediction vs truth
+        self.action_times: deque[float] = deque(maxlen=1000)  # when actions were recorded
+        self.last_reconstruction_loss = torch.zeros((), device=self.device)  # unmasked MSE
+        self.last_autoencoder_loss: torch.Tensor | None = None  # masked loss of the last AE step
+        self.last_mask_ratio: float | None = None  # and its mask ratio
 
         self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoints is not None and self.checkpoints.exists():
@@ -355,7 +358,7 @@ class OnlineLearner:
         self.step += 1
         enc = self._encode(x)
         self.history.append(HistoryEntry(frame_u8, enc.z.detach()[0], self.step))
-        self._latest = enc
+        self.latest = enc
         timings = {'encode': time.perf_counter() - t0}
         return self._process(enc, timings, t0)
 
@@ -371,14 +374,10 @@ class OnlineLearner:
             return self._last_result
         t0 = time.perf_counter()
         self.step += 1
-        x = (
-            self._latest.x
-            if self._latest is not None
-            else self._frame_tensor(self.history[-1].frame)
-        )
+        x = self.latest.x if self.latest is not None else self._frame_tensor(self.history[-1].frame)
         enc = self._encode(x)
         self.history[-1].features = enc.z.detach()[0]
-        self._latest = enc
+        self.latest = enc
         timings = {'encode': time.perf_counter() - t0}
         return self._process(enc, timings, t0)
 
@@ -401,7 +400,7 @@ class OnlineLearner:
                 f'(step {entry.step}); observe the next frame first'
             )
         entry.action = int(action_index)
-        self._action_times.append(time.perf_counter())
+        self.action_times.append(time.perf_counter())
 
     @property
     def num_levels(self) -> int:
@@ -423,24 +422,24 @@ class OnlineLearner:
 
     def reconstruction_image(self) -> np.ndarray | None:
         """The autoencoder's reconstruction of the latest frame, uint8 [S, S, 3]."""
-        if self._latest is None:
+        if self.latest is None:
             return None
-        return V.patches_to_images(self.autoencoder, self._latest.recon)[0]
+        return V.patches_to_images(self.autoencoder, self.latest.recon)[0]
 
     def predicted_frames(self) -> tuple[np.ndarray, list[ActionLabel]] | None:
         """The last scoring pass: the predicted next frame for every candidate of every level,
         uint8 [K, S, S, 3], with labels parallel to the scores."""
-        if self._last_scoring is None:
+        if self.last_scoring is None:
             return None
-        patches = torch.cat(self._last_scoring['pred_patches'], dim=0)
-        return V.patches_to_images(self.autoencoder, patches), list(self._last_scoring['labels'])
+        patches = torch.cat(self.last_scoring['pred_patches'], dim=0)
+        return V.patches_to_images(self.autoencoder, patches), list(self.last_scoring['labels'])
 
     def last_prediction(self) -> dict[str, Any] | None:
         """The last level-0 fresh prediction of an observed frame: {'image': uint8 [S, S, 3],
         'error': MSE, 'action': executed action, 'step': step of the predicted frame}."""
-        if self._last_fresh is None:
+        if self.last_fresh is None:
             return None
-        out = dict(self._last_fresh)
+        out = dict(self.last_fresh)
         out['image'] = V.patches_to_images(self.autoencoder, out.pop('patches')[None])[0]
         return out
 
@@ -512,7 +511,7 @@ class OnlineLearner:
             for frame, features, step, action, checked in restored.history
         )
         self._pending = None
-        self._latest = None
+        self.latest = None
         self._last_result = None
         log.info(
             'resumed generation %d from %s: step %d, %d levels, %d history entries',
@@ -534,10 +533,10 @@ class OnlineLearner:
     # one step
     # =========================================================================================
 
-    def _process(self, enc: _Encoded, timings: dict[str, float], t0: float) -> ObserveResult:
+    def _process(self, enc: EncodedFrame, timings: dict[str, float], t0: float) -> ObserveResult:
         cfg = self.config
         recon_loss = float(enc.loss.detach())
-        self._last_recon_loss = enc.loss.detach()
+        self.last_reconstruction_loss = enc.loss.detach()
         entry = self.history[-1]
 
         # ---- 2. quality gate
@@ -594,7 +593,7 @@ class OnlineLearner:
         if ae_changed:  # the features must come from the updated encoder
             enc = self._encode(enc.x)
             entry.features = enc.z.detach()[0]
-            self._latest = enc
+            self.latest = enc
         timings['train'] = time.perf_counter() - t1
 
         # ---- 4. score every candidate of every level
@@ -638,12 +637,12 @@ class OnlineLearner:
     def _frame_tensor(self, u8: torch.Tensor) -> torch.Tensor:
         return u8.to(self.device).permute(2, 0, 1)[None].float().div(255.0)
 
-    def _encode(self, x: torch.Tensor) -> _Encoded:
+    def _encode(self, x: torch.Tensor) -> EncodedFrame:
         """Encode with graph (eval mode): features, reconstruction and its MSE."""
         z = self.autoencoder.encode(x)
         recon = self.autoencoder.decode(z)
         target = self.autoencoder.patchify(x)
-        return _Encoded(x, z, recon, target, F.mse_loss(recon, target))
+        return EncodedFrame(x, z, recon, target, F.mse_loss(recon, target))
 
     # ------------------------------------------------------------------ 2. autoencoder step
 
@@ -653,8 +652,8 @@ class OnlineLearner:
         loss = self.core.autoencoder_step(
             x, ratio, self.generator, self._grad_metrics if capture else None
         )
-        self._last_ae_loss = loss
-        self._last_mask_ratio = ratio
+        self.last_autoencoder_loss = loss
+        self.last_mask_ratio = ratio
         return loss, ratio
 
     # ------------------------------------------------------------------ 3. fresh check + training
@@ -683,7 +682,7 @@ class OnlineLearner:
         a_idx = macro_index(macro, self.num_actions)
         stats = self.stats[lvl.index]
         z_target = self.history[-1].features[None]  # [1, T, D] detached target
-        target_patches = self._latest.target  # [1, N, P]
+        target_patches = self.latest.target  # [1, N, P]
         action = lvl.actions[a_idx : a_idx + 1]
         index = torch.tensor([a_idx], device=self.device)
         loss = parts = None
@@ -693,7 +692,7 @@ class OnlineLearner:
                 return None
             pred_p = pend.pred_patches[a_idx : a_idx + 1]  # the prediction made when scoring
             err = float(F.mse_loss(pred_p, target_patches))
-            self._last_fresh = {
+            self.last_fresh = {
                 'patches': pred_p[0],
                 'error': err,
                 'action': a_idx,
@@ -708,7 +707,7 @@ class OnlineLearner:
             if err > cfg.prediction_threshold:
                 out = lvl.predictor.predict(pend.ctx, action)  # with graph
                 targets = Transitions(
-                    index, pend.enc.recon, self._latest.recon, z_target, target_patches
+                    index, pend.enc.recon, self.latest.recon, z_target, target_patches
                 )
                 _, parts = prediction_losses(
                     self.autoencoder, lvl.predictor, out, targets, self.core.weights
@@ -727,7 +726,7 @@ class OnlineLearner:
             if err > cfg.prediction_threshold:
                 with torch.no_grad():
                     last_p = self.autoencoder.decode(ctx.last_frame)
-                targets = Transitions(index, last_p, self._latest.recon, z_target, target_patches)
+                targets = Transitions(index, last_p, self.latest.recon, z_target, target_patches)
                 _, parts = prediction_losses(
                     self.autoencoder, lvl.predictor, out, targets, self.core.weights, pp
                 )
@@ -793,7 +792,7 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ 4. scoring
 
-    def _score(self, enc: _Encoded) -> tuple[np.ndarray, list[ActionLabel]]:
+    def _score(self, enc: EncodedFrame) -> tuple[np.ndarray, list[ActionLabel]]:
         e = len(self.history) - 1
         scores, labels, patches = [], [], []
         for lvl in self.levels:
@@ -824,7 +823,7 @@ class OnlineLearner:
             patches.append(pred_patches)
             labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]
         all_scores = torch.cat(scores).float().cpu().numpy()
-        self._last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
+        self.last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
         return all_scores, labels
 
     def _context(

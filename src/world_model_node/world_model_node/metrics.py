@@ -140,16 +140,16 @@ def learner_metrics(learner: 'OnlineLearner') -> dict[str, Any]:
     m: dict[str, Any] = {
         'step': learner.step,
         'training_step': levels[0].training_steps,
-        'reconstruction_loss': learner._last_recon_loss,
+        'reconstruction_loss': learner.last_reconstruction_loss,
         'consecutive_autoencoder_iterations': learner.consecutive_autoencoder_iterations,
         'predictor_training_iterations': sum(lvl.training_steps for lvl in levels),
         'autoencoder_steps': learner.autoencoder_steps,
         'num_levels': len(levels),
         'gate_releases': learner.gate_releases,
     }
-    if learner._last_ae_loss is not None:
-        m['autoencoder_training_loss'] = learner._last_ae_loss
-        m['mask_ratio'] = learner._last_mask_ratio
+    if learner.last_autoencoder_loss is not None:
+        m['autoencoder_training_loss'] = learner.last_autoencoder_loss
+        m['mask_ratio'] = learner.last_mask_ratio
     l0 = stats[0].last_losses
     if l0:
         m.update(
@@ -160,18 +160,18 @@ def learner_metrics(learner: 'OnlineLearner') -> dict[str, Any]:
                 'predictor_action_loss': l0['action'],
             }
         )
-    fresh = learner._last_fresh
-    if fresh is not None and learner._last_scoring is not None:
+    fresh = learner.last_fresh
+    if fresh is not None and learner.last_scoring is not None:
         m['prediction_error_last'] = fresh['error']
     for lvl, st in zip(levels, stats):
         if st.last_error is not None:
             m[f'prediction_errors/level_{lvl.index}'] = st.last_error
     if fresh is not None:
         # explained variance of the last fresh level-0 prediction, if it is of the latest frame
-        tgt = learner._latest.target[0] if learner._latest is not None else None
+        tgt = learner.latest.target[0] if learner.latest is not None else None
         if tgt is not None and fresh['step'] == learner.history[-1].step:
             m['predictor_explained_variance'] = explained_variance(fresh['patches'], tgt)
-    times = learner._action_times
+    times = learner.action_times
     if len(times) > 1:
         m.update(interval_stats(torch.diff(torch.tensor(list(times), dtype=torch.float64))))
     m.update(latest_transition_diagnostics(learner))
