@@ -84,9 +84,8 @@ class ActionLabel:
 
     level: int  # hierarchy level (0 = primitive actions)
     index: int  # index of the action within its level
-    primitives: tuple[
-        int, ...
-    ]  # the primitive action indices it executes, in order (length macro_length**level)
+    # the primitive action indices it executes, in order (length macro_length**level)
+    primitives: tuple[int, ...]
 
     def __str__(self) -> str:
         return f'L{self.level}:{"-".join(map(str, self.primitives))}'
@@ -99,32 +98,22 @@ class ObserveResult:
     step: int  # learner step counter (frames observed + gate retries)
     gate_open: bool  # reconstruction good enough to act (scores published)
     reconstruction_loss: float  # unmasked reconstruction MSE of the frame (pixels in [0, 1])
-    consecutive_autoencoder_iterations: (
-        int  # autoencoder steps in the current/last gate-closed streak
-    )
-    gate_released: bool = False  # acting although the reconstruction is above the threshold
-    # (it stopped improving for GATE_PATIENCE iterations)
+    consecutive_autoencoder_iterations: int  # autoencoder steps in the current/last closed streak
+    # acting although the reconstruction is above the threshold (it stopped improving for
+    # GATE_PATIENCE iterations)
+    gate_released: bool = False
     autoencoder_loss: float | None = None  # masked training loss when the gate was closed
     mask_ratio: float | None = None  # its mask ratio
-    scores: np.ndarray | None = (
-        None  # [K] float32 uncertainty (entropy, nats/feature) per candidate
-    )
-    labels: list[ActionLabel] = field(
-        default_factory=list
-    )  # parallel to scores: level 0 first, then 1, ...
-    prediction_errors: dict[int, float] = field(
-        default_factory=dict
-    )  # level -> fresh prediction MSE of this frame
+    scores: np.ndarray | None = None  # [K] float32 uncertainty (entropy, nats/feature)
+    labels: list[ActionLabel] = field(default_factory=list)  # parallel to scores: level 0 first
+    prediction_errors: dict[int, float] = field(default_factory=dict)  # level -> fresh MSE
     explained_variance: float | None = None  # level-0 fresh prediction, patch space
     trained_levels: list[int] = field(default_factory=list)  # levels that took a training step
-    predictor_losses: dict[int, dict[str, float]] = field(
-        default_factory=dict
-    )  # level -> total/patch/latent/action
+    # level -> total/patch/latent/action/classifier
+    predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)
     num_levels: int = 1  # levels that exist after this step
     new_level: int | None = None  # a level created in this step
-    timings: dict[str, float] = field(
-        default_factory=dict
-    )  # seconds: encode, gate, train, score, total
+    timings: dict[str, float] = field(default_factory=dict)  # s: encode, gate, train, score, total
     metrics: dict[str, float] | None = None  # the metrics logged in this step, if any
 
     def level_scores(self, level: int) -> tuple[np.ndarray, list[ActionLabel]]:
