@@ -4,8 +4,9 @@
 Drives ``OnlineLearner`` (full seed size by default, gate forced open) with the toroidal dot for
 a few frames so that a full context exists, then times:
 
-* ``learner._diagnostics()`` (attention metrics, sweep spread and counterfactual gaps on the
-  latest transition; runs once per LOG_INTERVAL steps) against one acted ``observe`` step;
+* ``metrics.latest_transition_diagnostics`` (attention metrics, sweep spread and
+  counterfactual gaps on the latest transition; runs once per LOG_INTERVAL steps) against one
+  acted ``observe`` step;
 * ``diagnostics.analyse_transition`` (encode the context + sweep + attention + counterfactuals
   with 4 shuffles) from pixels.
 
@@ -28,6 +29,7 @@ from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node import diagnostics as D
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
+from world_model_node.metrics import latest_transition_diagnostics
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -61,7 +63,7 @@ def main() -> None:
         frame = env.step(i % 2)
     learner.observe(frame)
     step_s = statistics.median(steps[6:])
-    diag_s = timed(learner._diagnostics, args.repeats)
+    diag_s = timed(lambda: latest_transition_diagnostics(learner), args.repeats)
     lvl = learner.levels[0]
     hist = list(learner.history)
     frames = torch.stack([e.frame for e in hist[-5:-1]]).permute(0, 3, 1, 2).float().div(255)
@@ -80,7 +82,7 @@ def main() -> None:
     )
     print(f'  acted observe step (trains + scores):   {1000 * step_s:8.1f} ms')
     print(
-        f'  learner._diagnostics (per log):         {1000 * d:8.1f} ms  '
+        f'  latest_transition_diagnostics (per log): {1000 * d:8.1f} ms  '
         f'(min {1000 * min(diag_s):.1f})'
     )
     print(

@@ -48,6 +48,7 @@ from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.metrics import explained_variance
 from world_model_node.offline.evaluation import dot_centroids, torus_distance
+from world_model_node.visualization import patches_to_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +114,7 @@ def evaluate(
         ctx = lvl.predictor.build_context(z[-1:], z[None, :-1], lvl.actions[acts][None])
         out = lvl.predictor.predict(ctx, lvl.actions)  # all candidates, one pass
         pred_patches = ae.decode(out.prediction)  # [A, N, P]
-        imgs = learner._patches_to_images(pred_patches)
+        imgs = patches_to_images(ae, pred_patches)
         state = (env.x, env.y)
         tile = [learner._prepare(frames[-1])[1].numpy()]
         for a in range(learner.num_actions):

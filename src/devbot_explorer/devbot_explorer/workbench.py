@@ -34,13 +34,10 @@ import torch.nn.functional as F
 from world_model_node import diagnostics as D
 from world_model_node.checkpoint import STATE_NAME, CheckpointError, CheckpointManager, load_file
 from world_model_node.config import WorldModelConfig
+from world_model_node.core import Transitions, draw_mask_ratio, prediction_losses
 from world_model_node.learner import OnlineLearner
 from world_model_node.metrics import layer_key
-from world_model_node.models import (
-    MaskedAutoencoderViT,
-    TransformerActionConditionedPredictor,
-    clip_gradients,
-)
+from world_model_node.models import MaskedAutoencoderViT, TransformerActionConditionedPredictor
 
 
 class LiveCheckpointError(FileExistsError):
@@ -446,26 +443,16 @@ class ModelWorkbench:
             run: start right away (until done or paused); False returns the run unstarted.
         """
         x = self.frames_tensor(frames)
-        cfg, ae = self.config, self.autoencoder
+        cfg = self.config
         gen = self._generator
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
 
         def step() -> float:
             idx = torch.randperm(x.shape[0], generator=gen)[:batch_size].to(self.device)
-            ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * float(
-                torch.rand((), generator=gen)
-            )
+            ratio = draw_mask_ratio(cfg, gen)
             mask_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (), generator=gen)))
-            opt = self.learner.ae_optimizer
-            opt.zero_grad(set_to_none=True)
-            loss, _, _ = ae(x[idx], ratio, mask_gen)
-            loss.backward()
-            self._clip(ae)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            self.learner.autoencoder_steps += 1
-            return float(loss.detach())
+            return float(self.learner.core.autoencoder_step(x[idx], ratio, mask_gen))
 
         def evaluate() -> float:
             return float(np.mean(self.reconstruct(frames)[1]))
@@ -518,10 +505,10 @@ class ModelWorkbench:
                 [self.autoencoder.decode(feats[i : i + 64]) for i in range(0, n, 64)]
             )
         starts = {t: self._context_start(acts, t) for t in transitions}
-        level = self.learner.levels[0]
-        pred, base = level.predictor, self.learner.base_actions
+        core = self.learner.core
+        level = core.levels[0]
+        pred, base = level.predictor, core.base_actions
         gen = self._generator
-        weights = (self.config.pred_patch_w, self.config.pred_latent_w, self.config.pred_action_w)
 
         def groups(batch: list[int]) -> list[list[int]]:
             by_len: dict[int, list[int]] = {}
@@ -541,29 +528,22 @@ class ModelWorkbench:
         def step() -> float:
             perm = torch.randperm(len(transitions), generator=gen)[:batch_size].tolist()
             batch = [transitions[i] for i in perm]
-            level.optimizer.zero_grad(set_to_none=True)
+            core.zero_grad([level], autoencoder=False)
             total = 0.0
             for group in groups(batch):
                 out, a_idx, cur = forward(group)
-                pp = self.autoencoder.decode_frozen(out.prediction)
-                parts = pred.forward_loss(
-                    out,
-                    pp,
+                truth = Transitions(
+                    a_idx,
                     last_patches[cur],
                     last_patches[cur + 1],
                     feats[cur + 1],
                     targets[cur + 1],
-                    a_idx,
-                    weights,
                 )
+                _, parts = prediction_losses(self.autoencoder, pred, out, truth, core.weights)
                 loss = parts['total'] * (len(group) / len(batch))
                 loss.backward()
                 total += float(loss.detach())
-            self._clip(pred)
-            level.optimizer.step()
-            level.optimizer.zero_grad(set_to_none=True)
-            level.training_steps += 1
-            level.version += 1
+            core.apply_gradients([level], autoencoder=False)
             return total
 
         @torch.no_grad()
@@ -579,9 +559,6 @@ class ModelWorkbench:
 
         training = Training('predictor', step, evaluate, steps, threshold, callback, eval_every)
         return training.run() if run and (steps is not None or threshold is not None) else training
-
-    def _clip(self, module: torch.nn.Module) -> None:
-        clip_gradients(module, self.config.grad_clip_norm)
 
     # ------------------------------------------------------------------ weights
 

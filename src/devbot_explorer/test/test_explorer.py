@@ -16,15 +16,14 @@ import yaml
 
 matplotlib.use('Agg')
 
+from devbot.action_space import ActionSpace
+from devbot.bag.metadata import KEY_ACTION_SPACE
 from devbot_explorer.action_check import DotActionCheck, JetBotActionCheck, _chi2_sf, uniformity
 from devbot_explorer.demo import STEP_NS, T0_NS, random_actions, write_demo_checkpoint
 from devbot_explorer.explore_cli import main as explore_main
 from devbot_explorer.explorer import ExplorerError, SessionExplorer
 from devbot_explorer.table import Table
 from devbot_explorer.workbench import LiveCheckpointError
-
-from devbot.action_space import ActionSpace
-from devbot.bag.metadata import KEY_ACTION_SPACE
 from jetbot_driver.session import write_jetbot_session
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 from toroidal_sim.session import write_dot_session

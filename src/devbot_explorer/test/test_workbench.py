@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from devbot_explorer.workbench import LiveCheckpointError, ModelWorkbench, Training
 
+import world_model_node.core as core_module
+from devbot_explorer.workbench import LiveCheckpointError, ModelWorkbench, Training
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import WorldModelConfig
+from world_model_node.core import WorldModelCore
 from world_model_node.learner import OnlineLearner
 
 torch.set_num_threads(1)
@@ -252,3 +254,37 @@ def test_save_refuses_live_checkpoints_and_the_saved_one_resumes(live_checkpoint
     assert gen == 3
     reloaded = ModelWorkbench.from_checkpoint(other)
     assert same(state(reloaded.predictor), state(fresh.predictor))
+
+
+def test_workbench_trains_through_the_core(monkeypatch):
+    """The workbench's training runs use the world model's one loss and step implementation."""
+    import devbot_explorer.workbench as workbench_module
+
+    calls: list[str] = []
+    assert workbench_module.prediction_losses is core_module.prediction_losses
+    original_losses, original_ae = core_module.prediction_losses, core_module.autoencoder_loss
+    original_apply = WorldModelCore.apply_gradients
+    monkeypatch.setattr(
+        workbench_module,
+        'prediction_losses',
+        lambda *a, **k: (calls.append('prediction_losses'), original_losses(*a, **k))[1],
+    )
+    monkeypatch.setattr(
+        core_module,
+        'autoencoder_loss',
+        lambda *a, **k: (calls.append('autoencoder_loss'), original_ae(*a, **k))[1],
+    )
+
+    def apply(self, levels, autoencoder, *args, **kwargs):
+        calls.append(f'apply {[lvl.index for lvl in levels]} {autoencoder}')
+        return original_apply(self, levels, autoencoder, *args, **kwargs)
+
+    monkeypatch.setattr(WorldModelCore, 'apply_gradients', apply)
+    wb = ModelWorkbench.fresh(tiny(), ACTIONS)
+    frames, actions = dot_session(10)
+    wb.train_autoencoder(frames, steps=2)
+    assert calls == ['autoencoder_loss', 'apply [] True'] * 2
+    calls.clear()
+    wb.train_predictor(frames, actions, steps=2)
+    assert 'prediction_losses' in calls and calls.count('apply [0] False') == 2
+    assert set(calls) == {'prediction_losses', 'apply [0] False'}

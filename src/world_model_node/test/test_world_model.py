@@ -129,24 +129,43 @@ def test_head_init_std_sets_how_far_the_first_predictions_are_from_the_copy(std)
     assert float(delta.std()) == pytest.approx(expected, rel=0.3, abs=1e-6)
 
 
-def test_every_config_field_has_its_whole_comment_as_parameter_description():
+def test_every_config_field_has_a_description_for_its_ros_parameter():
     import dataclasses
 
-    from world_model_node.node import config_field_descriptions
-
-    descriptions = config_field_descriptions()
+    descriptions = WorldModelConfig.descriptions()
     assert set(descriptions) == {f.name for f in dataclasses.fields(WorldModelConfig)}
-    # a trailing comment with its continuation line
+    assert all(isinstance(d, str) and len(d) > 8 for d in descriptions.values())
     assert descriptions['residual_decay'].endswith(
         "(the predictive variance's residual part); 0: the last error only"
     )
-    # a comment block above a field without a trailing comment, not the section ruler above it
-    assert descriptions['gate_patience'].startswith('gate-closed iterations without a 2% better')
     assert (
         descriptions['prediction_threshold']
         == 'train a level only when its fresh prediction MSE is above this'
     )
-    assert not any('---' in d for d in descriptions.values())
+
+
+def test_model_constructors_take_their_sizes_from_the_config_only():
+    """The networks' constructors have no defaults that could disagree with the config:
+    ``from_config`` / ``build_*`` pass every config-owned argument."""
+    import inspect
+
+    for cls in (TransformerActionConditionedPredictor, MaskedAutoencoderViT):
+        params = inspect.signature(cls.__init__).parameters.values()
+        with_default = {p.name for p in params if p.default is not inspect.Parameter.empty}
+        assert with_default <= {'norm_eps'}, (cls.__name__, with_default)
+    cfg = tiny(head_init_std=0.0, action_grad_scale=0.5, patch_rope=False)
+    pred = build_predictor(cfg, 1, 2)
+    assert pred.action_grad_scale == 0.5 and pred.patch_rope is False
+    assert float(pred.head_weight.detach().abs().max()) == 0.0
+
+
+def test_checkpoint_configs_drop_fields_that_no_longer_exist():
+    old = {**tiny().to_dict(), 'action_delay': 0.0, 'recording_mode': False}
+    del old['patch_rope']  # written before patch_rope existed
+    cfg = WorldModelConfig.from_checkpoint(old)
+    assert cfg.patch_rope is False and not hasattr(cfg, 'action_delay')
+    with pytest.raises(ConfigError, match='unknown'):
+        WorldModelConfig.from_dict({'action_delay': 0.5})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -653,7 +672,7 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
         out = lvl.predictor.predict(ctx, lvl.actions[1:2])  # candidate: move
         pp = ae.decode(out.prediction)
         parts = lvl.predictor.forward_loss(
-            out, pp, r0, r1, z1, p1, torch.tensor([1]), learner._weights()
+            out, pp, r0, r1, z1, p1, torch.tensor([1]), learner.core.weights
         )
         lvl.optimizer.zero_grad()
         parts['total'].backward()
@@ -687,7 +706,7 @@ def test_checkpoint_round_trip_resumes_bit_exactly(tmp_path):
     env = dot_env(seed=2)
     a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
     _, frame = run_steps(a, env, [1, 0, 1, 1, 0, 1, 0])
-    r = a.observe(frame)
+    a.observe(frame)
     a.record_action(1)
     assert a.save() == 1
     b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
@@ -746,7 +765,8 @@ def test_corrupted_primary_falls_back_to_one_consistent_backup_generation(tmp_pa
         b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
     assert b.generation == 1
     sb = _all_state(b)
-    # the autoencoder's primary (generation 2) is intact but must NOT be mixed with predictor generation 1
+    # the autoencoder's primary (generation 2) is intact but must NOT be mixed with predictor
+    # generation 1
     assert all(torch.equal(gen1[k], sb[k]) for k in gen1)
     assert 'predictor_0.pth' in caplog.text
 
@@ -830,7 +850,8 @@ def test_checkpoint_manager_picks_newest_complete_generation(tmp_path):
             },
             gen,
         )
-    # a crash after the new state was written but before ... simulate: state gen 3 without its autoencoder
+    # a crash after the new state was written but before ... simulate: state gen 3 without its
+    # autoencoder
     (tmp_path / 'learner_state.pth').rename(tmp_path / 'learner_state_backup.pth')
     mgr2 = CheckpointManager(tmp_path)
     got = mgr2.load()

@@ -1,4 +1,4 @@
-"""Checkpoint files of the world model (SPEC D4).
+"""Checkpoint files of the world model, and the online learner's checkpoint payload.
 
 One directory per robot holds one file per component, each with a rolling backup::
 
@@ -14,6 +14,10 @@ intact copy, primary or backup, so a crash at any point, or one corrupted file, 
 consistent older or newer generation, never a mix (the original loaded the older predictor
 backup after a newer primary and silently rolled progress back).
 
+``learner_components`` builds one generation of an ``OnlineLearner`` (its core's weights and
+optimizers, its counters, level statistics and newest history) and ``restore_learner`` loads one
+into a ``WorldModelCore`` after checking that it was made for the same model and action space.
+
 Files contain only tensors and plain Python values, are read with ``torch.load(weights_only=True)``
 (no code runs while loading), are written from CPU tensors, and load onto any device via
 ``map_location``.
@@ -25,10 +29,17 @@ import logging
 import os
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .config import WorldModelConfig
+from .core import WorldModelCore, load_optimizer_state
+
+if TYPE_CHECKING:
+    from .learner import OnlineLearner
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +247,152 @@ class CheckpointManager:
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# the online learner's generation
+# ---------------------------------------------------------------------------------------------
+
+
+def learner_components(learner: 'OnlineLearner') -> dict[str, dict[str, Any]]:
+    """One checkpoint generation of an online learner: 'autoencoder' and 'predictor_<k>' (weights
+    and optimizer state) and the learner state (config, action space, counters, per-level
+    statistics, masking RNG, the newest SAVED_HISTORY_SIZE history entries)."""
+    core = learner.core
+    comps: dict[str, dict[str, Any]] = {
+        'autoencoder': {
+            'model': core.autoencoder.state_dict(),
+            'optimizer': core.ae_optimizer.state_dict(),
+        }
+    }
+    for lvl in core.levels:
+        comps[f'predictor_{lvl.index}'] = {
+            'model': lvl.predictor.state_dict(),
+            'optimizer': lvl.optimizer.state_dict(),
+        }
+    cfg = core.config
+    n = cfg.saved_history_size
+    entries = list(learner.history)[-n:] if n > 0 else []
+    t, d, s = cfg.tokens_per_frame, cfg.embed_dim, cfg.img_size
+    hist = {
+        'frames': torch.stack([e.frame for e in entries])
+        if entries
+        else torch.zeros(0, s, s, cfg.in_chans, dtype=torch.uint8),
+        'features': torch.stack([e.features for e in entries]) if entries else torch.zeros(0, t, d),
+        'actions': torch.tensor([e.action for e in entries], dtype=torch.long),
+        'steps': torch.tensor([e.step for e in entries], dtype=torch.long),
+        'checked': torch.tensor([e.checked for e in entries], dtype=torch.bool),
+    }
+    comps[STATE_NAME] = {
+        'components': list(comps),
+        'config': cfg.to_dict(),
+        'action_space': core.base_actions,
+        'num_levels': len(core.levels),
+        'levels': [
+            {
+                'consecutive_accurate': st.consecutive_accurate,
+                'training_steps': lvl.training_steps,
+                'last_error': st.last_error,
+                'residual': st.residual,
+            }
+            for lvl, st in zip(core.levels, learner.stats)
+        ],
+        'step': learner.step,
+        'autoencoder_steps': core.autoencoder_steps,
+        'consecutive_autoencoder_iterations': learner.consecutive_autoencoder_iterations,
+        'generator': learner.generator.get_state(),
+        'history': hist,
+    }
+    return comps
+
+
+def check_compatible(
+    state: Mapping[str, Any],
+    config: WorldModelConfig,
+    base_actions: torch.Tensor,
+    directory: str | os.PathLike,
+) -> None:
+    """Raise ``CheckpointError`` when a learner state was made with other model fields
+    (``WorldModelConfig.MODEL_FIELDS``) or another action space than ``config`` /
+    ``base_actions`` [A, C]; the message names the differences and how to resume."""
+    saved = WorldModelConfig.checkpoint_values(state.get('config', {}))
+    mine = config.to_dict()
+    diff = [k for k in WorldModelConfig.MODEL_FIELDS if k in saved and saved[k] != mine[k]]
+    if diff:
+        raise CheckpointError(
+            f'{directory}: checkpoint was made with another model: '
+            + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff)
+            + '; set these parameters to the checkpoint\'s values to resume it, or use '
+            'another checkpoint folder to start a new model'
+        )
+    acts = state.get('action_space')
+    if (
+        acts is None
+        or tuple(acts.shape) != tuple(base_actions.shape)
+        or not torch.allclose(acts.to(base_actions.device), base_actions)
+    ):
+        raise CheckpointError(
+            f'{directory}: checkpoint was made for another action space '
+            f'({None if acts is None else acts.tolist()} vs {base_actions.tolist()})'
+        )
+
+
+@dataclass
+class RestoredState:
+    """The online learner's part of a loaded generation (the core's part is loaded in place)."""
+
+    generation: int
+    step: int
+    consecutive_autoencoder_iterations: int
+    generator_state: torch.Tensor  # the masking RNG's state (CPU)
+    levels: list[dict[str, Any]]  # per level: consecutive_accurate, last_error, residual
+    history: list[tuple[torch.Tensor, torch.Tensor, int, int, bool]]  # frame, features, step,
+    # action, checked
+
+
+def restore_learner(
+    core: WorldModelCore, comps: Mapping[str, Mapping[str, Any]], directory: str | os.PathLike
+) -> RestoredState:
+    """Load a generation (from ``CheckpointManager.load``) into ``core``: fresh levels as many as
+    saved, weights, optimizer moments, step counters; return the learner's own state.
+
+    Raises:
+        CheckpointError: made for another model or action space, or does not fit this model.
+    """
+    state = comps[STATE_NAME]
+    check_compatible(state, core.config, core.base_actions, directory)
+    core.reset_levels(int(state['num_levels']))
+    try:
+        core.autoencoder.load_state_dict(comps['autoencoder']['model'])
+        load_optimizer_state(core.ae_optimizer, comps['autoencoder']['optimizer'])
+        for lvl, saved in zip(core.levels, state['levels']):
+            payload = comps[f'predictor_{lvl.index}']
+            lvl.predictor.load_state_dict(payload['model'])
+            load_optimizer_state(lvl.optimizer, payload['optimizer'])
+            lvl.training_steps = int(saved['training_steps'])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f'{directory}: checkpoint does not fit this model: {exc}') from exc
+    core.autoencoder_steps = int(state['autoencoder_steps'])
+    core.ae_version += 1
+    h = state['history']
+    history = [
+        (
+            h['frames'][i].cpu(),
+            h['features'][i],
+            int(h['steps'][i]),
+            int(h['actions'][i]),
+            bool(h['checked'][i]),
+        )
+        for i in range(h['actions'].shape[0])
+    ]
+    return RestoredState(
+        int(state['generation']),
+        int(state['step']),
+        int(state['consecutive_autoencoder_iterations']),
+        state['generator'].cpu(),
+        list(state['levels']),
+        history,
+    )
+
+
 __all__ = [
     'CheckpointManager',
     'CheckpointError',
@@ -243,4 +400,8 @@ __all__ = [
     'load_file',
     'to_cpu',
     'FORMAT_VERSION',
+    'learner_components',
+    'check_compatible',
+    'restore_learner',
+    'RestoredState',
 ]

@@ -1,9 +1,8 @@
 """Configuration of the world model: one dataclass, loadable from YAML or ROS parameters.
 
-Every parameter of the original ``AdaptiveWorldModelConfig`` is here with the original's value
-(see SPEC.md section D), plus the model sizes, the hierarchy and the uncertainty settings that
-the original left implicit. Field names are lower-case (ROS parameter style); ``from_dict``
-also accepts the original's UPPER_CASE names (``LOG_INTERVAL`` -> ``log_interval``).
+Every field carries its description (``metadata['help']``, see ``descriptions``), which the node
+declares as its ROS parameter's description. Field names are lower-case (ROS parameter style);
+``from_dict`` also accepts UPPER_CASE names (``LOG_INTERVAL`` -> ``log_interval``).
 
 Example:
     >>> cfg = WorldModelConfig()                 # full size, the seed's values
@@ -42,124 +41,143 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f'{path}: invalid YAML: {exc}') from exc
 
 
+def param(default: Any, help: str) -> Any:
+    """A config field with its description (``metadata['help']``, the ROS parameter's)."""
+    return dataclasses.field(default=default, metadata={'help': help})
+
+
 @dataclass
 class WorldModelConfig:
     # ---------------------------------------------------------------- quality thresholds
-    reconstruction_threshold: float = (
-        0.0005  # gate: act only when the unmasked reconstruction MSE is below this
+    reconstruction_threshold: float = param(
+        0.0005, 'gate: act only when the unmasked reconstruction MSE is below this'
     )
-    prediction_threshold: float = (
-        0.0005  # train a level only when its fresh prediction MSE is above this
+    prediction_threshold: float = param(
+        0.0005, 'train a level only when its fresh prediction MSE is above this'
     )
-    # gate-closed iterations without a 2% better reconstruction MSE after which the frame is acted on
-    # anyway (0: never). The masked objective can settle just above the threshold on one frame (a dot
-    # split over four patches: 0.00063 for 4,000+ steps), and a lockstep robot would wait forever.
-    # Only after the gate has first opened (from scratch the loss plateaus for a while)
-    gate_patience: int = 300
+    gate_patience: int = param(
+        300,
+        'gate-closed iterations without a 2% better reconstruction MSE after which the frame is '
+        'acted on anyway (0: never); only after the gate has first opened. The masked objective '
+        'can settle just above the threshold on one frame, and a lockstep robot would wait forever',
+    )
 
     # ---------------------------------------------------------------- optimisation
-    autoencoder_lr: float = 1e-4  # Adam(W) learning rate of the autoencoder (encoder + decoder)
-    predictor_lr: float = 1e-4  # Adam(W) learning rate of every predictor level
-    weight_decay: float = 0.0  # AdamW weight decay of both optimizers
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam moment decay rates
-    grad_clip_norm: float = 1.0  # clip the global grad norm of each parameter set (0: off)
-    mask_ratio_min: float = 0.30  # autoencoder step: mask ratio r ~ U(min, max) per step
-    mask_ratio_max: float = 0.85  # upper end of the mask ratio range
-    joint_reconstruction_weight: float = (
-        1.0  # weight of the reconstruction MSE kept in the joint encoder objective
+    autoencoder_lr: float = param(
+        1e-4, 'AdamW learning rate of the autoencoder (encoder + decoder)'
     )
-    # scale of the predictor losses' gradient reaching the encoder (0: none). At 1.0 the fresh
-    # predictions of the full-size model blew up after ~700 acted frames (error 0.11, EV -55) as the
-    # encoder chased the predictor; at 0.1 the encoder is shaped mainly by reconstruction and stays stable
-    encoder_prediction_grad_scale: float = 0.1
+    predictor_lr: float = param(1e-4, 'AdamW learning rate of every predictor level')
+    weight_decay: float = param(0.0, 'AdamW weight decay of both optimizers')
+    adam_betas: tuple[float, float] = param((0.9, 0.999), 'Adam moment decay rates')
+    grad_clip_norm: float = param(1.0, 'clip the global grad norm of each parameter set (0: off)')
+    mask_ratio_min: float = param(
+        0.30, 'autoencoder step: mask ratio r ~ U(min, max) per step; lower end'
+    )
+    mask_ratio_max: float = param(0.85, 'upper end of the mask ratio range')
+    joint_reconstruction_weight: float = param(
+        1.0, 'weight of the reconstruction MSE kept in the joint encoder objective'
+    )
+    encoder_prediction_grad_scale: float = param(
+        0.1,
+        "scale of the predictor losses' gradient reaching the encoder (0: none); small, so that "
+        'the encoder is shaped mainly by reconstruction and does not chase the predictor',
+    )
 
     # ---------------------------------------------------------------- predictor losses
-    pred_patch_w: float = 0.2  # weight of MSE(decoded prediction, target patches)
-    pred_latent_w: float = 0.8  # weight of MSE(prediction[1:], encode(target)[1:])
-    pred_action_w: float = 1.0  # weight of CE(action logits, executed action)
-    # scale of that CE's gradient reaching the prediction (0: none). The CE's gradient is ~100x the
-    # prediction losses'; at 1.0 it pushed both actions' predictions to exaggerated changes and the
-    # fresh prediction error blew up 20x (EV -25..-40) after ~300 acted frames; at 0.01 no blow-up
-    action_grad_scale: float = 0.01
-    delta_latent: bool = True  # prediction = last context frame features + head output
+    pred_patch_w: float = param(0.2, 'weight of MSE(decoded prediction, target patches)')
+    pred_latent_w: float = param(0.8, 'weight of MSE(prediction[1:], encode(target)[1:])')
+    pred_action_w: float = param(1.0, 'weight of CE(action logits, executed action)')
+    action_grad_scale: float = param(
+        0.01,
+        "scale of that CE's gradient reaching the prediction (0: none); the CE's gradient is "
+        "~100x the prediction losses', and at full strength it pushes the predictions to "
+        'exaggerated changes',
+    )
+    delta_latent: bool = param(True, 'prediction = last context frame features + head output')
 
     # ---------------------------------------------------------------- context and history
-    prediction_history_size: int = (
-        3  # history frames before the current one in a context (3 + 1 frames)
+    prediction_history_size: int = param(
+        3, 'history frames before the current one in a context (3 + 1 frames)'
     )
-    max_history_size: int = 1000  # frames (with features and actions) kept in memory
-    saved_history_size: int = 100  # newest history entries stored in the learner-state checkpoint
-    max_seq_len: int = 4096  # predictor position table size; longer contexts keep the newest frames
+    max_history_size: int = param(1000, 'frames (with features and actions) kept in memory')
+    saved_history_size: int = param(
+        100, 'newest history entries stored in the learner-state checkpoint'
+    )
+    max_seq_len: int = param(
+        4096, 'predictor position table size; longer contexts keep the newest frames'
+    )
 
     # ---------------------------------------------------------------- intervals
-    log_interval: int = (
-        100  # scalar metrics every N steps; grad/UWR metrics every N predictor steps
+    log_interval: int = param(
+        100, 'scalar metrics every N steps; grad/UWR metrics every N predictor steps'
     )
-    visualization_upload_interval: int = 500  # a prediction figure to wandb every N steps
-    checkpoint_save_interval: int = 500  # save checkpoints every N level-0 predictor training steps
-    display_interval: int = 10  # live panels every N steps (read by the node / viewer)
-    action_delay: float = 0.0  # seconds between actions (read by the node)
-
-    # ---------------------------------------------------------------- recording (read by the recorder node)
-    recording_mode: bool = False  # record the session as a rosbag2 bag
-    recording_max_disk_gb: float = (
-        10.0  # per-robot disk limit of recorded sessions (oldest deleted first)
+    visualization_upload_interval: int = param(500, 'a prediction figure to wandb every N steps')
+    checkpoint_save_interval: int = param(
+        500, 'save checkpoints every N level-0 predictor training steps'
     )
+    display_interval: int = param(10, 'live panels every N steps (published by the node)')
 
-    # ---------------------------------------------------------------- image / autoencoder (SPEC D1)
-    img_size: int = 224  # frames are resized to img_size x img_size RGB
-    patch_size: int = 16  # ViT patch size (224/16 -> 196 patches)
-    in_chans: int = 3  # image channels
-    embed_dim: int = 256  # encoder width = predictor width
-    depth: int = 5  # encoder ViT blocks
-    num_heads: int = 4  # encoder attention heads
-    mlp_ratio: float = 4.0  # encoder MLP hidden = mlp_ratio * embed_dim
-    decoder_embed_dim: int = 128  # width of the lightweight per-token MLP decoder
+    # ---------------------------------------------------------------- image / autoencoder
+    img_size: int = param(224, 'frames are resized to img_size x img_size RGB')
+    patch_size: int = param(16, 'ViT patch size (224/16 -> 196 patches)')
+    in_chans: int = param(3, 'image channels')
+    embed_dim: int = param(256, 'encoder width = predictor width')
+    depth: int = param(5, 'encoder ViT blocks')
+    num_heads: int = param(4, 'encoder attention heads')
+    mlp_ratio: float = param(4.0, 'encoder MLP hidden = mlp_ratio * embed_dim')
+    decoder_embed_dim: int = param(128, 'width of the lightweight per-token MLP decoder')
 
-    # ---------------------------------------------------------------- predictor (SPEC D2)
-    predictor_depth: int = 6  # transformer layers
-    predictor_heads: int = 8  # attention heads
-    predictor_ffn_dim: int = 1024  # feed-forward hidden width
-    predictor_dropout: float = (
-        0.1  # dropout in train mode (the online learner runs the predictor in eval mode)
+    # ---------------------------------------------------------------- predictor
+    predictor_depth: int = param(6, 'predictor transformer layers')
+    predictor_heads: int = param(8, 'predictor attention heads')
+    predictor_ffn_dim: int = param(1024, 'predictor feed-forward hidden width')
+    predictor_dropout: float = param(
+        0.1, 'dropout in train mode (every trainer runs the predictor in eval mode)'
     )
-    action_embed_dim: int = 64  # ActionEmbedding output width (ACTION_EMBED_DIM)
-    film_hidden_dim: int = 128  # ActionEmbedding hidden width (FILM_HIDDEN_DIM)
-    film_block_ids: tuple[int, ...] = (0, 2)  # FiLM after these predictor layers (FILM_BLOCK_IDS)
-    classifier_channels: tuple[int, int] = (
-        16,
-        32,
-    )  # conv widths of the pixel-difference action classifier
-    # also rotate the predictor's queries and keys by their patch's grid row and column (axial 2-D RoPE)
-    # in every layer, so attention depends on relative patch offsets: "move" was learned ~3x faster
-    patch_rope: bool = True
+    action_embed_dim: int = param(64, 'ActionEmbedding output width')
+    film_hidden_dim: int = param(128, 'ActionEmbedding hidden width')
+    film_block_ids: tuple[int, ...] = param((0, 2), 'FiLM after these predictor layers')
+    classifier_channels: tuple[int, int] = param(
+        (16, 32), 'conv widths of the pixel-difference action classifier'
+    )
+    patch_rope: bool = param(
+        True,
+        "also rotate the predictor's queries and keys by their patch's grid row and column "
+        '(axial 2-D RoPE) in every layer, so attention depends on relative patch offsets',
+    )
 
     # ---------------------------------------------------------------- uncertainty
-    ensemble_heads: int = 5  # output heads; their disagreement is the predictive uncertainty
-    uncertainty_eps: float = (
-        1e-8  # variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))
+    ensemble_heads: int = param(5, 'output heads; their disagreement is the predictive uncertainty')
+    uncertainty_eps: float = param(
+        1e-8, 'variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))'
     )
-    prior_scale: float = 0.1  # scale of each head's fixed random action prior (randomized priors)
-    head_init_std: float = 0.002  # std of the output heads' initial weights (their outputs start at
-    # ~head_init_std * sqrt(embed_dim) per feature): near the copy of
-    # the frame. At 0.02 the first predictions were ~15x further from
-    # the target than the copy and "move" was never learned in 20 min
-    residual_decay: float = 0.9  # EMA decay of each action's observed latent prediction error (the
-    # predictive variance's residual part); 0: the last error only
-    initial_residual: float = (
-        1.0  # residual of an action never tried yet (high: untried = uncertain)
+    prior_scale: float = param(
+        0.1, "scale of each head's fixed random action prior (randomized priors)"
+    )
+    head_init_std: float = param(
+        0.002,
+        "std of the output heads' initial weights: their outputs start at ~head_init_std * "
+        'sqrt(embed_dim) per feature, near the copy of the frame',
+    )
+    residual_decay: float = param(
+        0.9,
+        "EMA decay of each action's observed latent prediction error (the predictive variance's "
+        'residual part); 0: the last error only',
+    )
+    initial_residual: float = param(
+        1.0, 'residual of an action never tried yet (high: untried = uncertain)'
     )
 
     # ---------------------------------------------------------------- hierarchy
-    max_levels: int = 3  # levels 0..max_levels-1 (level 0 = primitive actions)
-    macro_length: int = 2  # a level-k action = macro_length level-(k-1) actions
-    level_creation_steps: int = (
-        200  # consecutive accurate fresh predictions of the top level before a new level
+    max_levels: int = param(3, 'levels 0..max_levels-1 (level 0 = primitive actions)')
+    macro_length: int = param(2, 'a level-k action = macro_length level-(k-1) actions')
+    level_creation_steps: int = param(
+        200, 'consecutive accurate fresh predictions of the top level before a new level'
     )
-    max_macro_actions: int = 64  # never create a level with more candidate actions than this
+    max_macro_actions: int = param(64, 'never create a level with more candidate actions than this')
 
     # ---------------------------------------------------------------- misc
-    seed: int = 0  # seeds model init (per level) and the masking RNG
+    seed: int = param(0, 'seeds model init (per level) and the masking RNG')
 
     # ------------------------------------------------------------------ validation
 
@@ -209,8 +227,6 @@ class WorldModelConfig:
             'joint_reconstruction_weight',
             'prediction_history_size',
             'saved_history_size',
-            'action_delay',
-            'recording_max_disk_gb',
             'uncertainty_eps',
             'prior_scale',
             'head_init_std',
@@ -307,7 +323,8 @@ class WorldModelConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> 'WorldModelConfig':
-        """A small model for tests on 2 CPU cores: 32x32 frames, 8 px patches (16 tokens), width 32."""
+        """A small model for tests on 2 CPU cores: 32x32 frames, 8 px patches (16 tokens),
+        width 32."""
         small = dict(
             img_size=32,
             patch_size=8,
@@ -385,12 +402,20 @@ class WorldModelConfig:
 
     @classmethod
     def checkpoint_values(cls, data: Mapping[str, Any]) -> dict[str, Any]:
-        """A checkpoint's stored config with the legacy values of fields it predates filled in."""
-        return {**cls.CHECKPOINT_LEGACY_VALUES, **data}
+        """A checkpoint's stored config with the legacy values of fields it predates filled in
+        and the fields that no longer exist (``CHECKPOINT_REMOVED_FIELDS``) left out."""
+        kept = {k: v for k, v in data.items() if k not in cls.CHECKPOINT_REMOVED_FIELDS}
+        return {**cls.CHECKPOINT_LEGACY_VALUES, **kept}
+
+    @classmethod
+    def descriptions(cls) -> dict[str, str]:
+        """Every field's description (its ``metadata['help']``), by field name."""
+        return {f.name: f.metadata['help'] for f in dataclasses.fields(cls)}
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = 'world_model') -> 'WorldModelConfig':
-        """Load from a YAML file: the mapping under ``section`` if present, else the whole document."""
+        """Load from a YAML file: the mapping under ``section`` if present, else the whole
+        document."""
         doc = read_yaml(path)
         if section is not None and isinstance(doc, Mapping) and section in doc:
             doc = doc[section]
@@ -428,6 +453,8 @@ class WorldModelConfig:
     )
     #: model fields added later, with the value every checkpoint written before them was made with
     CHECKPOINT_LEGACY_VALUES = {'patch_rope': False}
+    #: fields that older checkpoints store but that no longer exist (nothing read them)
+    CHECKPOINT_REMOVED_FIELDS = ('action_delay', 'recording_mode', 'recording_max_disk_gb')
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The online learner (SPEC D3): one frame at a time, no ROS.
+"""The online learner: one frame at a time, no ROS.
 
 The node (or a benchmark, a replay trainer, a notebook) drives it like this::
 
@@ -10,7 +10,7 @@ The node (or a benchmark, a replay trainer, a notebook) drives it like this::
     action = selector(result.scores, result.labels)
     learner.record_action(action)              # the executed primitive action index
     ...
-    learner.save()                             # on shutdown (also automatic every 500 predictor steps)
+    learner.save()                             # on shutdown (and every 500 predictor steps)
 
 One ``observe`` of a frame f_t after the action a_{t-1}:
 
@@ -37,13 +37,11 @@ gradient when training is needed; metrics are tensor ops every LOG_INTERVAL step
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,15 +49,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import diagnostics as D
+from devbot.action_space import candidate_label
+
 from . import metrics as M
-from .checkpoint import STATE_NAME, CheckpointError, CheckpointManager
+from . import visualization as V
+from .checkpoint import CheckpointManager, learner_components, restore_learner
 from .config import WorldModelConfig
+from .core import (
+    Level,
+    Transitions,
+    WorldModelCore,
+    draw_mask_ratio,
+    joint_loss,
+    macro_index,
+    prediction_losses,
+    set_lr,
+)
 from .models import (
+    MaskedAutoencoderViT,
     PredictorContext,
-    build_autoencoder,
-    build_predictor,
-    clip_gradients,
     ensemble_entropy,
     scale_gradient,
 )
@@ -78,12 +86,11 @@ class ActionLabel:
 
     level: int  # hierarchy level (0 = primitive actions)
     index: int  # index of the action within its level
-    primitives: tuple[
-        int, ...
-    ]  # the primitive action indices it executes, in order (length macro_length**level)
+    # the primitive action indices it executes, in order (length macro_length**level)
+    primitives: tuple[int, ...]
 
     def __str__(self) -> str:
-        return f'L{self.level}:{"-".join(map(str, self.primitives))}'
+        return candidate_label(self.level, self.primitives)
 
 
 @dataclass
@@ -93,32 +100,22 @@ class ObserveResult:
     step: int  # learner step counter (frames observed + gate retries)
     gate_open: bool  # reconstruction good enough to act (scores published)
     reconstruction_loss: float  # unmasked reconstruction MSE of the frame (pixels in [0, 1])
-    consecutive_autoencoder_iterations: (
-        int  # autoencoder steps in the current/last gate-closed streak
-    )
-    gate_released: bool = False  # acting although the reconstruction is above the threshold
-    # (it stopped improving for GATE_PATIENCE iterations)
+    consecutive_autoencoder_iterations: int  # autoencoder steps in the current/last closed streak
+    # acting although the reconstruction is above the threshold (it stopped improving for
+    # GATE_PATIENCE iterations)
+    gate_released: bool = False
     autoencoder_loss: float | None = None  # masked training loss when the gate was closed
     mask_ratio: float | None = None  # its mask ratio
-    scores: np.ndarray | None = (
-        None  # [K] float32 uncertainty (entropy, nats/feature) per candidate
-    )
-    labels: list[ActionLabel] = field(
-        default_factory=list
-    )  # parallel to scores: level 0 first, then 1, ...
-    prediction_errors: dict[int, float] = field(
-        default_factory=dict
-    )  # level -> fresh prediction MSE of this frame
+    scores: np.ndarray | None = None  # [K] float32 uncertainty (entropy, nats/feature)
+    labels: list[ActionLabel] = field(default_factory=list)  # parallel to scores: level 0 first
+    prediction_errors: dict[int, float] = field(default_factory=dict)  # level -> fresh MSE
     explained_variance: float | None = None  # level-0 fresh prediction, patch space
     trained_levels: list[int] = field(default_factory=list)  # levels that took a training step
-    predictor_losses: dict[int, dict[str, float]] = field(
-        default_factory=dict
-    )  # level -> total/patch/latent/action
+    # level -> total/patch/latent/action/classifier
+    predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)
     num_levels: int = 1  # levels that exist after this step
     new_level: int | None = None  # a level created in this step
-    timings: dict[str, float] = field(
-        default_factory=dict
-    )  # seconds: encode, gate, train, score, total
+    timings: dict[str, float] = field(default_factory=dict)  # s: encode, gate, train, score, total
     metrics: dict[str, float] | None = None  # the metrics logged in this step, if any
 
     def level_scores(self, level: int) -> tuple[np.ndarray, list[ActionLabel]]:
@@ -142,7 +139,9 @@ class ObserveResult:
 
 
 @dataclass
-class _Entry:
+class HistoryEntry:
+    """One observed frame of the learner's memory."""
+
     frame: torch.Tensor  # uint8 [S, S, 3] on CPU (resized to img_size)
     features: torch.Tensor  # [T, D] on device, detached: features from the latest encoding
     step: int  # learner step that observed it
@@ -151,7 +150,9 @@ class _Entry:
 
 
 @dataclass
-class _Encoded:
+class EncodedFrame:
+    """A frame encoded with graph: the features and reconstruction the steps train on."""
+
     x: torch.Tensor  # [1, C, S, S] in [0, 1]
     z: torch.Tensor  # [1, T, D] features (with graph)
     recon: torch.Tensor  # [1, N, P] reconstruction (with graph)
@@ -165,48 +166,30 @@ class _Pending:
 
     entry_step: int
     ctx: PredictorContext  # keys/values; the current-frame part carries the graph
-    enc: _Encoded  # encoding of that frame (graph to the autoencoder)
+    enc: EncodedFrame  # encoding of that frame (graph to the autoencoder)
     pred_patches: torch.Tensor  # [A, N, P] decoded predictions of all candidates (no graph)
     features: torch.Tensor  # [A, T, D] trunk outputs the ensemble heads read (no graph)
     ae_version: int
     pred_version: int
 
 
-class _Level:
-    """One hierarchy level: its predictor, optimizer, macro-actions and counters."""
+class LevelStats:
+    """What the online policy tracks per hierarchy level (next to the core's ``Level``).
 
-    def __init__(
-        self, index: int, cfg: WorldModelConfig, base_actions: torch.Tensor, device: torch.device
-    ) -> None:
-        self.index = index
-        self.span = cfg.macro_length**index  # primitive steps per action
-        num_base, c = base_actions.shape
-        self.primitives = list(
-            itertools.product(range(num_base), repeat=self.span)
-        )  # lexicographic
-        self.actions = torch.stack(
-            [base_actions[list(p)].reshape(-1) for p in self.primitives]
-        )  # [A_k, span*C]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed * 7919 + 101 * (index + 1))
-            self.predictor = build_predictor(cfg, self.span * c, len(self.primitives))
-        self.predictor.to(device).eval()  # inference and the online step run in eval mode
-        self.optimizer = make_adamw(self.predictor.parameters(), cfg.predictor_lr, cfg)
+    Args:
+        num_actions: the level's (macro-)actions.
+        cfg: INITIAL_RESIDUAL and RESIDUAL_DECAY.
+        device: where the residuals live.
+    """
+
+    def __init__(self, num_actions: int, cfg: WorldModelConfig, device: torch.device) -> None:
         # per action: EMA of the latent MSE of its fresh predictions, the residual part of the
         # predictive variance (untried actions start high)
-        self.residual = torch.full(
-            (len(self.primitives),), float(cfg.initial_residual), device=device
-        )
+        self.residual = torch.full((num_actions,), float(cfg.initial_residual), device=device)
         self.residual_decay = float(cfg.residual_decay)
         self.consecutive_accurate = 0  # fresh predictions in a row under PREDICTION_THRESHOLD
-        self.training_steps = 0
-        self.version = 0  # bumped by every optimizer step
         self.last_error: float | None = None
         self.last_losses: dict[str, torch.Tensor] = {}
-
-    @property
-    def num_actions(self) -> int:
-        return len(self.primitives)
 
     def observe_residual(self, action: int, prediction: torch.Tensor, target: torch.Tensor) -> None:
         """Fold the error of a fresh prediction [1, T, D] of ``action`` vs the target features
@@ -217,6 +200,18 @@ class _Level:
         )
 
 
+@dataclass
+class _FreshCheck:
+    """A level's fresh-prediction check of the frame just observed."""
+
+    level: Level
+    error: float  # patch MSE of the fresh prediction of the executed (macro-)action
+    loss: torch.Tensor | None  # the training loss (with graph) when error > PREDICTION_THRESHOLD
+    joint: bool  # the loss also trains the autoencoder (level 0)
+    head_input: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, base, action
+    target: torch.Tensor  # [1, T, D] the observed frame's features
+
+
 # ---------------------------------------------------------------------------------------------
 # the learner
 # ---------------------------------------------------------------------------------------------
@@ -225,14 +220,19 @@ class _Level:
 class OnlineLearner:
     """Online world-model learner over a discrete action space.
 
+    The networks, their optimizers and training steps are a ``WorldModelCore`` (``core``); this
+    class adds the online policy: the quality gate, the fresh-prediction check, the heads'
+    calibration, scoring, and the growth of the hierarchy. Persistence is in ``checkpoint``,
+    pictures in ``visualization``, logged metrics in ``metrics``.
+
     Args:
         config: model and learning parameters.
         action_space_normalized: [A, C] float32 discrete actions normalised to [-1, 1]
             (``devbot.action_space.ActionSpace.normalized()``).
         device: torch device for the networks ('cpu', 'cuda', ...).
         checkpoint_dir: the robot's checkpoint directory; loaded at start if it holds a
-            checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps and by ``save()``.
-            None: no persistence.
+            checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps and by
+            ``save()``. None: no persistence.
         autoencoder_lr, predictor_lr: explicit learning-rate overrides; applied after loading a
             checkpoint (the saved optimizer moments are kept). None: the config's value for a
             fresh start, the saved value when resuming.
@@ -253,62 +253,89 @@ class OnlineLearner:
         wandb_dir: str | os.PathLike | None = None,
         run_name: str | None = None,
     ) -> None:
-        acts = np.asarray(action_space_normalized, dtype=np.float32)
-        if acts.ndim != 2 or acts.shape[0] < 1 or acts.shape[1] < 1 or not np.isfinite(acts).all():
-            raise ValueError(
-                f'action_space_normalized must be a finite [A, C] array, got shape {acts.shape}'
-            )
-        self.config = config
-        self.device = torch.device(device)
-        self.base_actions = torch.from_numpy(acts).to(self.device)  # [A, C]
-        self.num_actions = acts.shape[0]
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed * 7919 + 1)
-            self.autoencoder = build_autoencoder(config)
-        self.autoencoder.to(
-            self.device
-        ).eval()  # no dropout in the encoder: eval == train numerically
-        self.ae_optimizer = make_adamw(self.autoencoder.parameters(), config.autoencoder_lr, config)
-        self.levels: list[_Level] = [_Level(0, config, self.base_actions, self.device)]
-        # on the CPU whatever the device: its state is then the same kind everywhere, so a checkpoint
-        # written on a GPU resumes on the CPU (a CUDA generator's state does not fit a CPU one)
+        self.core = WorldModelCore(config, action_space_normalized, device)
+        self.device = self.core.device
+        self.stats: list[LevelStats] = [self._new_stats(lvl) for lvl in self.core.levels]
+        # on the CPU whatever the device: its state is then the same kind everywhere, so a
+        # checkpoint written on a GPU resumes on the CPU (a CUDA generator's state does not fit)
         self.generator = torch.Generator()
         self.generator.manual_seed(config.seed)
 
-        self.history: deque[_Entry] = deque(maxlen=config.max_history_size)
+        self.history: deque[HistoryEntry] = deque(maxlen=config.max_history_size)
         self.step = 0  # observe + train_gate calls
-        self.autoencoder_steps = 0  # autoencoder optimizer steps (masked + joint)
         self.consecutive_autoencoder_iterations = 0
         self.gate_releases = 0  # gate-closed streaks ended by GATE_PATIENCE
         self._gate_best = math.inf  # best reconstruction MSE of the current closed streak
         self._gate_stalled = 0  # closed iterations since it last improved by 2%
         self._gate_opened = False  # the gate has opened in this process
         self.generation = 0  # checkpoint generation counter
-        self._ae_version = 0
         self._pending: _Pending | None = None
-        self._latest: _Encoded | None = None
         self._last_result: ObserveResult | None = None
-        self._last_scoring: dict[str, Any] | None = None  # predictions of the last scoring pass
-        self._last_fresh: dict[str, Any] | None = None  # last level-0 fresh prediction vs truth
-        self._action_times: deque[float] = deque(maxlen=1000)
-        self._last_recon_loss = torch.zeros((), device=self.device)
-        self._last_ae_loss: torch.Tensor | None = None
-        self._last_mask_ratio: float | None = None
         self._grad_metrics: dict[str, torch.Tensor] = {}
+        # the latest state, read by the logged metrics and the pictures
+        self.latest: EncodedFrame | None = None  # the latest frame's encoding
+        self.last_scoring: dict[str, Any] | None = None  # predictions of the last scoring pass
+        self.last_fresh: dict[str, Any] | None = None  # last level-0 fresh prediction vs truth
+        self.action_times: deque[float] = deque(maxlen=1000)  # when actions were recorded
+        self.last_reconstruction_loss = torch.zeros((), device=self.device)  # unmasked MSE
+        self.last_autoencoder_loss: torch.Tensor | None = None  # masked loss of the last AE step
+        self.last_mask_ratio: float | None = None  # and its mask ratio
 
         self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir is not None else None
         if self.checkpoints is not None and self.checkpoints.exists():
             self.load()
         if autoencoder_lr is not None:
-            _set_lr(self.ae_optimizer, autoencoder_lr)
+            set_lr(self.ae_optimizer, autoencoder_lr)
         if predictor_lr is not None:
             for lvl in self.levels:
-                _set_lr(lvl.optimizer, predictor_lr)
+                set_lr(lvl.optimizer, predictor_lr)
         self._lr_override = (autoencoder_lr, predictor_lr)
         self.logger = M.WandbLogger(
             wandb_project, config.to_dict(), run_name=run_name, directory=wandb_dir
         )
+
+    # ------------------------------------------------------------------ the core's parts
+
+    @property
+    def config(self) -> WorldModelConfig:
+        return self.core.config
+
+    @config.setter
+    def config(self, value: WorldModelConfig) -> None:
+        self.core.config = value
+
+    @property
+    def autoencoder(self) -> MaskedAutoencoderViT:
+        return self.core.autoencoder
+
+    @property
+    def ae_optimizer(self) -> torch.optim.Optimizer:
+        return self.core.ae_optimizer
+
+    @property
+    def levels(self) -> list[Level]:
+        return self.core.levels
+
+    @property
+    def base_actions(self) -> torch.Tensor:
+        """[A, C] normalised primitive actions."""
+        return self.core.base_actions
+
+    @property
+    def num_actions(self) -> int:
+        return self.core.num_actions
+
+    @property
+    def autoencoder_steps(self) -> int:
+        """Autoencoder optimizer steps (masked + joint)."""
+        return self.core.autoencoder_steps
+
+    @autoencoder_steps.setter
+    def autoencoder_steps(self, value: int) -> None:
+        self.core.autoencoder_steps = int(value)
+
+    def _new_stats(self, level: Level) -> LevelStats:
+        return LevelStats(level.num_actions, self.config, self.device)
 
     # =========================================================================================
     # public API
@@ -321,8 +348,8 @@ class OnlineLearner:
         x, frame_u8 = self._prepare(frame)
         self.step += 1
         enc = self._encode(x)
-        self.history.append(_Entry(frame_u8, enc.z.detach()[0], self.step))
-        self._latest = enc
+        self.history.append(HistoryEntry(frame_u8, enc.z.detach()[0], self.step))
+        self.latest = enc
         timings = {'encode': time.perf_counter() - t0}
         return self._process(enc, timings, t0)
 
@@ -338,14 +365,10 @@ class OnlineLearner:
             return self._last_result
         t0 = time.perf_counter()
         self.step += 1
-        x = (
-            self._latest.x
-            if self._latest is not None
-            else self._frame_tensor(self.history[-1].frame)
-        )
+        x = self.latest.x if self.latest is not None else self._frame_tensor(self.history[-1].frame)
         enc = self._encode(x)
         self.history[-1].features = enc.z.detach()[0]
-        self._latest = enc
+        self.latest = enc
         timings = {'encode': time.perf_counter() - t0}
         return self._process(enc, timings, t0)
 
@@ -368,7 +391,7 @@ class OnlineLearner:
                 f'(step {entry.step}); observe the next frame first'
             )
         entry.action = int(action_index)
-        self._action_times.append(time.perf_counter())
+        self.action_times.append(time.perf_counter())
 
     @property
     def num_levels(self) -> int:
@@ -382,7 +405,7 @@ class OnlineLearner:
             for i, p in enumerate(lvl.primitives)
         ]
 
-    # ------------------------------------------------------------------ visualisation
+    # ------------------------------------------------------------------ pictures
 
     def current_frame(self) -> np.ndarray | None:
         """The latest frame as the model sees it, uint8 [S, S, 3]."""
@@ -390,25 +413,25 @@ class OnlineLearner:
 
     def reconstruction_image(self) -> np.ndarray | None:
         """The autoencoder's reconstruction of the latest frame, uint8 [S, S, 3]."""
-        if self._latest is None:
+        if self.latest is None:
             return None
-        return self._patches_to_images(self._latest.recon.detach())[0]
+        return V.patches_to_images(self.autoencoder, self.latest.recon)[0]
 
     def predicted_frames(self) -> tuple[np.ndarray, list[ActionLabel]] | None:
         """The last scoring pass: the predicted next frame for every candidate of every level,
         uint8 [K, S, S, 3], with labels parallel to the scores."""
-        if self._last_scoring is None:
+        if self.last_scoring is None:
             return None
-        patches = torch.cat(self._last_scoring['pred_patches'], dim=0)
-        return self._patches_to_images(patches), list(self._last_scoring['labels'])
+        patches = torch.cat(self.last_scoring['pred_patches'], dim=0)
+        return V.patches_to_images(self.autoencoder, patches), list(self.last_scoring['labels'])
 
     def last_prediction(self) -> dict[str, Any] | None:
         """The last level-0 fresh prediction of an observed frame: {'image': uint8 [S, S, 3],
         'error': MSE, 'action': executed action, 'step': step of the predicted frame}."""
-        if self._last_fresh is None:
+        if self.last_fresh is None:
             return None
-        out = dict(self._last_fresh)
-        out['image'] = self._patches_to_images(out.pop('patches')[None])[0]
+        out = dict(self.last_fresh)
+        out['image'] = V.patches_to_images(self.autoencoder, out.pop('patches')[None])[0]
         return out
 
     def visualization_panel(self) -> np.ndarray | None:
@@ -417,17 +440,14 @@ class OnlineLearner:
         cur = self.current_frame()
         if cur is None:
             return None
-        tiles = [cur, self.reconstruction_image()]
         last = self.last_prediction()
-        tiles.append(last['image'] if last is not None else np.zeros_like(cur))
         preds = self.predicted_frames()
-        if preds is not None:
-            tiles.extend(list(preds[0]))
-        sep = np.full((cur.shape[0], 2, 3), 128, np.uint8)
-        row = []
-        for t in tiles:
-            row += [t, sep]
-        return np.concatenate(row[:-1], axis=1)
+        return V.panel(
+            cur,
+            self.reconstruction_image(),
+            last['image'] if last is not None else None,
+            preds[0] if preds is not None else None,
+        )
 
     @torch.no_grad()
     def attention_maps(self, level: int = 0) -> dict[str, Any] | None:
@@ -443,21 +463,7 @@ class OnlineLearner:
         ctx = self._context(lvl, len(self.history) - 1, grad=False)
         if ctx is None:
             return None
-        out = lvl.predictor.predict(ctx, lvl.actions, return_attn=True)
-        from .models import ACTION_TOKEN, QUERY_TOKEN
-
-        t = self.config.tokens_per_frame
-        key_types = torch.cat(
-            [ctx.token_types, torch.tensor([ACTION_TOKEN] + [QUERY_TOKEN] * t, device=self.device)]
-        )
-        rows = torch.zeros(1 + t, dtype=torch.bool, device=self.device)
-        rows[1:] = True
-        return {
-            'attention': out.attention,
-            'key_types': key_types,
-            'query_rows': rows,
-            'metrics': M.to_floats(D.attention_metrics(out.attention[0], key_types, rows)),
-        }
+        return V.attention_maps(lvl.predictor, ctx, lvl.actions)
 
     # ------------------------------------------------------------------ persistence
 
@@ -466,19 +472,7 @@ class OnlineLearner:
         if self.checkpoints is None:
             return None
         self.generation += 1
-        comps = {
-            'autoencoder': {
-                'model': self.autoencoder.state_dict(),
-                'optimizer': self.ae_optimizer.state_dict(),
-            }
-        }
-        for lvl in self.levels:
-            comps[f'predictor_{lvl.index}'] = {
-                'model': lvl.predictor.state_dict(),
-                'optimizer': lvl.optimizer.state_dict(),
-            }
-        comps[STATE_NAME] = self._state_payload(list(comps))
-        self.checkpoints.save(comps, self.generation)
+        self.checkpoints.save(learner_components(self), self.generation)
         log.info(
             'checkpoint generation %d saved to %s', self.generation, self.checkpoints.directory
         )
@@ -491,55 +485,31 @@ class OnlineLearner:
         comps = self.checkpoints.load(map_location=self.device)
         if comps is None:
             return False
-        state = comps[STATE_NAME]
-        self._check_compatible(state)
-        n_levels = int(state['num_levels'])
-        self.levels = [
-            _Level(i, self.config, self.base_actions, self.device) for i in range(n_levels)
-        ]
-        try:
-            self.autoencoder.load_state_dict(comps['autoencoder']['model'])
-            load_optimizer_state(self.ae_optimizer, comps['autoencoder']['optimizer'])
-            for lvl, ls in zip(self.levels, state['levels']):
-                payload = comps[f'predictor_{lvl.index}']
-                lvl.predictor.load_state_dict(payload['model'])
-                load_optimizer_state(lvl.optimizer, payload['optimizer'])
-                lvl.consecutive_accurate = int(ls['consecutive_accurate'])
-                lvl.training_steps = int(ls['training_steps'])
-                lvl.last_error = None if ls['last_error'] is None else float(ls['last_error'])
-                if 'residual' in ls:  # checkpoints before the residual: untried-level values
-                    lvl.residual.copy_(ls['residual'].to(self.device))
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(
-                f'{self.checkpoints.directory}: checkpoint does not fit this model: {exc}'
-            ) from exc
-        self.step = int(state['step'])
-        self.autoencoder_steps = int(state['autoencoder_steps'])
-        self.consecutive_autoencoder_iterations = int(state['consecutive_autoencoder_iterations'])
-        self.generation = int(state['generation'])
-        self.generator.set_state(state['generator'].cpu())
-        h = state['history']
+        restored = restore_learner(self.core, comps, self.checkpoints.directory)
+        self.stats = [self._new_stats(lvl) for lvl in self.levels]
+        for stats, saved in zip(self.stats, restored.levels):
+            stats.consecutive_accurate = int(saved['consecutive_accurate'])
+            stats.last_error = None if saved['last_error'] is None else float(saved['last_error'])
+            if 'residual' in saved:  # checkpoints before the residual: untried-level values
+                stats.residual.copy_(saved['residual'].to(self.device))
+        self.step = restored.step
+        self.consecutive_autoencoder_iterations = restored.consecutive_autoencoder_iterations
+        self.generation = restored.generation
+        self.generator.set_state(restored.generator_state)
         self.history.clear()
-        for i in range(h['actions'].shape[0]):
-            self.history.append(
-                _Entry(
-                    h['frames'][i].cpu(),
-                    h['features'][i].to(self.device),
-                    int(h['steps'][i]),
-                    int(h['actions'][i]),
-                    bool(h['checked'][i]),
-                )
-            )
+        self.history.extend(
+            HistoryEntry(frame, features.to(self.device), step, action, checked)
+            for frame, features, step, action, checked in restored.history
+        )
         self._pending = None
-        self._latest = None
+        self.latest = None
         self._last_result = None
-        self._ae_version += 1
         log.info(
             'resumed generation %d from %s: step %d, %d levels, %d history entries',
             self.generation,
             self.checkpoints.directory,
             self.step,
-            n_levels,
+            len(self.levels),
             len(self.history),
         )
         return True
@@ -554,10 +524,10 @@ class OnlineLearner:
     # one step
     # =========================================================================================
 
-    def _process(self, enc: _Encoded, timings: dict[str, float], t0: float) -> ObserveResult:
+    def _process(self, enc: EncodedFrame, timings: dict[str, float], t0: float) -> ObserveResult:
         cfg = self.config
         recon_loss = float(enc.loss.detach())
-        self._last_recon_loss = enc.loss.detach()
+        self.last_reconstruction_loss = enc.loss.detach()
         entry = self.history[-1]
 
         # ---- 2. quality gate
@@ -567,15 +537,15 @@ class OnlineLearner:
                 self._gate_best, self._gate_stalled = recon_loss, 0
             else:
                 self._gate_stalled += 1
-            # never before the gate has first opened: from scratch the loss plateaus for hundreds of
-            # iterations (background learned, dot not yet) and that is no deadlock
+            # never before the gate has first opened: from scratch the loss plateaus for hundreds
+            # of iterations (background learned, dot not yet) and that is no deadlock
             opened_before = self._gate_opened or any(lvl.training_steps for lvl in self.levels)
             released = opened_before and 0 < cfg.gate_patience <= self._gate_stalled
             if released:
                 self.gate_releases += 1
                 log.warning(
-                    'reconstruction MSE %.5f has not improved for %d autoencoder iterations: acting on '
-                    'this frame anyway (threshold %g)',
+                    'reconstruction MSE %.5f has not improved for %d autoencoder iterations: '
+                    'acting on this frame anyway (threshold %g)',
                     recon_loss,
                     self._gate_stalled,
                     cfg.reconstruction_threshold,
@@ -614,7 +584,7 @@ class OnlineLearner:
         if ae_changed:  # the features must come from the updated encoder
             enc = self._encode(enc.x)
             entry.features = enc.z.detach()[0]
-            self._latest = enc
+            self.latest = enc
         timings['train'] = time.perf_counter() - t1
 
         # ---- 4. score every candidate of every level
@@ -658,192 +628,132 @@ class OnlineLearner:
     def _frame_tensor(self, u8: torch.Tensor) -> torch.Tensor:
         return u8.to(self.device).permute(2, 0, 1)[None].float().div(255.0)
 
-    def _encode(self, x: torch.Tensor) -> _Encoded:
+    def _encode(self, x: torch.Tensor) -> EncodedFrame:
         """Encode with graph (eval mode): features, reconstruction and its MSE."""
         z = self.autoencoder.encode(x)
         recon = self.autoencoder.decode(z)
         target = self.autoencoder.patchify(x)
-        return _Encoded(x, z, recon, target, F.mse_loss(recon, target))
+        return EncodedFrame(x, z, recon, target, F.mse_loss(recon, target))
 
     # ------------------------------------------------------------------ 2. autoencoder step
 
     def _autoencoder_step(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-        cfg = self.config
-        u = float(torch.rand((), generator=self.generator))
-        ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * u
+        ratio = draw_mask_ratio(self.config, self.generator)
         capture = self._metrics_due(self.autoencoder_steps + 1)
-        self.ae_optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = self.autoencoder(x, ratio, self.generator)
-        loss.backward()
-        self._clip(self.autoencoder)
-        if capture:
-            self._grad_metrics.update(
-                M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder')
-            )
-        self.ae_optimizer.step()
-        self.autoencoder_steps += 1
-        self._ae_version += 1
-        self._last_ae_loss = loss.detach()
-        self._last_mask_ratio = ratio
-        return loss.detach(), ratio
+        loss = self.core.autoencoder_step(
+            x, ratio, self.generator, self._grad_metrics if capture else None
+        )
+        self.last_autoencoder_loss = loss
+        self.last_mask_ratio = ratio
+        return loss, ratio
 
     # ------------------------------------------------------------------ 3. fresh check + training
 
     def _check_and_train(self, result: ObserveResult) -> bool:
-        """Fresh-prediction check of every level for the frame just observed; one joint backward
-        over the levels that need training. Returns whether the autoencoder changed."""
+        """Fresh-prediction check of every level for the frame just observed, then one training
+        step over the levels whose prediction missed and a heads-only step for the others.
+        Returns whether the autoencoder changed."""
+        checks = [c for lvl in self.levels if (c := self._fresh_check(lvl, result)) is not None]
+        self._calibrate_heads([c for c in checks if c.loss is None])
+        return self._train_levels([c for c in checks if c.loss is not None], result)
+
+    def _fresh_check(self, lvl: Level, result: ObserveResult) -> _FreshCheck | None:
+        """Compare the level's fresh prediction of the frame just observed (made from the context
+        that ended ``span`` frames earlier, for the (macro-)action executed since) with that
+        frame; when it missed by more than PREDICTION_THRESHOLD, build the training loss. None
+        when the level has no such prediction (too little history, unknown actions)."""
         cfg = self.config
         n = len(self.history)
-        cur = self.history[-1]
-        z_target = cur.features[None]  # [1, T, D] detached target
-        target_patches = self._latest.target  # [1, N, P]
-        losses: list[torch.Tensor] = []
-        trained: list[_Level] = []
-        calibrate: list[tuple] = []
-        joint_ae = False
-
-        for lvl in self.levels:
-            e = n - 1 - lvl.span  # last frame of the context
-            if e < 0:
-                continue
-            macro = [self.history[e + j].action for j in range(lvl.span)]
-            if min(macro) < 0:
-                continue
-            a_idx = _macro_index(macro, self.num_actions)
-            if lvl.index == 0:
-                pend = self._pending_for(e)
-                if pend is None:
-                    continue
-                pred_p = pend.pred_patches[a_idx : a_idx + 1]  # the prediction made when scoring
-                err = F.mse_loss(pred_p, target_patches)
-                ev = M.explained_variance(pred_p, target_patches)
-                self._last_fresh = {
-                    'patches': pred_p[0],
-                    'error': float(err),
-                    'action': a_idx,
-                    'step': cur.step,
-                }
-                result.explained_variance = float(ev)
-                err_f = self._last_fresh['error']
-                head_input = (
-                    pend.features[a_idx : a_idx + 1],
-                    pend.ctx.last_frame,
-                    lvl.actions[a_idx : a_idx + 1],
+        e = n - 1 - lvl.span  # last frame of the context
+        if e < 0:
+            return None
+        macro = [self.history[e + j].action for j in range(lvl.span)]
+        if min(macro) < 0:
+            return None
+        a_idx = macro_index(macro, self.num_actions)
+        stats = self.stats[lvl.index]
+        z_target = self.history[-1].features[None]  # [1, T, D] detached target
+        target_patches = self.latest.target  # [1, N, P]
+        action = lvl.actions[a_idx : a_idx + 1]
+        index = torch.tensor([a_idx], device=self.device)
+        loss = parts = None
+        if lvl.index == 0:
+            pend = self._pending_for(e)
+            if pend is None:
+                return None
+            pred_p = pend.pred_patches[a_idx : a_idx + 1]  # the prediction made when scoring
+            err = float(F.mse_loss(pred_p, target_patches))
+            self.last_fresh = {
+                'patches': pred_p[0],
+                'error': err,
+                'action': a_idx,
+                'step': self.history[-1].step,
+            }
+            result.explained_variance = float(M.explained_variance(pred_p, target_patches))
+            head_input = (pend.features[a_idx : a_idx + 1], pend.ctx.last_frame, action)
+            with torch.no_grad():
+                stats.observe_residual(
+                    a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
                 )
-                with torch.no_grad():
-                    lvl.observe_residual(
-                        a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
-                    )
-                if err_f > cfg.prediction_threshold:
-                    out = lvl.predictor.predict(
-                        pend.ctx, lvl.actions[a_idx : a_idx + 1]
-                    )  # with graph
-                    pp = self.autoencoder.decode_frozen(out.prediction)
-                    parts = lvl.predictor.forward_loss(
-                        out,
-                        pp,
-                        pend.enc.recon,
-                        self._latest.recon,
-                        z_target,
-                        target_patches,
-                        torch.tensor([a_idx], device=self.device),
-                        self._weights(),
-                    )
-                    loss = parts['total']
-                    if (
-                        cfg.joint_reconstruction_weight > 0
-                    ):  # at 0 the decoder gets no (zero) gradient,
-                        loss = (
-                            loss + cfg.joint_reconstruction_weight * pend.enc.loss
-                        )  # which Adam would still move
-                    losses.append(loss)
-                    joint_ae = True
-                self._pending = None
-            else:
-                ctx = self._context(lvl, e, grad=True)
-                if ctx is None:
-                    continue
-                out = lvl.predictor.predict(ctx, lvl.actions[a_idx : a_idx + 1])
-                head_input = (out.features.detach(), ctx.last_frame, lvl.actions[a_idx : a_idx + 1])
-                lvl.observe_residual(a_idx, out.prediction, z_target)
-                pp = self.autoencoder.decode_frozen(out.prediction)
-                err_f = float(F.mse_loss(pp.detach(), target_patches))
-                if err_f > cfg.prediction_threshold:
-                    with torch.no_grad():
-                        last_p = self.autoencoder.decode(ctx.last_frame)
-                    parts = lvl.predictor.forward_loss(
-                        out,
-                        pp,
-                        last_p,
-                        self._latest.recon,
-                        z_target,
-                        target_patches,
-                        torch.tensor([a_idx], device=self.device),
-                        self._weights(),
-                    )
-                    losses.append(parts['total'])
-            lvl.last_error = err_f
-            result.prediction_errors[lvl.index] = err_f
-            if err_f > cfg.prediction_threshold:
-                lvl.consecutive_accurate = 0
-                lvl.last_losses = {k: v.detach() for k, v in parts.items()}
-                trained.append(lvl)
-            else:
-                lvl.consecutive_accurate += 1
-                calibrate.append((lvl, head_input, z_target))
-
-        # ---- accurate levels: update only the ensemble heads on this transition, so that the
-        # uncertainty of a transition falls once it has been seen (without it, a transition that
-        # is predicted well by chance would never become "known" and would keep its score)
-        for lvl, (feats, base, act), target in calibrate:
-            lvl.optimizer.zero_grad(set_to_none=True)
-            heads = lvl.predictor.heads_from_features(feats, base, act).head_predictions[:, :, 1:]
-            F.mse_loss(heads, target[None, :, 1:].expand_as(heads)).backward()
-            lvl.optimizer.step()
-            lvl.version += 1
-
-        if not trained:
-            return False
-        # ---- one backward, one step per parameter set
-        capture = self._metrics_due(self.levels[0].training_steps + 1) and self.levels[0] in trained
-        self.ae_optimizer.zero_grad(set_to_none=True)
-        for lvl in trained:
-            lvl.optimizer.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()
-        before = None
-        if capture:
-            p0 = self.levels[0].predictor
-            self._grad_metrics.update(M.grad_norm_stats(p0.named_parameters(), 'predictor'))
-            self._grad_metrics['diagnostics/action_grad_ratio'] = D.action_grad_ratio(
-                p0.named_parameters()
-            )
-            self._grad_metrics.update(
-                M.grad_norm_stats(self.autoencoder.named_parameters(), 'autoencoder')
-            )
-            named0 = [(k, p) for k, p in p0.named_parameters()]
-            before = M.snapshot(p for _, p in named0)
-        for lvl in trained:
-            self._clip(lvl.predictor)
-            lvl.optimizer.step()
-            lvl.training_steps += 1
-            lvl.version += 1
-            result.trained_levels.append(lvl.index)
-            result.predictor_losses[lvl.index] = M.to_floats(lvl.last_losses)
-        if joint_ae:
-            self._clip(self.autoencoder)
-            self.ae_optimizer.step()
-            self.autoencoder_steps += 1
-            self._ae_version += 1
+            if err > cfg.prediction_threshold:
+                out = lvl.predictor.predict(pend.ctx, action)  # with graph
+                targets = Transitions(
+                    index, pend.enc.recon, self.latest.recon, z_target, target_patches
+                )
+                _, parts = prediction_losses(
+                    self.autoencoder, lvl.predictor, out, targets, self.core.weights
+                )
+                loss = joint_loss(parts['total'], pend.enc.loss, cfg.joint_reconstruction_weight)
+            self._pending = None
         else:
-            self.ae_optimizer.zero_grad(
-                set_to_none=True
-            )  # decoder grads of frozen decodes are not used
-        if before is not None:
-            self._grad_metrics.update(M.update_ratio_stats(named0, before, 'predictor'))
-            self._grad_metrics['predictor_lr'] = torch.tensor(
-                self.levels[0].optimizer.param_groups[0]['lr']
-            )
-        return joint_ae
+            ctx = self._context(lvl, e, grad=True)
+            if ctx is None:
+                return None
+            out = lvl.predictor.predict(ctx, action)
+            head_input = (out.features.detach(), ctx.last_frame, action)
+            stats.observe_residual(a_idx, out.prediction, z_target)
+            pp = self.autoencoder.decode_frozen(out.prediction)
+            err = float(F.mse_loss(pp.detach(), target_patches))
+            if err > cfg.prediction_threshold:
+                with torch.no_grad():
+                    last_p = self.autoencoder.decode(ctx.last_frame)
+                targets = Transitions(index, last_p, self.latest.recon, z_target, target_patches)
+                _, parts = prediction_losses(
+                    self.autoencoder, lvl.predictor, out, targets, self.core.weights, pp
+                )
+                loss = parts['total']
+        stats.last_error = err
+        result.prediction_errors[lvl.index] = err
+        if loss is not None:
+            stats.consecutive_accurate = 0
+            stats.last_losses = {k: v.detach() for k, v in parts.items()}
+        else:
+            stats.consecutive_accurate += 1
+        return _FreshCheck(lvl, err, loss, lvl.index == 0, head_input, z_target)
+
+    def _calibrate_heads(self, accurate: list[_FreshCheck]) -> None:
+        """Levels whose prediction was accurate update only their ensemble heads on this
+        transition, so that the uncertainty of a transition falls once it has been seen (without
+        it, a transition predicted well by chance would never become "known" and would keep its
+        score)."""
+        for check in accurate:
+            self.core.head_step(check.level, *check.head_input, check.target)
+
+    def _train_levels(self, missed: list[_FreshCheck], result: ObserveResult) -> bool:
+        """One backward over the missed levels' losses, one step per parameter set (level 0's
+        loss is joint: the autoencoder steps too). Returns whether the autoencoder changed."""
+        if not missed:
+            return False
+        levels = [c.level for c in missed]
+        joint = any(c.joint for c in missed)
+        capture = self._metrics_due(self.levels[0].training_steps + 1) and self.levels[0] in levels
+        self.core.predictor_step(
+            [c.loss for c in missed], levels, joint, self._grad_metrics if capture else None
+        )
+        for lvl in levels:
+            result.trained_levels.append(lvl.index)
+            result.predictor_losses[lvl.index] = M.to_floats(self.stats[lvl.index].last_losses)
+        return joint
 
     def _pending_for(self, e: int) -> _Pending | None:
         """The level-0 scoring pass for history entry e, rebuilt if stale (autoencoder or
@@ -854,7 +764,7 @@ class OnlineLearner:
         if (
             p is not None
             and p.entry_step == entry.step
-            and p.ae_version == self._ae_version
+            and p.ae_version == self.core.ae_version
             and p.pred_version == lvl.version
         ):
             return p
@@ -868,12 +778,12 @@ class OnlineLearner:
             out = lvl.predictor.predict(ctx, lvl.actions)
             pred_patches = self.autoencoder.decode(out.prediction)
         return _Pending(
-            entry.step, ctx, enc, pred_patches, out.features, self._ae_version, lvl.version
+            entry.step, ctx, enc, pred_patches, out.features, self.core.ae_version, lvl.version
         )
 
     # ------------------------------------------------------------------ 4. scoring
 
-    def _score(self, enc: _Encoded) -> tuple[np.ndarray, list[ActionLabel]]:
+    def _score(self, enc: EncodedFrame) -> tuple[np.ndarray, list[ActionLabel]]:
         e = len(self.history) - 1
         scores, labels, patches = [], [], []
         for lvl in self.levels:
@@ -885,7 +795,9 @@ class OnlineLearner:
             with torch.no_grad():
                 out = lvl.predictor.predict(ctx, lvl.actions)  # ONE pass, all candidates
                 ent = ensemble_entropy(
-                    out.head_predictions, self.config.uncertainty_eps, lvl.residual
+                    out.head_predictions,
+                    self.config.uncertainty_eps,
+                    self.stats[lvl.index].residual,
                 )  # [A_k]
                 pred_patches = self.autoencoder.decode(out.prediction)  # [A_k, N, P]
             if grad:
@@ -895,18 +807,18 @@ class OnlineLearner:
                     enc,
                     pred_patches,
                     out.features,
-                    self._ae_version,
+                    self.core.ae_version,
                     lvl.version,
                 )
             scores.append(ent)
             patches.append(pred_patches)
             labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]
         all_scores = torch.cat(scores).float().cpu().numpy()
-        self._last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
+        self.last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
         return all_scores, labels
 
     def _context(
-        self, lvl: _Level, e: int, grad: bool, current: torch.Tensor | None = None
+        self, lvl: Level, e: int, grad: bool, current: torch.Tensor | None = None
     ) -> PredictorContext | None:
         """Context of level ``lvl`` ending with history entry e: up to PREDICTION_HISTORY_SIZE
         earlier frames spaced by the level's span, each followed by its (macro-)action."""
@@ -927,7 +839,7 @@ class OnlineLearner:
             hist_a = torch.stack(
                 [
                     lvl.actions[
-                        _macro_index(
+                        macro_index(
                             [self.history[i + j].action for j in range(lvl.span)], self.num_actions
                         )
                     ]
@@ -941,7 +853,7 @@ class OnlineLearner:
 
     def _maybe_add_level(self) -> int | None:
         cfg = self.config
-        top = self.levels[-1]
+        top = self.stats[-1]
         if (
             len(self.levels) >= cfg.max_levels
             or top.consecutive_accurate < cfg.level_creation_steps
@@ -950,15 +862,17 @@ class OnlineLearner:
         k = len(self.levels)
         if self.num_actions ** (cfg.macro_length**k) > cfg.max_macro_actions:
             return None
-        self.levels.append(_Level(k, cfg, self.base_actions, self.device))
+        level = self.core.new_level(k)
+        self.levels.append(level)
+        self.stats.append(self._new_stats(level))
         if self._lr_override[1] is not None:
-            _set_lr(self.levels[-1].optimizer, self._lr_override[1])
+            set_lr(level.optimizer, self._lr_override[1])
         log.info(
-            'hierarchy: level %d created (%d macro-actions of %d primitive steps) after %d accurate '
-            'level-%d predictions',
+            'hierarchy: level %d created (%d macro-actions of %d primitive steps) after %d '
+            'accurate level-%d predictions',
             k,
-            self.levels[-1].num_actions,
-            self.levels[-1].span,
+            level.num_actions,
+            level.span,
             top.consecutive_accurate,
             k - 1,
         )
@@ -970,53 +884,13 @@ class OnlineLearner:
         return count % self.config.log_interval == 0
 
     def _maybe_log(self) -> dict[str, float] | None:
-        """Every LOG_INTERVAL steps: the scalar metrics (SPEC D5) plus the gradient metrics
-        captured on the last LOG_INTERVAL-th training step; one host transfer."""
+        """Every LOG_INTERVAL steps: the scalar metrics (``metrics.learner_metrics``) plus the
+        gradient metrics captured on the last LOG_INTERVAL-th training step, logged to wandb
+        (with a prediction panel every VISUALIZATION_UPLOAD_INTERVAL steps); one host transfer."""
         cfg = self.config
         if self.step % cfg.log_interval != 0:
             return None
-        m: dict[str, Any] = {
-            'step': self.step,
-            'training_step': self.levels[0].training_steps,
-            'reconstruction_loss': self._last_recon_loss,
-            'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
-            'predictor_training_iterations': sum(l.training_steps for l in self.levels),
-            'autoencoder_steps': self.autoencoder_steps,
-            'num_levels': len(self.levels),
-            'gate_releases': self.gate_releases,
-        }
-        if self._last_ae_loss is not None:
-            m['autoencoder_training_loss'] = self._last_ae_loss
-            m['mask_ratio'] = self._last_mask_ratio
-        l0 = self.levels[0].last_losses
-        if l0:
-            m.update(
-                {
-                    'predictor_training_loss': l0['total'],
-                    'predictor_patch_loss': l0['patch'],
-                    'predictor_latent_loss': l0['latent'],
-                    'predictor_action_loss': l0['action'],
-                }
-            )
-        if self._last_fresh is not None and self._last_scoring is not None:
-            m['prediction_error_last'] = self._last_fresh['error']
-        for lvl in self.levels:
-            if lvl.last_error is not None:
-                m[f'prediction_errors/level_{lvl.index}'] = lvl.last_error
-        if self._last_fresh is not None:
-            # explained variance of the last fresh level-0 prediction (tensor op on the stored patches)
-            tgt = self._latest.target[0] if self._latest is not None else None
-            if tgt is not None and self._last_fresh['step'] == self.history[-1].step:
-                m['predictor_explained_variance'] = M.explained_variance(
-                    self._last_fresh['patches'], tgt
-                )
-        if len(self._action_times) > 1:
-            m.update(
-                M.interval_stats(
-                    torch.diff(torch.tensor(list(self._action_times), dtype=torch.float64))
-                )
-            )
-        m.update(self._diagnostics())
+        m = M.learner_metrics(self)
         m.update(self._grad_metrics)
         self._grad_metrics = {}
         out = M.to_floats(m)
@@ -1027,150 +901,5 @@ class OnlineLearner:
         self.logger.log(out, images)
         return out
 
-    @torch.no_grad()
-    def _diagnostics(self) -> dict[str, torch.Tensor]:
-        """SPEC D6 on the latest known level-0 transition (frame t-1 -> frame t, its executed
-        action): attention metrics of the executed candidate, action-sweep spread, counterfactual
-        gaps (eval mode, cached features, two batched passes). Empty before a gate-open transition."""
-        n = len(self.history)
-        if n < 2 or self.history[-2].action < 0 or not self.history[-2].checked:
-            return {}
-        lvl = self.levels[0]
-        idx = [n - 2]
-        while (
-            len(idx) <= self.config.prediction_history_size
-            and idx[0] > 0
-            and self.history[idx[0] - 1].action >= 0
-        ):
-            idx.insert(0, idx[0] - 1)
-        feats = torch.stack([self.history[i].features for i in idx])  # [F, T, D]
-        acts = lvl.actions[[self.history[i].action for i in idx]]  # [F, C]
-        target = self.autoencoder.patchify(self._frame_tensor(self.history[-1].frame))[0]  # [N, P]
-        return D.transition_metrics(
-            self.autoencoder,
-            lvl.predictor,
-            feats,
-            acts[:-1],
-            lvl.actions,
-            self.history[-2].action,
-            target,
-            num_shuffles=1,
-            generator=torch.Generator().manual_seed(self.step),
-        )
 
-    # ------------------------------------------------------------------ helpers
-
-    def _weights(self) -> tuple[float, float, float]:
-        c = self.config
-        return (c.pred_patch_w, c.pred_latent_w, c.pred_action_w)
-
-    def _clip(self, module: torch.nn.Module) -> None:
-        clip_gradients(module, self.config.grad_clip_norm)
-
-    def _patches_to_images(self, patches: torch.Tensor) -> np.ndarray:
-        """[K, N, P] in [0, 1] -> uint8 [K, S, S, 3]."""
-        imgs = (
-            self.autoencoder.unpatchify(patches.detach().float())
-            .clamp(0, 1)
-            .mul(255)
-            .round()
-            .to(torch.uint8)
-        )
-        return imgs.permute(0, 2, 3, 1).cpu().numpy()
-
-    def _state_payload(self, component_names: list[str]) -> dict[str, Any]:
-        cfg = self.config
-        entries = (
-            list(self.history)[-cfg.saved_history_size :] if cfg.saved_history_size > 0 else []
-        )
-        t, d, s = cfg.tokens_per_frame, cfg.embed_dim, cfg.img_size
-        hist = {
-            'frames': torch.stack([e.frame for e in entries])
-            if entries
-            else torch.zeros(0, s, s, cfg.in_chans, dtype=torch.uint8),
-            'features': torch.stack([e.features for e in entries])
-            if entries
-            else torch.zeros(0, t, d),
-            'actions': torch.tensor([e.action for e in entries], dtype=torch.long),
-            'steps': torch.tensor([e.step for e in entries], dtype=torch.long),
-            'checked': torch.tensor([e.checked for e in entries], dtype=torch.bool),
-        }
-        return {
-            'components': [c for c in component_names if c != STATE_NAME],
-            'config': cfg.to_dict(),
-            'action_space': self.base_actions,
-            'num_levels': len(self.levels),
-            'levels': [
-                {
-                    'consecutive_accurate': l.consecutive_accurate,
-                    'training_steps': l.training_steps,
-                    'last_error': l.last_error,
-                    'residual': l.residual,
-                }
-                for l in self.levels
-            ],
-            'step': self.step,
-            'autoencoder_steps': self.autoencoder_steps,
-            'consecutive_autoencoder_iterations': self.consecutive_autoencoder_iterations,
-            'generator': self.generator.get_state(),
-            'history': hist,
-        }
-
-    def _check_compatible(self, state: dict[str, Any]) -> None:
-        saved = WorldModelConfig.checkpoint_values(state.get('config', {}))
-        mine = self.config.to_dict()
-        diff = [k for k in WorldModelConfig.MODEL_FIELDS if k in saved and saved[k] != mine[k]]
-        if diff:
-            raise CheckpointError(
-                f'{self.checkpoints.directory}: checkpoint was made with another model: '
-                + ', '.join(f'{k}={saved[k]!r} (config: {mine[k]!r})' for k in diff)
-                + '; set these parameters to the checkpoint\'s values to resume it, or use '
-                'another checkpoint folder to start a new model'
-            )
-        acts = state.get('action_space')
-        if (
-            acts is None
-            or tuple(acts.shape) != tuple(self.base_actions.shape)
-            or not torch.allclose(acts.to(self.device), self.base_actions)
-        ):
-            raise CheckpointError(
-                f'{self.checkpoints.directory}: checkpoint was made for another action space '
-                f'({None if acts is None else acts.tolist()} vs {self.base_actions.tolist()})'
-            )
-
-
-def _macro_index(primitives: list[int], num_actions: int) -> int:
-    """Lexicographic index of a primitive sequence (matches itertools.product order)."""
-    idx = 0
-    for p in primitives:
-        idx = idx * num_actions + p
-    return idx
-
-
-def make_adamw(
-    params: Iterable[torch.nn.Parameter], lr: float, cfg: WorldModelConfig
-) -> torch.optim.AdamW:
-    """The AdamW of every parameter set, with the fused kernel: on CPU it is ~4x faster than the
-    foreach implementation (which on CPU loops over per-tensor ops) for the same update."""
-    return torch.optim.AdamW(
-        params, lr=lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay, fused=True
-    )
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Load saved optimizer state (moments, step, lr) but keep this optimizer's kernel choice:
-    ``load_state_dict`` would otherwise restore a checkpoint's foreach/fused flags."""
-    kernel = [{k: g.get(k) for k in ('fused', 'foreach')} for g in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, flags in zip(optimizer.param_groups, kernel):
-        group.update(flags)
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f'learning rate must be a finite number > 0, got {lr!r}')
-    for group in optimizer.param_groups:
-        group['lr'] = float(lr)
-
-
-__all__ = ['OnlineLearner', 'ObserveResult', 'ActionLabel', 'make_adamw', 'load_optimizer_state']
+__all__ = ['OnlineLearner', 'ObserveResult', 'ActionLabel', 'HistoryEntry', 'LevelStats']

@@ -1,4 +1,5 @@
-"""Training metrics (SPEC D5) and optional wandb logging (the D6 diagnostics are in ``diagnostics``).
+"""Training metrics and optional wandb logging (the attention/action diagnostics are in
+``diagnostics``; ``learner_metrics`` assembles the online learner's logged dict from both).
 
 Every metric is computed with tensor ops on the tensors' device and returned as a dict of 0-d
 tensors; ``to_floats`` moves a whole dict to the host in one transfer when it is logged. (The
@@ -16,10 +17,15 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from . import diagnostics as D
+
+if TYPE_CHECKING:
+    from .learner import OnlineLearner
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +128,97 @@ def interval_stats(
 
 
 # ---------------------------------------------------------------------------------------------
+# the online learner's logged metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def learner_metrics(learner: 'OnlineLearner') -> dict[str, Any]:
+    """The online learner's scalar metrics: counters, the last losses, fresh prediction errors and
+    explained variance, action timing, and the diagnostics of the latest transition (0-d tensors
+    or numbers; ``to_floats`` moves them to the host in one transfer)."""
+    levels, stats = learner.levels, learner.stats
+    m: dict[str, Any] = {
+        'step': learner.step,
+        'training_step': levels[0].training_steps,
+        'reconstruction_loss': learner.last_reconstruction_loss,
+        'consecutive_autoencoder_iterations': learner.consecutive_autoencoder_iterations,
+        'predictor_training_iterations': sum(lvl.training_steps for lvl in levels),
+        'autoencoder_steps': learner.autoencoder_steps,
+        'num_levels': len(levels),
+        'gate_releases': learner.gate_releases,
+    }
+    if learner.last_autoencoder_loss is not None:
+        m['autoencoder_training_loss'] = learner.last_autoencoder_loss
+        m['mask_ratio'] = learner.last_mask_ratio
+    l0 = stats[0].last_losses
+    if l0:
+        m.update(
+            {
+                'predictor_training_loss': l0['total'],
+                'predictor_patch_loss': l0['patch'],
+                'predictor_latent_loss': l0['latent'],
+                'predictor_action_loss': l0['action'],
+            }
+        )
+    fresh = learner.last_fresh
+    if fresh is not None and learner.last_scoring is not None:
+        m['prediction_error_last'] = fresh['error']
+    for lvl, st in zip(levels, stats):
+        if st.last_error is not None:
+            m[f'prediction_errors/level_{lvl.index}'] = st.last_error
+    if fresh is not None:
+        # explained variance of the last fresh level-0 prediction, if it is of the latest frame
+        tgt = learner.latest.target[0] if learner.latest is not None else None
+        if tgt is not None and fresh['step'] == learner.history[-1].step:
+            m['predictor_explained_variance'] = explained_variance(fresh['patches'], tgt)
+    times = learner.action_times
+    if len(times) > 1:
+        m.update(interval_stats(torch.diff(torch.tensor(list(times), dtype=torch.float64))))
+    m.update(latest_transition_diagnostics(learner))
+    return m
+
+
+@torch.no_grad()
+def latest_transition_diagnostics(learner: 'OnlineLearner') -> dict[str, torch.Tensor]:
+    """The diagnostics of the latest known level-0 transition (frame t-1 -> frame t, its executed
+    action): attention metrics of the executed candidate, action-sweep spread, counterfactual gaps
+    (eval mode, cached features, two batched passes). Empty before a gate-open transition."""
+    history = learner.history
+    n = len(history)
+    if n < 2 or history[-2].action < 0 or not history[-2].checked:
+        return {}
+    lvl = learner.levels[0]
+    idx = [n - 2]
+    while (
+        len(idx) <= learner.config.prediction_history_size
+        and idx[0] > 0
+        and history[idx[0] - 1].action >= 0
+    ):
+        idx.insert(0, idx[0] - 1)
+    feats = torch.stack([history[i].features for i in idx])  # [F, T, D]
+    acts = lvl.actions[[history[i].action for i in idx]]  # [F, C]
+    frame = history[-1].frame.to(learner.device).permute(2, 0, 1)[None].float().div(255.0)
+    target = learner.autoencoder.patchify(frame)[0]  # [N, P]
+    return D.transition_metrics(
+        learner.autoencoder,
+        lvl.predictor,
+        feats,
+        acts[:-1],
+        lvl.actions,
+        history[-2].action,
+        target,
+        num_shuffles=1,
+        generator=torch.Generator().manual_seed(learner.step),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # logging
 # ---------------------------------------------------------------------------------------------
 
 
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """{name: 0-d tensor | number} -> {name: float}, with one device->host transfer for the tensors."""
+    """{name: 0-d tensor | number} -> {name: float}, one device->host transfer for the tensors."""
     out = {
         k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) and v is not None
     }
@@ -258,4 +349,6 @@ __all__ = [
     'to_floats',
     'WandbLogger',
     'layer_key',
+    'learner_metrics',
+    'latest_transition_diagnostics',
 ]

@@ -1,4 +1,4 @@
-"""The two networks of the world model (SPEC D1, D2). Plain PyTorch, no ROS.
+"""The two networks of the world model. Plain PyTorch, no ROS.
 
 * ``MaskedAutoencoderViT``: a ViT encoder (timm ``Block``s) with fixed 2-D sin-cos positions on
   integer grid coordinates and a lightweight per-token MLP decoder. ``encode`` gives the frame
@@ -57,7 +57,8 @@ def sincos_2d(dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
     """Fixed 2-D position table for a grid_size x grid_size patch grid, row-major.
 
     Half the width encodes the row index, half the column index, on integer coordinates
-    (0, 1, 2, ...), never normalised to [0, 1] (SPEC D1 [fix]). With ``cls_token`` a zero row is
+    (0, 1, 2, ...), never normalised to [0, 1] (there neighbouring patches' codes would be nearly
+    equal). With ``cls_token`` a zero row is
     prepended for the CLS token. Returns [(1 +) grid_size**2, dim] float32.
     """
     rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing='ij')
@@ -156,11 +157,7 @@ class MAEDecoder(nn.Module):
     """
 
     def __init__(
-        self,
-        embed_dim: int = 256,
-        decoder_embed_dim: int = 128,
-        grid_size: int = 14,
-        patch_dim: int = 768,
+        self, embed_dim: int, decoder_embed_dim: int, grid_size: int, patch_dim: int
     ) -> None:
         super().__init__()
         self.num_patches = grid_size * grid_size
@@ -193,30 +190,33 @@ class MAEDecoder(nn.Module):
 
 
 class MaskedAutoencoderViT(nn.Module):
-    """ViT masked autoencoder (SPEC D1).
+    """ViT masked autoencoder.
+
+    Build it from a config with ``from_config`` (``build_autoencoder``); the sizes have no
+    defaults of their own, so the config's are the only ones.
 
     Args:
-        img_size: input side in pixels (224).
-        patch_size: patch side (16 -> N = 196 patches).
-        in_chans: image channels (3).
-        embed_dim: encoder width D (256).
-        depth: encoder blocks (5).
-        num_heads: encoder attention heads (4).
-        mlp_ratio: MLP hidden width / D (4).
-        decoder_embed_dim: decoder width (128).
-        norm_eps: LayerNorm epsilon (1e-6).
+        img_size: input side in pixels (e.g. 224).
+        patch_size: patch side (e.g. 16 -> N = 196 patches).
+        in_chans: image channels.
+        embed_dim: encoder width D.
+        depth: encoder blocks.
+        num_heads: encoder attention heads.
+        mlp_ratio: MLP hidden width / D.
+        decoder_embed_dim: decoder width.
+        norm_eps: LayerNorm epsilon.
     """
 
     def __init__(
         self,
-        img_size: int = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 256,
-        depth: int = 5,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        decoder_embed_dim: int = 128,
+        img_size: int,
+        patch_size: int,
+        in_chans: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        decoder_embed_dim: int,
         norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -246,6 +246,20 @@ class MaskedAutoencoderViT(nn.Module):
             embed_dim, decoder_embed_dim, self.grid_size, patch_size * patch_size * in_chans
         )
         self._init_weights()
+
+    @classmethod
+    def from_config(cls, cfg: WorldModelConfig) -> 'MaskedAutoencoderViT':
+        """The autoencoder of a world-model config."""
+        return cls(
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            in_chans=cfg.in_chans,
+            embed_dim=cfg.embed_dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio,
+            decoder_embed_dim=cfg.decoder_embed_dim,
+        )
 
     def _init_weights(self) -> None:
         w = self.patch_embed.weight.data
@@ -317,9 +331,9 @@ class MaskedAutoencoderViT(nn.Module):
     def decode_frozen(self, latent: torch.Tensor) -> torch.Tensor:
         """``decode`` with the decoder's parameters held fixed: the gradient reaches ``latent`` (the
         predictor and the encoder behind it) but not the decoder. Predictions are decoded this way
-        for their losses, so that the decoder learns from reconstruction only: training it on
-        predicted latents and on the action classifier's loss moved the reconstruction MSE above
-        the quality gate after most predictor steps and closed the gate again and again."""
+        for their losses, so that the decoder learns from reconstruction only: trained on
+        predicted latents and on the action classifier's loss, its reconstruction MSE rises above
+        the quality gate after predictor steps and closes the gate again."""
         params = {k: v.detach() for k, v in self.decoder.named_parameters()}
         return functional_call(self.decoder, params, (latent,))
 
@@ -538,49 +552,52 @@ class TransformerActionConditionedPredictor(nn.Module):
         tokens_per_frame: T = patches + CLS (197).
         action_dim: channels of one action token (C; C * macro length for a macro-action level).
         num_actions: discrete actions of this level (action classifier classes).
-        depth: layers (6).
-        num_heads: attention heads (8).
-        ffn_dim: feed-forward width (1024).
-        dropout: dropout (0.1), active in train mode only.
-        action_embed_dim: ACTION_EMBED_DIM (64).
-        film_hidden_dim: FILM_HIDDEN_DIM (128).
-        film_block_ids: FiLM after these layers ((0, 2)).
-        max_seq_len: position table size (4096); longer contexts keep the newest frames.
+        depth: layers.
+        num_heads: attention heads.
+        ffn_dim: feed-forward width.
+        dropout: dropout, active in train mode only.
+        action_embed_dim: ActionEmbedding output width.
+        film_hidden_dim: ActionEmbedding hidden width.
+        film_block_ids: FiLM after these layers.
+        max_seq_len: position table size; longer contexts keep the newest frames.
         delta_latent: prediction = last frame features + head output.
         ensemble_heads: output heads E (>= 2); their disagreement measures uncertainty.
         patch_size, in_chans, classifier_channels: for the pixel-difference action classifier.
         prior_scale: scale of the heads' fixed random action priors (0: plain ensemble).
         head_init_std: std of the heads' initial weights.
-        action_grad_scale: scale of the action classifier's verdict gradient reaching the prediction.
-        query_from_frame: add the current frame's token of the same patch to each future query.
+        action_grad_scale: scale of the action classifier's verdict gradient reaching the
+            prediction.
         patch_rope: also rotate every layer's queries and keys by their patch's grid row and
             column (axial 2-D RoPE, see ``patch_rope_angles``), on top of the learned positions.
+
+    Build it from a config with ``from_config`` (``build_predictor``); the arguments have no
+    defaults of their own, so the config's are the only ones.
     """
 
     def __init__(
         self,
-        embed_dim: int = 256,
-        tokens_per_frame: int = 197,
-        action_dim: int = 1,
-        num_actions: int = 2,
-        depth: int = 6,
-        num_heads: int = 8,
-        ffn_dim: int = 1024,
-        dropout: float = 0.1,
-        action_embed_dim: int = 64,
-        film_hidden_dim: int = 128,
-        film_block_ids: tuple[int, ...] = (0, 2),
-        max_seq_len: int = 4096,
-        delta_latent: bool = True,
-        ensemble_heads: int = 5,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        classifier_channels: tuple[int, int] = (16, 32),
-        prior_scale: float = 0.1,
-        head_init_std: float = 0.02,
-        action_grad_scale: float = 1.0,
-        query_from_frame: bool = True,
-        patch_rope: bool = False,
+        *,
+        embed_dim: int,
+        tokens_per_frame: int,
+        action_dim: int,
+        num_actions: int,
+        depth: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        action_embed_dim: int,
+        film_hidden_dim: int,
+        film_block_ids: tuple[int, ...],
+        max_seq_len: int,
+        delta_latent: bool,
+        ensemble_heads: int,
+        patch_size: int,
+        in_chans: int,
+        classifier_channels: tuple[int, int],
+        prior_scale: float,
+        head_init_std: float,
+        action_grad_scale: float,
+        patch_rope: bool,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -589,11 +606,6 @@ class TransformerActionConditionedPredictor(nn.Module):
         self.num_actions = num_actions
         self.max_seq_len = max_seq_len
         self.delta_latent = delta_latent
-        # Whether the loss gradient reaches the encoder through the delta-latent base (the residual
-        # copy of the current frame's features). Off: the encoder learns from the predictor only
-        # through the frame tokens it feeds the transformer (no pull of z_t towards z_{t+1}).
-        self.delta_base_grad = False
-        self.query_from_frame = query_from_frame
         self.head_init_std = head_init_std
         self.action_grad_scale = action_grad_scale
         self.film_block_ids = tuple(film_block_ids)
@@ -636,6 +648,39 @@ class TransformerActionConditionedPredictor(nn.Module):
             self.register_buffer('rope_cos', angles.cos(), persistent=False)
             self.register_buffer('rope_sin', angles.sin(), persistent=False)
         self._init_weights()
+
+    @classmethod
+    def from_config(
+        cls, cfg: WorldModelConfig, action_dim: int, num_actions: int, **overrides: Any
+    ) -> 'TransformerActionConditionedPredictor':
+        """The predictor of a world-model config for ``num_actions`` actions of ``action_dim``
+        channels (a hierarchy level k has macro-actions of span * C channels); ``overrides``
+        replace constructor arguments (e.g. ``dropout=0.0`` in tests)."""
+        args = dict(
+            embed_dim=cfg.embed_dim,
+            tokens_per_frame=cfg.tokens_per_frame,
+            action_dim=action_dim,
+            num_actions=num_actions,
+            depth=cfg.predictor_depth,
+            num_heads=cfg.predictor_heads,
+            ffn_dim=cfg.predictor_ffn_dim,
+            dropout=cfg.predictor_dropout,
+            action_embed_dim=cfg.action_embed_dim,
+            film_hidden_dim=cfg.film_hidden_dim,
+            film_block_ids=cfg.film_block_ids,
+            max_seq_len=cfg.max_seq_len,
+            delta_latent=cfg.delta_latent,
+            ensemble_heads=cfg.ensemble_heads,
+            patch_size=cfg.patch_size,
+            in_chans=cfg.in_chans,
+            classifier_channels=cfg.classifier_channels,
+            prior_scale=cfg.prior_scale,
+            head_init_std=cfg.head_init_std,
+            action_grad_scale=cfg.action_grad_scale,
+            patch_rope=cfg.patch_rope,
+        )
+        args.update(overrides)
+        return cls(**args)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -701,17 +746,17 @@ class TransformerActionConditionedPredictor(nn.Module):
     def _query_tokens(
         self, batch: int, pos: int, last_frame: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The learned future queries at positions pos .. pos+T-1 -> [B, T, D]. With
-        ``query_from_frame`` each query also starts from the current frame's token of the same
-        patch (last_frame [B or 1, T, D]): a query then knows "its" patch without having to find it
-        by attention, and only has to learn where the content comes from."""
+        """The learned future queries at positions pos .. pos+T-1 -> [B, T, D]. Each query also
+        starts from the current frame's token of the same patch (last_frame [B or 1, T, D]): a
+        query then knows "its" patch without having to find it by attention, and only has to
+        learn where the content comes from."""
         q = (
             self.future_queries
             + self.pos_embed[pos : pos + self.tokens_per_frame]
             + self.type_embed.weight[QUERY_TOKEN]
         )
         q = q[None].expand(batch, -1, -1)
-        if self.query_from_frame and last_frame is not None:
+        if last_frame is not None:
             q = q + last_frame.detach()
         return q
 
@@ -869,7 +914,7 @@ class TransformerActionConditionedPredictor(nn.Module):
                 _, kv, _ = self._run_layers(torch.cat(parts, dim=1), None, None, 0, False, start=0)
         x = self._frame_tokens(current, pos)
         _, cur_kv, _ = self._run_layers(x, kv, None, 0, False, start=pos)
-        base = current if self.delta_base_grad else current.detach()
+        base = current.detach()  # the delta-latent base: no pull of z_t towards z_{t+1}
         if kv is None:
             kv = cur_kv
         else:
@@ -927,10 +972,9 @@ class TransformerActionConditionedPredictor(nn.Module):
 
         The action classifier learns which action caused a change from the REAL change (decoded
         next frame - decoded last frame); its verdict on the PREDICTED change trains the
-        prediction only. Trained on the predictions themselves, classifier and predictor
-        co-adapted: the cross-entropy, ~100x the prediction losses' gradient, rewarded any change
-        that told the actions apart, so both actions' predictions were pushed to exaggerated
-        changes and the fresh prediction error blew up 20x (EV -25) within a few hundred steps.
+        prediction only. A classifier trained on the predictions themselves co-adapts with the
+        predictor: its cross-entropy, ~100x the prediction losses' gradient, rewards any change
+        that tells the actions apart and pushes every action's prediction to exaggerated changes.
         Judged by a classifier of real changes, a prediction is pushed towards what that action
         really does (nothing, for "stay").
 
@@ -987,50 +1031,18 @@ def clip_gradients(module: nn.Module, max_norm: float) -> None:
 
 
 def build_autoencoder(cfg: WorldModelConfig) -> MaskedAutoencoderViT:
-    """The autoencoder of a world-model config (SPEC D1 sizes from ``cfg``)."""
-    return MaskedAutoencoderViT(
-        img_size=cfg.img_size,
-        patch_size=cfg.patch_size,
-        in_chans=cfg.in_chans,
-        embed_dim=cfg.embed_dim,
-        depth=cfg.depth,
-        num_heads=cfg.num_heads,
-        mlp_ratio=cfg.mlp_ratio,
-        decoder_embed_dim=cfg.decoder_embed_dim,
-    )
+    """The autoencoder of a world-model config (``MaskedAutoencoderViT.from_config``)."""
+    return MaskedAutoencoderViT.from_config(cfg)
 
 
 def build_predictor(
     cfg: WorldModelConfig, action_dim: int, num_actions: int, **overrides: Any
 ) -> TransformerActionConditionedPredictor:
-    """The predictor of a world-model config for ``num_actions`` actions of ``action_dim``
-    channels (a hierarchy level k has macro-actions of span * C channels); ``overrides`` replace
-    constructor arguments (e.g. ``dropout=0.0`` in tests)."""
-    args = dict(
-        embed_dim=cfg.embed_dim,
-        tokens_per_frame=cfg.tokens_per_frame,
-        action_dim=action_dim,
-        num_actions=num_actions,
-        depth=cfg.predictor_depth,
-        num_heads=cfg.predictor_heads,
-        ffn_dim=cfg.predictor_ffn_dim,
-        dropout=cfg.predictor_dropout,
-        action_embed_dim=cfg.action_embed_dim,
-        film_hidden_dim=cfg.film_hidden_dim,
-        film_block_ids=cfg.film_block_ids,
-        max_seq_len=cfg.max_seq_len,
-        delta_latent=cfg.delta_latent,
-        ensemble_heads=cfg.ensemble_heads,
-        patch_size=cfg.patch_size,
-        in_chans=cfg.in_chans,
-        classifier_channels=cfg.classifier_channels,
-        prior_scale=cfg.prior_scale,
-        head_init_std=cfg.head_init_std,
-        action_grad_scale=cfg.action_grad_scale,
-        patch_rope=cfg.patch_rope,
+    """The predictor of a world-model config (``TransformerActionConditionedPredictor.from_config``)
+    for ``num_actions`` actions of ``action_dim`` channels."""
+    return TransformerActionConditionedPredictor.from_config(
+        cfg, action_dim, num_actions, **overrides
     )
-    args.update(overrides)
-    return TransformerActionConditionedPredictor(**args)
 
 
 def ensemble_entropy(

@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
-import inspect
 import queue
-import re
 import sys
 import threading
 import time
@@ -75,38 +73,6 @@ from world_model_node.config import ConfigError, WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.loop import LearningLoop
 from world_model_node.report import RunReport
-
-
-def config_field_descriptions() -> dict[str, str]:
-    """The per-field comments of WorldModelConfig, used as ROS parameter descriptions: a field's
-    trailing comment with its continuation lines (a comment at the same column below it), or the
-    comment block right above a field that has no trailing comment."""
-    descriptions: dict[str, str] = {}
-    above: list[str] = []  # the comment block above the next field
-    field, column = None, -1  # the last field with a trailing comment, and its '#' column
-    for line in inspect.getsource(WorldModelConfig).splitlines():
-        if match := re.match(r'\s+(\w+): [^=]+=[^#]*(#\s*(.+))?$', line):
-            name, comment = match.group(1), match.group(3)
-            if comment:
-                descriptions[name] = comment.strip()
-                field, column = name, match.start(2)
-            else:
-                if above:
-                    descriptions[name] = ' '.join(above)
-                field = None
-            above = []
-        elif match := re.match(r'\s*#\s*(.*)$', line):
-            text = match.group(1).strip()
-            if field and line.index('#') == column:
-                descriptions[field] += ' ' + text
-            elif text.startswith('---'):
-                field, above = None, []
-            else:
-                field = None
-                above.append(text)
-        else:
-            field, above = None, []
-    return descriptions
 
 
 def session_action_space(session: str) -> ActionSpace:
@@ -253,11 +219,11 @@ class WorldModelNode(Node):
         )
 
     def _declare_config(self, base: WorldModelConfig) -> WorldModelConfig:
-        descriptions = config_field_descriptions()
+        descriptions = WorldModelConfig.descriptions()
         values = {}
         for f in dataclasses.fields(WorldModelConfig):
             default = _ros_value(getattr(base, f.name))
-            values[f.name] = declare(self, f.name, default, descriptions.get(f.name, f.name))
+            values[f.name] = declare(self, f.name, default, descriptions[f.name])
         return WorldModelConfig.from_dict(values)
 
     # ------------------------------------------------------------------ executor thread

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core import Transitions, prediction_losses
 from ..models import MaskedAutoencoderViT, TransformerActionConditionedPredictor
+from ..visualization import patches_to_images
 
 
 def dot_centroids(images: np.ndarray, min_peak: float = 64.0) -> np.ndarray:
@@ -67,18 +69,6 @@ def per_sample_explained_variance(pred: torch.Tensor, target: torch.Tensor) -> t
     """1 - Var(pred - target) / Var(target) of each sample over all its values: [B, ...] -> [B]."""
     p, t = pred.float().flatten(1), target.float().flatten(1)
     return 1.0 - (p - t).var(dim=1, unbiased=False) / t.var(dim=1, unbiased=False).clamp_min(1e-12)
-
-
-def patches_to_uint8(autoencoder: MaskedAutoencoderViT, patches: torch.Tensor) -> np.ndarray:
-    """Patches [B, N, P] in [0, 1] -> uint8 images [B, S, S, 3] (as the learner renders them)."""
-    imgs = (
-        autoencoder.unpatchify(patches.detach().float())
-        .clamp(0, 1)
-        .mul(255)
-        .round()
-        .to(torch.uint8)
-    )
-    return imgs.permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
@@ -135,9 +125,8 @@ def evaluate(
             out = predictor.predict(ctx, table[:, -1])
             pred = autoencoder.decode(out.prediction)  # [B, N, P]
             logits = predictor.classify_action(pred, recon)
-            parts = predictor.forward_loss(
-                out, pred, recon, autoencoder.decode(z[:, f]), z[:, f], target, acts[:, -1], weights
-            )
+            truth = Transitions(acts[:, -1], recon, autoencoder.decode(z[:, f]), z[:, f], target)
+            _, parts = prediction_losses(autoencoder, predictor, out, truth, weights, pred)
             sums['loss'] += float(parts['total']) * b
             sums['patch_loss'] += float(parts['patch']) * b
             sums['latent_loss'] += float(parts['latent']) * b
@@ -154,7 +143,7 @@ def evaluate(
                 truth = nxt.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 dist_all.append(
                     torus_distance(
-                        dot_centroids(patches_to_uint8(autoencoder, pred)),
+                        dot_centroids(patches_to_images(autoencoder, pred)),
                         dot_centroids(truth),
                         size,
                     )
@@ -198,7 +187,10 @@ def evaluate(
 
 
 def flatten_metrics(result: dict, prefix: str = 'val') -> dict[str, float]:
-    """An :func:`evaluate` result as flat scalar names, e.g. 'val/per_action_1/dot_error_px_median'."""
+    """An :func:`evaluate` result as flat scalar names.
+
+    E.g. 'val/per_action_1/dot_error_px_median'.
+    """
     out = {}
     for k, v in result.items():
         if k == 'per_action':

@@ -1,8 +1,11 @@
 """Batched offline training of the online world model from recorded sessions.
 
-The models, their initialisation, optimizers and losses are the online learner's
-(:class:`~world_model_node.learner.OnlineLearner` builds them; the trainer holds one as its model
-container and checkpoint writer). One optimizer step on a batch of samples (see
+The models, their initialisation, optimizers, losses and optimizer steps are the online
+learner's: the trainer holds an :class:`~world_model_node.learner.OnlineLearner` for its
+:class:`~world_model_node.core.WorldModelCore` (networks, optimizers, counters) and as its
+checkpoint writer; ``WorldModelStep`` computes the core's losses on a batch (one module, so that
+DistributedDataParallel sees both parameter sets) and ``WorldModelCore.apply_gradients`` clips
+and steps (through the AMP loss scaler). One optimizer step on a batch of samples (see
 :mod:`.dataset`) mirrors one online step on a frame:
 
 * **gate closed** (the reconstruction MSE of the latest batch > RECONSTRUCTION_THRESHOLD, or at
@@ -62,11 +65,18 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .. import metrics as M
 from ..checkpoint import CheckpointError, CheckpointManager, atomic_save
 from ..config import WorldModelConfig
+from ..core import (
+    Transitions,
+    autoencoder_loss,
+    draw_mask_ratio,
+    joint_loss,
+    loss_weights,
+    prediction_losses,
+)
 from ..learner import OnlineLearner
 from ..models import (
     MaskedAutoencoderViT,
     TransformerActionConditionedPredictor,
-    clip_gradients,
     scale_gradient,
 )
 from .dataset import TransitionDataset, TransitionIndex, build_index, split_samples
@@ -220,7 +230,8 @@ class RunState:
 
 
 class WorldModelStep(nn.Module):
-    """The autoencoder and the level-0 predictor together; ``forward`` is one step's loss.
+    """The autoencoder and the level-0 predictor together; ``forward`` is one step's loss, made of
+    the core's losses (``core.autoencoder_loss``, ``core.prediction_losses``, ``core.joint_loss``).
 
     Args:
         autoencoder: the MAE (the online learner's).
@@ -240,7 +251,7 @@ class WorldModelStep(nn.Module):
         self.autoencoder = autoencoder
         self.predictor = predictor
         self.register_buffer('action_table', action_table.detach().clone(), persistent=False)
-        self.weights = (config.pred_patch_w, config.pred_latent_w, config.pred_action_w)
+        self.weights = loss_weights(config)
         self.joint_reconstruction_weight = config.joint_reconstruction_weight
         self.grad_scale = config.encoder_prediction_grad_scale
 
@@ -262,8 +273,9 @@ class WorldModelStep(nn.Module):
             mask_ratio, generator: masking of the autoencoder step.
             check_gate: in autoencoder mode, also measure the unmasked reconstruction MSE.
         Returns:
-            {'loss': scalar to backpropagate, 'reconstruction': unmasked MSE (detached, if measured),
-             and in joint mode 'patch', 'latent', 'action', 'explained_variance' (detached)}.
+            {'loss': scalar to backpropagate, 'reconstruction': unmasked MSE (detached, if
+            measured), and in joint mode 'patch', 'latent', 'action', 'explained_variance'
+            (detached)}.
         """
         ae, pred = self.autoencoder, self.predictor
         b, f1 = frames.shape[:2]
@@ -276,7 +288,7 @@ class WorldModelStep(nn.Module):
                     out['reconstruction'] = F.mse_loss(
                         ae.decode(ae.encode(target)), ae.patchify(target)
                     ).float()
-            loss, _, _ = ae(target, mask_ratio, generator)
+            loss = autoencoder_loss(ae, target, mask_ratio, generator)
             out['loss'] = loss
             out['autoencoder'] = loss.detach().float()
             return out
@@ -300,19 +312,10 @@ class WorldModelStep(nn.Module):
             scale_gradient(z_cur, self.grad_scale), z_hist, table[:, :-1] if f > 1 else None
         )
         out = pred.predict(ctx, table[:, -1])  # prediction [B, T, D]
-        pred_patches = ae.decode_frozen(out.prediction)  # [B, N, P]; decoder: recon only
         target_patches = ae.patchify(x_next)
-        parts = pred.forward_loss(
-            out,
-            pred_patches,
-            recon,
-            next_patches,
-            z_next,
-            target_patches,
-            actions[:, -1],
-            self.weights,
-        )
-        loss = parts['total'] + self.joint_reconstruction_weight * recon_loss
+        targets = Transitions(actions[:, -1], recon, next_patches, z_next, target_patches)
+        pred_patches, parts = prediction_losses(ae, pred, out, targets, self.weights)
+        loss = joint_loss(parts['total'], recon_loss, self.joint_reconstruction_weight)
         return {
             'loss': loss,
             'reconstruction': recon_loss.detach().float(),
@@ -503,14 +506,15 @@ class OfflineTrainer:
             )
         except CheckpointError as exc:
             raise TrainError(f'cannot start from the checkpoint in {source}: {exc}') from exc
-        self.learner.checkpoints = CheckpointManager(
-            self.out_dir
-        )  # writes go to the output folder only
-        self.autoencoder = self.learner.autoencoder
-        self.predictor = self.learner.levels[0].predictor
-        self.optimizers = [self.learner.ae_optimizer, self.learner.levels[0].optimizer]
+        # writes go to the output folder only
+        self.learner.checkpoints = CheckpointManager(self.out_dir)
+        self.core = self.learner.core
+        self.level = self.core.levels[0]  # offline training trains the primitive-action level
+        self.autoencoder = self.core.autoencoder
+        self.predictor = self.level.predictor
+        self.optimizers = [self.core.ae_optimizer, self.level.optimizer]
         self.step_module = WorldModelStep(
-            self.autoencoder, self.predictor, self.learner.levels[0].actions, self.config
+            self.autoencoder, self.predictor, self.level.actions, self.config
         )
         self.schedulers = [
             torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda) for opt in self.optimizers
@@ -588,11 +592,10 @@ class OfflineTrainer:
         return lr_factor(step, self.total_steps, s.lr_schedule, s.warmup_steps, s.min_lr_ratio)
 
     def _online_counters(self) -> dict:
-        lv0 = self.learner.levels[0]
         return {
             'step': self.learner.step,
-            'autoencoder_steps': self.learner.autoencoder_steps,
-            'training_steps': lv0.training_steps,
+            'autoencoder_steps': self.core.autoencoder_steps,
+            'training_steps': self.level.training_steps,
         }
 
     # ------------------------------------------------------------------ training
@@ -620,8 +623,7 @@ class OfflineTrainer:
         g = torch.Generator().manual_seed(
             zlib.crc32(f'ratio:{s.seed}:{self.state.global_step}'.encode())
         )
-        u = float(torch.rand((), generator=g))
-        ratio = cfg.mask_ratio_min + (cfg.mask_ratio_max - cfg.mask_ratio_min) * u
+        ratio = draw_mask_ratio(cfg, g)
         mg = torch.Generator()  # on the CPU: the same masks on any device
         mg.manual_seed(
             zlib.crc32(f'mask:{s.seed}:{self.state.global_step}:{self.dist.rank}'.encode())
@@ -636,9 +638,6 @@ class OfflineTrainer:
             self.device.type, dtype=torch.bfloat16 if p == 'bf16' else torch.float16
         )
 
-    def _clip(self, module: nn.Module) -> None:
-        clip_gradients(module, self.config.grad_clip_norm)
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimizer step on this process's share of a global batch; returns the step's
         numbers averaged over the processes."""
@@ -646,21 +645,14 @@ class OfflineTrainer:
         actions = batch['actions'].to(self.device, non_blocking=True)
         mode, check = self._mode()
         ratio, gen = self._generators()
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+        self.core.zero_grad([self.level])
         with self._autocast():
             out = self.model(
                 frames, actions, mode, mask_ratio=ratio, generator=gen, check_gate=check
             )
         self.scaler.scale(out['loss']).backward()
-        stepped = [self.optimizers[0]] if mode == 'autoencoder' else self.optimizers
-        for opt in stepped:
-            self.scaler.unscale_(opt)
-        if mode == 'joint':
-            self._clip(self.predictor)
-        self._clip(self.autoencoder)
-        for opt in stepped[::-1]:  # predictor first, as online
-            self.scaler.step(opt)
+        levels = [self.level] if mode == 'joint' else []
+        self.core.apply_gradients(levels, autoencoder=True, scaler=self.scaler)
         self.scaler.update()
         with (
             warnings.catch_warnings()
@@ -835,7 +827,7 @@ class OfflineTrainer:
         return evaluate(
             self.autoencoder,
             self.predictor,
-            self.learner.levels[0].actions,
+            self.level.actions,
             loader,
             self.device,
             self.step_module.weights,
@@ -855,7 +847,7 @@ class OfflineTrainer:
             res = evaluate(
                 self.autoencoder,
                 self.predictor,
-                self.learner.levels[0].actions,
+                self.level.actions,
                 loader,
                 self.device,
                 self.step_module.weights,
@@ -1039,11 +1031,10 @@ class OfflineTrainer:
         must not leave the online learner with a learning rate near zero)."""
         learner, st, base = self.learner, self.state, self.state.base_counters
         learner.step = base['step'] + st.samples
-        learner.autoencoder_steps = base['autoencoder_steps'] + st.global_step
-        lv0 = learner.levels[0]
-        lv0.training_steps = base['training_steps'] + st.joint_steps
-        lv0.consecutive_accurate = 0
-        lv0.last_error = None
+        self.core.autoencoder_steps = base['autoencoder_steps'] + st.global_step
+        self.level.training_steps = base['training_steps'] + st.joint_steps
+        learner.stats[0].consecutive_accurate = 0
+        learner.stats[0].last_error = None
         learner.consecutive_autoencoder_iterations = 0
         learner.history.clear()
         saved_lrs = [[g['lr'] for g in opt.param_groups] for opt in self.optimizers]
