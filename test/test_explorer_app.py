@@ -164,9 +164,20 @@ def test_training_runs_in_chunks_pauses_resumes_and_saves(demo, tmp_path):
     app.save_button.click()
     assert 'not saved' in app.save_status.value and 'loaded from' in app.save_status.value
 
+    app.steps_box.value = 1000  # a run paused, then another session: nothing left to resume
+    app.chunk_seconds = 0.02
+    asyncio.run(_click_and_wait(app, app.train_ae_button, pause=True))
+    assert not app.run.done and app.pause_button.description == 'resume'
+    app.session_dropdown.value = str(demo / 'sessions' / 'toroidal_dot' / 'demo-01')
+    assert app.run is None and app.pause_button.disabled and app.loss_image.value == b''
+    assert app.explorer.model.weight_change()['autoencoder/decoder'] > 0, 'the same model stays'
 
-async def _click_and_wait(app: ExplorerApp, button) -> None:
+
+async def _click_and_wait(app: ExplorerApp, button, pause: bool = False) -> None:
     button.click()
+    if pause:
+        await asyncio.sleep(0)
+        app.pause_button.click()
     while app.training:
         await asyncio.sleep(0.01)
 

@@ -306,6 +306,7 @@ class ExplorerApp:
                     self._quiet = False
             return
         self.message.value = ''
+        self.run = None  # a paused run trains on the previous session's frames: not resumable here
         self._load_model()
         n = self.explorer.num_frames
         self._quiet = True
