@@ -99,6 +99,7 @@ class ExplorerApp:
         self.run = None  # the current workbench.Training
         self.task: asyncio.Task | None = None  # the loop that drives it
         self._pause_requested = False
+        self._chunk_end = 0.0  # when the current chunk of training steps ends (time.monotonic)
         self._model_robot_type: str | None = None
         self._model_reason = ''
         self._quiet = False  # set while the app itself changes a widget
