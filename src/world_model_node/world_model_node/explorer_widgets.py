@@ -348,7 +348,7 @@ class ExplorerApp:
 
     def use_fresh_model(self) -> None:
         """Use an untrained model (``fresh_config``) for the open session's action space."""
-        from .config import WorldModelConfig
+        from world_model_node.config import WorldModelConfig
 
         try:
             self.explorer.load_model(fresh=True, config=self.fresh_config or WorldModelConfig())
