@@ -481,9 +481,66 @@ display(JSON(summary))
 
 
 # ---------------------------------------------------------------------------------------------
+# the session explorer as an app (widgets only: Voila shows it as a page)
+# ---------------------------------------------------------------------------------------------
+
+EXPLORER_APP = [
+    md('''
+# Session explorer app
+
+Pick a session, scrub or play its frames, see the reconstruction and the prediction for every
+action, train the autoencoder or the predictor (pause/resume), watch the loss and the weights, save.
+As a page: `.venv/bin/voila notebooks/session_explorer_app.ipynb`. With the default parameters it
+runs on generated demo sessions and a tiny demo model (see `session_explorer.ipynb`).
+'''),
+    code(
+        '''
+SESSIONS_ROOT = None     # None: generate demo sessions; else e.g. 'saved/sessions' (repo-relative)
+CHECKPOINTS_ROOT = None  # None: a tiny model trained on the demo data; else 'saved/checkpoints'
+SESSION = None           # index, '<robot>/<session>' or a path; None: the first toroidal_dot one
+TRAIN_STEPS = 100        # default steps of a training run (editable in the app)
+TORCH_THREADS = 1        # 0: torch's default (for a full-size model); 1 is fastest for tiny ones
+WORK_DIR = None          # where generated data goes; None: a new temporary folder
+FRESH_PRESET = 'tiny'    # untrained model offered to a robot without checkpoint: 'tiny' or 'full'
+''',
+        parameters=True,
+    ),
+    code('''
+import tempfile
+from pathlib import Path
+import torch
+from world_model_node.config import WorldModelConfig
+from world_model_node.explorer import SessionExplorer
+from world_model_node.explorer_widgets import ExplorerApp
+
+if TORCH_THREADS:
+    torch.set_num_threads(TORCH_THREADS)
+REPO = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
+work = Path(WORK_DIR) if WORK_DIR else Path(tempfile.mkdtemp(prefix='session_explorer_app_'))
+if SESSIONS_ROOT is None:
+    from world_model_node.demo import write_demo_checkpoint, write_demo_sessions
+    demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
+    SESSIONS_ROOT = work / 'sessions'
+    if CHECKPOINTS_ROOT is None:
+        write_demo_checkpoint(work / 'checkpoints' / 'toroidal_dot', demo[0].path,
+                              autoencoder_steps=40, predictor_steps=20)
+        CHECKPOINTS_ROOT = work / 'checkpoints'
+ex = SessionExplorer(REPO / SESSIONS_ROOT, REPO / (CHECKPOINTS_ROOT or 'saved/checkpoints'))
+if SESSION is None:
+    dots = [i.path for i in ex.sessions() if i.robot_type == 'toroidal_dot' and not i.error]
+    SESSION = dots[0] if dots else None
+fresh = WorldModelConfig.tiny() if FRESH_PRESET == 'tiny' else WorldModelConfig()
+app = ExplorerApp(ex, session=SESSION, train_steps=TRAIN_STEPS, fresh_config=fresh)
+app.widget
+'''),
+]
+
+
+# ---------------------------------------------------------------------------------------------
 
 NOTEBOOKS = {
     'session_explorer.ipynb': EXPLORER,
+    'session_explorer_app.ipynb': EXPLORER_APP,
     'dot_action_test.ipynb': DOT,
     'jetbot_action_test.ipynb': JETBOT,
 }
