@@ -1,4 +1,4 @@
-"""The clickable session explorer (``world_model_node.explorer_widgets.ExplorerApp``): its widgets
+"""The clickable session explorer (``devbot_explorer.explorer_widgets.ExplorerApp``): its widgets
 driven from Python, its notebook executed headless, and the notebook served by Voila and clicked in
 a real headless Chromium (skipped, with the reason, where Debian's chromium and chromium-driver are
 not installed).
@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from world_model_node.demo import write_demo_checkpoint, write_demo_sessions
-from world_model_node.explorer import SessionExplorer
-from world_model_node.explorer_widgets import ExplorerApp, png_bytes
+from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
+from devbot_explorer.explorer import SessionExplorer
+from devbot_explorer.explorer_widgets import ExplorerApp, png_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / 'notebooks' / 'session_explorer_app.ipynb'

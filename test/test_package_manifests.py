@@ -70,6 +70,8 @@ IMPORT_KEYS: dict[str, str] = {
     'rpyc': 'python3-rpyc-pip',
     'mcap': 'python3-mcap-pip',
     'foxglove': 'python3-foxglove-sdk-pip',
+    'ipywidgets': 'python3-ipywidgets-pip',
+    'IPython': 'python3-ipython-pip',
     'lz4': 'python3-lz4-pip',
     'zstandard': 'python3-zstandard-pip',
     'backports': 'python3-backports.zstd-pip',

@@ -510,15 +510,15 @@ import tempfile
 from pathlib import Path
 import torch
 from world_model_node.config import WorldModelConfig
-from world_model_node.explorer import SessionExplorer
-from world_model_node.explorer_widgets import ExplorerApp
+from devbot_explorer.explorer import SessionExplorer
+from devbot_explorer.explorer_widgets import ExplorerApp
 
 if TORCH_THREADS:
     torch.set_num_threads(TORCH_THREADS)
 REPO = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 work = Path(WORK_DIR) if WORK_DIR else Path(tempfile.mkdtemp(prefix='session_explorer_app_'))
 if SESSIONS_ROOT is None:
-    from world_model_node.demo import write_demo_checkpoint, write_demo_sessions
+    from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
     demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
     SESSIONS_ROOT = work / 'sessions'
     if CHECKPOINTS_ROOT is None:

@@ -2,8 +2,8 @@
 
 ROS-free. In a notebook (or rendered as a page by Voila)::
 
-    from world_model_node.explorer import SessionExplorer
-    from world_model_node.explorer_widgets import ExplorerApp
+    from devbot_explorer.explorer import SessionExplorer
+    from devbot_explorer.explorer_widgets import ExplorerApp
 
     app = ExplorerApp(SessionExplorer('saved/sessions', 'saved/checkpoints'))
     app.widget                 # the last expression of a cell: shows the app
