@@ -9,6 +9,7 @@ The node (or a benchmark, a replay trainer, a notebook) drives it like this::
         result = learner.train_gate()          #   one more autoencoder step on the same frame
     action = selector(result.scores, result.labels)
     learner.record_action(action)              # the executed primitive action index
+                                               #   (trainable=False: observed, never trained on)
     ...
     learner.save()                             # on shutdown (and every 500 predictor steps)
 
@@ -22,7 +23,9 @@ One ``observe`` of a frame f_t after the action a_{t-1}:
    one backward, one step per optimizer); higher levels train their own predictor on cached
    features. A level that is accurate does not train, but its ensemble heads still take one
    cheap step on the transition (on stored trunk features), so that what has been seen becomes
-   certain.
+   certain. A transition recorded as not trainable (a train filter) is checked and its error
+   measured, but takes neither step; a macro-transition trains only when all its primitive
+   transitions may.
 4. score every candidate action of every level: ONE batched predictor pass per level over the
    context ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]``;
    the score is the entropy of the ensemble's predictive distribution.
