@@ -270,6 +270,22 @@ def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path
             f'checkpoint_dir:={ckpt}',
         ],
         'robot config not found': ['-p', f'robot_config:={tmp_path / "nope.yaml"}'],
+        "train_filter 'actions=5': 'actions=5': no action [5]": [
+            '-p',
+            f'robot_config:={ROBOT}',
+            '-p',
+            f'checkpoint_dir:={ckpt}',
+            '-p',
+            'train_filter:=actions=5',
+        ],
+        'autoencoder_lr must be a finite number > 0 (0 = unset)': [
+            '-p',
+            f'robot_config:={ROBOT}',
+            '-p',
+            f'checkpoint_dir:={ckpt}',
+            '-p',
+            'autoencoder_lr:=-0.1',
+        ],
         'set exactly one of robot_config': [],
     }
     for expected, extra in cases.items():
@@ -394,6 +410,136 @@ def test_devbot_replay_trains_every_session_of_a_robot_in_order(ros_env, tmp_pat
         timeout=60,
     )
     assert bad.returncode == 2 and 'no_such_session' in bad.stderr
+
+
+def dot_session(tmp_path, actions, name='s1'):
+    from toroidal_sim.env import ToroidalDotConfig
+    from toroidal_sim.session import write_dot_session
+
+    path = tmp_path / 'sessions' / 'toroidal_dot' / name
+    write_dot_session(path, actions, config=ToroidalDotConfig(seed=3))
+    return path
+
+
+def devbot_replay(ros_env, tmp_path, *args, timeout=300):
+    return subprocess.run(
+        [str(BIN / 'devbot'), 'replay', '--preset', 'tiny', '--num-threads', '1', *args],
+        cwd=tmp_path,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def optimizer_of(path):
+    import torch
+
+    return torch.load(path, weights_only=True, map_location='cpu')['optimizer']
+
+
+def test_learning_rates_given_for_a_resume_replace_the_saved_ones(ros_env, tmp_path):
+    """Resumed with autoencoder_lr:= / predictor_lr:= the run takes them, keeps the optimizer
+    moments and says so once; resumed without them it keeps the saved rates."""
+    session = dot_session(tmp_path, [1, 0] * 8)
+    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=1.0)
+    ckpt = tmp_path / 'ckpt'
+    first = devbot_replay(
+        ros_env, tmp_path, str(session), '--params-file', params, '--checkpoint-dir', str(ckpt)
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    saved_lr = optimizer_of(ckpt / 'autoencoder.pth')['param_groups'][0]['lr']
+    node = [
+        str(BIN / 'world_model_node'),
+        '--ros-args',
+        '-r',
+        f'__ns:=/lr_{tmp_path.name[-8:]}',
+        '-p',
+        'preset:=tiny',
+        '-p',
+        f'session:={session}',
+        '-p',
+        f'checkpoint_dir:={ckpt}',
+        '-p',
+        f'report_dir:={tmp_path / "r"}',
+        '-p',
+        'num_threads:=1',
+    ]
+
+    def resume(*extra):
+        """Start the node on the checkpoint, wait for its start line, stop it (it saves)."""
+        wm = subprocess.Popen(
+            node + list(extra),
+            env=ros_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = wm.stdout.readline()
+            lines.append(line)
+            if 'resumed at step' in line or not line:
+                break
+        time.sleep(1.0)  # a "resumed with" line comes right after the start line
+        wm.send_signal(signal.SIGINT)
+        out = ''.join(lines) + wm.communicate(timeout=60)[0]
+        assert wm.returncode == 0, out
+        return out
+
+    out = resume('-p', 'autoencoder_lr:=0.0002', '-p', 'predictor_lr:=0.00005')
+    expected = (
+        f'resumed with autoencoder_lr 0.0002 (saved {saved_lr:g}), predictor_lr 5e-05 (saved '
+    )
+    assert out.count('resumed with') == 1 and expected in out, out
+    before, after = (
+        optimizer_of(ckpt / 'autoencoder_backup.pth'),
+        optimizer_of(ckpt / 'autoencoder.pth'),
+    )
+    assert before['param_groups'][0]['lr'] == saved_lr != 0.0002
+    assert after['param_groups'][0]['lr'] == 0.0002
+    assert optimizer_of(ckpt / 'predictor_0.pth')['param_groups'][0]['lr'] == 0.00005
+    assert before['state'] and before['state'].keys() == after['state'].keys()
+    for k, moments in before['state'].items():  # nothing trained since: the moments as saved
+        for name in ('exp_avg', 'exp_avg_sq', 'step'):
+            assert (moments[name] == after['state'][k][name]).all(), (k, name)
+
+    out = resume()  # unset: the saved (overridden) rates stay
+    assert 'resumed with' not in out, out
+    assert optimizer_of(ckpt / 'autoencoder.pth')['param_groups'][0]['lr'] == 0.0002
+    assert optimizer_of(ckpt / 'predictor_0.pth')['param_groups'][0]['lr'] == 0.00005
+
+
+def test_devbot_replay_filter_trains_only_on_kept_transitions(ros_env, tmp_path):
+    import torch
+
+    actions = [1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0]
+    session = dot_session(tmp_path, actions)
+    # every frame acts and every kept transition misses: each one trains
+    params = write_params(
+        tmp_path / 'wm.yaml', reconstruction_threshold=1.0, prediction_threshold=0.0
+    )
+    ckpt, reports = tmp_path / 'ckpt', tmp_path / 'reports'
+    common = ['--params-file', params, '--checkpoint-dir', str(ckpt), '--reports-dir', str(reports)]
+
+    bad = devbot_replay(ros_env, tmp_path, str(session), *common, '--filter', 'speed>0')
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "--filter 'speed>0'" in bad.stderr and 'unknown channel' in bad.stderr, bad.stderr
+    assert 'Traceback' not in bad.stderr and not ckpt.exists() and not reports.exists()
+
+    out = devbot_replay(ros_env, tmp_path, str(session), *common, '--filter', 'actions=1')
+    assert out.returncode == 0, out.stdout + out.stderr
+    [report] = list(reports.iterdir())
+    moves = actions.count(1)
+    kept = summary_value(report, 'transitions_trainable')
+    trained = summary_value(report, 'predictor_training_steps')
+    assert kept == moves and 0 < trained <= kept < len(actions)
+    assert summary_value(report, 'transitions_learned') == len(actions)  # every one observed
+    state = torch.load(ckpt / 'learner_state.pth', weights_only=True, map_location='cpu')
+    assert state['levels'][0]['training_steps'] == trained
+    hist = state['history']  # the newest entry has no action yet
+    assert hist['trainable'].tolist() == [a == 1 or a < 0 for a in hist['actions'].tolist()]
 
 
 def test_world_model_drives_the_simulated_jetbot_over_rpyc(launch, tmp_path):

@@ -73,3 +73,33 @@ def test_close_wakes_a_waiting_worker(env):
     loop = make_loop(threshold=1.0)
     loop.close()
     assert loop.work(timeout=5.0) is None
+
+
+def test_a_train_filter_marks_transitions_and_never_drops_a_frame(env):
+    from devbot.bag import FilterError
+    from toroidal_sim.env import DOT_ACTION_SPACE
+    from world_model_node.loop import train_filter
+
+    assert train_filter('  ', DOT_ACTION_SPACE) is None
+    with pytest.raises(FilterError):
+        train_filter('actions=7', DOT_ACTION_SPACE)
+    cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0)
+    # moves, and only those that completed at least 3 s after the first frame
+    loop = LearningLoop(
+        OnlineLearner(cfg, ACTIONS), may_train=train_filter('actions=1; from=3', DOT_ACTION_SPACE)
+    )
+    t0 = 1_000_000_000_000
+    loop.on_frame(t0, env.frame())
+    assert loop.work(timeout=0).gate_open
+    actions = [1, 0, 1, 1, 0, 1]
+    for k, a in enumerate(actions, 1):
+        stamp = t0 + k * 1_000_000_000  # action k completes k seconds after the first frame
+        loop.on_executed(stamp, a)
+        loop.on_frame(stamp, env.step(a))
+        assert loop.work(timeout=0).gate_open
+    history = list(loop.learner.history)
+    assert [e.action for e in history[:-1]] == actions
+    expected = [a == 1 and k >= 3 for k, a in enumerate(actions, 1)]
+    assert [e.trainable for e in history[:-1]] == expected
+    assert loop.counters.actions_trainable == sum(expected) == 3
+    assert loop.counters.frames_observed == len(actions) + 1 and loop.counters.frames_dropped == 0

@@ -816,27 +816,144 @@ def test_checkpoint_written_from_cuda_tensors_loads_on_cpu(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_lr_override_keeps_optimizer_moments(tmp_path):
+def test_lr_override_on_resume_keeps_optimizer_moments_and_is_logged_once(tmp_path, caplog):
     cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
     a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
     run_steps(a, dot_env(), [1, 0, 1])
     a.save()
+    caplog.set_level(logging.INFO, logger='world_model_node')
     b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, autoencoder_lr=3e-5, predictor_lr=2e-5)
-    assert (
-        b.ae_optimizer.param_groups[0]['lr'] == 3e-5
-        and b.levels[0].optimizer.param_groups[0]['lr'] == 2e-5
-    )
+    assert b.ae_optimizer.param_groups[0]['lr'] == 3e-5
+    assert all(g['lr'] == 2e-5 for lvl in b.levels for g in lvl.optimizer.param_groups)
     for opt_a, opt_b in [
         (a.ae_optimizer, b.ae_optimizer),
         (a.levels[0].optimizer, b.levels[0].optimizer),
     ]:
+        assert len(opt_b.state) == len(opt_a.state) > 0
         for sa, sb in zip(opt_a.state.values(), opt_b.state.values()):
-            assert torch.equal(sa['exp_avg'], sb['exp_avg']) and torch.equal(
-                sa['exp_avg_sq'], sb['exp_avg_sq']
-            )
+            assert torch.equal(sa['exp_avg'], sb['exp_avg'])
+            assert torch.equal(sa['exp_avg_sq'], sb['exp_avg_sq'])
+            assert torch.equal(sa['step'], sb['step']) and float(sa['step']) > 0
             assert float(sa['exp_avg_sq'].abs().sum()) > 0
-    c = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)  # no override: the saved lr
-    assert c.ae_optimizer.param_groups[0]['lr'] == cfg.autoencoder_lr
+    saved_ae, saved_pred = f'{cfg.autoencoder_lr:g}', f'{cfg.predictor_lr:g}'
+    assert b.lr_changes == [
+        f'autoencoder_lr 3e-05 (saved {saved_ae})',
+        f'predictor_lr 2e-05 (saved {saved_pred})',
+    ]
+    resumed = [r.getMessage() for r in caplog.records if 'resumed with' in r.getMessage()]
+    assert resumed == [
+        f'resumed with autoencoder_lr 3e-05 (saved {saved_ae}), predictor_lr 2e-05 '
+        f'(saved {saved_pred})'
+    ]
+    # the override is what the next generation saves, and training continues at that rate
+    run_steps(b, dot_env(), [1, 1])
+    b.save()
+    state = torch.load(tmp_path / 'autoencoder.pth', weights_only=True)
+    assert state['optimizer']['param_groups'][0]['lr'] == 3e-5
+
+    caplog.clear()
+    c = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)  # no override: the saved rates
+    assert c.ae_optimizer.param_groups[0]['lr'] == 3e-5
+    assert c.levels[0].optimizer.param_groups[0]['lr'] == 2e-5
+    assert c.lr_changes == [] and not [r for r in caplog.records if 'resumed with' in r.message]
+    d = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, autoencoder_lr=1e-4)  # one of two
+    assert d.ae_optimizer.param_groups[0]['lr'] == 1e-4
+    assert d.levels[0].optimizer.param_groups[0]['lr'] == 2e-5
+    assert d.lr_changes == ['autoencoder_lr 0.0001 (saved 3e-05)']
+    with pytest.raises(ValueError, match='learning rate'):
+        OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path, predictor_lr=-1.0)
+    fresh = OnlineLearner(cfg, ACTIONS, autoencoder_lr=5e-5)  # a fresh start takes it too
+    assert fresh.ae_optimizer.param_groups[0]['lr'] == 5e-5 and fresh.lr_changes == []
+
+
+def _predictor_state(learner: OnlineLearner) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in learner.levels[0].predictor.state_dict().items()}
+
+
+def test_untrainable_transitions_are_observed_but_never_train():
+    """Stays recorded with trainable=False: level 0 trains only on moves; the stays' prediction
+    error is still measured; the heads are not calibrated on a stay either."""
+    actions = [0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0]
+    for threshold in (0.0, 1.0):  # every transition misses / every transition is accurate
+        cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=threshold)
+        learner = OnlineLearner(cfg, ACTIONS)
+        env = dot_env()
+        frame = env.frame()
+        checked = {0: 0, 1: 0}
+        for t, a in enumerate(actions + [0]):
+            before = _predictor_state(learner)
+            steps_before = learner.levels[0].training_steps
+            r = learner.observe(frame)
+            assert r.gate_open
+            if t > 0:
+                prev = actions[t - 1]
+                assert 0 in r.prediction_errors, t  # measured for stays too
+                assert np.isfinite(r.prediction_errors[0])
+                checked[prev] += 1
+                changed = any(
+                    not torch.equal(v, learner.levels[0].predictor.state_dict()[k])
+                    for k, v in before.items()
+                )
+                if prev == 0:
+                    assert 0 in r.untrainable_levels and 0 not in r.trained_levels
+                    assert not changed, f'a stay changed the predictor (threshold {threshold})'
+                    assert learner.levels[0].training_steps == steps_before
+                else:
+                    assert 0 not in r.untrainable_levels and changed
+                    assert (0 in r.trained_levels) == (threshold == 0.0)
+            if t < len(actions):
+                learner.record_action(a, trainable=a == 1)
+                frame = env.step(a)
+        assert checked[0] > 0 and checked[1] > 0
+        expected = checked[1] if threshold == 0.0 else 0
+        assert learner.levels[0].training_steps == expected
+        assert learner.stats[0].last_error is not None
+
+
+def test_a_checkpoint_keeps_which_transitions_may_train(tmp_path):
+    cfg = tiny(reconstruction_threshold=1.0)
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    env, frame = dot_env(), None
+    frame = env.frame()
+    for t, act in enumerate([0, 1, 1, 0]):
+        a.observe(frame)
+        a.record_action(act, trainable=t % 2 == 0)
+        frame = env.step(act)
+    a.save()
+    b = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    assert [e.trainable for e in b.history] == [True, False, True, False]
+
+
+def test_a_macro_transition_trains_only_when_all_its_primitives_may():
+    cfg = tiny(
+        reconstruction_threshold=1.0,
+        prediction_threshold=1.0,  # level 0 is accurate: level 1 appears quickly
+        level_creation_steps=2,
+        max_levels=2,
+    )
+    learner = OnlineLearner(cfg, ACTIONS)
+    env = dot_env()
+    frame = env.frame()
+    seen = {True: 0, False: 0}
+    trainable_log: list[bool] = []
+    for t in range(24):
+        r = learner.observe(frame)
+        if 1 in r.prediction_errors:
+            span = learner.levels[1].span
+            may = all(trainable_log[-span:])
+            seen[may] += 1
+            assert (1 in r.untrainable_levels) == (not may)
+            assert 1 not in r.trained_levels or may
+        if len(learner.levels) > 1 and learner.config.prediction_threshold == 1.0:
+            learner.config = learner.config.replace(prediction_threshold=0.0)  # level 1 misses
+        a = t % 2
+        ok = t % 3 != 0
+        learner.record_action(a, trainable=ok)
+        trainable_log.append(ok)
+        frame = env.step(a)
+    assert seen[True] > 0 and seen[False] > 0
+    # level 1 misses from its first check on: each macro-transition that may train, trains
+    assert learner.levels[1].training_steps == seen[True]
 
 
 def test_checkpoint_manager_picks_newest_complete_generation(tmp_path):

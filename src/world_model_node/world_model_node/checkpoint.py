@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .config import WorldModelConfig
-from .core import WorldModelCore, load_optimizer_state
+from .core import WorldModelCore, load_optimizer_state, set_lr
 
 if TYPE_CHECKING:
     from .learner import OnlineLearner
@@ -280,6 +280,7 @@ def learner_components(learner: 'OnlineLearner') -> dict[str, dict[str, Any]]:
         'actions': torch.tensor([e.action for e in entries], dtype=torch.long),
         'steps': torch.tensor([e.step for e in entries], dtype=torch.long),
         'checked': torch.tensor([e.checked for e in entries], dtype=torch.bool),
+        'trainable': torch.tensor([e.trainable for e in entries], dtype=torch.bool),
     }
     comps[STATE_NAME] = {
         'components': list(comps),
@@ -344,18 +345,34 @@ class RestoredState:
     consecutive_autoencoder_iterations: int
     generator_state: torch.Tensor  # the masking RNG's state (CPU)
     levels: list[dict[str, Any]]  # per level: consecutive_accurate, last_error, residual
-    history: list[tuple[torch.Tensor, torch.Tensor, int, int, bool]]  # frame, features, step,
-    # action, checked
+    history: list[tuple[torch.Tensor, torch.Tensor, int, int, bool, bool]]  # frame, features,
+    # step, action, checked, trainable
+    # the learning rates given for this resume that replaced saved ones, e.g.
+    # 'autoencoder_lr 0.0001 (saved 0.0003)'; empty when the saved rates were kept
+    lr_changes: list[str]
 
 
 def restore_learner(
-    core: WorldModelCore, comps: Mapping[str, Mapping[str, Any]], directory: str | os.PathLike
+    core: WorldModelCore,
+    comps: Mapping[str, Mapping[str, Any]],
+    directory: str | os.PathLike,
+    autoencoder_lr: float | None = None,
+    predictor_lr: float | None = None,
 ) -> RestoredState:
     """Load a generation (from ``CheckpointManager.load``) into ``core``: fresh levels as many as
     saved, weights, optimizer moments, step counters; return the learner's own state.
 
+    Args:
+        core: the networks and optimizers to load into.
+        comps: the generation's components.
+        directory: where it was read from (for messages).
+        autoencoder_lr, predictor_lr: learning rates that replace the saved ones (the
+            autoencoder's; every level's predictor's) while the optimizer moments and step
+            counts stay as saved. None: the saved rate.
+
     Raises:
         CheckpointError: made for another model or action space, or does not fit this model.
+        ValueError: a learning rate that is not a finite number > 0.
     """
     state = comps[STATE_NAME]
     check_compatible(state, core.config, core.base_actions, directory)
@@ -372,7 +389,16 @@ def restore_learner(
         raise CheckpointError(f'{directory}: checkpoint does not fit this model: {exc}') from exc
     core.autoencoder_steps = int(state['autoencoder_steps'])
     core.ae_version += 1
+    lr_changes = []
+    if autoencoder_lr is not None:
+        lr_changes.append(_replace_lr('autoencoder_lr', [core.ae_optimizer], autoencoder_lr))
+    if predictor_lr is not None:
+        optimizers = [lvl.optimizer for lvl in core.levels]
+        lr_changes.append(_replace_lr('predictor_lr', optimizers, predictor_lr))
     h = state['history']
+    n = h['actions'].shape[0]
+    # checkpoints without the field: every saved transition could train
+    trainable = h.get('trainable', torch.ones(n, dtype=torch.bool))
     history = [
         (
             h['frames'][i].cpu(),
@@ -380,8 +406,9 @@ def restore_learner(
             int(h['steps'][i]),
             int(h['actions'][i]),
             bool(h['checked'][i]),
+            bool(trainable[i]),
         )
-        for i in range(h['actions'].shape[0])
+        for i in range(n)
     ]
     return RestoredState(
         int(state['generation']),
@@ -390,7 +417,16 @@ def restore_learner(
         state['generator'].cpu(),
         list(state['levels']),
         history,
+        lr_changes,
     )
+
+
+def _replace_lr(name: str, optimizers: list[torch.optim.Optimizer], lr: float) -> str:
+    """Set ``lr`` on loaded optimizers (their moments untouched); describe the change."""
+    saved = sorted({float(g['lr']) for opt in optimizers for g in opt.param_groups})
+    for opt in optimizers:
+        set_lr(opt, lr)
+    return f'{name} {lr:g} (saved {"/".join(f"{v:g}" for v in saved)})'
 
 
 __all__ = [

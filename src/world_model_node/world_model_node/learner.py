@@ -9,6 +9,7 @@ The node (or a benchmark, a replay trainer, a notebook) drives it like this::
         result = learner.train_gate()          #   one more autoencoder step on the same frame
     action = selector(result.scores, result.labels)
     learner.record_action(action)              # the executed primitive action index
+                                               #   (trainable=False: observed, never trained on)
     ...
     learner.save()                             # on shutdown (and every 500 predictor steps)
 
@@ -22,7 +23,9 @@ One ``observe`` of a frame f_t after the action a_{t-1}:
    one backward, one step per optimizer); higher levels train their own predictor on cached
    features. A level that is accurate does not train, but its ensemble heads still take one
    cheap step on the transition (on stored trunk features), so that what has been seen becomes
-   certain.
+   certain. A transition recorded as not trainable (a train filter) is checked and its error
+   measured, but takes neither step; a macro-transition trains only when all its primitive
+   transitions may.
 4. score every candidate action of every level: ONE batched predictor pass per level over the
    context ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]``;
    the score is the entropy of the ensemble's predictive distribution.
@@ -111,6 +114,8 @@ class ObserveResult:
     prediction_errors: dict[int, float] = field(default_factory=dict)  # level -> fresh MSE
     explained_variance: float | None = None  # level-0 fresh prediction, patch space
     trained_levels: list[int] = field(default_factory=list)  # levels that took a training step
+    # levels whose transition was checked but may not train (``record_action(trainable=False)``)
+    untrainable_levels: list[int] = field(default_factory=list)
     # level -> total/patch/latent/action/classifier
     predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)
     num_levels: int = 1  # levels that exist after this step
@@ -147,6 +152,8 @@ class HistoryEntry:
     step: int  # learner step that observed it
     action: int = -1  # primitive action executed after it (-1: none)
     checked: bool = False  # gate opened on this frame (fresh check + scoring done)
+    # the transition (this frame, action, next frame) may train the predictors
+    trainable: bool = True
 
 
 @dataclass
@@ -206,7 +213,9 @@ class _FreshCheck:
 
     level: Level
     error: float  # patch MSE of the fresh prediction of the executed (macro-)action
-    loss: torch.Tensor | None  # the training loss (with graph) when error > PREDICTION_THRESHOLD
+    # the training loss (with graph) when error > PREDICTION_THRESHOLD and the transition may train
+    loss: torch.Tensor | None
+    trainable: bool  # every primitive transition of the checked (macro-)transition may train
     joint: bool  # the loss also trains the autoencoder (level 0)
     head_input: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, base, action
     target: torch.Tensor  # [1, T, D] the observed frame's features
@@ -233,9 +242,10 @@ class OnlineLearner:
         checkpoint_dir: the robot's checkpoint directory; loaded at start if it holds a
             checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps and by
             ``save()``. None: no persistence.
-        autoencoder_lr, predictor_lr: explicit learning-rate overrides; applied after loading a
-            checkpoint (the saved optimizer moments are kept). None: the config's value for a
-            fresh start, the saved value when resuming.
+        autoencoder_lr, predictor_lr: explicit learning rates (the autoencoder's; every
+            predictor level's, also of levels created later). On a resume they replace the saved
+            rates, the optimizer moments kept, and ``lr_changes`` says what changed. None: the
+            config's value for a fresh start, the saved value when resuming.
         wandb_project: enables wandb logging (offline when there is no API key); None: off.
         wandb_dir: wandb's directory (default $WANDB_DIR / cwd).
         run_name: wandb run name.
@@ -281,15 +291,17 @@ class OnlineLearner:
         self.last_autoencoder_loss: torch.Tensor | None = None  # masked loss of the last AE step
         self.last_mask_ratio: float | None = None  # and its mask ratio
 
-        self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir is not None else None
-        if self.checkpoints is not None and self.checkpoints.exists():
-            self.load()
-        if autoencoder_lr is not None:
-            set_lr(self.ae_optimizer, autoencoder_lr)
-        if predictor_lr is not None:
-            for lvl in self.levels:
-                set_lr(lvl.optimizer, predictor_lr)
         self._lr_override = (autoencoder_lr, predictor_lr)
+        # the saved learning rates the last load() replaced, e.g. 'autoencoder_lr 0.0001 (saved
+        # 0.0003)'
+        self.lr_changes: list[str] = []
+        self.checkpoints = CheckpointManager(checkpoint_dir) if checkpoint_dir is not None else None
+        if not (self.checkpoints is not None and self.checkpoints.exists() and self.load()):
+            if autoencoder_lr is not None:
+                set_lr(self.ae_optimizer, autoencoder_lr)
+            if predictor_lr is not None:
+                for lvl in self.levels:
+                    set_lr(lvl.optimizer, predictor_lr)
         self.logger = M.WandbLogger(
             wandb_project, config.to_dict(), run_name=run_name, directory=wandb_dir
         )
@@ -372,8 +384,16 @@ class OnlineLearner:
         timings = {'encode': time.perf_counter() - t0}
         return self._process(enc, timings, t0)
 
-    def record_action(self, action_index: int) -> None:
-        """The primitive action (index into the action space) executed after the latest frame."""
+    def record_action(self, action_index: int, trainable: bool = True) -> None:
+        """The primitive action (index into the action space) executed after the latest frame.
+
+        Args:
+            action_index: the executed action.
+            trainable: whether the transition it starts (latest frame, action, next frame) may
+                train the predictors. False: it is observed (context, prediction error, residual)
+                but no predictor or head step learns from it; a macro-transition trains only when
+                all its primitive transitions may.
+        """
         if (
             isinstance(action_index, bool)
             or not isinstance(action_index, (int, np.integer))
@@ -391,6 +411,7 @@ class OnlineLearner:
                 f'(step {entry.step}); observe the next frame first'
             )
         entry.action = int(action_index)
+        entry.trainable = bool(trainable)
         self.action_times.append(time.perf_counter())
 
     @property
@@ -485,7 +506,8 @@ class OnlineLearner:
         comps = self.checkpoints.load(map_location=self.device)
         if comps is None:
             return False
-        restored = restore_learner(self.core, comps, self.checkpoints.directory)
+        restored = restore_learner(self.core, comps, self.checkpoints.directory, *self._lr_override)
+        self.lr_changes = restored.lr_changes
         self.stats = [self._new_stats(lvl) for lvl in self.levels]
         for stats, saved in zip(self.stats, restored.levels):
             stats.consecutive_accurate = int(saved['consecutive_accurate'])
@@ -498,8 +520,8 @@ class OnlineLearner:
         self.generator.set_state(restored.generator_state)
         self.history.clear()
         self.history.extend(
-            HistoryEntry(frame, features.to(self.device), step, action, checked)
-            for frame, features, step, action, checked in restored.history
+            HistoryEntry(frame, features.to(self.device), step, action, checked, trainable)
+            for frame, features, step, action, checked, trainable in restored.history
         )
         self._pending = None
         self.latest = None
@@ -512,6 +534,8 @@ class OnlineLearner:
             len(self.levels),
             len(self.history),
         )
+        if self.lr_changes:
+            log.info('resumed with %s', ', '.join(self.lr_changes))
         return True
 
     def close(self) -> None:
@@ -654,14 +678,17 @@ class OnlineLearner:
         step over the levels whose prediction missed and a heads-only step for the others.
         Returns whether the autoencoder changed."""
         checks = [c for lvl in self.levels if (c := self._fresh_check(lvl, result)) is not None]
-        self._calibrate_heads([c for c in checks if c.loss is None])
+        # calibrating the heads is learning too: on a transition that may not train it would
+        # make it "known" (low uncertainty) although the predictor never learned it
+        self._calibrate_heads([c for c in checks if c.loss is None and c.trainable])
         return self._train_levels([c for c in checks if c.loss is not None], result)
 
     def _fresh_check(self, lvl: Level, result: ObserveResult) -> _FreshCheck | None:
         """Compare the level's fresh prediction of the frame just observed (made from the context
         that ended ``span`` frames earlier, for the (macro-)action executed since) with that
         frame; when it missed by more than PREDICTION_THRESHOLD, build the training loss. None
-        when the level has no such prediction (too little history, unknown actions)."""
+        when the level has no such prediction (too little history, unknown actions). A
+        transition that may not train is checked (error, residual) but builds no loss."""
         cfg = self.config
         n = len(self.history)
         e = n - 1 - lvl.span  # last frame of the context
@@ -670,6 +697,7 @@ class OnlineLearner:
         macro = [self.history[e + j].action for j in range(lvl.span)]
         if min(macro) < 0:
             return None
+        trainable = all(self.history[e + j].trainable for j in range(lvl.span))
         a_idx = macro_index(macro, self.num_actions)
         stats = self.stats[lvl.index]
         z_target = self.history[-1].features[None]  # [1, T, D] detached target
@@ -695,7 +723,7 @@ class OnlineLearner:
                 stats.observe_residual(
                     a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
                 )
-            if err > cfg.prediction_threshold:
+            if err > cfg.prediction_threshold and trainable:
                 out = lvl.predictor.predict(pend.ctx, action)  # with graph
                 targets = Transitions(
                     index, pend.enc.recon, self.latest.recon, z_target, target_patches
@@ -706,15 +734,16 @@ class OnlineLearner:
                 loss = joint_loss(parts['total'], pend.enc.loss, cfg.joint_reconstruction_weight)
             self._pending = None
         else:
-            ctx = self._context(lvl, e, grad=True)
+            ctx = self._context(lvl, e, grad=trainable)
             if ctx is None:
                 return None
-            out = lvl.predictor.predict(ctx, action)
+            with torch.set_grad_enabled(trainable):
+                out = lvl.predictor.predict(ctx, action)
             head_input = (out.features.detach(), ctx.last_frame, action)
             stats.observe_residual(a_idx, out.prediction, z_target)
             pp = self.autoencoder.decode_frozen(out.prediction)
             err = float(F.mse_loss(pp.detach(), target_patches))
-            if err > cfg.prediction_threshold:
+            if err > cfg.prediction_threshold and trainable:
                 with torch.no_grad():
                     last_p = self.autoencoder.decode(ctx.last_frame)
                 targets = Transitions(index, last_p, self.latest.recon, z_target, target_patches)
@@ -724,12 +753,15 @@ class OnlineLearner:
                 loss = parts['total']
         stats.last_error = err
         result.prediction_errors[lvl.index] = err
+        if not trainable:
+            result.untrainable_levels.append(lvl.index)
         if loss is not None:
-            stats.consecutive_accurate = 0
             stats.last_losses = {k: v.detach() for k, v in parts.items()}
+        if err > cfg.prediction_threshold:
+            stats.consecutive_accurate = 0
         else:
             stats.consecutive_accurate += 1
-        return _FreshCheck(lvl, err, loss, lvl.index == 0, head_input, z_target)
+        return _FreshCheck(lvl, err, loss, trainable, lvl.index == 0, head_input, z_target)
 
     def _calibrate_heads(self, accurate: list[_FreshCheck]) -> None:
         """Levels whose prediction was accurate update only their ensemble heads on this

@@ -1,7 +1,7 @@
 """Driving the online learner from a robot's frame and executed-action streams. ROS-free.
 
 The node feeds events in as they arrive (from the executor thread) and a worker thread calls
-:meth:`LearningLoop.work` for the next unit of learning. The rules (DESIGN.md section 4):
+:meth:`LearningLoop.work` for the next unit of learning. The rules:
 
 * An executed action is paired with the **first frame captured at or after its completion
   stamp**; that frame is the action's outcome and is observed next. Frames and executed actions
@@ -15,6 +15,10 @@ The node feeds events in as they arrive (from the executor thread) and a worker 
 
 The frame buffer is bounded: when the learner falls behind a fast camera the oldest frames are
 dropped and counted, never queued without bound.
+
+A train filter (:func:`train_filter`) never removes anything from the streams (a gap would pair
+an action with the wrong frame): every frame and action is observed, and the filter only marks
+each recorded transition as one the learner may train on or not.
 """
 
 from __future__ import annotations
@@ -26,8 +30,46 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from devbot.action_space import ActionSpace
+from devbot.bag.filter import TransitionFilter
+
 # frames kept while waiting (a camera at 30 Hz for ~1 s)
 FRAME_BUFFER = 32
+
+
+#: (action index, its completion stamp ns, the run's first frame stamp ns) -> may it train
+MayTrain = Callable[[int, int, int], bool]
+
+
+@dataclass(frozen=True)
+class ExecutedTransition:
+    """What a transition filter reads of an executed action."""
+
+    action: int
+    values: dict[str, float]  # its channel values in the action space
+    action_stamp_ns: int  # when it completed
+
+
+def train_filter(text: str, space: ActionSpace) -> MayTrain | None:
+    """The transitions a run may train on, from a filter in the recorded selector's language
+    (:mod:`devbot.bag.filter`; ``from=``/``to=`` count seconds since the run's first frame).
+
+    Args:
+        text: the filter ('' or blanks: every transition).
+        space: the robot's action space (channel names and action indices are checked).
+    Returns:
+        ``may_train`` for :class:`LearningLoop`, or None for an empty filter.
+    Raises:
+        devbot.bag.FilterError: a filter that does not parse or does not fit ``space``.
+    """
+    keep = TransitionFilter.parse(text, space)
+    if keep.empty:
+        return None
+
+    def may_train(action: int, stamp_ns: int, start_ns: int) -> bool:
+        return keep(ExecutedTransition(action, space.values(action), stamp_ns), start_ns)
+
+    return may_train
 
 
 @dataclass
@@ -37,6 +79,7 @@ class LoopCounters:
     frames_dropped: int = 0  # frames discarded (buffer full, stale, or not an outcome)
     actions_recorded: int = 0  # executed actions paired with a frame
     actions_ignored: int = 0  # executed actions that came while no scores were out
+    actions_trainable: int = 0  # recorded actions whose transition the train filter keeps
     gate_retries: int = 0  # autoencoder steps on an already-seen frame (train_gate)
     scores_published: int = 0  # times the gate was open and scores were handed out
     extra: dict = field(default_factory=dict)
@@ -49,11 +92,20 @@ class LearningLoop:
         learner: an ``OnlineLearner`` (or anything with observe/train_gate/record_action).
         on_frame_done: called with a frame's stamp once the frame is learned from or dropped
             (the node acks it, so a lockstep bag player can publish the next one).
+        may_train: whether the transition an executed action starts may train the learner
+            (:func:`train_filter`); None: every one.
     """
 
-    def __init__(self, learner, on_frame_done: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        learner,
+        on_frame_done: Callable[[int], None] | None = None,
+        may_train: MayTrain | None = None,
+    ) -> None:
         self.learner = learner
         self._frame_done = on_frame_done or (lambda stamp: None)
+        self._may_train = may_train
+        self._first_frame_stamp: int | None = None  # the run's time origin for the filter
         self.counters = LoopCounters()
         self._frames: deque[tuple[int, np.ndarray]] = deque()  # (stamp ns, frame), oldest first
         self._executed: deque[tuple[int, int]] = deque()  # (stamp ns, action index)
@@ -71,6 +123,8 @@ class LearningLoop:
         """A camera frame (uint8 [H, W, 3] RGB) captured at ``stamp_ns``."""
         with self._lock:
             self.counters.frames_received += 1
+            if self._first_frame_stamp is None:
+                self._first_frame_stamp = stamp_ns
             newest = self._frames[-1][0] if self._frames else self._last_observed_stamp
             if newest is not None and stamp_ns <= newest:
                 self._drop(stamp_ns)  # a re-sent or out-of-order frame
@@ -128,8 +182,12 @@ class LearningLoop:
             if not self._executed:
                 return None
             stamp, action = self._executed.popleft()
-            self.learner.record_action(action)
+            trainable = self._may_train is None or self._may_train(
+                action, stamp, self._first_frame_stamp
+            )
+            self.learner.record_action(action, trainable=trainable)
             self.counters.actions_recorded += 1
+            self.counters.actions_trainable += int(trainable)
             self._awaiting_action = False
             self._outcome_stamp = stamp
         else:

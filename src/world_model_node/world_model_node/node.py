@@ -27,6 +27,12 @@ Parameters:
     preset (string): full | tiny: the base model config [full]; every field of
         WorldModelConfig is also a parameter of its own (e.g. reconstruction_threshold) that
         overrides it.
+    autoencoder_lr, predictor_lr (float): learning rates [0 = unset: the preset's for a fresh
+        start, the checkpoint's when resuming]; set for a resumed run they replace the saved
+        rates (the optimizer moments are kept) and the node logs "resumed with ...".
+    train_filter (string): train only on the transitions this filter keeps, in the recorded
+        selector's language (e.g. actions=1; motor_right>0; from=10 = seconds since the run's
+        first frame); every frame and action is still observed ['' = all].
     checkpoint_dir (string): '' = saved/checkpoints/<robot type>; resumed from at start.
     report_dir (string): '' = saved/reports/<robot type>_world_model_<time>; the run report.
     max_steps (int): end after this many learner steps (frames observed + autoencoder retries on
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import math
 import queue
 import sys
 import threading
@@ -63,6 +70,7 @@ from std_msgs.msg import Header
 
 from devbot import action_space, topics
 from devbot.action_space import ActionError, ActionSpace
+from devbot.bag import FilterError
 from devbot.bag.session import BagError
 from devbot.image import ImageError, image_to_numpy, numpy_to_image
 from devbot.messages import joint_state_to_action
@@ -71,7 +79,7 @@ from devbot.spin import create_node, ros_process, spin_until
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import ConfigError, WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.loop import LearningLoop
+from world_model_node.loop import LearningLoop, train_filter
 from world_model_node.report import RunReport
 
 
@@ -88,6 +96,10 @@ def session_action_space(session: str) -> ActionSpace:
 def _ros_value(value):
     """A config value as a ROS parameter value (tuples become lists)."""
     return list(value) if isinstance(value, tuple) else value
+
+
+#: config fields whose parameter is 0 unless set, so that a resume can tell "not given"
+LR_FIELDS = ('autoencoder_lr', 'predictor_lr')
 
 
 def stamp_ns(stamp) -> int:
@@ -141,6 +153,15 @@ class WorldModelNode(Node):
             'seconds between progress lines',
             float_range=(0.1, 3600.0),
         )
+        self.train_filter = str(
+            declare(
+                self,
+                'train_filter',
+                '',
+                "train only on the transitions this filter keeps (e.g. actions=1); '' = all",
+                dynamic_typing=True,
+            )
+        ).strip()
         if bool(robot_config) == bool(session):
             raise ConfigError(
                 'set exactly one of robot_config (e.g. config/toroidal_dot.yaml) and session'
@@ -150,9 +171,13 @@ class WorldModelNode(Node):
         self.action_space = (
             ActionSpace.from_yaml(robot_config) if robot_config else session_action_space(session)
         )
-        self.config = self._declare_config(
+        self.config, lr_overrides = self._declare_config(
             WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny()
         )
+        try:
+            may_train = train_filter(self.train_filter, self.action_space)
+        except FilterError as exc:
+            raise ConfigError(f'train_filter {self.train_filter!r}: {exc}') from exc
 
         import torch
 
@@ -176,8 +201,9 @@ class WorldModelNode(Node):
             checkpoint_dir=self.checkpoint_dir,
             wandb_project=wandb_project or None,
             run_name=f'{robot}_{stamp}',
+            **lr_overrides,
         )
-        self.loop = LearningLoop(self.learner, on_frame_done=self._ack_frame)
+        self.loop = LearningLoop(self.learner, on_frame_done=self._ack_frame, may_train=may_train)
         self.report = RunReport(
             self.report_dir,
             f'{robot} world model, run {stamp}',
@@ -214,17 +240,36 @@ class WorldModelNode(Node):
         self._worker = self._torch.submit(self._work)
         resumed = f'resumed at step {self.start_step}' if self.start_step else 'fresh start'
         self.get_logger().info(
-            f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device}, {resumed}, '
-            f'checkpoints in {self.checkpoint_dir}, report in {self.report_dir}'
+            f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device}, '
+            f'{resumed}, checkpoints in {self.checkpoint_dir}, report in {self.report_dir}'
         )
+        if self.learner.lr_changes:
+            self.get_logger().info('resumed with ' + ', '.join(self.learner.lr_changes))
+        if may_train is not None:
+            self.get_logger().info(
+                f'training only on the transitions the filter {self.train_filter!r} keeps'
+            )
 
-    def _declare_config(self, base: WorldModelConfig) -> WorldModelConfig:
+    def _declare_config(
+        self, base: WorldModelConfig
+    ) -> tuple[WorldModelConfig, dict[str, float | None]]:
+        """Every config field as a parameter over ``base``; returns the config and the learning
+        rates set explicitly (``OnlineLearner``'s ``autoencoder_lr`` / ``predictor_lr``: None
+        for one left at 0, so that a resume keeps the checkpoint's rate)."""
         descriptions = WorldModelConfig.descriptions()
-        values = {}
+        values, lr_overrides = {}, {}
         for f in dataclasses.fields(WorldModelConfig):
+            if f.name in LR_FIELDS:
+                help_ = f"{descriptions[f.name]}; 0 = the preset's, or the checkpoint's on resume"
+                lr = declare(self, f.name, 0.0, help_)
+                if not (math.isfinite(lr) and lr >= 0):
+                    raise ConfigError(f'{f.name} must be a finite number > 0 (0 = unset), got {lr}')
+                lr_overrides[f.name] = lr or None
+                values[f.name] = lr or getattr(base, f.name)
+                continue
             default = _ros_value(getattr(base, f.name))
             values[f.name] = declare(self, f.name, default, descriptions[f.name])
-        return WorldModelConfig.from_dict(values)
+        return WorldModelConfig.from_dict(values), lr_overrides
 
     # ------------------------------------------------------------------ executor thread
 
@@ -394,6 +439,9 @@ class WorldModelNode(Node):
         panel, labels = self._torch.call(self._close_learner, timeout=600)
         self._torch.stop()
         extra = {
+            'train_filter': self.train_filter or 'all',
+            'transitions_trainable': self.loop.counters.actions_trainable,
+            'predictor_training_steps': self.learner.levels[0].training_steps,
             'frames_dropped': self.loop.counters.frames_dropped,
             'bad_images': self.bad_images,
             'checkpoint_generation': self.learner.generation,
@@ -467,7 +515,8 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         print(node.progress_line(), flush=True)
         print(
-            f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; report: {summary}',
+            f'checkpoint generation {node.learner.generation} in {node.checkpoint_dir}; '
+            f'report: {summary}',
             flush=True,
         )
         return 1 if node.failed else 0

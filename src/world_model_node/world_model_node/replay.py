@@ -5,6 +5,10 @@ private namespace: the player publishes each transition as soon as the world mod
 processed the previous frame (faster than real time, no robot waits). The robot type and action
 space come from each bag; the checkpoint is that robot's (resumed, and saved at the end of every
 session, so each session leaves one checkpoint generation); each session gets a report.
+
+``--filter`` trains only on the transitions a filter keeps (the language of ``devbot train
+--filter``), while the world model still observes every frame and action, so its context is what
+the robot really did; ``from=``/``to=`` count seconds since the session's first frame.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from devbot import topics
 HELP = 'train the world model offline from recorded sessions'
 
 EXAMPLES = '''examples:
-  devbot replay --robot toroidal_dot                       # every session of the robot, oldest first
-  devbot replay saved/sessions/jetbot/20261125-101500-000001 saved/sessions/jetbot/20261125-113000-000002
+  devbot replay --robot toroidal_dot         # every session of the robot, oldest first
+  devbot replay saved/sessions/jetbot/20261125-101500-000001  # these sessions, in this order
   devbot replay --robot toroidal_dot --preset tiny --params-file config/world_model.params.yaml
+  devbot replay --robot toroidal_dot --filter 'actions=1'  # learn only what moving does
 '''
 
 
@@ -56,12 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--num-threads', type=int, default=0, help="torch CPU threads (0 = torch's default)"
     )
+    parser.add_argument(
+        '--filter',
+        default='',
+        metavar='EXPR',
+        help='train only on the transitions this filter keeps, e.g. "actions=1" or '
+        '"motor_right>0; from=10" (every frame is still observed) [all]',
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from devbot.bag import BagError, list_sessions, read_info
+    from devbot.bag import BagError, FilterError, TransitionFilter, list_sessions, read_info
 
     if args.sessions:
         paths = [Path(p) for p in args.sessions]
@@ -82,14 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     except BagError as exc:
         print(f'devbot replay: {exc}', file=sys.stderr)
         return 2
-    bin_dir = Path(sys.executable).parent
-    total = time.monotonic()
-    for n, info in enumerate(infos, 1):
+    for info in infos:  # every session's action space, and the filter against it, too
         if info.action_space is None:
             print(
                 f'devbot replay: {info.path}: no action space in the bag metadata', file=sys.stderr
             )
             return 2
+        try:
+            TransitionFilter.parse(args.filter, info.action_space)
+        except FilterError as exc:
+            print(f'devbot replay: {info.path}: --filter {args.filter!r}: {exc}', file=sys.stderr)
+            return 2
+    bin_dir = Path(sys.executable).parent
+    total = time.monotonic()
+    for n, info in enumerate(infos, 1):
         camera = info.topic(topics.CAMERA_IMAGE)
         frames = info.topics[camera].count if camera else 0
         print(
@@ -126,6 +144,9 @@ def train_session(bin_dir: Path, info, args) -> int:
         wm_cmd[len(common) + 1 : len(common) + 1] = ['--params-file', args.params_file]
     if args.checkpoint_dir:
         wm_cmd += ['-p', f'checkpoint_dir:={args.checkpoint_dir}']
+    if args.filter.strip():
+        # quoted: the value is read as YAML and must stay a string (e.g. "actions=1")
+        wm_cmd += ['-p', f'train_filter:={yaml_string(args.filter.strip())}']
     player_cmd = [
         str(bin_dir / 'player_node'),
         *common,
@@ -158,6 +179,11 @@ def train_session(bin_dir: Path, info, args) -> int:
     if player is None:
         return 130
     return player.returncode or wm_status
+
+
+def yaml_string(text: str) -> str:
+    """``text`` as a single-quoted YAML scalar (a ROS ``-p name:=value`` value is YAML)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 if __name__ == '__main__':
