@@ -1,7 +1,9 @@
-"""Cost of the SPEC D6 diagnostics: what the learner adds every LOG_INTERVAL steps, and one
-``analyse_transition`` / workbench call as the session explorer makes it.
+"""Cost of the attention and action diagnostics.
 
-Drives ``OnlineLearner`` (full seed size by default, gate forced open) with the toroidal dot for
+What the learner adds every LOG_INTERVAL steps, and one ``analyse_transition`` / workbench call as
+the session explorer makes it.
+
+Drives ``OnlineLearner`` (full size by default, gate forced open) with the toroidal dot for
 a few frames so that a full context exists, then times:
 
 * ``metrics.latest_transition_diagnostics`` (attention metrics, sweep spread and

@@ -11,7 +11,7 @@ machine, so the numbers are transport + encode/decode costs without a network:
   client get_frame     static camera, plus base64/JPEG decode and BGR->RGB in the client
   client get_frame     sim camera 320x240, plus the resize to 224x224
   frames/s             back-to-back client get_frame calls (static camera / sim camera)
-  forward action       the seed's turn action (4-step ramp, 0.14 s hold, ramp down): 8 calls
+  forward action       the original turn action (4-step ramp, 0.14 s hold, ramp down): 8 calls
   raw frame            for comparison: the same picture as a raw 150 KB bytes value
 
 Usage:

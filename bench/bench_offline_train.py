@@ -19,9 +19,10 @@ time are both reported: the machine may be shared, and CPU-s per sample shows th
 
 Usage::
 
-    .venv/bin/python bench/bench_offline_train.py                      # full size, 2 threads, batch 1 and 32
+    .venv/bin/python bench/bench_offline_train.py  # full size, 2 threads, batch 1 and 32
     .venv/bin/python bench/bench_offline_train.py --batch-sizes 1,8,32 --steps 4 --closed
-    .venv/bin/python bench/bench_offline_train.py --device cuda --batch-sizes 32,128 --precision bf16
+    .venv/bin/python bench/bench_offline_train.py --device cuda --batch-sizes 32,128 \\
+        --precision bf16
     .venv/bin/python bench/bench_offline_train.py --preset tiny --steps 10     # smoke run
 
 Writes ``saved/reports/offline_train_bench_<time>.json``.
@@ -60,7 +61,10 @@ def sync(device: torch.device) -> None:
 
 
 def online_rate(cfg: WorldModelConfig, frames: list[np.ndarray], n: int, device: str) -> dict:
-    """Acted frames/s of the online learner with the gate forced open and training on every frame."""
+    """Acted frames/s of the online learner.
+
+    The gate is forced open and the learner trains on every frame.
+    """
     forced = cfg.replace(reconstruction_threshold=1e9, prediction_threshold=0.0)
     learner = OnlineLearner(forced, DOT_ACTIONS, device=device)
     warm = 5
@@ -108,7 +112,10 @@ def online_closed_rate(cfg: WorldModelConfig, frame: np.ndarray, n: int, device:
 
 
 def offline_rate(trainer: OfflineTrainer, steps: int, mode: str) -> dict:
-    """Samples/s of train_step at the trainer's batch size, in gate-open (joint) or gate-closed mode."""
+    """Samples/s of train_step at the trainer's batch size.
+
+    ``mode``: gate-open (joint) or gate-closed.
+    """
     st = trainer.state
     st.closed_since_check = 0
     settings = trainer.settings
@@ -227,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         print(
-            f'online learner: {args.online_frames} acted frames, gate open, training every frame ...',
+            f'online learner: {args.online_frames} acted frames, gate open, '
+            'training every frame ...',
             flush=True,
         )
         report['online'] = on = online_rate(cfg, frames, args.online_frames, args.device)
@@ -296,15 +304,20 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 report['offline'].append(r)
                 extra = (
-                    f", {r['vs_online']}x the online learner (medians; {r['vs_online_cpu']}x by CPU time)"
+                    f", {r['vs_online']}x the online learner "
+                    f"(medians; {r['vs_online_cpu']}x by CPU time)"
                     if r['vs_online']
                     else ''
                 )
                 if r.get('vs_online_gate_closed'):
-                    extra = f", {r['vs_online_gate_closed']}x the online gate-closed iterations (medians)"
+                    extra = (
+                        f", {r['vs_online_gate_closed']}x the online gate-closed iterations "
+                        '(medians)'
+                    )
                 print(
                     f"  {r['samples_per_s']:.2f} samples/s ({r['s_per_step_median']} s/step, "
-                    f"{r['cpu_s_per_sample']} CPU-s/sample){extra}; {r['gflop_per_sample']} GFLOP/sample "
+                    f"{r['cpu_s_per_sample']} CPU-s/sample){extra}; "
+                    f"{r['gflop_per_sample']} GFLOP/sample "
                     f"= {r['gflop_per_s']} GFLOP/s",
                     flush=True,
                 )

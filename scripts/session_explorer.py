@@ -7,9 +7,11 @@ folder (summary.md + PNGs, playback.gif) instead of shown inline. Also available
 
     .venv/bin/python scripts/session_explorer.py --help
     .venv/bin/python scripts/session_explorer.py --list
-    .venv/bin/python scripts/session_explorer.py --session toroidal_dot/<session> --frame 40 --out /tmp/explore
-    .venv/bin/python scripts/session_explorer.py --demo /tmp/demo --session toroidal_dot/demo-00 --frame 20 \\
-        --train-autoencoder 0:40 --train-predictor 0:40 --steps 20 --save /tmp/demo/tuned --out /tmp/demo/report
+    .venv/bin/python scripts/session_explorer.py --session toroidal_dot/<session> --frame 40 \\
+        --out /tmp/explore
+    .venv/bin/python scripts/session_explorer.py --demo /tmp/demo --session toroidal_dot/demo-00 \\
+        --frame 20 --train-autoencoder 0:40 --train-predictor 0:40 --steps 20 \\
+        --save /tmp/demo/tuned --out /tmp/demo/report
 """
 
 import sys

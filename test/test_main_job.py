@@ -15,7 +15,8 @@ def test_make_run_learns_and_writes_a_report(ros_env, tmp_path):
             '--no-print-directory',
             'run',
             'DURATION=0',
-            f'RUN_ARGS=preset:=tiny max_steps:=300 num_threads:=1 report_dir:={report} checkpoint_dir:={ckpt}',
+            'RUN_ARGS=preset:=tiny max_steps:=300 num_threads:=1 '
+            f'report_dir:={report} checkpoint_dir:={ckpt}',
         ],
         cwd=REPO,
         env=ros_env,

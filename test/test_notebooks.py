@@ -1,5 +1,8 @@
-"""The notebooks run headless from top to bottom (nbclient, the venv's python3 kernel) on generated
-data, and their key outputs (tables, figures, the summary each one ends with) are real and sensible."""
+"""The notebooks run headless from top to bottom on generated data.
+
+They run under nbclient with the venv's python3 kernel, and their key outputs (tables, figures, the
+summary each one ends with) are real and sensible.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ CELL_TIMEOUT = 180
 
 
 def execute(name: str, parameters: str = '') -> nbformat.NotebookNode:
-    """Run a notebook in its folder; ``parameters`` is appended to its parameters cell (as papermill does)."""
+    """Run a notebook in its folder.
+
+    ``parameters`` is appended to its parameters cell (as papermill does).
+    """
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     if parameters:
         cell = next(c for c in nb.cells if 'parameters' in c.metadata.get('tags', []))
@@ -111,7 +117,7 @@ def test_jetbot_action_test_notebook_against_the_simulated_server():
     assert s['simulated'] is True
     turn = s['turn']
     turned = math.degrees(math.remainder(turn['after'][2] - turn['before'][2], 2 * math.pi))
-    assert 4 < turned < 12, 'the seed turn (right motor 0.12 for 0.2 s) turns left by ~7 degrees'
+    assert 4 < turned < 12, 'the turn action (right motor 0.12 for 0.2 s) turns left by ~7 degrees'
     assert turn['changed'] > 5000 and 150 < turn['ms'] < 2000
     assert s['stay']['before'] == s['stay']['after'] and s['stay']['changed'] == 0
     # trajectory: every turn action turns left, every stay keeps the heading

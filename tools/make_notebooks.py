@@ -3,8 +3,8 @@
 The notebooks are generated so that their code stays short, reviewed here as Python, and the
 same in every checkout. Run after editing a cell:
 
-    .venv/bin/python tools/make_notebooks.py            # writes notebooks/*.ipynb
-    .venv/bin/python tools/make_notebooks.py --check    # exit 1 if a notebook differs from this file
+    .venv/bin/python tools/make_notebooks.py           # writes notebooks/*.ipynb
+    .venv/bin/python tools/make_notebooks.py --check   # exit 1 if a notebook differs from this file
 
 Each notebook starts with a parameter cell (tagged ``parameters``); with its defaults it runs
 headless on generated data (test/test_notebooks.py executes all of them with nbclient).
@@ -65,30 +65,35 @@ from devbot_explorer.table import Table
 
 check = DotActionCheck(seed=SEED)
 size, move = check.config.size, check.config.move_pixels
-display(Table(['action', 'values'], [[label, check.action_space.values(i)] for i, label in enumerate(check.labels())],
+action_rows = [[label, check.action_space.values(i)] for i, label in enumerate(check.labels())]
+display(Table(['action', 'values'], action_rows,
               title=f'action space of {check.action_space.robot_type}'))
 print('start position (x, y):', check.pose())
 '''),
     md('## A single action'),
     code('''
 move_step = check.act(1)
-print(f'move: {move_step.pose_before} -> {move_step.pose_after}, {move_step.changed_pixels} pixels changed')
+print(f'move: {move_step.pose_before} -> {move_step.pose_after}, '
+      f'{move_step.changed_pixels} pixels changed')
 _ = step_figure(move_step)
 '''),
     code('''
 stay_step = check.act(0)
-print(f'stay: {stay_step.pose_before} -> {stay_step.pose_after}, {stay_step.changed_pixels} pixels changed')
+print(f'stay: {stay_step.pose_before} -> {stay_step.pose_after}, '
+      f'{stay_step.changed_pixels} pixels changed')
 _ = step_figure(stay_step)
 '''),
     md('## A sequence and its trajectory'),
     code('''
 steps = check.run(SEQUENCE)
 _ = dot_trajectory_figure(steps, size)
-_ = frames_figure([steps[0].before] + [s.after for s in steps], ['start'] + [f'a={s.action}' for s in steps],
+_ = frames_figure([steps[0].before] + [s.after for s in steps],
+                  ['start'] + [f'a={s.action}' for s in steps],
                   columns=9, title='frames of the sequence')
 display(Table(['step', 'action', 'x before', 'x after', 'dx (mod size)', 'y'],
-              [[k, s.action, s.pose_before[0], s.pose_after[0], (s.pose_after[0] - s.pose_before[0]) % size,
-                s.pose_after[1]] for k, s in enumerate(steps)], title='trajectory'))
+              [[k, s.action, s.pose_before[0], s.pose_after[0],
+                (s.pose_after[0] - s.pose_before[0]) % size, s.pose_after[1]]
+               for k, s in enumerate(steps)], title='trajectory'))
 '''),
     md('''
 ## Wrap-around
@@ -124,16 +129,19 @@ display(diff_table)
 positions = check.reset_positions(RESETS)
 _ = reset_figure(positions, size)
 stats = uniformity(positions, size)
-display(Table(list(stats), [list(stats.values())], title='uniformity of the reset positions (chi-square, 4x4 cells)'))
+display(Table(list(stats), [list(stats.values())],
+              title='uniformity of the reset positions (chi-square, 4x4 cells)'))
 '''),
     code('''
 summary = {
-    'move': {'before': list(move_step.pose_before), 'after': list(move_step.pose_after), 'changed': move_step.changed_pixels},
-    'stay': {'before': list(stay_step.pose_before), 'after': list(stay_step.pose_after), 'changed': stay_step.changed_pixels},
+    'move': {'before': list(move_step.pose_before), 'after': list(move_step.pose_after),
+             'changed': move_step.changed_pixels},
+    'stay': {'before': list(stay_step.pose_before), 'after': list(stay_step.pose_after),
+             'changed': stay_step.changed_pixels},
     'trajectory': [list(steps[0].pose_before)] + [list(s.pose_after) for s in steps],
     'actions': [s.action for s in steps],
-    'wrap': {'before': list(wrap_step.pose_before), 'after': list(wrap_step.pose_after), 'edge_columns': cols.tolist(),
-             'cycle_moves': cycle, 'back_to_start': back_to_start},
+    'wrap': {'before': list(wrap_step.pose_before), 'after': list(wrap_step.pose_after),
+             'edge_columns': cols.tolist(), 'cycle_moves': cycle, 'back_to_start': back_to_start},
     'resets': {'count': len(positions), **stats},
     'size': size, 'move_pixels': move,
 }
@@ -177,35 +185,47 @@ from devbot_explorer.action_check import (JetBotActionCheck, frames_figure,
 from devbot_explorer.table import Table
 
 check = JetBotActionCheck(JETBOT_IP, PORT)
-print(f'connected to {"the simulated JetBot" if check.simulated else "the JetBot"} at {check.address}')
-display(Table(['action', 'values'], [[label, check.action_space.values(i)] for i, label in enumerate(check.labels())],
+robot = 'the simulated JetBot' if check.simulated else 'the JetBot'
+print(f'connected to {robot} at {check.address}')
+action_rows = [[label, check.action_space.values(i)] for i, label in enumerate(check.labels())]
+display(Table(['action', 'values'], action_rows,
               title=f'action space of {check.action_space.robot_type}'))
-turn = max(range(check.action_space.num_actions), key=lambda i: abs(check.action_space.values(i)['motor_right']
-                                                                      - check.action_space.values(i)['motor_left']))
+
+
+def motor_difference(action: int) -> float:
+    values = check.action_space.values(action)
+    return abs(values['motor_right'] - values['motor_left'])
+
+
+turn = max(range(check.action_space.num_actions), key=motor_difference)
 print('pose (x m, y m, heading rad):', check.pose(), '| turning action:', check.labels()[turn])
 '''),
     md('## A single action'),
     code('''
 turn_step = check.act(turn)
 if turn_step.pose_before is not None:
-    print(f'heading {math.degrees(turn_step.pose_before[2]):.1f} -> {math.degrees(turn_step.pose_after[2]):.1f} deg')
+    print(f'heading {math.degrees(turn_step.pose_before[2]):.1f} -> '
+          f'{math.degrees(turn_step.pose_after[2]):.1f} deg')
 print(f'{turn_step.seconds * 1000:.0f} ms, {turn_step.changed_pixels} pixels changed')
 _ = step_figure(turn_step)
 '''),
     code('''
 stay = next(i for i in range(check.action_space.num_actions) if i != turn)
 stay_step = check.act(stay)
-print(f'{stay_step.label}: {stay_step.changed_pixels} pixels changed, pose {stay_step.pose_before} -> {stay_step.pose_after}')
+print(f'{stay_step.label}: {stay_step.changed_pixels} pixels changed, '
+      f'pose {stay_step.pose_before} -> {stay_step.pose_after}')
 _ = step_figure(stay_step)
 '''),
     md('## A sequence and its trajectory'),
     code('''
 steps = check.run(SEQUENCE)
-_ = frames_figure([steps[0].before] + [s.after for s in steps], ['start'] + [f'a={s.action}' for s in steps],
+_ = frames_figure([steps[0].before] + [s.after for s in steps],
+                  ['start'] + [f'a={s.action}' for s in steps],
                   columns=6, title='frames of the sequence')
 if check.simulated:
     _ = jetbot_trajectory_figure(steps, check.server.hardware.world.config.room_size)
-    display(Table(['step', 'action', 'heading before (deg)', 'heading after (deg)', 'turned (deg)'],
+    display(Table(['step', 'action', 'heading before (deg)', 'heading after (deg)',
+                   'turned (deg)'],
                   [[k, s.action, math.degrees(s.pose_before[2]), math.degrees(s.pose_after[2]),
                     math.degrees(math.remainder(s.pose_after[2] - s.pose_before[2], 2 * math.pi))]
                    for k, s in enumerate(steps)], title='trajectory'))
@@ -230,10 +250,12 @@ end_frame = check.frame()
 view_change = float(np.abs(end_frame.astype(int) - start_frame.astype(int)).mean())
 half_way = wrap_steps[len(wrap_steps) // 2].after
 half_change = float(np.abs(half_way.astype(int) - start_frame.astype(int)).mean())
-turned_deg = math.degrees(turned) if start_pose is not None else None   # a real robot reports no pose
+# a real robot reports no pose
+turned_deg = math.degrees(turned) if start_pose is not None else None
 print(f'{len(wrap_steps)} turns' + (f', {turned_deg:.1f} deg' if turned_deg is not None else '')
       + f'; mean |view - start view|: {view_change:.1f} at the end vs {half_change:.1f} half way')
-_ = frames_figure([start_frame, half_way, end_frame], ['start', 'half way', f'after {len(wrap_steps)} turns'],
+_ = frames_figure([start_frame, half_way, end_frame],
+                  ['start', 'half way', f'after {len(wrap_steps)} turns'],
                   columns=3, title='a full turn brings the start view back')
 if check.simulated:
     _ = jetbot_trajectory_figure(wrap_steps, check.server.hardware.world.config.room_size)
@@ -241,7 +263,8 @@ if check.simulated:
     md('## Before/after difference'),
     code('''
 display(Table(['action', 'changed pixels', 'mean |difference|'],
-              [[s.label, s.changed_pixels, float(s.difference.mean())] for s in (turn_step, stay_step)],
+              [[s.label, s.changed_pixels, float(s.difference.mean())]
+               for s in (turn_step, stay_step)],
               title='difference images'))
 '''),
     md('## Reset randomisation (simulated JetBot only)'),
@@ -251,8 +274,9 @@ if check.simulated:
     for k in range(3):
         pose = check.reset(seed=SEED + k)
         resets.append({'pose': list(pose), 'frame': check.frame()})
+    poses = [r['pose'] for r in resets]
     _ = frames_figure([r['frame'] for r in resets],
-                      [f'({p[0]:.2f}, {p[1]:.2f}) m, {math.degrees(p[2]):.0f} deg' for p in (r['pose'] for r in resets)],
+                      [f'({p[0]:.2f}, {p[1]:.2f}) m, {math.degrees(p[2]):.0f} deg' for p in poses],
                       columns=3, title='views after three random resets')
 else:
     print('a real JetBot cannot be reset by software: skipped')
@@ -260,10 +284,11 @@ else:
     code('''
 summary = {
     'simulated': check.simulated,
-    'turn': {'action': turn_step.action, 'before': turn_step.pose_before, 'after': turn_step.pose_after,
-             'changed': turn_step.changed_pixels, 'ms': turn_step.seconds * 1000},
-    'stay': {'action': stay_step.action, 'before': stay_step.pose_before, 'after': stay_step.pose_after,
-             'changed': stay_step.changed_pixels},
+    'turn': {'action': turn_step.action, 'before': turn_step.pose_before,
+             'after': turn_step.pose_after, 'changed': turn_step.changed_pixels,
+             'ms': turn_step.seconds * 1000},
+    'stay': {'action': stay_step.action, 'before': stay_step.pose_before,
+             'after': stay_step.pose_after, 'changed': stay_step.changed_pixels},
     'trajectory': [s.pose_after for s in steps],
     'actions': [s.action for s in steps],
     'wrap': {'turns': len(wrap_steps), 'turned_deg': turned_deg, 'end_change': view_change,
@@ -284,7 +309,7 @@ EXPLORER = [
     md('''
 # Session explorer
 
-Recorded sessions of every robot, and a world model looking at them (SPEC E). Everything here is
+Recorded sessions of every robot, and a world model looking at them. Everything here is
 `devbot_explorer.explorer.SessionExplorer`; the script twin `scripts/session_explorer.py`
 (`devbot explore`) writes the same tables and figures to files.
 
@@ -299,18 +324,18 @@ play/pause and a slider.
 '''),
     code(
         '''
-SESSIONS_ROOT = None       # None: generate demo sessions; else e.g. 'saved/sessions' (relative to the repo)
-CHECKPOINTS_ROOT = None    # None: a tiny model trained on the demo data; else e.g. 'saved/checkpoints'
-SESSION = None             # index, '<robot>/<session>' or a path; None: the first toroidal_dot session
+SESSIONS_ROOT = None       # None: generate demo sessions; else 'saved/sessions' (repo-relative)
+CHECKPOINTS_ROOT = None    # None: a tiny model trained on the demo data; else 'saved/checkpoints'
+SESSION = None             # index, '<robot>/<session>' or a path; None: the first toroidal_dot one
 FRAME = 20                 # the frame to look at
 TRAIN_FRAMES = (0, 40)     # train on frames start..stop-1
 AE_STEPS = 20              # autoencoder steps (paused half way, then resumed)
 PRED_STEPS = 10            # predictor steps
 THRESHOLD = 5e-4           # ... or stop earlier at this evaluation loss
 SAVE_TO = None             # where to save the trained model; None: a temporary folder
-TORCH_THREADS = 1          # 0: torch's default (use more for a full-size model); 1 is fastest for tiny ones
-WORK_DIR = None            # where generated data and the saved model go; None: a new temporary folder
-FRESH_PRESET = 'tiny'      # model size when the robot has no checkpoint: 'tiny' or 'full' (untrained)
+TORCH_THREADS = 1          # 0: torch's default (for a full-size model); 1 is fastest for tiny ones
+WORK_DIR = None            # where generated data and the saved model go; None: a new temp folder
+FRESH_PRESET = 'tiny'      # model size without a checkpoint: 'tiny' or 'full' (untrained)
 ''',
         parameters=True,
     ),
@@ -322,7 +347,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from IPython.display import JSON, display
-warnings.filterwarnings('ignore', message='IProgress not found')   # tqdm without ipywidgets: no progress bars needed
+# tqdm without ipywidgets: no progress bars needed
+warnings.filterwarnings('ignore', message='IProgress not found')
 from world_model_node.config import WorldModelConfig
 from devbot_explorer.explorer import ExplorerError, SessionExplorer
 from devbot_explorer.workbench import LiveCheckpointError
@@ -336,7 +362,8 @@ if SESSIONS_ROOT is None:
     demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
     SESSIONS_ROOT = work / 'sessions'
     if CHECKPOINTS_ROOT is None:
-        write_demo_checkpoint(work / 'checkpoints' / 'toroidal_dot', demo[0].path, autoencoder_steps=40, predictor_steps=20)
+        write_demo_checkpoint(work / 'checkpoints' / 'toroidal_dot', demo[0].path,
+                              autoencoder_steps=40, predictor_steps=20)
         CHECKPOINTS_ROOT = work / 'checkpoints'
 ex = SessionExplorer(REPO / SESSIONS_ROOT, REPO / (CHECKPOINTS_ROOT or 'saved/checkpoints'))
 ex.session_table()
@@ -349,7 +376,8 @@ if SESSION is None:
     SESSION = next(i.path for i in ex.sessions() if i.robot_type == 'toroidal_dot' and not i.error)
 display(ex.open(SESSION))
 print('robot type:', ex.robot_type, '| actions:', ex.action_labels())
-if ex.action_after(FRAME) is None:       # the model views need a frame with a recorded action after it
+# the model views need a frame with a recorded action after it
+if ex.action_after(FRAME) is None:
     FRAME = ex.nearest_transition(FRAME)
     print('looking at frame', FRAME)
 '''),
@@ -359,7 +387,8 @@ for info in ex.sessions():
     if not info.error and info.robot_type != ex.robot_type:
         other = SessionExplorer(ex.sessions_root)
         other.open(info)
-        print(f'{info.robot}/{info.name}: robot type {other.robot_type}, actions {other.action_labels()}')
+        print(f'{info.robot}/{info.name}: robot type {other.robot_type}, '
+              f'actions {other.action_labels()}')
         _ = other.strip_figure(5, before=5, after=0)
         other.close()
         break
@@ -390,7 +419,8 @@ try:
     ex.load_model()       # CHECKPOINTS_ROOT/<robot type>, read-only
 except ExplorerError as exc:
     print(exc, f'-> an untrained {FRESH_PRESET} model instead', sep='\\n')
-    ex.load_model(fresh=True, config=WorldModelConfig.tiny() if FRESH_PRESET == 'tiny' else WorldModelConfig())
+    fresh = WorldModelConfig.tiny() if FRESH_PRESET == 'tiny' else WorldModelConfig()
+    ex.load_model(fresh=True, config=fresh)
 display(ex.model_table())
 _ = ex.reconstruction_figure(range(FRAME - 3, FRAME + 3))
 '''),
@@ -456,7 +486,8 @@ ex.sweep_table(d_after)
 target = Path(SAVE_TO) if SAVE_TO else work / 'explorer_checkpoint'
 generation = ex.save_model(target)
 print(f'saved generation {generation} to {target}')
-try:   # again into a folder holding a checkpoint (the one loaded, else the one just written): refused
+# again into a folder holding a checkpoint (the one loaded, else the one just written): refused
+try:
     ex.save_model(ex.model.source or target)
     live_refused = False
 except LiveCheckpointError as exc:
@@ -467,13 +498,16 @@ except LiveCheckpointError as exc:
 summary = {
     'session': str(ex.info.path), 'robot_type': ex.robot_type, 'actions': ex.action_labels(),
     'num_frames': ex.num_frames, 'frame': FRAME, 'distribution': distribution.records(),
-    'sweep': {'errors': d.errors.tolist(), 'uncertainty': d.uncertainty.tolist(), 'recorded': d.executed,
-              'recorded_in_session': ex.action_after(FRAME)},
-    'attention': d.attention_metrics, 'breakdown': d.attention_breakdown, 'counterfactual': d.counterfactual,
-    'training': {'ae_steps': ae_run.steps_done, 'ae_paused_at': ae_paused_at, 'ae_reason': ae_run.reason,
-                 'pred_steps': pred_run.steps_done, 'pred_reason': pred_run.reason},
+    'sweep': {'errors': d.errors.tolist(), 'uncertainty': d.uncertainty.tolist(),
+              'recorded': d.executed, 'recorded_in_session': ex.action_after(FRAME)},
+    'attention': d.attention_metrics, 'breakdown': d.attention_breakdown,
+    'counterfactual': d.counterfactual,
+    'training': {'ae_steps': ae_run.steps_done, 'ae_paused_at': ae_paused_at,
+                 'ae_reason': ae_run.reason, 'pred_steps': pred_run.steps_done,
+                 'pred_reason': pred_run.reason},
     'weight_change': ex.model.weight_change(),
-    'saved': {'generation': generation, 'files': sorted(p.name for p in target.iterdir()), 'live_refused': live_refused},
+    'saved': {'generation': generation, 'files': sorted(p.name for p in target.iterdir()),
+              'live_refused': live_refused},
 }
 display(JSON(summary))
 '''),

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
-    description='Swappable action selectors (constant, sequence, random, uncertainty, ...) as ROS-free policies and a selector node.',
+    description=(
+        'Swappable action selectors (constant, sequence, random, uncertainty, ...) as '
+        'ROS-free policies and a selector node.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

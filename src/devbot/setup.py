@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
-    description='Shared devbot library and CLI: action space, image conversion, QoS and topic names, launcher, viewer.',
+    description=(
+        'Shared devbot library and CLI: action space, image conversion, QoS and topic '
+        'names, launcher, viewer.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

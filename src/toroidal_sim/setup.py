@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
-    description='Simulated toroidal dot world: a white disc on black that moves right on a wrapping 224x224 image.',
+    description=(
+        'Simulated toroidal dot world: a white disc on black that moves right on a '
+        'wrapping 224x224 image.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer='devbot maintainers',
     maintainer_email='maintainers@devbot.invalid',
-    description='Online world model: masked-autoencoder ViT and action-conditioned transformer predictor with FiLM.',
+    description=(
+        'Online world model: masked-autoencoder ViT and action-conditioned transformer '
+        'predictor with FiLM.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

@@ -28,8 +28,10 @@ imports rclpy only when it runs.
 
 Node ``interactive_selector`` (console script; needs a terminal, so start it in its own one)::
 
-    interactive_selector --ros-args -r __ns:=/toroidal_dot -p robot_config:=config/toroidal_dot.yaml
-    interactive_selector --ros-args -r __ns:=/toroidal_dot -p robot_config:=config/toroidal_dot.yaml \\
+    interactive_selector --ros-args -r __ns:=/toroidal_dot \\
+        -p robot_config:=config/toroidal_dot.yaml
+    interactive_selector --ros-args -r __ns:=/toroidal_dot \\
+        -p robot_config:=config/toroidal_dot.yaml \\
         -p policy:=sequence -p sequence:=ALTERNATE -p trigger:=scores
 
 Subscribed topics:
@@ -333,7 +335,8 @@ PROMPT = '[Enter] accept | action | stop > '
 NOT_A_TTY = (
     'interactive_selector reads actions from a terminal, but stdin is not one '
     '(launch files give their processes /dev/null). Start it in its own terminal, e.g.\n'
-    '  interactive_selector --ros-args -r __ns:=/toroidal_dot -p robot_config:=config/toroidal_dot.yaml'
+    '  interactive_selector --ros-args -r __ns:=/toroidal_dot '
+    '-p robot_config:=config/toroidal_dot.yaml'
 )
 
 
@@ -388,7 +391,8 @@ class InteractiveSelector:
         )
         if not robot_config:
             raise ValueError(
-                'parameter robot_config is required (e.g. -p robot_config:=config/toroidal_dot.yaml)'
+                'parameter robot_config is required '
+                '(e.g. -p robot_config:=config/toroidal_dot.yaml)'
             )
         if self.trigger not in ('frame', 'scores'):
             raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')

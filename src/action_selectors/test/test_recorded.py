@@ -23,7 +23,10 @@ def _header(ns: int):
 
 
 def record_dot_session(path, actions, seed=4):
-    """A session as the recorder writes it from the dot robot: frames, executed actions, positions."""
+    """A session as the recorder writes it from the dot robot.
+
+    It holds frames, executed actions and positions.
+    """
     env = ToroidalDotEnv(ToroidalDotConfig(seed=seed))
     custom = {
         KEY_ROBOT_TYPE: 'toroidal_dot',

@@ -245,7 +245,11 @@ class ActionSpace:
         )
 
     def normalized(self) -> np.ndarray:
-        """All actions scaled per channel to [-1, 1]; a constant channel maps to 0. [A, C] float32."""
+        """All actions scaled per channel to [-1, 1]; a constant channel maps to 0.
+
+        Returns:
+            [A, C] float32.
+        """
         acts = np.asarray(self.actions, dtype=np.float64)
         lo = np.array([c.min for c in self.channels])
         hi = np.array([c.max for c in self.channels])

@@ -22,7 +22,8 @@ EXAMPLES = """\
 usage: devbot <command> [arguments]
 
 Examples:
-    devbot launch launch/toroidal_dot_runner.launch.yaml selector:=sequence sequence:=ALTERNATE max_steps:=100
+    devbot launch launch/toroidal_dot_runner.launch.yaml \\
+        selector:=sequence sequence:=ALTERNATE max_steps:=100
     devbot launch launch/toroidal_dot_runner.launch.yaml --show-args
     devbot view /toroidal_dot/camera/image_raw
     devbot <command> --help"""

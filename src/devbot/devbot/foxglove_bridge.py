@@ -69,7 +69,10 @@ DEFAULT_TOPICS = (
 
 
 def normalize_type(name: str) -> str:
-    """``sensor_msgs/Image``, ``sensor_msgs/msg/Image`` or ``Image`` -> ``sensor_msgs/msg/Image``."""
+    """The full name of a message type.
+
+    ``sensor_msgs/Image``, ``sensor_msgs/msg/Image`` or ``Image`` -> ``sensor_msgs/msg/Image``.
+    """
     parts = [p for p in name.strip().split('/') if p]
     if len(parts) == 2:
         parts = [parts[0], 'msg', parts[1]]
@@ -175,7 +178,10 @@ def joint_state_json(msg) -> dict:
 
 
 def diagnostics_json(msg) -> dict:
-    """A DiagnosticArray as JSON; each status also has ``numbers``: its values that parse as floats."""
+    """A DiagnosticArray as JSON.
+
+    Each status also has ``numbers``: its values that parse as floats.
+    """
     statuses = []
     for status in msg.status:
         values = {str(kv.key): str(kv.value) for kv in status.values}
@@ -396,7 +402,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='devbot foxglove',
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description='Serve ROS topics to the Foxglove app over WebSocket (foxglove-sdk), no ROS install needed.',
+        description=(
+            'Serve ROS topics to the Foxglove app over WebSocket (foxglove-sdk), '
+            'no ROS install needed.'
+        ),
         epilog=EXAMPLES,
     )
     parser.add_argument(
@@ -475,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             node = rclpy.create_node('foxglove_bridge')
             bridge = FoxgloveBridge(node, options.specs, context)
             print(
-                f'[devbot.foxglove] serving {len(options.specs)} topic(s) on ws://{options.host}:{server.port} '
+                f'[devbot.foxglove] serving {len(options.specs)} topic(s) '
+                f'on ws://{options.host}:{server.port} '
                 f'(Foxglove app: Open connection -> Foxglove WebSocket)',
                 flush=True,
             )

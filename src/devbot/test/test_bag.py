@@ -179,7 +179,8 @@ def test_missing_frames_drop_whole_transitions_never_mislabel(tmp_path):
     frames = write_dot_session(bag, ACTIONS, drop_frames={5, 20})
     with Session(bag) as s:
         ts = list(s.transitions())
-        # frames 5 and 20 are missing: actions 5+6 and 20+21 would share a frame pair -> both dropped
+        # frames 5 and 20 are missing: actions 5+6 and 20+21 would share a frame pair -> both
+        # dropped
         assert len(ts) == len(ACTIONS) - 4
         for t in ts:
             expected = [i for i, f in enumerate(frames) if np.array_equal(f, t.next_frame)]
@@ -275,7 +276,8 @@ def test_write_error_is_clear_and_keeps_what_was_written(tmp_path):
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_bag import *
-        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))   # a "disk" of 3 MB per file
+        # a "disk" of 3 MB per file
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
         try:
             write_dot_session(
                 Path({str(bag)!r}), [1] * 400, seed=1, options=WriterOptions(compression='none')

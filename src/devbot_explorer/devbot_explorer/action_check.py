@@ -345,7 +345,10 @@ def frames_figure(
 
 
 def dot_trajectory_figure(steps: Sequence[ActionStep], size: int = 224):
-    """The dot's path over a sequence: positions on the torus (a wrap breaks the line) and x per step."""
+    """The dot's path over a sequence.
+
+    Positions on the torus (a wrap breaks the line) and x per step.
+    """
     import matplotlib.pyplot as plt
 
     if not steps:
@@ -387,7 +390,10 @@ def dot_trajectory_figure(steps: Sequence[ActionStep], size: int = 224):
 
 
 def jetbot_trajectory_figure(steps: Sequence[ActionStep], room_size: float = 2.0):
-    """The simulated JetBot's path in its room (arrows: heading) and its heading per step (unwrapped)."""
+    """The simulated JetBot's path in its room (arrows: heading).
+
+    Also its heading per step (unwrapped).
+    """
     import matplotlib.pyplot as plt
 
     if not steps or steps[0].pose_before is None:
@@ -473,7 +479,10 @@ def uniformity(positions: np.ndarray, size: int = 224, bins: int = 4) -> dict[st
 
 
 def _chi2_sf(x: float, k: int) -> float:
-    """P(X > x) for X ~ chi-square with k degrees of freedom (regularised upper gamma, series/fraction)."""
+    """P(X > x) for X ~ chi-square with k degrees of freedom.
+
+    Computed as the regularised upper gamma function (series or continued fraction).
+    """
     a, z = k / 2.0, x / 2.0
     if z <= 0:
         return 1.0

@@ -14,13 +14,18 @@ from pathlib import Path
 HELP = 'session explorer: sessions and a world model as tables/figures'
 
 EXAMPLES = '''examples:
-  devbot explore --list                                            # every session of every robot
-  devbot explore --session toroidal_dot/20261125-185501-123456     # info, action distribution, frame views
-  devbot explore --session toroidal_dot/20261125-185501-123456 --frame 40 --playback 0:60 --out /tmp/x
-  devbot explore --session 3 --frame 40 --checkpoint saved/checkpoints/toroidal_dot      # + model views
-  devbot explore --session 3 --fresh --preset tiny --train-autoencoder 0:200 --threshold 5e-4 --steps 500 \\
-                 --train-predictor 0:200 --save saved/checkpoints/toroidal_dot_explorer
-  devbot explore --demo /tmp/demo --list                           # generate demo sessions + a tiny model first
+  # every session of every robot
+  devbot explore --list
+  # info, action distribution, frame views
+  devbot explore --session toroidal_dot/20261125-185501-123456
+  devbot explore --session toroidal_dot/20261125-185501-123456 --frame 40 --playback 0:60 \\
+                 --out /tmp/x
+  # + model views
+  devbot explore --session 3 --frame 40 --checkpoint saved/checkpoints/toroidal_dot
+  devbot explore --session 3 --fresh --preset tiny --train-autoencoder 0:200 --threshold 5e-4 \\
+                 --steps 500 --train-predictor 0:200 --save saved/checkpoints/toroidal_dot_explorer
+  # generate demo sessions + a tiny model first
+  devbot explore --demo /tmp/demo --list
 
 Model views need a checkpoint (default: <checkpoints>/<robot type>, read-only) or --fresh. The
 trained model is saved only with --save, and never over an existing checkpoint unless

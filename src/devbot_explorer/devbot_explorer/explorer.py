@@ -1,4 +1,4 @@
-"""The session explorer (SPEC E): recorded sessions of every robot, and a world model looking at them.
+"""The session explorer: recorded sessions of every robot, and a world model looking at them.
 
 ROS-free. One object, used the same way by the notebook (``notebooks/session_explorer.ipynb``)
 and its script twin (``scripts/session_explorer.py``, also ``devbot explore``)::
@@ -13,14 +13,15 @@ and its script twin (``scripts/session_explorer.py``, also ``devbot explore``)::
     ex.frame_figure(40); ex.strip_figure(40, before=6, after=2); ex.playback(0, 60)
     ex.action_distribution()                # this session vs all sessions of the robot type
 
-    ex.load_model()                         # saved/checkpoints/<robot type>, read-only (or fresh=True)
+    ex.load_model()                         # saved/checkpoints/<robot type>, read-only
+                                            # (or fresh=True)
     ex.reconstruction_figure(range(30, 38))
-    d = ex.analyse(40)                      # sweep over the action space + attention + counterfactuals
+    d = ex.analyse(40)                      # action-space sweep + attention + counterfactuals
     ex.sweep_figure(d); ex.sweep_table(d); ex.attention_figure(d); ex.counterfactual_table(d)
     run = ex.train_autoencoder(range(0, 60), threshold=5e-4, steps=500, run=False)
     run.run(100); run.pause(); run.resume()  # see workbench.Training
     ex.training_figure(run); ex.weight_change_figure(); ex.weights_figure('predictor')
-    ex.save_model('saved/checkpoints/toroidal_dot_explorer')   # never over the live one unless asked
+    ex.save_model('saved/checkpoints/toroidal_dot_explorer')   # not over the live one unless asked
 
 The model side is :class:`devbot_explorer.workbench.ModelWorkbench` (inference, analysis,
 training, weights, saving); this module picks the frames and actions out of the session and
@@ -117,11 +118,17 @@ class SessionExplorer:
     # =========================================================================================
 
     def sessions(self, robot: str | None = None) -> list[SessionInfo]:
-        """Every session under the root (of one robot directory), unreadable ones with ``error`` set."""
+        """Every session under the root (of one robot directory).
+
+        Unreadable ones have ``error`` set.
+        """
         return list_sessions(self.sessions_root, robot)
 
     def session_table(self, robot: str | None = None) -> Table:
-        """One row per session: index (for :meth:`open`), robot, name, type, actions, frames, time, state."""
+        """One row per session.
+
+        Columns: index (for :meth:`open`), robot, name, type, actions, frames, time, state.
+        """
         rows = []
         for k, info in enumerate(self.sessions(robot)):
             if info.error:
@@ -411,7 +418,10 @@ class SessionExplorer:
         return contact_sheet(entries, tile=tile, columns=len(entries))
 
     def strip_figure(self, index: int, before: int = 6, after: int = 2):
-        """The history strip as a figure: frames around ``index`` with arrows labelled by the actions."""
+        """The history strip as a figure.
+
+        Frames around ``index`` with arrows labelled by the actions.
+        """
         import matplotlib.pyplot as plt
 
         idx = self._strip_indices(index, before, after)
@@ -430,7 +440,8 @@ class SessionExplorer:
                     spine.set_edgecolor('tab:orange')
                     spine.set_linewidth(3)
         fig.suptitle(
-            f'frames {idx[0]}..{idx[-1]} (current {current}); below each: the action executed after it',
+            f'frames {idx[0]}..{idx[-1]} (current {current}); '
+            'below each: the action executed after it',
             fontsize=9,
         )
         fig.tight_layout()
@@ -634,7 +645,9 @@ class SessionExplorer:
         return t
 
     def nearest_transition(self, index: int) -> int:
-        """The frame nearest to ``index`` that has a recorded action after it (the earlier one on a tie).
+        """The frame nearest to ``index`` that has a recorded action after it.
+
+        On a tie the earlier one.
 
         Raises:
             ExplorerError: the session has no transitions.
@@ -647,8 +660,11 @@ class SessionExplorer:
         return min((t.frame_index for t in self._transitions), key=lambda f: (abs(f - index), f))
 
     def window(self, index: int, history: int | None = None) -> Window:
-        """The context of the transition at frame ``index`` (up to ``history`` earlier transitions
-        joined to it; default the model's PREDICTION_HISTORY_SIZE, else 3) plus its outcome frame."""
+        """The context of the transition at frame ``index`` plus its outcome frame.
+
+        The context is up to ``history`` earlier transitions joined to it (default the model's
+        PREDICTION_HISTORY_SIZE, else 3).
+        """
         if history is None:
             history = self.model.config.prediction_history_size if self.model is not None else 3
         chain = self._chain(self.transition_at(index), history)
@@ -657,8 +673,11 @@ class SessionExplorer:
         return Window(tuple(idx), self.frames(indices=idx), actions, len(chain) - 1)
 
     def selection(self, frames: Iterable[int] | slice | None = None) -> Window:
-        """Chosen frames for training: ``frames`` (indices, a range or a slice; default all) with the
-        actions that join them (a transition counts when both its frames are chosen)."""
+        """Chosen frames for training, with the actions that join them.
+
+        ``frames``: indices, a range or a slice; default all. A transition counts when both its
+        frames are chosen.
+        """
         if frames is None:
             chosen = list(range(self.num_frames))
         elif isinstance(frames, slice):
@@ -901,7 +920,10 @@ class SessionExplorer:
         return fig
 
     def attention_table(self, d) -> Table:
-        """The attention metrics (APA, ALF, TTAR, RI@16, entropy vs uniform) and the mass per segment."""
+        """The attention metrics and the mass per segment.
+
+        The metrics are APA, ALF, TTAR, RI@16 and the entropy vs uniform.
+        """
         if d.attention is None:
             raise ExplorerError(
                 'no attention in these diagnostics: analyse(..., with_attention=True)'
@@ -1036,8 +1058,11 @@ class SessionExplorer:
         run: bool = True,
         **kwargs,
     ):
-        """Train the level-0 predictor on the transitions among chosen frames, for ``steps`` or to
-        ``threshold`` (the executed action's prediction MSE). See :meth:`ModelWorkbench.train_predictor`."""
+        """Train the level-0 predictor on the transitions among chosen frames.
+
+        It runs for ``steps`` or to ``threshold`` (the executed action's prediction MSE). See
+        :meth:`ModelWorkbench.train_predictor`.
+        """
         sel = self.selection(frames)
         if not (sel.actions >= 0).any():
             raise ExplorerError(
@@ -1087,7 +1112,10 @@ class SessionExplorer:
         return Table(
             ['layer', 'relative change'],
             [[k, v] for k, v in items],
-            title='weight change since load: ||w - w0|| / ||w0|| (absolute for zero-initialised layers)',
+            title=(
+                'weight change since load: ||w - w0|| / ||w0|| '
+                '(absolute for zero-initialised layers)'
+            ),
         )
 
     def weight_change_figure(self):

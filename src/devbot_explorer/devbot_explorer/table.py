@@ -110,7 +110,10 @@ class Table:
         )
         title = f'<p><b>{html.escape(self.title)}</b></p>' if self.title else ''
         notes = ''.join(f'<br><small>{html.escape(n)}</small>' for n in self.notes)
-        return f'{title}<table class="devbot-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}'
+        return (
+            f'{title}<table class="devbot-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table>{notes}'
+        )
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()

@@ -118,7 +118,8 @@ class Training:
     def __repr__(self) -> str:
         state = f'done ({self.reason})' if self.done else ('paused' if self.paused else 'ready')
         return (
-            f'Training({self.kind}, {self.steps_done} steps, eval loss {self.last_eval:.6g}, {state}, '
+            f'Training({self.kind}, {self.steps_done} steps, '
+            f'eval loss {self.last_eval:.6g}, {state}, '
             f'steps={self.max_steps}, threshold={self.threshold})'
         )
 
@@ -187,7 +188,8 @@ class ModelWorkbench:
     def __init__(self, learner: OnlineLearner, source: str | os.PathLike | None = None) -> None:
         if learner.checkpoints is not None:
             raise ValueError(
-                'the workbench needs a learner without checkpoint_dir (it must never write by itself)'
+                'the workbench needs a learner without checkpoint_dir '
+                '(it must never write by itself)'
             )
         self.learner = learner
         self.source = None if source is None else Path(source).resolve()
@@ -353,8 +355,11 @@ class ModelWorkbench:
         return out
 
     def _context_start(self, acts: np.ndarray, t: int) -> int:
-        """First frame of the context ending at frame t: up to PREDICTION_HISTORY_SIZE earlier frames
-        connected to t by known actions."""
+        """First frame of the context ending at frame t.
+
+        The context holds up to PREDICTION_HISTORY_SIZE earlier frames connected to t by known
+        actions.
+        """
         start = t
         while (
             start > 0 and t - start < self.config.prediction_history_size and acts[start - 1] >= 0
@@ -371,7 +376,9 @@ class ModelWorkbench:
         with_counterfactuals: bool = True,
         num_shuffles: int = 4,
     ) -> D.TransitionDiagnostics:
-        """Diagnostics of the transition from frame ``index`` of a window (``diagnostics.analyse_transition``).
+        """Diagnostics of the transition from frame ``index`` of a window.
+
+        They come from ``diagnostics.analyse_transition``.
 
         The context is frame ``index`` and up to PREDICTION_HISTORY_SIZE earlier frames joined to
         it by known actions; every action of the space is swept; the executed action is
@@ -412,7 +419,10 @@ class ModelWorkbench:
     def sweep(
         self, frames: np.ndarray, actions: Sequence[int] | np.ndarray, index: int | None = None
     ) -> D.TransitionDiagnostics:
-        """Only the action sweep of ``analyse`` (predictions, errors, spread, uncertainty): cheaper."""
+        """Only the action sweep of ``analyse``: cheaper.
+
+        The sweep gives the predictions, errors, spread and uncertainty.
+        """
         return self.analyse(
             frames, actions, index, with_attention=False, with_counterfactuals=False
         )
@@ -573,7 +583,9 @@ class ModelWorkbench:
 
     @torch.no_grad()
     def weight_change(self) -> dict[str, float]:
-        """Relative change ||w - w_ref|| / ||w_ref|| per layer since the load (or the last ``snapshot``).
+        """Relative change ||w - w_ref|| / ||w_ref|| per layer.
+
+        The reference is the load (or the last ``snapshot``).
 
         Returns:
             {'autoencoder/<layer>': change, 'predictor/<layer>': change}, layers as in the metrics
@@ -601,8 +613,9 @@ class ModelWorkbench:
         'autoencoder/patch_embed': the patch-embedding filters as a grid of RGB patches (each
         filter scaled to its own range); attention projections of every block of both networks
         ('autoencoder/blocks_<i>/qkv', '.../proj', 'predictor/layers_<i>/qkv', '.../proj') and the
-        predictor's action pathway ('predictor/action_token', 'predictor/films_<i>/gamma', '.../beta')
-        as matrices [out, in] in a diverging map (blue < 0 < red, white 0, scaled by max |w|).
+        predictor's action pathway ('predictor/action_token', 'predictor/films_<i>/gamma',
+        '.../beta') as matrices [out, in] in a diverging map (blue < 0 < red, white 0, scaled by
+        max |w|).
 
         Args:
             scale: integer nearest-neighbour magnification.
@@ -643,7 +656,8 @@ class ModelWorkbench:
         Returns:
             the generation written.
         Raises:
-            LiveCheckpointError: the target is the source or holds a checkpoint and overwrite_live is False.
+            LiveCheckpointError: the target is the source or holds a checkpoint and
+                overwrite_live is False.
         """
         target = Path(directory).resolve()
         manager = CheckpointManager(target)
@@ -685,7 +699,10 @@ class ModelWorkbench:
 
 
 def _max_generation(manager: CheckpointManager) -> int:
-    """The highest generation among the learner-state files of a directory (0 if none is readable)."""
+    """The highest generation among the learner-state files of a directory.
+
+    0 if none is readable.
+    """
     gens = [0]
     for backup in (False, True):
         try:

@@ -1,12 +1,12 @@
 """Motor execution and safety for the JetBot, ROS-free.
 
-An action ``(left, right, duration)`` runs exactly as the original JetBot client ran it
-(SPEC A2): ramp linearly from the current to the target speeds in :data:`RAMP_STEPS` steps
+An action ``(left, right, duration)`` runs exactly as the original JetBot client ran it: ramp
+linearly from the current to the target speeds in :data:`RAMP_STEPS` steps
 :data:`RAMP_INTERVAL_S` apart, hold for ``max(0, duration - 0.06)`` s, then ramp down to 0 the
 same way. With a step every 15 ms and the wait after each ramp-up step included, the time from
 the first ramp-up command to the first ramp-down command is ``max(duration, 0.06)``; the ramp
 down takes 45 ms more. Steps are timed against absolute deadlines, so slow calls do not
-accumulate drift. For the seed's turn action (0, 0.12, 0.2 s) the motors get
+accumulate drift. For the original system's turn action (0, 0.12, 0.2 s) the motors get
 0.03, 0.06, 0.09, 0.12, (hold 0.14 s), 0.09, 0.06, 0.03, 0 on the right, 0 on the left.
 
 Safety: :class:`MotionLimits` clamps every speed to [-max_speed, max_speed] (within [-1, 1]);

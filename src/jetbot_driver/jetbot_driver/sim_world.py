@@ -8,8 +8,8 @@ of view), so turning shifts the view sideways and driving makes walls grow or sh
 model has real, learnable dynamics. Wheel speeds are integrated exactly (constant speeds
 between motor commands give an arc), and the robot stops at the walls.
 
-With the seed's JetBot actions (right motor 0.12 for 0.2 s, ramped) the robot turns left by
-about 8 degrees per action, some 30 pixels of a 224-wide view.
+With the original system's JetBot actions (right motor 0.12 for 0.2 s, ramped) the robot turns
+left by about 8 degrees per action, some 30 pixels of a 224-wide view.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why a thread (and not timers on the ROS executor): every RPyC call blocks (up to the 30 s
 request timeout when the link hangs) and an action blocks for its whole ramp + hold + ramp
-(~0.25 s for the seed's actions) with 15 ms step deadlines. On the node's single-threaded
+(~0.25 s for the original system's actions) with 15 ms step deadlines. On the node's single-threaded
 executor that would freeze every callback (commands, cmd_vel, parameter services) and a timer
 state machine would still block in each RPyC call. So all robot I/O happens on this worker, in
 order, and the executor thread does only ROS work:

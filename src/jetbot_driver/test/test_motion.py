@@ -22,7 +22,8 @@ from jetbot_driver.motion import (
 from jetbot_driver.sim_server import SimServer
 from jetbot_driver.worker import Executed, Fatal, Frame, Notice, RobotWorker, WorkerConfig
 
-SEED_TURN = (0.0, 0.12, 0.2)  # the seed's moving action: motor_left 0, motor_right 0.12, 0.2 s
+# the original system's moving action: motor_left 0, motor_right 0.12, 0.2 s
+SEED_TURN = (0.0, 0.12, 0.2)
 EXPECTED_TURN = [
     (0.0, 0.03),
     (0.0, 0.06),

@@ -127,7 +127,7 @@ def test_compiled_training_step_on_cuda_follows_the_eager_one(tmp_path):
         weights[compiled] = {
             k: v.detach().float().cpu() for k, v in trainer.predictor.state_dict().items()
         }
-    # 4 Adam steps of lr 1e-4 move a weight by at most ~4e-4: the two runs must agree far closer than
-    # they moved, or the compiled step trains something else
+    # 4 Adam steps of lr 1e-4 move a weight by at most ~4e-4: the two runs must agree far closer
+    # than they moved, or the compiled step trains something else
     for k, v in weights[False].items():
         torch.testing.assert_close(weights[True][k], v, rtol=0, atol=2e-4, msg=k)

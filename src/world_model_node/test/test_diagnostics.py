@@ -1,5 +1,8 @@
-"""Tests of the attention and action diagnostics (SPEC D6): hand-built attention with values
-computed by hand, action sweeps, counterfactuals, gradient flow, and the learner's logging."""
+"""Tests of the attention and action diagnostics.
+
+Hand-built attention with values computed by hand, action sweeps, counterfactuals, gradient flow,
+and the learner's logging.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ def models(
 # ---------------------------------------------------------------------------------------------
 
 T = 5  # CLS + a 2x2 patch grid
-# 3 history frames, each followed by its action token (the last one is the candidate), then T queries
+# 3 history frames, each followed by its action token (the last one is the candidate), then T
+# queries
 TYPES = torch.tensor(([FRAME_TOKEN] * T + [ACTION_TOKEN]) * 3 + [QUERY_TOKEN] * T)  # L = 23
 L = TYPES.shape[0]
 ROWS = torch.tensor(
@@ -70,7 +74,8 @@ def hand_built_attention() -> torch.Tensor:
 
 def test_attention_metrics_of_a_hand_built_map():
     m = {k: float(v) for k, v in D.attention_metrics(hand_built_attention(), TYPES, ROWS).items()}
-    # mean over heads and query rows: candidate 1/6, last-frame patch 1/6, oldest-frame patch 1/3, queries 1/3
+    # mean over heads and query rows: candidate 1/6, last-frame patch 1/6, oldest-frame patch 1/3,
+    # queries 1/3
     assert m['attn/APA'] == pytest.approx(1 / 6)
     assert m['attn/ALF'] == pytest.approx(1 / 6)
     assert m['attn/TTAR'] == pytest.approx((1 / 6) / (1 / 6 + 1 / 3))

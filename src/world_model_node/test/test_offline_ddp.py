@@ -28,13 +28,17 @@ WORKER = textwrap.dedent('''
     from pathlib import Path
     import torch
     from world_model_node.config import WorldModelConfig
-    from world_model_node.offline.trainer import (OfflineTrainer, TrainSettings, cleanup_distributed,
-                                                  init_distributed)
+    from world_model_node.offline.trainer import (
+        OfflineTrainer,
+        TrainSettings,
+        cleanup_distributed,
+        init_distributed,
+    )
     sessions, out = [Path(p) for p in sys.argv[1].split(',')], Path(sys.argv[2])
     info = init_distributed('cpu')
     settings = TrainSettings(**json.loads(sys.argv[3]))
-    trainer = OfflineTrainer(sessions, out, WorldModelConfig.tiny(), settings, device='cpu', progress=False,
-                             dist_info=info)
+    trainer = OfflineTrainer(sessions, out, WorldModelConfig.tiny(), settings, device='cpu',
+                             progress=False, dist_info=info)
     used = []
     step = trainer.train_step
     def recording(batch):

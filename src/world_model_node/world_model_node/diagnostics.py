@@ -1,4 +1,4 @@
-"""Attention and action diagnostics of the world model (SPEC D6). Plain PyTorch, no ROS.
+"""Attention and action diagnostics of the world model. Plain PyTorch, no ROS.
 
 What the predictor looks at and whether it uses the actions:
 
@@ -40,7 +40,7 @@ from .models import (
     ensemble_entropy,
 )
 
-#: parameter-name prefixes of the predictor's action pathway (SPEC D6 gradient flow)
+#: parameter-name prefixes of the predictor's action pathway (for the gradient-flow ratio)
 ACTION_PARAM_PREFIXES = ('action_embed.', 'action_token.', 'films.')
 
 
@@ -57,7 +57,8 @@ def _check_attention(attn: torch.Tensor, key_types: torch.Tensor, query_rows: to
         raise ValueError(f'key_types must be [L={length}], got shape {tuple(key_types.shape)}')
     if query_rows.ndim != 1 or query_rows.shape[0] != s or query_rows.dtype != torch.bool:
         raise ValueError(
-            f'query_rows must be a bool tensor [S={s}], got {query_rows.dtype} {tuple(query_rows.shape)}'
+            f'query_rows must be a bool tensor [S={s}], '
+            f'got {query_rows.dtype} {tuple(query_rows.shape)}'
         )
     if s > length:
         raise ValueError(f'more attention rows ({s}) than keys ({length})')
@@ -92,7 +93,7 @@ def _query_mass(attn: torch.Tensor, query_rows: torch.Tensor) -> torch.Tensor:
 def attention_metrics(
     attn: torch.Tensor, key_types: torch.Tensor, query_rows: torch.Tensor, recent: int = 16
 ) -> dict[str, torch.Tensor]:
-    """APA, ALF, TTAR, RI@k and row entropy of the last layer's attention (SPEC D6).
+    """APA, ALF, TTAR, RI@k and row entropy of the last layer's attention.
 
     The attention rows are the LAST S tokens of the L-token sequence (row i sits at position
     L - S + i and may attend keys 0 .. L - S + i): the full square map of ``forward`` (S = L) and
@@ -101,7 +102,8 @@ def attention_metrics(
     Args:
         attn: [H, S, L] attention of one sample (rows sum to 1, zero outside the causal support).
         key_types: [L] token type of each key (models.FRAME_TOKEN / ACTION_TOKEN / QUERY_TOKEN).
-        query_rows: [S] bool, the future-query rows; every metric averages over these rows and the heads.
+        query_rows: [S] bool, the future-query rows; every metric averages over these rows and
+            the heads.
         recent: k of RI@k: the k most recent HISTORY tokens (frame and action tokens before the
             queries; the future-query tokens themselves never count).
     Returns:
@@ -343,7 +345,8 @@ def counterfactual_losses(
         context_actions: [F-1, C] normalised history actions.
         executed_action: [C] the normalised action executed after the last frame.
         target_patches: [N, P] patches of the true next frame.
-        num_shuffles: shuffled variants (>= 1); with one action in the sequence a shuffle is the identity.
+        num_shuffles: shuffled variants (>= 1); with one action in the sequence a shuffle is the
+            identity.
         generator: CPU generator for the permutations (None: torch's global RNG).
         true_loss: the loss of the true sequence when already known (e.g. the sweep's error of the
             executed action, ``action_errors``): saves one sequence of the batch.
@@ -383,12 +386,17 @@ def counterfactual_losses(
 
 
 def is_action_parameter(name: str) -> bool:
-    """Whether a predictor parameter belongs to the action pathway (embedding, action token, FiLM)."""
+    """Whether a predictor parameter belongs to the action pathway.
+
+    The action pathway is the action embedding, the action token and the FiLM layers.
+    """
     return name.startswith(ACTION_PARAM_PREFIXES)
 
 
 def action_grad_ratio(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> torch.Tensor:
-    """||grad of action parameters||_2 / ||grad of all parameters||_2 as a 0-d tensor (no host sync).
+    """||grad of action parameters||_2 / ||grad of all parameters||_2.
+
+    A 0-d tensor (no host sync).
 
     Parameters without a gradient count as zero. Raises ValueError when no parameter has a gradient.
     """
@@ -403,7 +411,9 @@ def action_grad_ratio(named_params: Iterable[tuple[str, torch.nn.Parameter]]) ->
 
 
 def gradient_flow_ratio(predictor: torch.nn.Module) -> float:
-    """Share of the predictor's gradient L2 norm in its action parameters, in [0, 1], after a backward.
+    """Share of the predictor's gradient L2 norm in its action parameters, in [0, 1].
+
+    Call it after a backward pass.
 
     Args:
         predictor: a ``TransformerActionConditionedPredictor`` whose parameters hold gradients.
@@ -487,11 +497,13 @@ def _check_frames(frames: torch.Tensor, autoencoder: MaskedAutoencoderViT, what:
     s, c = autoencoder.img_size, autoencoder.in_chans
     if frames.shape[-3:] != (c, s, s) or not frames.is_floating_point():
         raise ValueError(
-            f'{what} must be float [.., {c}, {s}, {s}] in [0, 1], got {frames.dtype} {tuple(frames.shape)}'
+            f'{what} must be float [.., {c}, {s}, {s}] in [0, 1], '
+            f'got {frames.dtype} {tuple(frames.shape)}'
         )
     if frames.numel() and (float(frames.min()) < 0 or float(frames.max()) > 1):
         raise ValueError(
-            f'{what} must be in [0, 1] (got values in [{float(frames.min())}, {float(frames.max())}])'
+            f'{what} must be in [0, 1] '
+            f'(got values in [{float(frames.min())}, {float(frames.max())}])'
         )
 
 
@@ -514,7 +526,8 @@ def analyse_transition(
     Args:
         autoencoder: encodes the frames and decodes the predictions.
         predictor: the primitive-action (level-0) predictor.
-        frames: [F, 3, S, S] float in [0, 1], the context frames oldest first (the last is the current frame).
+        frames: [F, 3, S, S] float in [0, 1], the context frames oldest first (the last is the
+            current frame).
         context_actions: [F-1, C] normalised action after each of the first F-1 frames.
         candidate_actions: [A, C] normalised actions to sweep (usually the whole action space).
         executed: index into candidate_actions of the action executed after the current frame.
@@ -604,7 +617,9 @@ def transition_metrics(
     num_shuffles: int = 1,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The D6 logging metrics of one known transition from cached features (0-d tensors, no host sync).
+    """The attention and action logging metrics of one known transition from cached features.
+
+    The metrics are 0-d tensors (no host sync).
 
     Args:
         feats: [F, T, D] context features (oldest first); context_actions [F-1, C];
@@ -614,8 +629,9 @@ def transition_metrics(
     Cost: one context pass with all candidates (sweep + attention) and one batched full pass of
     num_shuffles + 1 sequences (the true loss is the sweep's).
     Returns:
-        'attn/APA', 'attn/ALF', 'attn/TTAR', 'attn/RI@16', 'attn/entropy', 'attn/entropy_uniform' (of
-        the executed candidate), 'diagnostics/action_spread', 'diagnostics/action_spread_std',
+        'attn/APA', 'attn/ALF', 'attn/TTAR', 'attn/RI@16', 'attn/entropy',
+        'attn/entropy_uniform' (of the executed candidate), 'diagnostics/action_spread',
+        'diagnostics/action_spread_std',
         'diagnostics/executed_error', 'diagnostics/best_action_error' (the lowest error over the
         candidates), 'diagnostics/counterfactual_{true,shuffled,zeroed}',
         'diagnostics/counterfactual_{shuffled,zeroed}_gap'.

@@ -112,7 +112,10 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """[B, C, H, W] -> [B, N, p*p*C], patches row-major, values (row, col, channel) inside a patch."""
+    """[B, C, H, W] -> [B, N, p*p*C].
+
+    Patches are row-major; the values inside a patch are ordered (row, col, channel).
+    """
     b, c, h, w = imgs.shape
     p = patch_size
     x = imgs.reshape(b, c, h // p, p, w // p, p)
@@ -141,7 +144,7 @@ def _init_linear_and_norm(module: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# D1: masked autoencoder
+# masked autoencoder
 # ---------------------------------------------------------------------------------------------
 
 
@@ -306,7 +309,11 @@ class MaskedAutoencoderViT(nn.Module):
     def forward_encoder(
         self, imgs: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """imgs [B, C, H, W] in [0, 1] -> (latent [B, 1+K, D], mask [B, N] | None, ids_restore | None)."""
+        """Encode images, masking a random share of the patches.
+
+        imgs [B, C, H, W] in [0, 1] -> (latent [B, 1+K, D], mask [B, N] | None,
+        ids_restore | None).
+        """
         x = self.patch_embed(imgs).flatten(2).transpose(1, 2)  # [B, N, D]
         x = x + self.pos_embed[:, 1:]
         mask = ids_restore = None
@@ -325,7 +332,10 @@ class MaskedAutoencoderViT(nn.Module):
     # ------------------------------------------------------------------ decoder
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Unmasked features [B, 1+N, D] -> reconstructed patches [B, N, P] (pixels in [0, 1] units)."""
+        """Unmasked features [B, 1+N, D] -> reconstructed patches [B, N, P].
+
+        The patches are pixels in [0, 1] units.
+        """
         return self.decoder(latent)
 
     def decode_frozen(self, latent: torch.Tensor) -> torch.Tensor:
@@ -340,25 +350,33 @@ class MaskedAutoencoderViT(nn.Module):
     # ------------------------------------------------------------------ training
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """MSE over all N patches (masked and visible), pixels in [0, 1]. imgs [B, C, H, W], pred [B, N, P]."""
+        """MSE over all N patches (masked and visible), pixels in [0, 1].
+
+        imgs [B, C, H, W], pred [B, N, P].
+        """
         return F.mse_loss(pred, self.patchify(imgs))
 
     def forward(
         self, imgs: torch.Tensor, mask_ratio: float = 0.75, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One masked-autoencoding pass: -> (loss, predicted patches [B, N, P], mask [B, N] | None)."""
+        """One masked-autoencoding pass.
+
+        Returns (loss, predicted patches [B, N, P], mask [B, N] | None).
+        """
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, generator)
         pred = self.decoder(latent, ids_restore)
         return self.forward_loss(imgs, pred), pred, mask
 
 
 # ---------------------------------------------------------------------------------------------
-# D2: action-conditioned predictor
+# action-conditioned predictor
 # ---------------------------------------------------------------------------------------------
 
 
 class ActionEmbedding(nn.Module):
-    """Normalised action [.., C] -> embedding [.., E]: Linear(C->hidden), GELU, Linear(hidden->E), GELU, LayerNorm.
+    """Normalised action [.., C] -> embedding [.., E].
+
+    Layers: Linear(C->hidden), GELU, Linear(hidden->E), GELU, LayerNorm.
 
     Args:
         action_dim: channels C (per primitive action; a macro-action concatenates them).
@@ -381,7 +399,9 @@ class ActionEmbedding(nn.Module):
 
 
 class FiLM(nn.Module):
-    """Feature-wise linear modulation x <- x * (1 + W_g e) + W_b e; zero-initialised (identity at start).
+    """Feature-wise linear modulation x <- x * (1 + W_g e) + W_b e.
+
+    Zero-initialised, so it is the identity at the start.
 
     Args:
         cond_dim: width of the conditioning embedding e.
@@ -532,7 +552,10 @@ class PredictorOutput:
 
 @dataclass
 class PredictorContext:
-    """Cached keys/values of a context ``[frame, action]* + current frame`` (see ``build_context``)."""
+    """Cached keys/values of a context ``[frame, action]* + current frame``.
+
+    See ``build_context``.
+    """
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v) [1, H, L, D/H]
     length: int  # L: context tokens, = position of the candidate action token
@@ -541,7 +564,9 @@ class PredictorContext:
 
 
 class TransformerActionConditionedPredictor(nn.Module):
-    """Causal transformer predicting the next frame's features from frames, actions and a candidate action.
+    """Causal transformer predicting the next frame's features.
+
+    It predicts from frames, actions and a candidate action.
 
     Sequence: for each context frame its T feature tokens then its action token (the last frame's
     action token is the candidate action whose outcome is predicted), then T learned future-query
@@ -761,13 +786,19 @@ class TransformerActionConditionedPredictor(nn.Module):
         return q
 
     def max_context_frames(self) -> int:
-        """Most context frames that fit the position table with the candidate token and the queries."""
+        """Most context frames that fit the position table.
+
+        The candidate token and the queries must fit too.
+        """
         return (self.max_seq_len - self.tokens_per_frame) // (self.tokens_per_frame + 1)
 
     # ------------------------------------------------------------------ trunk
 
     def _segment_rope(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(cos, sin) [S, dh/2] of the tokens at positions start .. start+S-1, or None without RoPE."""
+        """(cos, sin) [S, dh/2] of the tokens at positions start .. start+S-1.
+
+        None without RoPE.
+        """
         if not self.patch_rope:
             return None
         slot = (start + torch.arange(length, device=self.rope_cos.device)) % (
@@ -812,7 +843,10 @@ class TransformerActionConditionedPredictor(nn.Module):
         return x, new_kv, attn
 
     def action_prior(self, actions: torch.Tensor) -> torch.Tensor:
-        """The heads' fixed random priors for candidate actions [B, C] -> [E, B, D] (zero mean over E)."""
+        """The heads' fixed random priors for candidate actions [B, C] -> [E, B, D].
+
+        The priors have zero mean over E.
+        """
         phi = torch.cos(actions @ self.prior_freq + self.prior_phase)  # [B, K]
         return self.prior_scale * torch.einsum('bk,ekd->ebd', phi, self.prior_proj)
 

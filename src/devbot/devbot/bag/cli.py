@@ -1,8 +1,8 @@
 """``devbot bag``: list, inspect and repair recorded sessions.
 
 devbot bag list [--root saved/sessions] [--robot toroidal_dot]
-devbot bag info SESSION            (a bag directory, or <robot>/<session> under saved/sessions)
-devbot bag reindex SESSION         (after a killed recording: close the MCAP files, rebuild metadata.yaml)
+devbot bag info SESSION     (a bag directory, or <robot>/<session> under saved/sessions)
+devbot bag reindex SESSION  (after a killed recording: close the MCAP files, rebuild metadata.yaml)
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ def cmd_list(opts) -> int:
         print(f'no sessions under {opts.root}')
         return 0
     print(
-        f'{"robot":<14} {"session":<24} {"type":<13} {"start":<19} {"duration":>9} {"msgs":>8} {"size":>9}  state'
+        f'{"robot":<14} {"session":<24} {"type":<13} {"start":<19} '
+        f'{"duration":>9} {"msgs":>8} {"size":>9}  state'
     )
     for i in infos:
         if i.error:
             print(
-                f'{i.robot:<14} {i.name:<24} {"?":<13} {"-":<19} {"-":>9} {"-":>8} {"-":>9}  unreadable: {i.error}'
+                f'{i.robot:<14} {i.name:<24} {"?":<13} {"-":<19} '
+                f'{"-":>9} {"-":>8} {"-":>9}  unreadable: {i.error}'
             )
             continue
         state = 'ok' if i.complete else 'unfinished (devbot bag reindex)'
@@ -62,7 +64,8 @@ def cmd_info(opts) -> int:
     print(f'software:     {info.software_version or "-"}')
     print(f'start:        {_when(info.start_ns)}   duration {info.duration_ns / 1e9:.3f} s')
     print(
-        f'messages:     {info.message_count}   size {_size(info.size_bytes)}   files {", ".join(info.files)}'
+        f'messages:     {info.message_count}   size {_size(info.size_bytes)}   '
+        f'files {", ".join(info.files)}'
     )
     print(
         f'state:        {"ok" if info.complete else "unfinished: " + (scan_problem(path) or "?")}'

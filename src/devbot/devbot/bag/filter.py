@@ -5,7 +5,7 @@ action from the frames it belongs to, so a filtered stream is never mislabelled.
 
 Syntax: terms separated by ``;``; a transition is kept when every term holds.
 
-    actions=1          action index is 1          (also ``action=1``, unless a channel is named action)
+    actions=1          action index is 1 (also ``action=1``, unless a channel is named action)
     actions=0,2        action index is 0 or 2
     motor_right>0      a channel value compared with a number: = != < <= > >=
     from=10            action completed at least 10 s after the session start
@@ -100,7 +100,10 @@ class TransitionFilter:
         return cls(text, actions, tuple(channels), from_s, to_s, space)
 
     def __call__(self, transition, start_ns: int = 0) -> bool:
-        """Whether ``transition`` (anything with ``action``, ``values``, ``action_stamp_ns``) is kept."""
+        """Whether ``transition`` is kept.
+
+        ``transition`` is anything with ``action``, ``values`` and ``action_stamp_ns``.
+        """
         if self.actions is not None and transition.action not in self.actions:
             return False
         for name, op, number in self.channels:

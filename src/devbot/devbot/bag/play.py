@@ -429,7 +429,8 @@ def node_main(args: list[str] | None = None, **node_kwargs) -> int:
             )
             missed = f', {node.acks_missed} acks missed' if node.lockstep else ''
             print(
-                f'played {node.published} messages in {elapsed:.3f} s ({node.passes} pass(es){missed})',
+                f'played {node.published} messages in {elapsed:.3f} s '
+                f'({node.passes} pass(es){missed})',
                 flush=True,
             )
             executor.remove_node(node)

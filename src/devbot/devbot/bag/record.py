@@ -274,8 +274,8 @@ class RecorderNode(Node):
         latched = bool(infos) and all(
             i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos
         )
-        # no publisher yet: reliable (the loop's QoS; a reliable reader also matches reliable writers only,
-        # so a best-effort publisher appearing later is reported below)
+        # no publisher yet: reliable (the loop's QoS; a reliable reader also matches reliable
+        # writers only, so a best-effort publisher appearing later is reported below)
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=self._depth,

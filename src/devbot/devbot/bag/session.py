@@ -340,7 +340,10 @@ class Session:
         start_ns: int | None = None,
         stop_ns: int | None = None,
     ) -> Iterator[BagMessage]:
-        """Messages in time order, optionally of some topics (names or suffixes) and a log-time window."""
+        """Messages in time order.
+
+        Optionally only those of some topics (names or suffixes) and in a log-time window.
+        """
         from rosbags.rosbag2.errors import ReaderError
 
         if topics is None:
@@ -514,7 +517,10 @@ class Session:
     def transitions(
         self, filter: TransitionFilter | str | None = None, frames: bool = True
     ) -> Iterator[Transition]:
-        """Transitions in order, whole ones only kept by ``filter``; with pixels unless frames=False."""
+        """Transitions in order, with pixels unless frames=False.
+
+        Only whole transitions kept by ``filter`` are yielded.
+        """
         flt = (
             TransitionFilter.parse(filter, self.action_space)
             if isinstance(filter, str) or filter is None

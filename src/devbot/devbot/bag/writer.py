@@ -159,7 +159,8 @@ class BagWriter:
 
     Example:
         >>> with BagWriter('saved/sessions/toroidal_dot/x', custom_data={'k': 'v'}) as bag:
-        ...     tid = bag.add_topic(TopicSpec('/toroidal_dot/camera/image_raw', 'sensor_msgs/msg/Image'))
+        ...     spec = TopicSpec('/toroidal_dot/camera/image_raw', 'sensor_msgs/msg/Image')
+        ...     tid = bag.add_topic(spec)
         ...     bag.write(tid, time.time_ns(), serialized_bytes)
 
     Errors (disk full, permissions, ...) raise :class:`BagWriteError`; after one the writer is
@@ -253,7 +254,10 @@ class BagWriter:
         stats.last_ns = timestamp_ns if stats.last_ns is None else max(stats.last_ns, timestamp_ns)
 
     def flush_due(self) -> None:
-        """Call periodically: writes a chunk older than flush_interval_s, refreshes metadata.yaml."""
+        """Call periodically.
+
+        Writes a chunk older than flush_interval_s and refreshes metadata.yaml.
+        """
         if self.closed:
             return
         now = time.monotonic()

@@ -430,8 +430,9 @@ class OfflineTrainer:
         self.settings = settings or TrainSettings()
         if self.settings.batch_size % self.dist.world_size:
             raise TrainError(
-                f'batch size {self.settings.batch_size} is not a multiple of the {self.dist.world_size} '
-                f'processes: every process must take the same share of a batch'
+                f'batch size {self.settings.batch_size} is not a multiple of the '
+                f'{self.dist.world_size} processes: '
+                'every process must take the same share of a batch'
             )
         if self.settings.precision == 'fp16' and self.device.type != 'cuda':
             raise TrainError('precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)')
@@ -470,7 +471,8 @@ class OfflineTrainer:
         if saved is not None and saved['data'] != self.index.fingerprint():
             raise TrainError(
                 f'{self.out_dir}: the sessions of this run changed since it was interrupted '
-                f'(was {saved["data"]}, now {self.index.fingerprint()}); start a new run with --init'
+                f'(was {saved["data"]}, now {self.index.fingerprint()}); '
+                'start a new run with --init'
             )
         self.train_ids, self.val_ids = split_samples(
             self.index, s.val_fraction, s.seed, s.val_block
@@ -483,9 +485,9 @@ class OfflineTrainer:
         self.batches_per_epoch = len(self.train_ids) // s.batch_size
         if self.batches_per_epoch == 0:
             raise TrainError(
-                f'{len(self.train_ids)} training samples (of {len(self.index)}; {len(self.val_ids)} held '
-                f'out) are fewer than one batch of {s.batch_size}: record more or use a smaller '
-                f'--batch-size'
+                f'{len(self.train_ids)} training samples (of {len(self.index)}; '
+                f'{len(self.val_ids)} held out) are fewer than one batch of {s.batch_size}: '
+                'record more or use a smaller --batch-size'
             )
         self.total_steps = s.steps or max(1, math.ceil(s.epochs * self.batches_per_epoch))
 
@@ -533,7 +535,8 @@ class OfflineTrainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == 'cuda' else None
-            # find_unused_parameters: a gate-closed step leaves the predictor out, a joint step the mask token
+            # find_unused_parameters: a gate-closed step leaves the predictor out, a joint step the
+            # mask token
             model = DDP(
                 self.step_module,
                 device_ids=ids,
@@ -567,7 +570,8 @@ class OfflineTrainer:
     def _check_out_dir(self, overwrite: bool, init_dir: str | Path | None) -> None:
         if (self.out_dir / STATE_FILE).exists() and not overwrite:
             raise TrainError(
-                f'{self.out_dir} holds an offline run: continue it with --resume {self.out_dir}, or '
+                f'{self.out_dir} holds an offline run: '
+                f'continue it with --resume {self.out_dir}, or '
                 f'choose another --out'
             )
         if CheckpointManager(self.out_dir).exists() and not overwrite:
@@ -577,7 +581,8 @@ class OfflineTrainer:
                 else 'choose another --out'
             )
             raise TrainError(
-                f'{self.out_dir} holds a checkpoint; not overwriting it ({hint}, or give --overwrite)'
+                f'{self.out_dir} holds a checkpoint; '
+                f'not overwriting it ({hint}, or give --overwrite)'
             )
 
     def _eval_subset(self) -> np.ndarray:
@@ -602,7 +607,10 @@ class OfflineTrainer:
 
     def request_stop(self, *_: Any) -> None:
         """Finish the current step, save and return from ``train`` (signal handlers call this).
-        The request travels with the step's all-reduce, so every process stops after the same step."""
+
+        The request travels with the step's all-reduce, so every process stops after the same
+        step.
+        """
         self._stop_signal = True
 
     def _mode(self) -> tuple[str, bool]:
@@ -818,8 +826,11 @@ class OfflineTrainer:
     def evaluate_samples(
         self, sample_ids: Sequence[int], batch_size: int = 32, dot_metrics: bool = False
     ) -> dict:
-        """The current models' numbers (:func:`evaluation.evaluate`) on these samples of the index,
-        e.g. ``trainer.val_ids[:64]``: a look at the models from a notebook or a test, this process only."""
+        """The current models' numbers (:func:`evaluation.evaluate`) on these samples of the index.
+
+        E.g. ``trainer.val_ids[:64]``: a look at the models from a notebook or a test, this
+        process only.
+        """
         data = TransitionDataset(
             self.index, np.asarray(sample_ids, dtype=np.int64), self.config.img_size
         )
@@ -876,7 +887,10 @@ class OfflineTrainer:
         how = (
             'give --workers N (DataLoader processes decode frames in parallel)'
             if self.workers == 0
-            else f'more --workers than {self.workers}, or a larger --cache-mb if the frames would fit'
+            else (
+                f'more --workers than {self.workers}, '
+                'or a larger --cache-mb if the frames would fit'
+            )
         )
         self._print(f'[train] waiting for data takes {100 * frac:.0f}% of the time: {how}')
         return True
@@ -992,7 +1006,10 @@ class OfflineTrainer:
     # ------------------------------------------------------------------ persistence
 
     def save(self) -> None:
-        """Write the offline state, then the online checkpoint generation (rank 0; the others wait)."""
+        """Write the offline state, then the online checkpoint generation.
+
+        Rank 0 writes; the others wait.
+        """
         if self.dist.is_main:
             learner = self.learner
             generation = learner.generation + 1
@@ -1082,9 +1099,9 @@ class OfflineTrainer:
         online = self.learner.generation
         if online > gen:
             raise TrainError(
-                f'{self.out_dir}: the checkpoint was trained further after this offline run was saved '
-                f'(generation {online} > {gen}); continuing would lose that. Start a new offline run '
-                f'from it with --init {self.out_dir} --out <new dir>'
+                f'{self.out_dir}: the checkpoint was trained further after this offline run was '
+                f'saved (generation {online} > {gen}); continuing would lose that. '
+                f'Start a new offline run from it with --init {self.out_dir} --out <new dir>'
             )
         try:
             self.autoencoder.load_state_dict(saved['autoencoder'])
