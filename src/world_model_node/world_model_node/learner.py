@@ -116,7 +116,9 @@ class ObserveResult:
     predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)
     num_levels: int = 1  # levels that exist after this step
     new_level: int | None = None  # a level created in this step
-    timings: dict[str, float] = field(default_factory=dict)  # s: encode, gate, train, score, total
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # s: encode, gate, train, score, save, total
     metrics: dict[str, float] | None = None  # the metrics logged in this step, if any
 
     def level_scores(self, level: int) -> tuple[np.ndarray, list[ActionLabel]]:
@@ -593,7 +595,7 @@ class OnlineLearner:
                 timings=timings,
             )
             result.metrics = self._maybe_log()
-            self._maybe_save(trained_level0=False)
+            self._maybe_save(False, timings)
             self._last_result = result
             return result
         timings['gate'] = 0.0
@@ -624,16 +626,17 @@ class OnlineLearner:
         timings['total'] = time.perf_counter() - t0
         result.timings = timings
         result.metrics = self._maybe_log()
-        self._maybe_save(trained_level0=0 in result.trained_levels)
+        self._maybe_save(0 in result.trained_levels, timings)
         self._last_result = result
         return result
 
-    def _maybe_save(self, trained_level0: bool) -> None:
+    def _maybe_save(self, trained_level0: bool, timings: dict[str, float]) -> None:
         """Save in the background when due: every CHECKPOINT_SAVE_INTERVAL level-0 predictor
         steps, and CHECKPOINT_PERIOD_S seconds after the last save whatever the phase (a run
         killed at any moment loses at most one period). A save that falls due while the previous
         write is still in flight stays due and starts at the first iteration after it: never
-        dropped, and the loop never waits for the disk."""
+        dropped, and the loop never waits for the disk. The seconds the loop spent on it (the
+        snapshot) go into ``timings['save']`` and ``timings['total']``."""
         if self.checkpoints is None:
             return
         cfg = self.config
@@ -643,7 +646,10 @@ class OnlineLearner:
         if period > 0 and self.clock() - self._last_save_time >= period:
             self._save_due = True
         if self._save_due:
-            self.save(background=True)
+            t0 = time.perf_counter()
+            if self.save(background=True) is not None:
+                timings['save'] = time.perf_counter() - t0
+                timings['total'] += timings['save']
 
     # ------------------------------------------------------------------ 1. encoding
 
