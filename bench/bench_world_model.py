@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ import torch
 from compute import count_gflop, matmul_ceiling
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
+from world_model_node.checkpoint import CheckpointManager
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.metrics import explained_variance
@@ -77,6 +79,7 @@ def evaluate(
     seed: int,
     picture: Path | None = None,
     row: int | None = None,
+    avoid_row: int | None = None,
 ) -> dict:
     """Predict held-out transitions with the learner's current models (eval mode, no learning).
 
@@ -84,7 +87,8 @@ def evaluate(
     history steps with actions drawn like the run's policy, then every candidate action from the
     current frame, compared with the true next frame. ``row``: put every start on this image row
     (the training trajectory's: no action changes y, so without resets the robot only ever sees
-    one row); None: random rows (generalisation to rows never seen unless the run resets)."""
+    one row); None: random rows (generalisation to rows never seen unless the run resets), at
+    least a dot diameter away from ``avoid_row`` when given (no pixel of the dot ever seen)."""
     rng = np.random.default_rng(seed)
     cfg = learner.config
     lvl = learner.levels[0]
@@ -104,6 +108,9 @@ def evaluate(
         )
         if row is not None:
             env.y = row
+        elif avoid_row is not None:
+            while _row_distance(env.y, avoid_row, env_cfg.size) <= 2 * env_cfg.dot_radius:
+                env.y = int(rng.integers(env_cfg.size))
         frames, acts = [env.frame()], []
         for _ in range(cfg.prediction_history_size):
             a = 1 if history_actions == 'always_move' else int(rng.integers(learner.num_actions))
@@ -148,6 +155,60 @@ def evaluate(
     return res
 
 
+def _row_distance(a: int, b: int, size: int) -> int:
+    d = abs(a - b) % size
+    return min(d, size - d)
+
+
+def targets_reached(res: dict) -> dict[str, bool]:
+    """The learning targets a held-out evaluation (one row kind) shows as reached."""
+    acts = res.values()
+    return {
+        'ev_above_0.9': all(d['explained_variance_mean'] > 0.9 for d in acts),
+        'within_3px_all': all(d['within_3px'] == 1.0 for d in acts),
+    }
+
+
+TARGETS = {
+    'ev_above_0.9': 'both actions EV > 0.9',
+    'within_3px_all': 'both actions within 3 px in 100% of held-out transitions',
+}
+
+
+def measure_save(learner: OnlineLearner, directory: Path) -> dict:
+    """The cost of one checkpoint save of the learner as it is now (in a scratch folder): ms the
+    loop is blocked (the snapshot; the background writer does the rest), ms until the files are
+    written, and the same for a synchronous save."""
+    saved = learner.checkpoints
+    learner.checkpoints = CheckpointManager(directory)
+    try:
+        t0 = time.perf_counter()
+        learner.save(background=True)
+        blocked = time.perf_counter() - t0
+        error = learner.checkpoints.wait()
+        if error is not None:
+            raise error
+        total = time.perf_counter() - t0
+        size = learner.checkpoints.last_save['bytes']
+        t0 = time.perf_counter()
+        learner.save()
+        sync = time.perf_counter() - t0
+    finally:
+        learner.checkpoints = saved
+    return {
+        'loop_blocked_ms': round(blocked * 1000, 1),
+        'total_ms': round(total * 1000, 1),
+        'synchronous_save_ms': round(sync * 1000, 1),
+        'mb': round(size / 1e6, 1),
+    }
+
+
+def _reached(t: dict | None) -> str:
+    if t is None:
+        return 'not reached'
+    return f"{t['wall_s']} s ({t.get('acted_frames', t.get('frames'))} frames)"
+
+
 def _px(v: float | None) -> str:
     return 'no dot' if v is None else f'{v:.1f}'
 
@@ -187,11 +248,12 @@ def run(
     training_row = env.y
 
     def heldout(picture: Path | None = None) -> dict:
-        """Held-out predictions on the training trajectory's row and, separately, on random rows."""
+        """Held-out predictions on the training trajectory's row (home row) and, separately, on
+        rows the run never saw (with resets: on any row, all are seen)."""
         kinds = (
             {'any_row': None}
             if args.reset_every
-            else {'training_row': training_row, 'any_row': None}
+            else {'home_row': training_row, 'unseen_rows': None}
         )
         return {
             kind: evaluate(
@@ -201,12 +263,25 @@ def run(
                 history_mode,
                 seed=12345 + i,
                 row=row,
+                avoid_row=None if args.reset_every else training_row,
                 picture=None
                 if picture is None
                 else picture.with_name(f'{picture.stem}_{kind}.png'),
             )
             for i, (kind, row) in enumerate(kinds.items())
         }
+
+    target_kind = 'any_row' if args.reset_every else 'home_row'
+    targets: dict[str, dict | None] = dict.fromkeys(TARGETS)
+    eval_s = 0.0  # held-out evaluations: not learning time
+
+    def learning_s() -> float:
+        return time.perf_counter() - t_start - eval_s
+
+    def check_targets(ev: dict) -> None:
+        for name, reached in targets_reached(ev[target_kind]).items():
+            if reached and targets[name] is None:
+                targets[name] = {'acted_frames': n_acted, 'wall_s': round(learning_s(), 1)}
 
     t_start = time.perf_counter()
     cpu_start = time.process_time()
@@ -225,14 +300,14 @@ def run(
     resets = 0
     executed = [0] * learner.num_actions  # executed primitive actions
     while True:
-        elapsed = time.perf_counter() - t_start
+        elapsed = learning_s()
         if (args.frames and n_acted >= args.frames) or elapsed >= args.time_budget:
             break
         r = learner.observe(frame)
         n_frames += 1
         while not r.gate_open:
             closed.append(r.timings)
-            now = time.perf_counter() - t_start
+            now = learning_s()
             if now >= args.time_budget:
                 break
             if now - last_print >= args.print_every:
@@ -253,7 +328,7 @@ def run(
                 'frames': n_frames,
                 'learner_steps': r.step,
                 'autoencoder_steps': learner.autoencoder_steps,
-                'wall_s': round(time.perf_counter() - t_start, 1),
+                'wall_s': round(learning_s(), 1),
             }
         if 0 in r.prediction_errors:
             err = r.prediction_errors[0]
@@ -261,7 +336,7 @@ def run(
             if first_below is None and err < cfg.prediction_threshold:
                 first_below = {
                     'acted_frames': n_acted,
-                    'wall_s': round(time.perf_counter() - t_start, 1),
+                    'wall_s': round(learning_s(), 1),
                     'cpu_s': round(time.process_time() - cpu_start, 1),
                 }
             if (
@@ -271,7 +346,7 @@ def run(
             ):
                 sustained_below = {
                     'acted_frames': n_acted,
-                    'wall_s': round(time.perf_counter() - t_start, 1),
+                    'wall_s': round(learning_s(), 1),
                     'cpu_s': round(time.process_time() - cpu_start, 1),
                 }
         # ---- choose an action
@@ -294,7 +369,7 @@ def run(
             learner.record_action(a)
             executed[a] += 1
             frame = env.step(a)
-        now = time.perf_counter() - t_start
+        now = learning_s()
         if now - last_print >= args.print_every:
             last_print = now
             tail = acted[-50:]
@@ -308,10 +383,11 @@ def run(
             )
         if args.eval_every and n_acted >= next_eval:
             next_eval += args.eval_every
+            t_eval = time.perf_counter()
             ev = heldout()
-            evals.append(
-                {'acted_frames': n_acted, 'wall_s': round(time.perf_counter() - t_start, 1), **ev}
-            )
+            eval_s += time.perf_counter() - t_eval
+            check_targets(ev)
+            evals.append({'acted_frames': n_acted, 'wall_s': round(learning_s(), 1), **ev})
             for kind, res in ev.items():
                 print(
                     f'[{mode}] eval @ {n_acted} ({kind}): '
@@ -324,10 +400,16 @@ def run(
                     flush=True,
                 )
     wall = time.perf_counter() - t_start
+    learning_wall = learning_s()
     cpu = time.process_time() - cpu_start
     final = heldout(picture=out_dir / f'world_model_bench_{stamp}_{mode}_heldout.png')
+    check_targets(final)
     if learner.checkpoints is not None:
         learner.save()
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix='.save_cost_') as scratch:
+        save_cost = measure_save(learner, Path(scratch))
+    # the arithmetic of one more frame at the run's final state (all levels scored)
+    gflop, _ = count_gflop(lambda: learner.observe(frame))
     panel = learner.visualization_panel()
     if panel is not None:
         save_png(panel, out_dir / f'world_model_bench_{stamp}_{mode}_panel.png')
@@ -346,11 +428,13 @@ def run(
             }
         return out
 
-    keys = ['encode', 'gate', 'train', 'score', 'total']
+    keys = ['encode', 'gate', 'train', 'score', 'save', 'total']
     trained_rows = [t for t in acted if t['trained']]  # a predictor training step happened
     return {
         'mode': mode,
         'wall_s': round(wall, 1),
+        'learning_wall_s': round(learning_wall, 1),
+        'eval_wall_s': round(eval_s, 1),
         'cpu_s': round(cpu, 1),
         'frames_observed': n_frames,
         'acted_frames': n_acted,
@@ -365,6 +449,13 @@ def run(
         'gate_first_open': first_gate_open,
         'prediction_below_threshold_first': first_below,
         'prediction_below_threshold_median20': sustained_below,
+        'targets_on': target_kind,
+        'targets': targets,  # learning wall time (evaluations excluded) when first reached
+        'eval_samples_per_action': args.eval_samples,
+        'gflop_per_frame_at_end': round(gflop, 4),
+        'gate_open_at_end': bool(learner.history[-1].checked),
+        'checkpoint_period_s': cfg.checkpoint_period_s,
+        'checkpoint_save_cost': save_cost,
         'acted_frame_cost': split(acted, keys, skip=min(5, len(acted) // 10)),
         'acted_frame_cost_with_training': split(
             trained_rows, keys, skip=min(5, len(trained_rows) // 10)
@@ -463,7 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         default=500,
         help='held-out evaluation every N acted frames (0: end only)',
     )
-    p.add_argument('--eval-samples', type=int, default=8)
+    p.add_argument(
+        '--eval-samples',
+        type=int,
+        default=64,
+        help='held-out transitions per action and row kind in each evaluation',
+    )
     p.add_argument('--print-every', type=float, default=15.0, help='progress line every N seconds')
     p.add_argument('--out', type=Path, default=ROOT / 'saved' / 'reports')
     p.add_argument(
@@ -545,6 +641,10 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(report, indent=2))
     if args.timing_only:
         modes = []
+    elif 'timing_forced_open' in report:
+        report['matmul_ceiling_gflop_per_s'] = t['matmul_ceiling_gflop_per_s']
+    else:
+        report['matmul_ceiling_gflop_per_s'] = round(matmul_ceiling(device=args.device), 1)
     for mode in modes:
         print(
             f'=== {mode}: {args.preset} model, {args.threads} threads, budget {args.time_budget:.0f} s ===',
@@ -574,12 +674,31 @@ def main(argv: list[str] | None = None) -> int:
             f"  fresh prediction error < threshold: first {r['prediction_below_threshold_first']}, "
             f"median of 20 {r['prediction_below_threshold_median20']}"
         )
+        print(f"  wall time to targets ({r['targets_on']}, learning time, evaluations excluded):")
+        gate = r['gate_first_open']
+        print(f"    first gate open: {_reached(gate)}")
+        for name, text in TARGETS.items():
+            print(f'    {text}: {_reached(r["targets"][name])}')
         for kind, res in r['final_eval'].items():
             for a, d in res.items():
                 print(
-                    f"  held-out ({kind}) {a}: EV {d['explained_variance_mean']:.3f}, dot error median "
+                    f"  held-out ({kind}, {d['samples']} transitions) {a}: EV "
+                    f"{d['explained_variance_mean']:.3f}, dot error median "
                     f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f}"
                 )
+        ceiling = report['matmul_ceiling_gflop_per_s']
+        print(
+            f"  GFLOP per frame at the end: {r['gflop_per_frame_at_end']} "
+            f"({'acted' if r['gate_open_at_end'] else 'gate closed'}); matmul ceiling {ceiling} "
+            f"GFLOP/s: at least {1000 * r['gflop_per_frame_at_end'] / ceiling:.0f} ms"
+        )
+        s = r['checkpoint_save_cost']
+        print(
+            f"  checkpoint: every {r['checkpoint_period_s']:g} s (and every "
+            f"{cfg.checkpoint_save_interval} predictor steps); one save {s['mb']} MB: loop "
+            f"blocked {s['loop_blocked_ms']} ms, written after {s['total_ms']} ms "
+            f"(synchronous save {s['synchronous_save_ms']} ms)"
+        )
     print(f'\nreport: {path}')
     return 0
 

@@ -4,6 +4,7 @@ processes over real DDS, started by the launcher on an isolated domain."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import signal
 import subprocess
@@ -169,6 +170,56 @@ def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_pat
         for p in (sim, sel):
             p.send_signal(signal.SIGINT)
             p.wait(20)
+
+
+def test_kill_9_in_the_gate_closed_phase_loses_at_most_one_checkpoint_period(launch, tmp_path):
+    from world_model_node.checkpoint import CheckpointManager
+
+    # the gate never opens (threshold 0): no predictor step, so only the wall-time trigger saves
+    params = write_params(
+        tmp_path / 'wm.yaml',
+        reconstruction_threshold=0.0,
+        checkpoint_period_s=2.0,
+        checkpoint_save_interval=100000,
+    )
+    ckpt = tmp_path / 'ckpt'
+    args = [
+        LAUNCH,
+        'preset:=tiny',
+        f'params_file:={params}',
+        f'checkpoint_dir:={ckpt}',
+        f'report_dir:={tmp_path / "r"}',
+        'num_threads:=1',
+    ]
+    run = launch(*args)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (ckpt / 'learner_state.pth').exists():
+        time.sleep(0.2)
+    assert (ckpt / 'learner_state.pth').exists(), 'no checkpoint by wall time: ' + run.output
+    [wm_pid] = [pid for name, pid in run.child_pids().items() if name.startswith('world_model')]
+    time.sleep(1.0)  # into the next period: a write may be in flight when the kill comes
+    os.kill(wm_pid, signal.SIGKILL)
+    assert wait_gone(wm_pid, 10), 'world_model_node survived SIGKILL'
+    run.stop()
+    # the newest complete generation loads; it was made while the gate was closed
+    comps = CheckpointManager(ckpt).load()
+    state = comps['learner_state']
+    saved_gen, saved_step = int(state['generation']), int(state['step'])
+    assert saved_gen >= 1 and saved_step > 0
+    assert state['levels'][0]['training_steps'] == 0 and state['autoencoder_steps'] > 0
+    run2 = launch(*args[:-2], f'report_dir:={tmp_path / "r2"}', 'num_threads:=1')
+    assert run2.wait_for_line(r'resumed at step \d+', timeout=120), run2.output
+    assert f'resumed at step {saved_step}' in run2.output, run2.output
+    run2.stop()
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, tmp_path):

@@ -14,6 +14,10 @@ intact copy, primary or backup, so a crash at any point, or one corrupted file, 
 consistent older or newer generation, never a mix (the original loaded the older predictor
 backup after a newer primary and silently rolled progress back).
 
+``CheckpointManager.save_in_background`` keeps the learning loop off the disk: the loop thread
+only copies the generation's tensors to CPU memory (a snapshot of one step), a writer thread
+serializes and writes it as above; at most one write is in flight and ``wait()`` finishes it.
+
 ``learner_components`` builds one generation of an ``OnlineLearner`` (its core's weights and
 optimizers, its counters, level statistics and newest history) and ``restore_learner`` loads one
 into a ``WorldModelCore`` after checking that it was made for the same model and action space.
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,16 +59,22 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or is inconsistent (the message names the file and why)."""
 
 
-def to_cpu(obj: Any) -> Any:
-    """Recursively detach tensors and move them to the CPU (dicts, lists, tuples preserved)."""
+def to_cpu(obj: Any, copy: bool = False) -> Any:
+    """Recursively detach tensors and move them to the CPU (dicts, lists, tuples preserved).
+
+    Args:
+        obj: tensors, possibly nested in dicts, lists and tuples; other values pass through.
+        copy: copy every tensor into memory of its own, also one already on the CPU (a snapshot
+            that later in-place updates of the original do not change).
+    """
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
+        return obj.detach().to('cpu', copy=True) if copy else obj.detach().cpu()
     if isinstance(obj, Mapping):
-        return {k: to_cpu(v) for k, v in obj.items()}
+        return {k: to_cpu(v, copy) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [to_cpu(v) for v in obj]
+        return [to_cpu(v, copy) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(to_cpu(v) for v in obj)
+        return tuple(to_cpu(v, copy) for v in obj)
     return obj
 
 
@@ -79,14 +91,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_file(obj: Any, path: Path) -> None:
+    """torch.save to ``path`` and fsync it (the caller renames it into place)."""
+    with open(path, 'wb') as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to ``path`` atomically: temporary file in the same directory, fsync, rename."""
     path = Path(path)
     tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    write_file(obj, tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -137,6 +154,12 @@ class CheckpointManager:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
+        self._writer: threading.Thread | None = None
+        #: the error of the last background write, until ``wait()`` returns it
+        self.write_error: BaseException | None = None
+        #: the last save's generation and seconds: 'snapshot_s' (on the caller's thread),
+        #: 'write_s' (serialization + files + fsync) and 'bytes' once written
+        self.last_save: dict[str, Any] = {}
 
     def path(self, name: str, backup: bool = False) -> Path:
         return self.directory / f'{name}{BACKUP if backup else ""}{SUFFIX}'
@@ -148,9 +171,68 @@ class CheckpointManager:
     # ------------------------------------------------------------------ save
 
     def save(self, components: Mapping[str, Mapping[str, Any]], generation: int) -> None:
-        """Write one generation. ``components`` maps a name (e.g. 'autoencoder', 'predictor_0',
-        'learner_state') to a dict of tensors / plain values; it must contain ``learner_state``
-        with a list ``components`` naming every other component of this generation."""
+        """Write one generation on this thread (waits first for a background write in flight).
+
+        ``components`` maps a name (e.g. 'autoencoder', 'predictor_0', 'learner_state') to a dict
+        of tensors / plain values; it must contain ``learner_state`` with a list ``components``
+        naming every other component of this generation.
+
+        Raises:
+            ValueError: ``components`` is not one complete generation.
+            OSError: the files could not be written (the previous generation stays loadable).
+        """
+        self.wait()
+        self._write(self.snapshot(components, generation, copy=False))
+
+    def save_in_background(
+        self, components: Mapping[str, Mapping[str, Any]], generation: int
+    ) -> bool:
+        """Snapshot one generation on this thread, then serialize and write it on a writer thread.
+
+        The snapshot copies every tensor to CPU memory, so the caller may go on training at once
+        and the files hold the state of this moment. At most one write is in flight: while one is,
+        this takes no snapshot and returns False (the caller tries again later; waiting here
+        would stall the caller for the whole write). ``wait()`` finishes the write.
+
+        Returns:
+            True when the write started.
+
+        Raises:
+            ValueError: ``components`` is not one complete generation.
+        """
+        if self.writing:
+            return False
+        snap = self.snapshot(components, generation, copy=True)
+        self._writer = threading.Thread(
+            target=self._write_logged, args=(snap,), name='checkpoint-writer'
+        )
+        self._writer.start()
+        return True
+
+    @property
+    def writing(self) -> bool:
+        """Whether a background write is in flight."""
+        return self._writer is not None and self._writer.is_alive()
+
+    def wait(self) -> BaseException | None:
+        """Wait for the background write in flight, if any; returns its error (None: written or
+        nothing was in flight). The error was logged when it happened."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        error, self.write_error = self.write_error, None
+        return error
+
+    def snapshot(
+        self, components: Mapping[str, Mapping[str, Any]], generation: int, copy: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """One generation as plain CPU data, ready to write: every tensor on the CPU (``copy``:
+        in memory of its own, so later training does not change it), the generation stamped into
+        every component.
+
+        Raises:
+            ValueError: ``learner_state`` is missing or lists components that are not given.
+        """
         if STATE_NAME not in components:
             raise ValueError(f'components must include {STATE_NAME!r}')
         required = set(components[STATE_NAME].get('components', []))
@@ -159,18 +241,43 @@ class CheckpointManager:
             raise ValueError(
                 f'learner_state lists components that are not given: {sorted(missing)}'
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmps = []
-        for name, payload in components.items():  # 1. write every file of the generation aside
-            data = dict(to_cpu(dict(payload)))
+        t0 = time.perf_counter()
+        snap = {}
+        for name, payload in components.items():
+            data = dict(to_cpu(dict(payload), copy=copy))
             data['generation'] = int(generation)
             data['format_version'] = FORMAT_VERSION
             data['name'] = name
+            snap[name] = data
+        self.last_save = {'generation': int(generation), 'snapshot_s': time.perf_counter() - t0}
+        return snap
+
+    def _write_logged(self, snap: Mapping[str, dict[str, Any]]) -> None:
+        """The writer thread: ``_write``, its error kept for ``wait()`` and logged."""
+        try:
+            self._write(snap)
+        except BaseException as exc:  # noqa: BLE001 - a thread's error would otherwise vanish
+            self.write_error = exc
+            log.error(
+                'checkpoint generation %s could not be written to %s (the previous generation '
+                'stays loadable): %s: %s',
+                next(iter(snap.values()))['generation'],
+                self.directory,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _write(self, snap: Mapping[str, dict[str, Any]]) -> None:
+        """Write a snapshot as one generation: every file aside and fsynced first, then the
+        rotation, the learner state last (it names the generation loading looks for)."""
+        t0 = time.perf_counter()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmps = []
+        size = 0
+        for name, data in snap.items():  # 1. write every file of the generation aside
             tmp = self.directory / f'{name}{SUFFIX}.tmp'
-            with open(tmp, 'wb') as fh:
-                torch.save(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_file(data, tmp)
+            size += tmp.stat().st_size
             tmps.append((name, tmp))
         _fsync_dir(self.directory)
         # 2. rotate: primary -> backup, new -> primary; the state goes last
@@ -181,6 +288,7 @@ class CheckpointManager:
                 os.replace(primary, self.path(name, backup=True))
             os.replace(tmp, primary)
         _fsync_dir(self.directory)
+        self.last_save = {**self.last_save, 'write_s': time.perf_counter() - t0, 'bytes': size}
 
     # ------------------------------------------------------------------ load
 

@@ -115,6 +115,11 @@ class WorldModelConfig:
     checkpoint_save_interval: int = param(
         500, 'save checkpoints every N level-0 predictor training steps'
     )
+    checkpoint_period_s: float = param(
+        120.0,
+        'also save a checkpoint this many seconds after the last one, in every phase (gate '
+        'closed included), so a killed run loses at most this much; 0: off',
+    )
     display_interval: int = param(10, 'live panels every N steps (published by the node)')
 
     # ---------------------------------------------------------------- image / autoencoder
@@ -235,6 +240,7 @@ class WorldModelConfig:
             'initial_residual',
             'gate_patience',
             'action_grad_scale',
+            'checkpoint_period_s',
         ]
         for name in nonneg:
             v = getattr(self, name)

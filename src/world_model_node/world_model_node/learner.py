@@ -45,6 +45,7 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,9 @@ class ObserveResult:
     predictor_losses: dict[int, dict[str, float]] = field(default_factory=dict)
     num_levels: int = 1  # levels that exist after this step
     new_level: int | None = None  # a level created in this step
-    timings: dict[str, float] = field(default_factory=dict)  # s: encode, gate, train, score, total
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # s: encode, gate, train, score, save, total
     metrics: dict[str, float] | None = None  # the metrics logged in this step, if any
 
     def level_scores(self, level: int) -> tuple[np.ndarray, list[ActionLabel]]:
@@ -240,8 +243,10 @@ class OnlineLearner:
             (``devbot.action_space.ActionSpace.normalized()``).
         device: torch device for the networks ('cpu', 'cuda', ...).
         checkpoint_dir: the robot's checkpoint directory; loaded at start if it holds a
-            checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps and by
-            ``save()``. None: no persistence.
+            checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps, at least
+            every CHECKPOINT_PERIOD_S seconds in every phase (gate closed included; both written
+            by a background thread, see ``_maybe_save``) and by ``save()``. None: no
+            persistence.
         autoencoder_lr, predictor_lr: explicit learning rates (the autoencoder's; every
             predictor level's, also of levels created later). On a resume they replace the saved
             rates, the optimizer moments kept, and ``lr_changes`` says what changed. None: the
@@ -279,6 +284,8 @@ class OnlineLearner:
         self._gate_stalled = 0  # closed iterations since it last improved by 2%
         self._gate_opened = False  # the gate has opened in this process
         self.generation = 0  # checkpoint generation counter
+        self.clock: Callable[[], float] = time.monotonic  # the checkpoint period's clock
+        self._save_due = False  # a periodic save is due and waits for the writer to be free
         self._pending: _Pending | None = None
         self._last_result: ObserveResult | None = None
         self._grad_metrics: dict[str, torch.Tensor] = {}
@@ -302,6 +309,7 @@ class OnlineLearner:
             if predictor_lr is not None:
                 for lvl in self.levels:
                     set_lr(lvl.optimizer, predictor_lr)
+        self._last_save_time = self.clock()
         self.logger = M.WandbLogger(
             wandb_project, config.to_dict(), run_name=run_name, directory=wandb_dir
         )
@@ -488,14 +496,32 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self) -> int | None:
-        """Write a checkpoint generation (no-op without checkpoint_dir); returns the generation."""
+    def save(self, background: bool = False) -> int | None:
+        """Write a checkpoint generation (no-op without checkpoint_dir); returns the generation.
+
+        Args:
+            background: snapshot the state here and write the files on the checkpoint writer
+                thread (``CheckpointManager.save_in_background``); returns None without saving
+                while the previous background write is still in flight. False: wait for any
+                write in flight, then write on this thread.
+        """
         if self.checkpoints is None:
             return None
+        if background and self.checkpoints.writing:
+            return None
+        comps = learner_components(self)
         self.generation += 1
-        self.checkpoints.save(learner_components(self), self.generation)
+        if background:
+            self.checkpoints.save_in_background(comps, self.generation)
+        else:
+            self.checkpoints.save(comps, self.generation)
+        self._save_due = False
+        self._last_save_time = self.clock()
         log.info(
-            'checkpoint generation %d saved to %s', self.generation, self.checkpoints.directory
+            'checkpoint generation %d %s %s',
+            self.generation,
+            'being written to' if background else 'saved to',
+            self.checkpoints.directory,
         )
         return self.generation
 
@@ -503,6 +529,7 @@ class OnlineLearner:
         """Load the newest consistent checkpoint generation; False when there is none."""
         if self.checkpoints is None:
             return False
+        self.checkpoints.wait()
         comps = self.checkpoints.load(map_location=self.device)
         if comps is None:
             return False
@@ -539,9 +566,10 @@ class OnlineLearner:
         return True
 
     def close(self) -> None:
-        """Save (if persistent) and finish the wandb run."""
+        """Finish the background checkpoint write in flight, save the final generation (if
+        persistent) and finish the wandb run."""
         if self.checkpoints is not None:
-            self.save()
+            self.save()  # waits for the write in flight first
         self.logger.close()
 
     # =========================================================================================
@@ -591,6 +619,7 @@ class OnlineLearner:
                 timings=timings,
             )
             result.metrics = self._maybe_log()
+            self._maybe_save(False, timings)
             self._last_result = result
             return result
         timings['gate'] = 0.0
@@ -621,14 +650,30 @@ class OnlineLearner:
         timings['total'] = time.perf_counter() - t0
         result.timings = timings
         result.metrics = self._maybe_log()
-        if (
-            self.checkpoints is not None
-            and 0 in result.trained_levels
-            and self.levels[0].training_steps % cfg.checkpoint_save_interval == 0
-        ):
-            self.save()
+        self._maybe_save(0 in result.trained_levels, timings)
         self._last_result = result
         return result
+
+    def _maybe_save(self, trained_level0: bool, timings: dict[str, float]) -> None:
+        """Save in the background when due: every CHECKPOINT_SAVE_INTERVAL level-0 predictor
+        steps, and CHECKPOINT_PERIOD_S seconds after the last save whatever the phase (a run
+        killed at any moment loses at most one period). A save that falls due while the previous
+        write is still in flight stays due and starts at the first iteration after it: never
+        dropped, and the loop never waits for the disk. The seconds the loop spent on it (the
+        snapshot) go into ``timings['save']`` and ``timings['total']``."""
+        if self.checkpoints is None:
+            return
+        cfg = self.config
+        if trained_level0 and self.levels[0].training_steps % cfg.checkpoint_save_interval == 0:
+            self._save_due = True
+        period = cfg.checkpoint_period_s
+        if period > 0 and self.clock() - self._last_save_time >= period:
+            self._save_due = True
+        if self._save_due:
+            t0 = time.perf_counter()
+            if self.save(background=True) is not None:
+                timings['save'] = time.perf_counter() - t0
+                timings['total'] += timings['save']
 
     # ------------------------------------------------------------------ 1. encoding
 
