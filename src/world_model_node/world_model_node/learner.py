@@ -504,11 +504,13 @@ class OnlineLearner:
         shown = _panel_candidates(rows, {k: v[0] for k, v in most.items()}, V.MAX_CANDIDATES)
         labels = self.labels()
         offsets = np.cumsum([0] + [lvl.num_actions for lvl in self.levels])
+        predicted = [row[2] for row in shown if row[2] is not None]
+        images = iter(
+            V.patches_to_images(self.autoencoder, torch.stack(predicted)) if predicted else []
+        )  # one conversion and host transfer for all shown predictions
         tiles = []
         for level, i, patches, error, score, executed in shown:
-            image = (
-                None if patches is None else V.patches_to_images(self.autoencoder, patches[None])[0]
-            )
+            image = None if patches is None else next(images)
             tiles.append(
                 V.CandidateTile(
                     str(labels[offsets[level] + i]),
