@@ -260,8 +260,10 @@ def render_panel(content: PanelContent) -> np.ndarray:
         zip(cell_texts(content), images, marks)
     ):
         x0, y0, x1, y1 = lay.image(i)
-        if image is None:
+        if image is None:  # no image to cover: the reason goes in its place
             img[y0:y1, x0:x1] = PLACEHOLDER_COLOUR
+            missing = 'no reconstruction' if i == 1 else 'no prediction'
+            _text(img, missing, (x0 + 4, (y0 + y1) // 2 + 5, x1 - 4), MUTED_COLOUR)
         else:
             scale = lay.tile // image.shape[0]
             img[y0:y1, x0:x1] = image if scale == 1 else _enlarge(image, scale)
