@@ -46,7 +46,11 @@ def generation(checkpoint_dir) -> int:
 
 def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp_path):
     # a threshold the tiny model reaches after some autoencoder steps: the gate starts closed
-    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=0.0009, display_interval=5)
+    # panels every 20 steps: enough to check them, few enough (each ~0.6 MB) that the probe keeps
+    # up with the keep-last-10 loop topics while it also takes the panels
+    params = write_params(
+        tmp_path / 'wm.yaml', reconstruction_threshold=0.0009, display_interval=20
+    )
     frames = probe.record(Image, NS + 'camera/image_raw')
     scores = probe.record(JointState, NS + 'world_model/action_scores')
     commands = probe.record(JointState, NS + 'motor_command')
