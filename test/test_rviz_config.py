@@ -13,6 +13,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from devbot import topics
+from world_model_node.visualization import panel_layout
 
 RVIZ = REPO / 'config' / 'devbot.rviz'
 NS = '/toroidal_dot/'
@@ -105,5 +106,7 @@ def test_each_display_receives_from_the_running_world_model(launch, probe, tmp_p
     frame = received[NS + topics.CAMERA_IMAGE][-1]
     assert (frame.width, frame.height, frame.encoding) == (224, 224, 'rgb8')
     panel = received[NS + topics.WM_VISUALIZATION][-1]
-    # current | reconstruction | last prediction | predictions, side by side
-    assert panel.height > 0 and panel.width > 3 * panel.height and panel.encoding == 'rgb8'
+    # the live panel of the tiny model: the frame, its reconstruction and the candidates of 1, 2
+    # or 3 levels (2 actions: 2, 6 or 22 candidates)
+    sizes = {(lay.width, lay.height) for lay in (panel_layout(32, n) for n in (2, 6, 22))}
+    assert (panel.width, panel.height) in sizes and panel.encoding == 'rgb8'

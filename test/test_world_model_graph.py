@@ -10,14 +10,18 @@ import signal
 import subprocess
 import time
 
+import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from graphtest import BIN, REPO, pid_alive
 from sensor_msgs.msg import Image, JointState
 
+from world_model_node.visualization import panel_layout
+
 LAUNCH = 'launch/toroidal_dot_world_model.launch.yaml'
 NS = '/toroidal_dot/'
 ROBOT = REPO / 'config' / 'toroidal_dot.yaml'
+CANDIDATES = {1: 2, 2: 2 + 4, 3: 2 + 4 + 16}  # the dot's candidates by number of levels
 
 
 def write_params(path, **values) -> str:
@@ -43,7 +47,11 @@ def generation(checkpoint_dir) -> int:
 
 def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp_path):
     # a threshold the tiny model reaches after some autoencoder steps: the gate starts closed
-    params = write_params(tmp_path / 'wm.yaml', reconstruction_threshold=0.0009, display_interval=5)
+    # panels every 20 steps: enough to check them, few enough (each ~0.6 MB) that the probe keeps
+    # up with the keep-last-10 loop topics while it also takes the panels
+    params = write_params(
+        tmp_path / 'wm.yaml', reconstruction_threshold=0.0009, display_interval=20
+    )
     frames = probe.record(Image, NS + 'camera/image_raw')
     scores = probe.record(JointState, NS + 'world_model/action_scores')
     commands = probe.record(JointState, NS + 'motor_command')
@@ -89,7 +97,18 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
         list(s.name[:2]) == ['L0:0', 'L0:1'] and np.isfinite(s.position).all() for s in scores
     )
     assert all(c.position[0] == 1.0 for c in commands)  # ALWAYS_MOVE
-    assert panels and panels[-1].encoding == 'rgb8' and panels[-1].width > panels[-1].height
+    # the live panel: the layout of the frame, its reconstruction and every candidate (2 actions:
+    # 2 candidates with level 0 only, 6 with level 1, 22 with level 2) of the run's levels
+    levels = {int(r['num_levels']) for r in rows}
+    sizes = {(lay.width, lay.height) for lay in (panel_layout(32, CANDIDATES[n]) for n in levels)}
+    assert panels and panels[-1].encoding == 'rgb8'
+    assert (panels[-1].width, panels[-1].height) in sizes, (panels[-1].width, sizes)
+    shown = np.frombuffer(panels[-1].data, np.uint8).reshape(panels[-1].height, -1, 3)
+    caption = shown[: panel_layout(32, 2).caption_height]
+    assert (caption.max(axis=2) > 150).sum() > 200, 'the caption carries text'
+    last = panel_layout(32, CANDIDATES[int(rows[-1]['num_levels'])])
+    saved = cv2.imread(str(report / 'panels.png'))  # the report keeps the last panel as drawn
+    assert saved is not None and saved.shape == (last.height, last.width, 3)
 
     # the checkpoint and the report exist
     gen1, step1 = generation(ckpt)

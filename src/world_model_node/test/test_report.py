@@ -1,6 +1,8 @@
 import csv
 
+import cv2
 import numpy as np
+import pytest
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.config import WorldModelConfig
@@ -23,12 +25,20 @@ def test_report_from_a_short_real_run(tmp_path):
     summary = report.summary()
     assert summary['steps_recorded'] == 6 and summary['gate_open_at_step'] == 1
     assert summary['transitions_learned'] == 5  # every frame after the first had a fresh prediction
-    path = report.write(
-        learner.visualization_panel(), [str(lab) for lab in learner.labels()], {'extra': 7}
-    )
+    panel = learner.visualization_panel()
+    path = report.write(panel, {'extra': 7})
     text = path.read_text()
     assert '| gate_open_at_step | 1 |' in text and '| extra | 7 |' in text and 'panels.png' in text
     rows = list(csv.DictReader(open(tmp_path / 'r' / 'metrics.csv')))
     assert [int(r['step']) for r in rows] == [1, 2, 3, 4, 5, 6]
     for name in ('curves.png', 'panels.png'):
         assert (tmp_path / 'r' / name).read_bytes()[:4] == b'\x89PNG'
+    # panels.png is the live panel itself, pixel for pixel: one way to draw a panel
+    saved = cv2.cvtColor(cv2.imread(str(tmp_path / 'r' / 'panels.png')), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(saved, panel)
+
+
+def test_report_refuses_a_panel_that_is_not_an_rgb_image(tmp_path):
+    report = RunReport(tmp_path / 'r', 'test run', 0.01, 0.01)
+    with pytest.raises(ValueError, match='uint8'):
+        report.write(np.zeros((4, 4), np.float32))

@@ -43,6 +43,7 @@ from world_model_node.models import (
     sincos_2d,
     unpatchify,
 )
+from world_model_node.visualization import panel_layout
 
 torch.set_num_threads(1)  # the tiny models gain nothing from a second thread
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)  # the dot: stay, move right
@@ -502,7 +503,8 @@ def test_scoring_context_ends_with_current_frame_and_candidate_token():
     frames, labels = learner.predicted_frames()
     assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.uint8 and len(labels) == 2
     assert learner.reconstruction_image().shape == (32, 32, 3)
-    assert learner.visualization_panel().shape[0] == 32
+    lay = panel_layout(32, 2)
+    assert learner.visualization_panel().shape == (lay.height, lay.width, 3)
     maps = learner.attention_maps()
     assert maps['attention'].shape == (2, cfg.predictor_heads, 1 + t, 4 * t + 3 + 1 + t)
     assert set(maps['metrics']) >= {

@@ -183,6 +183,18 @@ class _Pending:
     pred_version: int
 
 
+@dataclass
+class ScoringPass:
+    """One scoring pass over every candidate of every level. The learner keeps the recent ones
+    until the frames their predictions are about have been observed: the live panel compares
+    them with those frames."""
+
+    entry_step: int  # step of the history entry (frame) that was scored
+    pred_patches: list[torch.Tensor | None]  # per level [A_k, N, P] predictions (None: dropped)
+    scores: list[np.ndarray]  # per level [A_k] the scores the selector saw
+    labels: list[ActionLabel]  # all levels, parallel to the concatenated scores
+
+
 class LevelStats:
     """What the online policy tracks per hierarchy level (next to the core's ``Level``).
 
@@ -291,7 +303,11 @@ class OnlineLearner:
         self._grad_metrics: dict[str, torch.Tensor] = {}
         # the latest state, read by the logged metrics and the pictures
         self.latest: EncodedFrame | None = None  # the latest frame's encoding
-        self.last_scoring: dict[str, Any] | None = None  # predictions of the last scoring pass
+        # the recent scoring passes, newest last: a level-k prediction is about the frame
+        # macro_length**k entries later, and is dropped once that frame has been seen
+        self.scoring_passes: deque[ScoringPass] = deque(
+            maxlen=config.macro_length ** (config.max_levels - 1) + 1
+        )
         self.last_fresh: dict[str, Any] | None = None  # last level-0 fresh prediction vs truth
         self.action_times: deque[float] = deque(maxlen=1000)  # when actions were recorded
         self.last_reconstruction_loss = torch.zeros((), device=self.device)  # unmasked MSE
@@ -353,6 +369,11 @@ class OnlineLearner:
     @autoencoder_steps.setter
     def autoencoder_steps(self, value: int) -> None:
         self.core.autoencoder_steps = int(value)
+
+    @property
+    def last_scoring(self) -> ScoringPass | None:
+        """The latest scoring pass (None before the gate first opened)."""
+        return self.scoring_passes[-1] if self.scoring_passes else None
 
     def _new_stats(self, level: Level) -> LevelStats:
         return LevelStats(level.num_actions, self.config, self.device)
@@ -451,8 +472,8 @@ class OnlineLearner:
         uint8 [K, S, S, 3], with labels parallel to the scores."""
         if self.last_scoring is None:
             return None
-        patches = torch.cat(self.last_scoring['pred_patches'], dim=0)
-        return V.patches_to_images(self.autoencoder, patches), list(self.last_scoring['labels'])
+        patches = torch.cat(self.last_scoring.pred_patches, dim=0)
+        return V.patches_to_images(self.autoencoder, patches), list(self.last_scoring.labels)
 
     def last_prediction(self) -> dict[str, Any] | None:
         """The last level-0 fresh prediction of an observed frame: {'image': uint8 [S, S, 3],
@@ -464,18 +485,84 @@ class OnlineLearner:
         return out
 
     def visualization_panel(self) -> np.ndarray | None:
-        """One uint8 image: current | reconstruction | last prediction | one prediction per
-        candidate action (level 0 first), side by side."""
-        cur = self.current_frame()
-        if cur is None:
+        """The live panel (``visualization.render_panel`` of ``panel_content``): uint8
+        [H, W, 3] RGB, or None before the first frame."""
+        content = self.panel_content()
+        return None if content is None else V.render_panel(content)
+
+    @torch.no_grad()
+    def panel_content(self) -> V.PanelContent | None:
+        """What the live panel shows: the latest frame, its reconstruction and MSE, and each
+        candidate's prediction of that frame (level k's made macro_length**k frames earlier, when
+        that frame was scored) with its MSE against the frame, the score the selector saw, the
+        executed (macro-)action and the most uncertain candidate of each level. At most
+        ``visualization.MAX_CANDIDATES`` candidates: all of level 0, then per higher level the
+        executed, the most uncertain and the next most uncertain ones. None before any frame."""
+        if not self.history:
             return None
-        last = self.last_prediction()
-        preds = self.predicted_frames()
-        return V.panel(
-            cur,
-            self.reconstruction_image(),
-            last['image'] if last is not None else None,
-            preds[0] if preds is not None else None,
+        n = len(self.history)
+        latest = self.latest
+        if latest is None:  # resumed: no encoding of the latest frame yet
+            target = self.autoencoder.patchify(self._frame_tensor(self.history[-1].frame))
+        else:
+            target = latest.target
+        passes = {p.entry_step: p for p in self.scoring_passes}
+        rows = []  # (level, index, prediction [N, P] or None, error, score, executed)
+        for lvl in self.levels:
+            e = n - 1 - lvl.span
+            found = passes.get(self.history[e].step) if e >= 0 else None
+            if found is not None and lvl.index < len(found.pred_patches):
+                patches = found.pred_patches[lvl.index]
+            else:  # that frame was not scored, or the level is younger than the pass
+                patches = None
+            if patches is None:
+                rows += [(lvl.index, i, None, None, None, False) for i in range(lvl.num_actions)]
+                continue
+            errors = (patches - target).square().mean(dim=(1, 2)).float().cpu().numpy()
+            macro = [self.history[e + j].action for j in range(lvl.span)]
+            executed = macro_index(macro, self.num_actions) if min(macro) >= 0 else -1
+            scores = found.scores[lvl.index]
+            rows += [
+                (lvl.index, i, patches[i], float(errors[i]), float(scores[i]), i == executed)
+                for i in range(lvl.num_actions)
+            ]
+        most = {}  # level -> index of its most uncertain candidate
+        for level, i, _, _, score, _ in rows:
+            if score is not None and (level not in most or score > most[level][1]):
+                most[level] = (i, score)
+        shown = _panel_candidates(rows, {k: v[0] for k, v in most.items()}, V.MAX_CANDIDATES)
+        labels = self.labels()
+        offsets = np.cumsum([0] + [lvl.num_actions for lvl in self.levels])
+        predicted = [row[2] for row in shown if row[2] is not None]
+        images = iter(
+            V.patches_to_images(self.autoencoder, torch.stack(predicted)) if predicted else []
+        )  # one conversion and host transfer for all shown predictions
+        tiles = []
+        for level, i, patches, error, score, executed in shown:
+            image = None if patches is None else next(images)
+            tiles.append(
+                V.CandidateTile(
+                    str(labels[offsets[level] + i]),
+                    image,
+                    error,
+                    score,
+                    executed,
+                    level in most and most[level][0] == i,
+                )
+            )
+        before = self.history[-2].action if n > 1 else -1
+        result = self._last_result
+        return V.PanelContent(
+            step=self.step,
+            gate_open=bool(result is not None and result.gate_open),
+            level_spans=tuple(lvl.span for lvl in self.levels),
+            current=self.current_frame(),
+            reconstruction=self.reconstruction_image(),
+            reconstruction_loss=None if latest is None else float(latest.loss),
+            reconstruction_threshold=float(self.config.reconstruction_threshold),
+            previous_action=candidate_label(0, (before,)) if before >= 0 else None,
+            candidates=tiles,
+            total_candidates=len(rows),
         )
 
     @torch.no_grad()
@@ -890,9 +977,21 @@ class OnlineLearner:
             scores.append(ent)
             patches.append(pred_patches)
             labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]
-        all_scores = torch.cat(scores).float().cpu().numpy()
-        self.last_scoring = {'pred_patches': patches, 'labels': labels, 'scores': all_scores}
-        return all_scores, labels
+        level_scores = [s.float().cpu().numpy() for s in scores]
+        self._keep_pass(ScoringPass(self.history[e].step, patches, level_scores, labels))
+        return np.concatenate(level_scores), labels
+
+    def _keep_pass(self, new: ScoringPass) -> None:
+        """Keep a scoring pass for the panel; drop the predictions of the kept ones whose frame
+        has been observed already (a level-k prediction made at entry e is about entry e+span)."""
+        position = {entry.step: i for i, entry in enumerate(self.history)}
+        last = len(self.history) - 1
+        for old in self.scoring_passes:
+            e = position.get(old.entry_step, -1)
+            for lvl in self.levels[: len(old.pred_patches)]:
+                if e < 0 or e + lvl.span < last:
+                    old.pred_patches[lvl.index] = None
+        self.scoring_passes.append(new)
 
     def _context(
         self, lvl: Level, e: int, grad: bool, current: torch.Tensor | None = None
@@ -979,4 +1078,38 @@ class OnlineLearner:
         return out
 
 
-__all__ = ['OnlineLearner', 'ObserveResult', 'ActionLabel', 'HistoryEntry', 'LevelStats']
+__all__ = [
+    'OnlineLearner',
+    'ObserveResult',
+    'ActionLabel',
+    'HistoryEntry',
+    'LevelStats',
+    'ScoringPass',
+]
+
+
+def _panel_candidates(rows: list[tuple], most: dict[int, int], cap: int) -> list[tuple]:
+    """The candidates a panel shows, in label order: all when there are at most ``cap``, else all
+    of level 0, then of the higher levels the executed ones, the most uncertain ones (``most``:
+    level -> index) and the others by descending score.
+
+    Args:
+        rows: (level, index, patches, error, score, executed) per candidate, in label order.
+        most: the most uncertain candidate's index per level.
+        cap: how many to show at most.
+    """
+    if len(rows) <= cap:
+        return rows
+
+    def priority(item: tuple[int, tuple]) -> tuple:
+        order, (level, i, _, _, score, executed) = item
+        return (
+            level > 0,
+            not executed,
+            most.get(level) != i,
+            -(score if score is not None else -math.inf),
+            order,
+        )
+
+    chosen = sorted(sorted(enumerate(rows), key=priority)[:cap])
+    return [row for _, row in chosen]

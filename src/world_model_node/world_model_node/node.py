@@ -14,8 +14,10 @@ Published topics:
         selectors' "go"); name = candidate labels ("L0:1", macro-actions "L1:1-1"), position =
         predictive uncertainty (entropy), header.stamp = the scored frame's stamp. Re-sent to a
         selector that joins late.
-    world_model/visualization (sensor_msgs/Image, rgb8): current | reconstruction | last
-        prediction | one prediction per candidate, every display_interval steps.
+    world_model/visualization (sensor_msgs/Image, rgb8): every display_interval steps, the live
+        panel: the frame, its reconstruction with its MSE, and each candidate's prediction of the
+        frame with its error and the uncertainty the selector saw; the executed candidate
+        framed green, the most uncertain one orange (``visualization.render_panel``).
     world_model/metrics (diagnostic_msgs/DiagnosticArray): losses, gate state, counters, every step.
     world_model/processed (std_msgs/Header): stamp of each camera frame once it has been learned
         from or dropped: the ack a lockstep bag player (``devbot play --lockstep``) waits for.
@@ -436,7 +438,7 @@ class WorldModelNode(Node):
             self._worker.result(timeout=120)
         except Exception:  # noqa: BLE001 - _work logs its own failure; the checkpoint still gets saved
             pass
-        panel, labels = self._torch.call(self._close_learner, timeout=600)
+        panel = self._torch.call(self._close_learner, timeout=600)
         self._torch.stop()
         extra = {
             'train_filter': self.train_filter or 'all',
@@ -447,13 +449,12 @@ class WorldModelNode(Node):
             'checkpoint_generation': self.learner.generation,
             'checkpoint_dir': str(self.checkpoint_dir),
         }
-        return self.report.write(panel, labels, extra)
+        return self.report.write(panel, extra)
 
     def _close_learner(self):
-        """(On the torch thread.) Save the final checkpoint; the last panel and action labels."""
+        """(On the torch thread.) Save the final checkpoint; the last live panel."""
         self.learner.close()
-        panel = self.learner.visualization_panel() if self.loop.counters.frames_observed else None
-        return panel, [str(label) for label in self.learner.labels()]
+        return self.learner.visualization_panel() if self.loop.counters.frames_observed else None
 
 
 class TorchThread:

@@ -5,7 +5,9 @@ the learner) and writes, into ``saved/reports/<run>/``:
 
     summary.md     the numbers, with the pictures below inline
     curves.png     reconstruction loss, fresh prediction error, explained variance over steps
-    panels.png     current | reconstruction | last prediction | one prediction per action
+    panels.png     the last live panel (``visualization.render_panel``, as published on
+                   world_model/visualization): the frame, its reconstruction and each
+                   candidate's prediction of it, with their errors and uncertainties
     metrics.csv    every recorded row
 """
 
@@ -109,10 +111,10 @@ class RunReport:
     def write(
         self,
         panel: np.ndarray | None = None,
-        labels: list[str] | None = None,
         extra: dict | None = None,
     ) -> Path:
-        """Write summary.md, curves.png, panels.png (if ``panel``) and metrics.csv."""
+        """Write summary.md, curves.png, panels.png (if ``panel``: a rendered live panel, uint8
+        [H, W, 3] RGB, saved as it is) and metrics.csv."""
         out = Path(self.directory)
         out.mkdir(parents=True, exist_ok=True)
         with open(out / 'metrics.csv', 'w', newline='') as f:
@@ -121,7 +123,7 @@ class RunReport:
             writer.writerows(self.rows)
         self._plot_curves(out / 'curves.png')
         if panel is not None:
-            self._plot_panel(out / 'panels.png', panel, labels or [])
+            _save_rgb(out / 'panels.png', panel)
         summary = self.summary() | (extra or {})
         lines = [f'# {self.title}', '', '| metric | value |', '|---|---|']
         lines += [f'| {k} | {_fmt(v)} |' for k, v in summary.items()]
@@ -130,7 +132,9 @@ class RunReport:
             lines += [
                 '## Predictions at the end',
                 '',
-                'current | reconstruction | last prediction | next frame predicted for each action',
+                'The last live panel: the frame, its reconstruction, and each candidate\'s '
+                'prediction of that frame with its error (err) and the uncertainty the selector '
+                'saw (unc); the executed candidate framed green, the most uncertain one orange.',
                 '',
                 '![panels](panels.png)',
                 '',
@@ -190,28 +194,15 @@ class RunReport:
         fig.savefig(path, dpi=90)
         plt.close(fig)
 
-    @staticmethod
-    def _plot_panel(path: Path, panel: np.ndarray, labels: list[str]) -> None:
-        import matplotlib
 
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
+def _save_rgb(path: Path, image: np.ndarray) -> None:
+    """Write a uint8 [H, W, 3] RGB image as PNG."""
+    import cv2
 
-        h, w = panel.shape[:2]
-        fig = plt.figure(figsize=(max(4.0, w / 80), h / 80 + 0.6))
-        ax = fig.add_axes([0, 0, 1, h / (h + 48)])
-        ax.imshow(panel, interpolation='nearest')
-        ax.axis('off')
-        names = ['current', 'reconstruction', 'last prediction'] + [
-            f'action {lab}' for lab in labels
-        ]
-        tile = (w + 2) / max(1, len(names))
-        for i, name in enumerate(names):
-            fig.text(
-                (i + 0.5) * tile / w, 1 - 20 / (h + 48), name, ha='center', va='center', fontsize=8
-            )
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'a panel must be uint8 [H, W, 3], got {image.dtype} {image.shape}')
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f'could not write {path}')
 
 
 def _num(value) -> float:
