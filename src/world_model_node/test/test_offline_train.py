@@ -364,41 +364,11 @@ def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
     )
     assert CheckpointManager(out).exists()
     # --init without --preset takes the checkpoint's own model config (tiny here)
-    assert (
-        train_main(
-            [
-                '--robot',
-                'toroidal_dot',
-                '--sessions-dir',
-                root,
-                '--init',
-                out,
-                '--out',
-                str(tmp_path / 'next'),
-                '--steps',
-                '2',
-                '--batch-size',
-                '8',
-                '--no-progress',
-            ]
-        )
-        == 0
-    )
+    robot = ['--robot', 'toroidal_dot', '--sessions-dir', root]
+    next_run = ['--out', str(tmp_path / 'next'), '--steps', '2', '--batch-size', '8']
+    assert train_main([*robot, '--init', out, *next_run, '--no-progress']) == 0
     assert 'model 32px width 32' in capsys.readouterr().out
-    assert (
-        train_main(
-            [
-                '--robot',
-                'toroidal_dot',
-                '--sessions-dir',
-                root,
-                '--init',
-                str(tmp_path / 'none'),
-                '--no-progress',
-            ]
-        )
-        == 2
-    )
+    assert train_main([*robot, '--init', str(tmp_path / 'none'), '--no-progress']) == 2
     assert 'no checkpoint there' in capsys.readouterr().err
     # clear errors, exit status 2
     assert train_main(['--robot', 'nobody', *common]) == 2
