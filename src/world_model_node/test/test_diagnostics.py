@@ -212,16 +212,22 @@ def test_counterfactual_gaps_are_nonzero_when_actions_matter_and_true_matches_th
     hist = torch.tensor([[1.0], [-1.0], [1.0]])
     target = torch.rand(cfg.num_patches, 3 * cfg.patch_size**2)
     cands = torch.tensor([[-1.0], [1.0]])
-    cf = D.counterfactual_losses(
-        ae,
-        pred,
-        feats,
-        hist,
-        cands[1],
-        target,
-        num_shuffles=4,
-        generator=torch.Generator().manual_seed(0),
-    )
+
+    def counterfactuals(**kw) -> dict:
+        """The counterfactual losses of taking candidate 1, with the same shuffles each call."""
+        return D.counterfactual_losses(
+            ae,
+            pred,
+            feats,
+            hist,
+            cands[1],
+            target,
+            num_shuffles=4,
+            generator=torch.Generator().manual_seed(0),
+            **kw,
+        )
+
+    cf = counterfactuals()
     vals = {k: float(v) for k, v in cf.items()}
     assert all(math.isfinite(v) for v in vals.values())
     assert abs(vals['zeroed_gap']) > 1e-6
@@ -231,17 +237,7 @@ def test_counterfactual_gaps_are_nonzero_when_actions_matter_and_true_matches_th
     )
     assert vals['true'] == pytest.approx(float(sweep_err[1]), rel=1e-4)
     # a known true loss (the sweep's) skips the true sequence and gives the same counterfactuals
-    known = D.counterfactual_losses(
-        ae,
-        pred,
-        feats,
-        hist,
-        cands[1],
-        target,
-        num_shuffles=4,
-        generator=torch.Generator().manual_seed(0),
-        true_loss=sweep_err[1],
-    )
+    known = counterfactuals(true_loss=sweep_err[1])
     assert float(known['true']) == float(sweep_err[1])
     assert float(known['shuffled']) == pytest.approx(vals['shuffled'], rel=1e-5)
     assert float(known['zeroed']) == pytest.approx(vals['zeroed'], rel=1e-5)
