@@ -29,6 +29,16 @@ from world_model_node.models import (
 torch.set_num_threads(1)
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)
 
+# the attention metrics a transition's diagnostics report
+ATTENTION_METRICS = (
+    'attn/APA',
+    'attn/ALF',
+    'attn/TTAR',
+    'attn/RI@16',
+    'attn/entropy',
+    'attn/entropy_uniform',
+)
+
 
 def tiny(**kw) -> WorldModelConfig:
     return WorldModelConfig.tiny(**kw)
@@ -311,14 +321,7 @@ def test_analyse_transition_end_to_end_restores_train_mode():
     )
     g = cfg.img_size // cfg.patch_size
     assert d.attention_grids.shape == (4, g, g)
-    assert set(d.attention_metrics) == {
-        'attn/APA',
-        'attn/ALF',
-        'attn/TTAR',
-        'attn/RI@16',
-        'attn/entropy',
-        'attn/entropy_uniform',
-    }
+    assert set(d.attention_metrics) == set(ATTENTION_METRICS)
     assert sum(d.attention_breakdown.values()) == pytest.approx(1.0, abs=1e-5)
     assert d.counterfactual['true'] == pytest.approx(float(d.errors[1]), rel=1e-4)
     assert isinstance(d.spread, float) and d.spread >= 0
@@ -350,12 +353,7 @@ def test_learner_logs_the_diagnostics_every_log_interval():
             logged.append(r)
     assert [r.step for r in logged] == [5, 10, 15]
     keys = [
-        'attn/APA',
-        'attn/ALF',
-        'attn/TTAR',
-        'attn/RI@16',
-        'attn/entropy',
-        'attn/entropy_uniform',
+        *ATTENTION_METRICS,
         'diagnostics/action_spread',
         'diagnostics/counterfactual_true',
         'diagnostics/counterfactual_shuffled_gap',
