@@ -54,23 +54,21 @@ def robot_subscribed(node, command_publisher) -> bool:
 
 def loop_qos():
     """The learning loop: reliable, keep-last 10 (a lost frame is a lost transition)."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=10,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return _volatile_keep_last(10, reliable=True)
 
 
 def viewer_qos():
     """Viewers: best-effort, keep-last 1 (a slow viewer must never slow the loop)."""
+    return _volatile_keep_last(1, reliable=False)
+
+
+def _volatile_keep_last(depth: int, reliable: bool):
+    """A volatile keep-last ``depth`` QoSProfile, reliable or best-effort."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
-        depth=1,
-        reliability=ReliabilityPolicy.BEST_EFFORT,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.VOLATILE,
     )

@@ -34,6 +34,18 @@ def write(folder, name, text):
     return str(path)
 
 
+def assert_parse_error(folder, name, text, match) -> str:
+    """Parsing the launch file ``name`` holding ``text`` raises a LaunchError matching ``match``.
+
+    Returns:
+        the launch file's path.
+    """
+    path = write(folder, name, text)
+    with pytest.raises(LaunchError, match=match):
+        parse_launch_file(path)
+    return path
+
+
 def one(desc):
     assert len(desc.processes) == 1, [p.label for p in desc.processes]
     return desc.processes[0]
@@ -182,7 +194,7 @@ def test_substitution_value_with_spaces_stays_one_argument(tmp_path):
 
 
 def test_required_arg_and_choices(tmp_path):
-    path = write(
+    path = assert_parse_error(
         tmp_path,
         'a.launch.yaml',
         """\
@@ -192,12 +204,8 @@ def test_required_arg_and_choices(tmp_path):
             description: the policy
             choice: [{value: constant}, {value: sequence}]
         """,
-    )
-    with pytest.raises(
-        LaunchError,
         match=r"a.launch.yaml:2: launch argument 'selector' is required.*pass selector:=VALUE",
-    ):
-        parse_launch_file(path)
+    )
     assert (
         parse_launch_file(path, {'selector': 'sequence'}).configurations['selector'] == 'sequence'
     )
@@ -247,29 +255,24 @@ def test_if_unless(tmp_path):
 
 
 def test_condition_errors(tmp_path):
-    path = write(
+    assert_parse_error(
         tmp_path,
         'a.launch.yaml',
         f"""\
         launch:
         - executable: {{cmd: {PY}, if: 'yes please'}}
         """,
-    )
-    with pytest.raises(
-        LaunchError,
         match=r"a.launch.yaml:2: executable if: expected true, false, 1 or 0, got 'yes please'",
-    ):
-        parse_launch_file(path)
-    path = write(
+    )
+    assert_parse_error(
         tmp_path,
         'b.launch.yaml',
         f"""\
         launch:
         - executable: {{cmd: {PY}, if: 'true', unless: 'true'}}
         """,
+        match='not both',
     )
-    with pytest.raises(LaunchError, match='not both'):
-        parse_launch_file(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,29 +390,24 @@ def test_include_errors_name_file_line_and_chain(tmp_path):
     text = str(info.value)
     assert "inner.launch.yaml:3: unsupported tag 'timer'" in text
     assert 'included from ' + str(tmp_path / 'top.launch.yaml') + ':2' in text
-    path = write(
+    assert_parse_error(
         tmp_path,
         'missing.launch.yaml',
         """\
         launch:
         - include: {file: $(dirname)/nope.launch.yaml}
         """,
-    )
-    with pytest.raises(
-        LaunchError,
         match=r"missing.launch.yaml:2: include: launch file .*nope.launch.yaml' not found",
-    ):
-        parse_launch_file(path)
-    path = write(
+    )
+    assert_parse_error(
         tmp_path,
         'cycle.launch.yaml',
         """\
         launch:
         - include: {file: $(dirname)/cycle.launch.yaml}
         """,
+        match='include cycle',
     )
-    with pytest.raises(LaunchError, match='include cycle'):
-        parse_launch_file(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,7 +497,7 @@ def test_node_params_inline_typed_and_from_file(tmp_path):
 
 
 def test_missing_params_file_package_and_executable(tmp_path):
-    path = write(
+    assert_parse_error(
         tmp_path,
         'a.launch.yaml',
         f"""\
@@ -509,50 +507,36 @@ def test_missing_params_file_package_and_executable(tmp_path):
             param:
             - from: $(dirname)/missing.yaml
         """,
+        match=r"a.launch.yaml:5: param: params file .*missing.yaml' not found",
     )
-    with pytest.raises(
-        LaunchError, match=r"a.launch.yaml:5: param: params file .*missing.yaml' not found"
-    ):
-        parse_launch_file(path)
-    path = write(
+    assert_parse_error(
         tmp_path,
         'b.launch.yaml',
         """\
         launch:
         - node: {pkg: devbot_no_such_package, exec: x}
         """,
+        match=r"b.launch.yaml:2: node: package 'devbot_no_such_package' not found",
     )
-    with pytest.raises(
-        LaunchError, match=r"b.launch.yaml:2: node: package 'devbot_no_such_package' not found"
-    ):
-        parse_launch_file(path)
-    path = write(
+    assert_parse_error(
         tmp_path,
         'c.launch.yaml',
         """\
         launch:
         - node: {pkg: devbot, exec: no_such_exec}
         """,
-    )
-    with pytest.raises(
-        LaunchError,
         match=r"executable 'no_such_exec' not found in package 'devbot' "
         r"\(available: [^)]*devbot[^)]*\)",
-    ):
-        parse_launch_file(path)
-    path = write(
+    )
+    assert_parse_error(
         tmp_path,
         'd.launch.yaml',
         """\
         launch:
         - executable: {cmd: devbot_no_such_program --flag}
         """,
-    )
-    with pytest.raises(
-        LaunchError,
         match="d.launch.yaml:2: executable: executable 'devbot_no_such_program' not found on PATH",
-    ):
-        parse_launch_file(path)
+    )
 
 
 def fake_prefix(root, pkg, executables=(), files=()):

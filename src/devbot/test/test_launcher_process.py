@@ -129,29 +129,36 @@ def test_output_log_mode_writes_stdout_to_the_log_file(tmp_path):
     )
 
 
+def run_beside_a_sleeper(tmp_path, other: dict) -> tuple[int, str, int]:
+    """Launch a 30 s sleeper and ``other``; the launch must end within 5 s.
+
+    Returns:
+        the launch's exit status, its screen output, and the sleeper's pid.
+    """
+    path = dump(tmp_path, {'cmd': py(SLEEPER), 'name': 'sleeper', 'output': 'screen'}, other)
+    status, out, elapsed = run_file(path)
+    assert elapsed < 5
+    return status, out, int(re.search(r'\[sleeper\] pid (\d+)', out).group(1))
+
+
 def test_failing_process_stops_the_others_and_sets_the_status(tmp_path):
-    path = dump(
+    status, out, sleeper = run_beside_a_sleeper(
         tmp_path,
-        {'cmd': py(SLEEPER), 'name': 'sleeper', 'output': 'screen'},
         {
             'cmd': py("import time, sys; time.sleep(0.3); print('failing'); sys.exit(3)"),
             'name': 'failing',
             'output': 'screen',
         },
     )
-    status, out, elapsed = run_file(path)
     assert status == 3
-    assert elapsed < 5
     assert 'process[failing] has died: exited with code 3' in out
     assert 'process[sleeper] was killed by SIGINT' in out
-    pid = int(re.search(r'\[sleeper\] pid (\d+)', out).group(1))
-    assert not alive(pid)
+    assert not alive(sleeper)
 
 
 def test_on_exit_shutdown_ends_the_launch_with_zero(tmp_path):
-    path = dump(
+    status, out, sleeper = run_beside_a_sleeper(
         tmp_path,
-        {'cmd': py(SLEEPER), 'name': 'sleeper', 'output': 'screen'},
         {
             'cmd': py("import time; time.sleep(0.3); print('max_steps reached')"),
             'name': 'selector',
@@ -159,11 +166,9 @@ def test_on_exit_shutdown_ends_the_launch_with_zero(tmp_path):
             'on_exit': 'shutdown',
         },
     )
-    status, out, elapsed = run_file(path)
     assert status == 0, out
-    assert elapsed < 5
     assert 'process[selector] has on_exit: shutdown' in out
-    assert not alive(int(re.search(r'\[sleeper\] pid (\d+)', out).group(1)))
+    assert not alive(sleeper)
 
 
 def test_on_exit_shutdown_with_error_is_an_error(tmp_path):

@@ -345,12 +345,10 @@ def test_script_lists_and_writes_the_views(data, tmp_path, capsys):
     assert explore_main(['--root', str(data / 'sessions'), '--list']) == 0
     assert 'toroidal_dot  s1' in capsys.readouterr().out
     out = tmp_path / 'report'
+    roots = ['--root', str(data / 'sessions'), '--checkpoints', str(data / 'checkpoints')]
     rc = explore_main(
         [
-            '--root',
-            str(data / 'sessions'),
-            '--checkpoints',
-            str(data / 'checkpoints'),
+            *roots,
             '--session',
             'toroidal_dot/s0',
             '--frame',
@@ -390,10 +388,7 @@ def test_script_lists_and_writes_the_views(data, tmp_path, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in live.iterdir()}
     rc = explore_main(
         [
-            '--root',
-            str(data / 'sessions'),
-            '--checkpoints',
-            str(data / 'checkpoints'),
+            *roots,
             '--session',
             '2',
             '--no-model',
@@ -404,10 +399,7 @@ def test_script_lists_and_writes_the_views(data, tmp_path, capsys):
     assert rc == 0 and not (tmp_path / 'r2' / 'sweep.png').exists()
     rc = explore_main(
         [
-            '--root',
-            str(data / 'sessions'),
-            '--checkpoints',
-            str(data / 'checkpoints'),
+            *roots,
             '--session',
             'toroidal_dot/s0',
             '--out',

@@ -13,7 +13,7 @@ import torch
 
 import world_model_node.core as core_module
 from devbot_explorer.workbench import LiveCheckpointError, ModelWorkbench, Training
-from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
+from toroidal_sim.env import ToroidalDotConfig, random_run
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import WorldModelConfig
 from world_model_node.core import WorldModelCore
@@ -29,14 +29,7 @@ def tiny(**kw) -> WorldModelConfig:
 
 def dot_session(n: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n frames of the dot and the n-1 actions between them (random stay/move)."""
-    env = ToroidalDotEnv(ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=seed))
-    rng = np.random.default_rng(seed)
-    frames, actions = [env.frame()], []
-    for _ in range(n - 1):
-        a = int(rng.integers(2))
-        actions.append(a)
-        frames.append(env.step(a))
-    return np.stack(frames), np.array(actions)
+    return random_run(ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=seed), n)
 
 
 def digest(directory: Path) -> dict[str, str]:

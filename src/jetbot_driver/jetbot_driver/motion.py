@@ -179,14 +179,7 @@ class MotorController:
         """Ramp to a speed and keep it (cmd_vel); the caller's watchdog must stop it."""
         left, right = self.limits.clamp(left), self.limits.clamp(right)
         try:
-            t = self._clock()
-            steps = ramp(self.current, (left, right))
-            for i, pair in enumerate(steps):
-                self._check_abort()
-                self.send(*pair)
-                if i < len(steps) - 1:
-                    t += RAMP_INTERVAL_S
-                    self._wait_until(t)
+            self._ramp_to((left, right))
         except Aborted:
             raise
         except BaseException:
@@ -197,8 +190,15 @@ class MotorController:
     def ramp_to_stop(self) -> None:
         """Ramp down to 0 in RAMP_STEPS steps, RAMP_INTERVAL_S apart (last command: 0, 0)."""
         self.drive_target = None
+        self._ramp_to((0.0, 0.0))
+
+    def _ramp_to(self, target: tuple[float, float]) -> None:
+        """Send the ramp from the current speeds to ``target``, RAMP_INTERVAL_S apart.
+
+        No wait after the last step: the caller decides what follows it.
+        """
         t = self._clock()
-        steps = ramp(self.current, (0.0, 0.0))
+        steps = ramp(self.current, target)
         for i, pair in enumerate(steps):
             self._check_abort()
             self.send(*pair)

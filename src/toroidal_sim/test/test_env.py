@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from devbot.action_space import ActionSpace
-from toroidal_sim.env import DOT_ACTION_SPACE, MOVE_RIGHT, STAY, ToroidalDotConfig, ToroidalDotEnv
+from toroidal_sim.env import (
+    DOT_ACTION_SPACE,
+    MOVE_RIGHT,
+    STAY,
+    ToroidalDotConfig,
+    ToroidalDotEnv,
+    random_run,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -85,3 +92,16 @@ def test_invalid_config():
 
 def test_builtin_action_space_matches_config_file():
     assert ActionSpace.from_yaml(REPO / 'config' / 'toroidal_dot.yaml') == DOT_ACTION_SPACE
+
+
+def test_random_run_is_the_env_stepped_by_its_seeded_stay_and_move_actions():
+    config = ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=4)
+    frames, actions = random_run(config, 12)
+    assert frames.shape == (12, 32, 32, 3) and frames.dtype == np.uint8
+    assert actions.shape == (11,) and actions.dtype == np.int64
+    assert set(actions.tolist()) == {STAY, MOVE_RIGHT}
+    env = ToroidalDotEnv(config)
+    replayed = [env.frame()] + [env.step(int(a)) for a in actions]
+    assert np.array_equal(frames, np.stack(replayed))
+    again, again_actions = random_run(config, 12)
+    assert np.array_equal(again, frames) and np.array_equal(again_actions, actions)

@@ -93,6 +93,25 @@ class ToroidalDotEnv:
         return img
 
 
+def random_run(config: ToroidalDotConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A run of uniformly random stay/move actions from the world's start position.
+
+    Args:
+        config: the world; its ``seed`` seeds both the start position and the actions.
+        n: how many frames (>= 1).
+    Returns:
+        frames uint8 [n, size, size, 3] and the n-1 actions int64 [n-1] between them.
+    """
+    env = ToroidalDotEnv(config)
+    rng = np.random.default_rng(config.seed)
+    frames, actions = [env.frame()], []
+    for _ in range(n - 1):
+        a = int(rng.integers(NUM_ACTIONS))
+        actions.append(a)
+        frames.append(env.step(a))
+    return np.stack(frames), np.array(actions, dtype=np.int64)
+
+
 def _dot_action_space():
     from devbot.action_space import ActionSpace
 

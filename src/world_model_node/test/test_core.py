@@ -13,7 +13,7 @@ import torch
 import world_model_node.core as core_module
 import world_model_node.learner as learner_module
 import world_model_node.offline.trainer as trainer_module
-from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
+from toroidal_sim.env import ToroidalDotConfig, random_run
 from world_model_node.config import WorldModelConfig
 from world_model_node.core import WorldModelCore, joint_loss
 from world_model_node.learner import OnlineLearner
@@ -25,14 +25,8 @@ ACTIONS = np.array([[-1.0], [1.0]], np.float32)
 
 
 def dot_frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    env = ToroidalDotEnv(ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=seed))
-    rng = np.random.default_rng(seed)
-    frames, actions = [env.frame()], []
-    for _ in range(n - 1):
-        a = int(rng.integers(2))
-        actions.append(a)
-        frames.append(env.step(a))
-    return np.stack(frames), np.array(actions)
+    """n frames of the dot and the n-1 actions between them (random stay/move)."""
+    return random_run(ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=seed), n)
 
 
 @pytest.fixture()

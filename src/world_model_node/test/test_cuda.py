@@ -16,7 +16,6 @@ from toroidal_sim.env import ToroidalDotConfig
 from toroidal_sim.session import write_dot_session
 from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
-from world_model_node.offline.synthetic import write_random_dot_sessions
 from world_model_node.offline.trainer import OfflineTrainer, TrainSettings
 
 pytestmark = [
@@ -24,19 +23,6 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device'),
 ]
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)
-
-
-def sessions(root: Path, n: int = 2, steps: int = 80, seed: int = 0) -> list[Path]:
-    return write_random_dot_sessions(
-        root / 'sessions' / 'toroidal_dot',
-        n,
-        steps,
-        seed,
-        [f's{i}' for i in range(n)],
-        size=32,
-        dot_radius=2,
-        move_pixels=5,
-    )
 
 
 def dot_frames(root: Path, n: int) -> list[np.ndarray]:
@@ -77,8 +63,8 @@ def test_online_learner_trains_on_cuda_and_its_checkpoint_scores_the_same_on_cpu
 
 
 @pytest.mark.parametrize('precision', ['fp32', 'bf16', 'fp16'])
-def test_offline_training_on_cuda_lowers_the_heldout_loss(tmp_path, precision):
-    paths = sessions(tmp_path)
+def test_offline_training_on_cuda_lowers_the_heldout_loss(tmp_path, precision, dot_sessions):
+    paths = dot_sessions(tmp_path, steps=80)
     settings = TrainSettings(
         batch_size=16,
         steps=80,
@@ -107,8 +93,8 @@ def test_offline_training_on_cuda_lowers_the_heldout_loss(tmp_path, precision):
         assert torch.equal(v.cpu(), online.levels[0].predictor.state_dict()[k]), k
 
 
-def test_compiled_training_step_on_cuda_follows_the_eager_one(tmp_path):
-    paths = sessions(tmp_path)
+def test_compiled_training_step_on_cuda_follows_the_eager_one(tmp_path, dot_sessions):
+    paths = dot_sessions(tmp_path, steps=80)
     weights = {}
     for compiled in (False, True):
         settings = TrainSettings(

@@ -29,6 +29,16 @@ from world_model_node.models import (
 torch.set_num_threads(1)
 ACTIONS = np.array([[-1.0], [1.0]], np.float32)
 
+# the attention metrics a transition's diagnostics report
+ATTENTION_METRICS = (
+    'attn/APA',
+    'attn/ALF',
+    'attn/TTAR',
+    'attn/RI@16',
+    'attn/entropy',
+    'attn/entropy_uniform',
+)
+
 
 def tiny(**kw) -> WorldModelConfig:
     return WorldModelConfig.tiny(**kw)
@@ -212,16 +222,22 @@ def test_counterfactual_gaps_are_nonzero_when_actions_matter_and_true_matches_th
     hist = torch.tensor([[1.0], [-1.0], [1.0]])
     target = torch.rand(cfg.num_patches, 3 * cfg.patch_size**2)
     cands = torch.tensor([[-1.0], [1.0]])
-    cf = D.counterfactual_losses(
-        ae,
-        pred,
-        feats,
-        hist,
-        cands[1],
-        target,
-        num_shuffles=4,
-        generator=torch.Generator().manual_seed(0),
-    )
+
+    def counterfactuals(**kw) -> dict:
+        """The counterfactual losses of taking candidate 1, with the same shuffles each call."""
+        return D.counterfactual_losses(
+            ae,
+            pred,
+            feats,
+            hist,
+            cands[1],
+            target,
+            num_shuffles=4,
+            generator=torch.Generator().manual_seed(0),
+            **kw,
+        )
+
+    cf = counterfactuals()
     vals = {k: float(v) for k, v in cf.items()}
     assert all(math.isfinite(v) for v in vals.values())
     assert abs(vals['zeroed_gap']) > 1e-6
@@ -231,17 +247,7 @@ def test_counterfactual_gaps_are_nonzero_when_actions_matter_and_true_matches_th
     )
     assert vals['true'] == pytest.approx(float(sweep_err[1]), rel=1e-4)
     # a known true loss (the sweep's) skips the true sequence and gives the same counterfactuals
-    known = D.counterfactual_losses(
-        ae,
-        pred,
-        feats,
-        hist,
-        cands[1],
-        target,
-        num_shuffles=4,
-        generator=torch.Generator().manual_seed(0),
-        true_loss=sweep_err[1],
-    )
+    known = counterfactuals(true_loss=sweep_err[1])
     assert float(known['true']) == float(sweep_err[1])
     assert float(known['shuffled']) == pytest.approx(vals['shuffled'], rel=1e-5)
     assert float(known['zeroed']) == pytest.approx(vals['zeroed'], rel=1e-5)
@@ -315,14 +321,7 @@ def test_analyse_transition_end_to_end_restores_train_mode():
     )
     g = cfg.img_size // cfg.patch_size
     assert d.attention_grids.shape == (4, g, g)
-    assert set(d.attention_metrics) == {
-        'attn/APA',
-        'attn/ALF',
-        'attn/TTAR',
-        'attn/RI@16',
-        'attn/entropy',
-        'attn/entropy_uniform',
-    }
+    assert set(d.attention_metrics) == set(ATTENTION_METRICS)
     assert sum(d.attention_breakdown.values()) == pytest.approx(1.0, abs=1e-5)
     assert d.counterfactual['true'] == pytest.approx(float(d.errors[1]), rel=1e-4)
     assert isinstance(d.spread, float) and d.spread >= 0
@@ -354,12 +353,7 @@ def test_learner_logs_the_diagnostics_every_log_interval():
             logged.append(r)
     assert [r.step for r in logged] == [5, 10, 15]
     keys = [
-        'attn/APA',
-        'attn/ALF',
-        'attn/TTAR',
-        'attn/RI@16',
-        'attn/entropy',
-        'attn/entropy_uniform',
+        *ATTENTION_METRICS,
         'diagnostics/action_spread',
         'diagnostics/counterfactual_true',
         'diagnostics/counterfactual_shuffled_gap',

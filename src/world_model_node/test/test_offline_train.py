@@ -18,7 +18,6 @@ from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.cli import main as train_main
 from world_model_node.offline.evaluation import dot_centroids, torus_distance
-from world_model_node.offline.synthetic import write_random_dot_sessions
 from world_model_node.offline.trainer import (
     STATE_FILE,
     OfflineTrainer,
@@ -34,19 +33,6 @@ SMALL_DOT = ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5, seed=0)
 
 def tiny(**kw) -> WorldModelConfig:
     return WorldModelConfig.tiny(**kw)
-
-
-def sessions(root: Path, n: int = 2, steps: int = 60, seed: int = 0) -> list[Path]:
-    return write_random_dot_sessions(
-        root / 'sessions' / 'toroidal_dot',
-        n,
-        steps,
-        seed,
-        [f's{i}' for i in range(n)],
-        size=32,
-        dot_radius=2,
-        move_pixels=5,
-    )
 
 
 def weights(trainer: OfflineTrainer) -> dict[str, torch.Tensor]:
@@ -82,8 +68,8 @@ def test_batched_context_prediction_equals_full_sequence_forward():
             assert torch.allclose(one.prediction[0], batched.prediction[i], atol=1e-5)
 
 
-def test_training_lowers_the_loss_and_evaluates_heldout_dot_error(tmp_path):
-    paths = sessions(tmp_path, n=2, steps=60)
+def test_training_lowers_the_loss_and_evaluates_heldout_dot_error(tmp_path, dot_sessions):
+    paths = dot_sessions(tmp_path, n=2, steps=60)
     settings = TrainSettings(
         batch_size=8, steps=60, gate=False, save_every=0, val_fraction=0.2, val_block=16
     )
@@ -136,8 +122,8 @@ def test_dot_centroid_ignores_a_patchy_haze_and_finds_no_dot_in_a_faint_image():
     assert np.isnan(c[1]).all()
 
 
-def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
-    paths = sessions(tmp_path)
+def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path, dot_sessions):
+    paths = dot_sessions(tmp_path)
     settings = TrainSettings(
         batch_size=8,
         steps=12,
@@ -170,7 +156,9 @@ def test_online_learner_resumes_from_an_offline_checkpoint(tmp_path):
     assert r.step == 12 * 8 + 1
 
 
-def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(tmp_path):
+def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(
+    tmp_path, dot_sessions
+):
     cfg = tiny(reconstruction_threshold=1.0)  # the online learner acts and trains its predictor
     online_dir = tmp_path / 'online'
     online = OnlineLearner(cfg, ACTIONS, checkpoint_dir=online_dir)
@@ -185,7 +173,7 @@ def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(tm
 
     settings = TrainSettings(batch_size=8, steps=5, gate=False, save_every=0)
     trainer = OfflineTrainer(
-        sessions(tmp_path),
+        dot_sessions(tmp_path),
         tmp_path / 'out',
         cfg,
         settings,
@@ -207,7 +195,7 @@ def test_offline_run_starts_from_an_online_checkpoint_and_leaves_it_untouched(tm
     # an existing checkpoint is never the output of a new run unless asked
     with pytest.raises(TrainError, match='holds a checkpoint'):
         OfflineTrainer(
-            sessions(tmp_path / 'z'), online_dir, cfg, settings, device='cpu', progress=False
+            dot_sessions(tmp_path / 'z'), online_dir, cfg, settings, device='cpu', progress=False
         )
 
 
@@ -235,8 +223,8 @@ def _run(tmp_path: Path, paths, out: str, stop_after=None, resume=False):
     return trainer, trainer.train(stop_after=stop_after)
 
 
-def test_interrupted_run_continues_exactly(tmp_path):
-    paths = sessions(tmp_path, n=2, steps=40)
+def test_interrupted_run_continues_exactly(tmp_path, dot_sessions):
+    paths = dot_sessions(tmp_path, n=2, steps=40)
     whole, res = _run(tmp_path, paths, 'whole')
     assert res.global_step == 16 and whole.state.epoch >= 1  # crosses an epoch boundary
     assert whole.state.autoencoder_only_steps > 0 and whole.state.joint_steps > 0
@@ -263,8 +251,8 @@ def test_interrupted_run_continues_exactly(tmp_path):
     assert whole.state.last_eval['loss'] == pytest.approx(resumed.state.last_eval['loss'], abs=0)
 
 
-def test_resume_refuses_a_checkpoint_trained_further_online(tmp_path):
-    paths = sessions(tmp_path, n=1, steps=40)
+def test_resume_refuses_a_checkpoint_trained_further_online(tmp_path, dot_sessions):
+    paths = dot_sessions(tmp_path, n=1, steps=40)
     _run(tmp_path, paths, 'run', stop_after=3)
     cfg = tiny(reconstruction_threshold=0.03)
     online = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'run')
@@ -285,12 +273,12 @@ def test_lr_schedule_warms_up_and_decays():
     assert [lr_factor(s, 20, 'constant', 2, 0.0) for s in (0, 1, 2, 19)] == [0.5, 1.0, 1.0, 1.0]
 
 
-def test_bf16_autocast_step_runs_on_cpu(tmp_path):
+def test_bf16_autocast_step_runs_on_cpu(tmp_path, dot_sessions):
     settings = TrainSettings(
         batch_size=4, steps=2, gate=False, save_every=0, precision='bf16', val_fraction=0.0
     )
     trainer = OfflineTrainer(
-        sessions(tmp_path, n=1, steps=20),
+        dot_sessions(tmp_path, n=1, steps=20),
         tmp_path / 'out',
         tiny(),
         settings,
@@ -301,7 +289,7 @@ def test_bf16_autocast_step_runs_on_cpu(tmp_path):
     assert res.global_step == 2 and np.isfinite(res.train_metrics['loss'])
     with pytest.raises(TrainError, match='fp16 needs a CUDA'):
         OfflineTrainer(
-            sessions(tmp_path / 'b', n=1, steps=20),
+            dot_sessions(tmp_path / 'b', n=1, steps=20),
             tmp_path / 'out2',
             tiny(),
             TrainSettings(precision='fp16'),
@@ -330,8 +318,8 @@ def test_cli_help_shows_examples_and_does_not_import_torch_at_devbot_start(capsy
     assert '--resume' in text and '--batch-size' in text
 
 
-def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
-    sessions(tmp_path, n=2, steps=40)
+def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys, dot_sessions):
+    dot_sessions(tmp_path, n=2, steps=40)
     root = str(tmp_path / 'sessions')
     out = str(tmp_path / 'ck')
     common = ['--sessions-dir', root, '--preset', 'tiny', '--batch-size', '8', '--no-progress']
@@ -364,41 +352,11 @@ def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
     )
     assert CheckpointManager(out).exists()
     # --init without --preset takes the checkpoint's own model config (tiny here)
-    assert (
-        train_main(
-            [
-                '--robot',
-                'toroidal_dot',
-                '--sessions-dir',
-                root,
-                '--init',
-                out,
-                '--out',
-                str(tmp_path / 'next'),
-                '--steps',
-                '2',
-                '--batch-size',
-                '8',
-                '--no-progress',
-            ]
-        )
-        == 0
-    )
+    robot = ['--robot', 'toroidal_dot', '--sessions-dir', root]
+    next_run = ['--out', str(tmp_path / 'next'), '--steps', '2', '--batch-size', '8']
+    assert train_main([*robot, '--init', out, *next_run, '--no-progress']) == 0
     assert 'model 32px width 32' in capsys.readouterr().out
-    assert (
-        train_main(
-            [
-                '--robot',
-                'toroidal_dot',
-                '--sessions-dir',
-                root,
-                '--init',
-                str(tmp_path / 'none'),
-                '--no-progress',
-            ]
-        )
-        == 2
-    )
+    assert train_main([*robot, '--init', str(tmp_path / 'none'), '--no-progress']) == 2
     assert 'no checkpoint there' in capsys.readouterr().err
     # clear errors, exit status 2
     assert train_main(['--robot', 'nobody', *common]) == 2
@@ -423,8 +381,10 @@ def test_cli_trains_from_a_robots_sessions_and_resumes(tmp_path, capsys):
     assert 'fewer than one batch' in capsys.readouterr().err
 
 
-def test_cli_filter_trains_only_on_the_kept_transitions_and_a_bad_filter_stops_it(tmp_path, capsys):
-    sessions(tmp_path, n=2, steps=40)
+def test_cli_filter_trains_only_on_the_kept_transitions_and_a_bad_filter_stops_it(
+    tmp_path, capsys, dot_sessions
+):
+    dot_sessions(tmp_path, n=2, steps=40)
     common = [
         '--robot', 'toroidal_dot', '--sessions-dir', str(tmp_path / 'sessions'), '--preset',
         'tiny', '--batch-size', '4', '--no-progress', '--steps', '2',
@@ -446,13 +406,13 @@ def test_cli_filter_trains_only_on_the_kept_transitions_and_a_bad_filter_stops_i
     assert not (tmp_path / 'bad').exists()
 
 
-def test_sigint_saves_and_the_run_resumes(tmp_path):
+def test_sigint_saves_and_the_run_resumes(tmp_path, dot_sessions):
     import signal
     import subprocess
     import sys
     import time
 
-    sessions(tmp_path, n=1, steps=40)
+    dot_sessions(tmp_path, n=1, steps=40)
     out = tmp_path / 'ck'
     cmd = [
         sys.executable,
@@ -511,13 +471,15 @@ def test_synthetic_sessions_command_writes_sessions_that_read_back(tmp_path, cap
             assert len(list(s.transitions())) == 7
 
 
-def test_a_run_waiting_for_data_says_so_and_how_to_feed_it(tmp_path, capsys, monkeypatch):
+def test_a_run_waiting_for_data_says_so_and_how_to_feed_it(
+    tmp_path, capsys, monkeypatch, dot_sessions
+):
     """The share of time spent waiting for batches is measured; when it dominates, the run says
     once how to feed the model faster; when training dominates, it says nothing."""
     import json
     import time as _time
 
-    paths = sessions(tmp_path, n=1, steps=60)
+    paths = dot_sessions(tmp_path, n=1, steps=60)
     settings = TrainSettings(batch_size=4, steps=14, gate=False, save_every=0, val_fraction=0.0)
     slow_data = OfflineTrainer(
         paths, tmp_path / 'a', tiny(), settings, device='cpu', progress=False

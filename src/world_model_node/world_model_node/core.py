@@ -183,6 +183,24 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group['lr'] = float(lr)
 
 
+def clipped_step(
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    clip_norm: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """One optimizer step on ``module``'s gradients clipped to ``clip_norm``.
+
+    Args:
+        scaler: the AMP loss scaler the gradients were scaled by: they are unscaled before
+            clipping and the step goes through it (it skips steps with inf/NaN gradients).
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    clip_gradients(module, clip_norm)
+    scaler.step(optimizer) if scaler is not None else optimizer.step()
+
+
 # ---------------------------------------------------------------------------------------------
 # the networks and their state
 # ---------------------------------------------------------------------------------------------
@@ -366,17 +384,11 @@ class WorldModelCore:
             if level0 is not None:
                 before = M.snapshot(p for _, p in named0)
         for lvl in levels:
-            if scaler is not None:
-                scaler.unscale_(lvl.optimizer)
-            clip_gradients(lvl.predictor, cfg.grad_clip_norm)
-            scaler.step(lvl.optimizer) if scaler is not None else lvl.optimizer.step()
+            clipped_step(lvl.predictor, lvl.optimizer, cfg.grad_clip_norm, scaler)
             lvl.training_steps += 1
             lvl.version += 1
         if autoencoder:
-            if scaler is not None:
-                scaler.unscale_(self.ae_optimizer)
-            clip_gradients(self.autoencoder, cfg.grad_clip_norm)
-            scaler.step(self.ae_optimizer) if scaler is not None else self.ae_optimizer.step()
+            clipped_step(self.autoencoder, self.ae_optimizer, cfg.grad_clip_norm, scaler)
             self.autoencoder_steps += 1
             self.ae_version += 1
         if before is not None:

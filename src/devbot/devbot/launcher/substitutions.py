@@ -123,21 +123,32 @@ class _Parser:
             ch = text[self.pos]
             if quote is not None and ch == quote:
                 break
-            if ch == '\\' and self.pos + 1 < len(text):
-                buf.append(text[self.pos + 1])
-                self.pos += 2
-                continue
-            if text.startswith('$(', self.pos):
-                if buf:
-                    parts.append(''.join(buf))
-                    buf.clear()
-                parts.append(self.substitution(quote))
+            if self.escape_or_substitution(parts, buf, quote):
                 continue
             buf.append(ch)
             self.pos += 1
         if buf:
             parts.append(''.join(buf))
         return parts
+
+    def escape_or_substitution(self, parts: list[Part], buf: list[str], quote: str | None) -> bool:
+        """Read a backslash escape into ``buf`` or a ``$(...)`` into ``parts`` at ``pos``.
+
+        Returns:
+            False (nothing read) when neither starts at ``pos``.
+        """
+        text = self.text
+        if text[self.pos] == '\\' and self.pos + 1 < len(text):
+            buf.append(text[self.pos + 1])
+            self.pos += 2
+            return True
+        if text.startswith('$(', self.pos):
+            if buf:
+                parts.append(''.join(buf))
+                buf.clear()
+            parts.append(self.substitution(quote))
+            return True
+        return False
 
     def substitution(self, quote: str | None) -> Sub:
         text = self.text
@@ -178,15 +189,7 @@ class _Parser:
         buf: list[str] = []
         while self.pos < len(text):
             ch = text[self.pos]
-            if ch == '\\' and self.pos + 1 < len(text):
-                buf.append(text[self.pos + 1])
-                self.pos += 2
-                continue
-            if text.startswith('$(', self.pos):
-                if buf:
-                    parts.append(''.join(buf))
-                    buf.clear()
-                parts.append(self.substitution(quote))
+            if self.escape_or_substitution(parts, buf, quote):
                 continue
             if ch in ' )':
                 break

@@ -835,6 +835,10 @@ class OfflineTrainer:
             self.index, np.asarray(sample_ids, dtype=np.int64), self.config.img_size
         )
         loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+        return self._evaluate_loader(loader, dot_metrics)
+
+    def _evaluate_loader(self, loader: DataLoader, dot_metrics: bool) -> dict:
+        """The current models' scores on ``loader``'s transitions (see :func:`evaluate`)."""
         return evaluate(
             self.autoencoder,
             self.predictor,
@@ -855,15 +859,7 @@ class OfflineTrainer:
                 shuffle=False,
                 num_workers=0,
             )
-            res = evaluate(
-                self.autoencoder,
-                self.predictor,
-                self.level.actions,
-                loader,
-                self.device,
-                self.step_module.weights,
-                dot_metrics=self.index.robot_type == 'toroidal_dot',
-            )
+            res = self._evaluate_loader(loader, self.index.robot_type == 'toroidal_dot')
             self.state.last_eval = {'step': self.state.global_step, **res}
             self.logger.log({**flatten_metrics(res), 'step': self.state.global_step})
             self._print(f'[train] held-out @ step {self.state.global_step}: {format_eval(res)}')
