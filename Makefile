@@ -2,7 +2,7 @@
 #   make setup   create .venv and install the pinned dependencies + the workspace packages
 #   make run     the main job: the toroidal dot world model learning, headless, progress + saved
 #                report (DURATION=seconds, default 900; RUN_ARGS='name:=value ...' for more)
-#   make test    the test suite (unit + graph tests over real DDS)
+#   make test    lint (ruff) and the test suite (unit + graph tests over real DDS)
 #   make bench   the benchmarks (prints numbers; not part of the tests)
 
 PYTHON  ?= python3
@@ -39,6 +39,8 @@ run: setup
 	$(VENV)/bin/devbot launch devbot_bringup toroidal_dot_world_model.launch.yaml duration:=$(DURATION) $(RUN_ARGS)
 
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 bench: setup

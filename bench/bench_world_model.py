@@ -20,11 +20,12 @@ uncertainty-driven selection, and reports:
 
 Usage::
 
-    .venv/bin/python bench/bench_world_model.py --time-budget 600            # both modes, 10 min each
+    .venv/bin/python bench/bench_world_model.py --time-budget 600     # both modes, 10 min each
     .venv/bin/python bench/bench_world_model.py --mode uncertainty --frames 3000
     .venv/bin/python bench/bench_world_model.py --preset tiny --time-budget 30   # smoke run
-    .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 1200 --reset-every 50
-    python3 bench/bench_world_model.py --device cuda --mode uncertainty --frames 1500   # on a GPU machine
+    .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 1200 \\
+        --reset-every 50
+    python3 bench/bench_world_model.py --device cuda --mode uncertainty --frames 1500  # on a GPU
 
 Writes ``saved/reports/world_model_bench_<time>.json`` and PNG pictures of predictions.
 """
@@ -315,7 +316,8 @@ def run(
                 print(
                     f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} gate closed: recon '
                     f'{r.reconstruction_loss:.5f} (threshold {cfg.reconstruction_threshold}) '
-                    f'ae_steps {learner.autoencoder_steps} ({r.timings["total"] * 1000:.0f} ms/iteration)',
+                    f'ae_steps {learner.autoencoder_steps} '
+                    f'({r.timings["total"] * 1000:.0f} ms/iteration)',
                     flush=True,
                 )
             r = learner.train_gate()
@@ -374,10 +376,12 @@ def run(
             last_print = now
             tail = acted[-50:]
             per = np.mean([t['total'] for t in tail]) if tail else float('nan')
+            ev = r.explained_variance if r.explained_variance is not None else float('nan')
             print(
-                f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} ae_steps {learner.autoencoder_steps} '
-                f'recon {r.reconstruction_loss:.5f} pred_err {r.prediction_errors.get(0, float("nan")):.5f} '
-                f'EV {r.explained_variance if r.explained_variance is not None else float("nan"):.3f} '
+                f'[{mode}] {now:7.1f}s frames {n_frames} acted {n_acted} '
+                f'ae_steps {learner.autoencoder_steps} recon {r.reconstruction_loss:.5f} '
+                f'pred_err {r.prediction_errors.get(0, float("nan")):.5f} '
+                f'EV {ev:.3f} '
                 f'levels {learner.num_levels} acted-frame {per * 1000:.0f} ms',
                 flush=True,
             )
@@ -444,7 +448,7 @@ def run(
         'training_row': None if args.reset_every else training_row,
         'learner_steps': learner.step,
         'autoencoder_steps': learner.autoencoder_steps,
-        'predictor_training_steps': [l.training_steps for l in learner.levels],
+        'predictor_training_steps': [lvl.training_steps for lvl in learner.levels],
         'levels': learner.num_levels,
         'gate_first_open': first_gate_open,
         'prediction_below_threshold_first': first_below,
@@ -532,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         '--device',
         default='cpu',
-        help="cpu | cuda (on cuda the per-phase timings are not synchronised: only the totals count)",
+        help="cpu | cuda (on cuda the per-phase timings are not synchronised: only the totals "
+        "count)",
     )
     p.add_argument('--seed', type=int, default=0)
     p.add_argument(
@@ -614,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f'world_model_bench_{stamp}.json'
     if args.timing_frames:
         print(
-            f'=== timing: gate forced open, training + scoring every frame, {args.timing_frames} frames ===',
+            f'=== timing: gate forced open, training + scoring every frame, '
+            f'{args.timing_frames} frames ===',
             flush=True,
         )
         report['timing_forced_open'] = t = timing(args, cfg, actions)
@@ -626,15 +632,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(
-            f"  gate-closed iteration (ms, mean/median/min): {t['gate_closed_iteration']['mean_ms']}/"
+            f"  gate-closed iteration (ms, mean/median/min): "
+            f"{t['gate_closed_iteration']['mean_ms']}/"
             f"{t['gate_closed_iteration']['median_ms']}/{t['gate_closed_iteration']['min_ms']}",
             flush=True,
         )
         achieved = t['gflop_per_acted_frame'] / (t['total']['median_ms'] / 1000)
         ceiling = t['matmul_ceiling_gflop_per_s']
         print(
-            f"  an acted frame is {t['gflop_per_acted_frame']} GFLOP: {achieved:.0f} GFLOP/s at the median; a "
-            f"2048x2048 matrix product runs at {ceiling} GFLOP/s here, so no kernel tuning can bring this "
+            f"  an acted frame is {t['gflop_per_acted_frame']} GFLOP: {achieved:.0f} GFLOP/s at "
+            f"the median; a 2048x2048 matrix product runs at {ceiling} GFLOP/s here, so no "
+            f"kernel tuning can bring this "
             f"frame under {1000 * t['gflop_per_acted_frame'] / ceiling:.0f} ms",
             flush=True,
         )
@@ -647,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         report['matmul_ceiling_gflop_per_s'] = round(matmul_ceiling(device=args.device), 1)
     for mode in modes:
         print(
-            f'=== {mode}: {args.preset} model, {args.threads} threads, budget {args.time_budget:.0f} s ===',
+            f'=== {mode}: {args.preset} model, {args.threads} threads, '
+            f'budget {args.time_budget:.0f} s ===',
             flush=True,
         )
         report['runs'].append(run(mode, args, cfg, actions, args.out, stamp))
@@ -656,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in report['runs']:
         c = r['acted_frame_cost']
         print(
-            f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s (cpu {r['cpu_s']} s), "
+            f"\n--- {r['mode']}: {r['acted_frames']} acted frames in {r['wall_s']} s "
+            f"(cpu {r['cpu_s']} s), "
             f"executed actions {r['executed_actions']}"
         )
         if c:
@@ -667,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         g = r['gate_closed_frame_cost']
         if g:
             print(
-                f"  gate-closed iteration: {g['total']['mean_ms']} ms mean, {r['gate_closed_iterations']} iterations"
+                f"  gate-closed iteration: {g['total']['mean_ms']} ms mean, "
+                f"{r['gate_closed_iterations']} iterations"
             )
         print(f"  gate first open: {r['gate_first_open']}")
         print(
