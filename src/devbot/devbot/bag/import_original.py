@@ -71,7 +71,7 @@ Each action of the original session must be one of the discrete actions of the d
 ``JetBotInterface``, or ``--robot-config``); a session whose action space lists another action
 is refused before anything is written.
 
-A session is written into a hidden folder ``<out>/<robot>/.importing-<name>-XXXX/`` and moved
+A session is written into a hidden folder ``<out>/<robot>/.importing-<name>-<random>/`` and moved
 to its place only when complete, so an error (a line that is not JSON, a missing frame file, a
 truncated JPEG, ...) leaves no session behind; the error names the shard file and line.
 """
