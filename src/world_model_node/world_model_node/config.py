@@ -41,106 +41,150 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f'{path}: invalid YAML: {exc}') from exc
 
 
-def param(default: Any, help: str) -> Any:
-    """A config field with its description (``metadata['help']``, the ROS parameter's)."""
-    return dataclasses.field(default=default, metadata={'help': help})
+def param(default: Any, help: str, check: str | None = None) -> Any:
+    """A config field with its description (``metadata['help']``, the ROS parameter's) and the
+    range ``__post_init__`` checks (``metadata['check']``): ``'positive'`` (> 0) or ``'nonneg'``
+    (a finite number >= 0)."""
+    if check not in (None, 'positive', 'nonneg'):
+        raise ValueError(f'unknown check {check!r}')
+    return dataclasses.field(default=default, metadata={'help': help, 'check': check})
 
 
 @dataclass
 class WorldModelConfig:
     # ---------------------------------------------------------------- quality thresholds
     reconstruction_threshold: float = param(
-        0.0005, 'gate: act only when the unmasked reconstruction MSE is below this'
+        0.0005,
+        'gate: act only when the unmasked reconstruction MSE is below this',
+        check='nonneg',
     )
     prediction_threshold: float = param(
-        0.0005, 'train a level only when its fresh prediction MSE is above this'
+        0.0005,
+        'train a level only when its fresh prediction MSE is above this',
+        check='nonneg',
     )
     gate_patience: int = param(
         300,
         'gate-closed iterations without a 2% better reconstruction MSE after which the frame is '
         'acted on anyway (0: never); only after the gate has first opened. The masked objective '
         'can settle just above the threshold on one frame, and a lockstep robot would wait forever',
+        check='nonneg',
     )
 
     # ---------------------------------------------------------------- optimisation
     autoencoder_lr: float = param(
-        1e-4, 'AdamW learning rate of the autoencoder (encoder + decoder)'
+        1e-4,
+        'AdamW learning rate of the autoencoder (encoder + decoder)',
+        check='positive',
     )
-    predictor_lr: float = param(1e-4, 'AdamW learning rate of every predictor level')
-    weight_decay: float = param(0.0, 'AdamW weight decay of both optimizers')
+    predictor_lr: float = param(
+        1e-4, 'AdamW learning rate of every predictor level', check='positive'
+    )
+    weight_decay: float = param(0.0, 'AdamW weight decay of both optimizers', check='nonneg')
     adam_betas: tuple[float, float] = param((0.9, 0.999), 'Adam moment decay rates')
-    grad_clip_norm: float = param(1.0, 'clip the global grad norm of each parameter set (0: off)')
+    grad_clip_norm: float = param(
+        1.0, 'clip the global grad norm of each parameter set (0: off)', check='nonneg'
+    )
     mask_ratio_min: float = param(
         0.30, 'autoencoder step: mask ratio r ~ U(min, max) per step; lower end'
     )
     mask_ratio_max: float = param(0.85, 'upper end of the mask ratio range')
     joint_reconstruction_weight: float = param(
-        1.0, 'weight of the reconstruction MSE kept in the joint encoder objective'
+        1.0,
+        'weight of the reconstruction MSE kept in the joint encoder objective',
+        check='nonneg',
     )
     encoder_prediction_grad_scale: float = param(
         0.1,
         "scale of the predictor losses' gradient reaching the encoder (0: none); small, so that "
         'the encoder is shaped mainly by reconstruction and does not chase the predictor',
+        check='nonneg',
     )
 
     # ---------------------------------------------------------------- predictor losses
-    pred_patch_w: float = param(0.2, 'weight of MSE(decoded prediction, target patches)')
-    pred_latent_w: float = param(0.8, 'weight of MSE(prediction[1:], encode(target)[1:])')
-    pred_action_w: float = param(1.0, 'weight of CE(action logits, executed action)')
+    pred_patch_w: float = param(
+        0.2, 'weight of MSE(decoded prediction, target patches)', check='nonneg'
+    )
+    pred_latent_w: float = param(
+        0.8, 'weight of MSE(prediction[1:], encode(target)[1:])', check='nonneg'
+    )
+    pred_action_w: float = param(
+        1.0, 'weight of CE(action logits, executed action)', check='nonneg'
+    )
     action_grad_scale: float = param(
         0.01,
         "scale of that CE's gradient reaching the prediction (0: none); the CE's gradient is "
         "~100x the prediction losses', and at full strength it pushes the predictions to "
         'exaggerated changes',
+        check='nonneg',
     )
     delta_latent: bool = param(True, 'prediction = last context frame features + head output')
 
     # ---------------------------------------------------------------- context and history
     prediction_history_size: int = param(
-        3, 'history frames before the current one in a context (3 + 1 frames)'
+        3,
+        'history frames before the current one in a context (3 + 1 frames)',
+        check='nonneg',
     )
-    max_history_size: int = param(1000, 'frames (with features and actions) kept in memory')
+    max_history_size: int = param(
+        1000, 'frames (with features and actions) kept in memory', check='positive'
+    )
     saved_history_size: int = param(
-        100, 'newest history entries stored in the learner-state checkpoint'
+        100,
+        'newest history entries stored in the learner-state checkpoint',
+        check='nonneg',
     )
     max_seq_len: int = param(
-        4096, 'predictor position table size; longer contexts keep the newest frames'
+        4096,
+        'predictor position table size; longer contexts keep the newest frames',
+        check='positive',
     )
 
     # ---------------------------------------------------------------- intervals
     log_interval: int = param(
-        100, 'scalar metrics every N steps; grad/UWR metrics every N predictor steps'
+        100,
+        'scalar metrics every N steps; grad/UWR metrics every N predictor steps',
+        check='positive',
     )
-    visualization_upload_interval: int = param(500, 'a prediction figure to wandb every N steps')
+    visualization_upload_interval: int = param(
+        500, 'a prediction figure to wandb every N steps', check='positive'
+    )
     checkpoint_save_interval: int = param(
-        500, 'save checkpoints every N level-0 predictor training steps'
+        500,
+        'save checkpoints every N level-0 predictor training steps',
+        check='positive',
     )
     checkpoint_period_s: float = param(
         120.0,
         'also save a checkpoint this many seconds after the last one, in every phase (gate '
         'closed included), so a killed run loses at most this much; 0: off',
+        check='nonneg',
     )
-    display_interval: int = param(10, 'live panels every N steps (published by the node)')
+    display_interval: int = param(
+        10, 'live panels every N steps (published by the node)', check='positive'
+    )
 
     # ---------------------------------------------------------------- image / autoencoder
-    img_size: int = param(224, 'frames are resized to img_size x img_size RGB')
-    patch_size: int = param(16, 'ViT patch size (224/16 -> 196 patches)')
-    in_chans: int = param(3, 'image channels')
-    embed_dim: int = param(256, 'encoder width = predictor width')
-    depth: int = param(5, 'encoder ViT blocks')
-    num_heads: int = param(4, 'encoder attention heads')
-    mlp_ratio: float = param(4.0, 'encoder MLP hidden = mlp_ratio * embed_dim')
-    decoder_embed_dim: int = param(128, 'width of the lightweight per-token MLP decoder')
+    img_size: int = param(224, 'frames are resized to img_size x img_size RGB', check='positive')
+    patch_size: int = param(16, 'ViT patch size (224/16 -> 196 patches)', check='positive')
+    in_chans: int = param(3, 'image channels', check='positive')
+    embed_dim: int = param(256, 'encoder width = predictor width', check='positive')
+    depth: int = param(5, 'encoder ViT blocks', check='positive')
+    num_heads: int = param(4, 'encoder attention heads', check='positive')
+    mlp_ratio: float = param(4.0, 'encoder MLP hidden = mlp_ratio * embed_dim', check='positive')
+    decoder_embed_dim: int = param(
+        128, 'width of the lightweight per-token MLP decoder', check='positive'
+    )
 
     # ---------------------------------------------------------------- predictor
-    predictor_depth: int = param(6, 'predictor transformer layers')
-    predictor_heads: int = param(8, 'predictor attention heads')
-    predictor_ffn_dim: int = param(1024, 'predictor feed-forward hidden width')
+    predictor_depth: int = param(6, 'predictor transformer layers', check='positive')
+    predictor_heads: int = param(8, 'predictor attention heads', check='positive')
+    predictor_ffn_dim: int = param(1024, 'predictor feed-forward hidden width', check='positive')
     predictor_dropout: float = param(
         0.1, 'dropout in train mode (every trainer runs the predictor in eval mode)'
     )
-    action_embed_dim: int = param(64, 'ActionEmbedding output width')
-    film_hidden_dim: int = param(128, 'ActionEmbedding hidden width')
+    action_embed_dim: int = param(64, 'ActionEmbedding output width', check='positive')
+    film_hidden_dim: int = param(128, 'ActionEmbedding hidden width', check='positive')
     film_block_ids: tuple[int, ...] = param((0, 2), 'FiLM after these predictor layers')
     classifier_channels: tuple[int, int] = param(
         (16, 32), 'conv widths of the pixel-difference action classifier'
@@ -152,34 +196,52 @@ class WorldModelConfig:
     )
 
     # ---------------------------------------------------------------- uncertainty
-    ensemble_heads: int = param(5, 'output heads; their disagreement is the predictive uncertainty')
+    ensemble_heads: int = param(
+        5, 'output heads; their disagreement is the predictive uncertainty', check='positive'
+    )
     uncertainty_eps: float = param(
-        1e-8, 'variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))'
+        1e-8,
+        'variance floor inside the Gaussian entropy 0.5*log(2*pi*e*(var+eps))',
+        check='nonneg',
     )
     prior_scale: float = param(
-        0.1, "scale of each head's fixed random action prior (randomized priors)"
+        0.1,
+        "scale of each head's fixed random action prior (randomized priors)",
+        check='nonneg',
     )
     head_init_std: float = param(
         0.002,
         "std of the output heads' initial weights: their outputs start at ~head_init_std * "
         'sqrt(embed_dim) per feature, near the copy of the frame',
+        check='nonneg',
     )
     residual_decay: float = param(
         0.9,
         "EMA decay of each action's observed latent prediction error (the predictive variance's "
         'residual part); 0: the last error only',
+        check='nonneg',
     )
     initial_residual: float = param(
-        1.0, 'residual of an action never tried yet (high: untried = uncertain)'
+        1.0,
+        'residual of an action never tried yet (high: untried = uncertain)',
+        check='nonneg',
     )
 
     # ---------------------------------------------------------------- hierarchy
-    max_levels: int = param(3, 'levels 0..max_levels-1 (level 0 = primitive actions)')
-    macro_length: int = param(2, 'a level-k action = macro_length level-(k-1) actions')
-    level_creation_steps: int = param(
-        200, 'consecutive accurate fresh predictions of the top level before a new level'
+    max_levels: int = param(
+        3, 'levels 0..max_levels-1 (level 0 = primitive actions)', check='positive'
     )
-    max_macro_actions: int = param(64, 'never create a level with more candidate actions than this')
+    macro_length: int = param(
+        2, 'a level-k action = macro_length level-(k-1) actions', check='positive'
+    )
+    level_creation_steps: int = param(
+        200,
+        'consecutive accurate fresh predictions of the top level before a new level',
+        check='positive',
+    )
+    max_macro_actions: int = param(
+        64, 'never create a level with more candidate actions than this', check='positive'
+    )
 
     # ---------------------------------------------------------------- misc
     seed: int = param(0, 'seeds model init (per level) and the masking RNG')
@@ -190,59 +252,11 @@ class WorldModelConfig:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
         self.film_block_ids = tuple(int(i) for i in self.film_block_ids)
         self.classifier_channels = tuple(int(c) for c in self.classifier_channels)
-        pos = [
-            'autoencoder_lr',
-            'predictor_lr',
-            'img_size',
-            'patch_size',
-            'in_chans',
-            'embed_dim',
-            'depth',
-            'num_heads',
-            'decoder_embed_dim',
-            'predictor_depth',
-            'predictor_heads',
-            'predictor_ffn_dim',
-            'action_embed_dim',
-            'film_hidden_dim',
-            'ensemble_heads',
-            'max_levels',
-            'macro_length',
-            'log_interval',
-            'visualization_upload_interval',
-            'checkpoint_save_interval',
-            'display_interval',
-            'max_history_size',
-            'level_creation_steps',
-            'max_macro_actions',
-            'max_seq_len',
-            'mlp_ratio',
-        ]
-        for name in pos:
+        checks = {f.name: f.metadata['check'] for f in dataclasses.fields(self)}
+        for name in (n for n, check in checks.items() if check == 'positive'):
             if not getattr(self, name) > 0:
                 raise ConfigError(f'{name} must be > 0, got {getattr(self, name)!r}')
-        nonneg = [
-            'reconstruction_threshold',
-            'prediction_threshold',
-            'weight_decay',
-            'grad_clip_norm',
-            'pred_patch_w',
-            'pred_latent_w',
-            'pred_action_w',
-            'joint_reconstruction_weight',
-            'prediction_history_size',
-            'saved_history_size',
-            'uncertainty_eps',
-            'prior_scale',
-            'head_init_std',
-            'encoder_prediction_grad_scale',
-            'residual_decay',
-            'initial_residual',
-            'gate_patience',
-            'action_grad_scale',
-            'checkpoint_period_s',
-        ]
-        for name in nonneg:
+        for name in (n for n, check in checks.items() if check == 'nonneg'):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ConfigError(f'{name} must be a finite number >= 0, got {v!r}')
