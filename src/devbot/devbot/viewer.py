@@ -131,8 +131,8 @@ def gui_available() -> tuple[bool, str]:
     import cv2
 
     try:
-        cv2.namedWindow('devbot view probe', cv2.WINDOW_NORMAL)
-        cv2.destroyWindow('devbot view probe')
+        cv2.namedWindow('devbot probe', cv2.WINDOW_NORMAL)
+        cv2.destroyWindow('devbot probe')
     except cv2.error:
         return False, 'this OpenCV build has no GUI support (opencv-python-headless)'
     return True, ''

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 
+from devbot.viewer import gui_available
 from jetbot_driver import protocol
 from jetbot_driver.client import ConnectionLost, JetBotClient
 from jetbot_driver.protocol import FrameError
@@ -26,20 +27,6 @@ from jetbot_driver.protocol import FrameError
 HELP = 'live camera feed of a JetBot over RPyC'
 
 WINDOW = 'devbot jetbot-feed'
-
-
-def gui_available() -> tuple[bool, str]:
-    """Whether an OpenCV window can be opened here, and why not."""
-    if not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
-        return False, 'no display (DISPLAY/WAYLAND_DISPLAY not set)'
-    import cv2
-
-    try:
-        cv2.namedWindow(WINDOW + ' probe', cv2.WINDOW_NORMAL)
-        cv2.destroyWindow(WINDOW + ' probe')
-    except cv2.error:
-        return False, 'this OpenCV build has no GUI support (opencv-python-headless)'
-    return True, ''
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
