@@ -439,8 +439,8 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
             m.train(mode)
 
 
-def _to_images(autoencoder: MaskedAutoencoderViT, patches: torch.Tensor) -> np.ndarray:
-    """[K, N, P] in [0, 1] -> uint8 [K, S, S, C]."""
+def patches_to_images(autoencoder: MaskedAutoencoderViT, patches: torch.Tensor) -> np.ndarray:
+    """Patches [K, N, P] in [0, 1] -> uint8 images [K, S, S, 3]."""
     imgs = (
         autoencoder.unpatchify(patches.detach().float())
         .clamp(0, 1)
@@ -561,7 +561,7 @@ def analyse_transition(
         )
         tensors: dict[str, torch.Tensor] = dict(prediction_spread(sweep.pred_patches))
         result = TransitionDiagnostics(
-            predictions=_to_images(autoencoder, sweep.pred_patches),
+            predictions=patches_to_images(autoencoder, sweep.pred_patches),
             uncertainty=ensemble_entropy(sweep.head_predictions).float().cpu().numpy(),
             spread=0.0,
             spread_std=0.0,
@@ -675,6 +675,7 @@ __all__ = [
     'action_grad_ratio',
     'gradient_flow_ratio',
     'eval_mode',
+    'patches_to_images',
     'TransitionDiagnostics',
     'analyse_transition',
     'transition_metrics',

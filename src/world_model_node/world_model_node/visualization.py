@@ -21,26 +21,13 @@ import torch
 
 from . import diagnostics as D
 from . import metrics as M
+from .diagnostics import patches_to_images
 from .models import (
     ACTION_TOKEN,
     QUERY_TOKEN,
-    MaskedAutoencoderViT,
     PredictorContext,
     TransformerActionConditionedPredictor,
 )
-
-
-def patches_to_images(autoencoder: MaskedAutoencoderViT, patches: torch.Tensor) -> np.ndarray:
-    """Patches [K, N, P] in [0, 1] -> uint8 images [K, S, S, 3]."""
-    imgs = (
-        autoencoder.unpatchify(patches.detach().float())
-        .clamp(0, 1)
-        .mul(255)
-        .round()
-        .to(torch.uint8)
-    )
-    return imgs.permute(0, 2, 3, 1).cpu().numpy()
-
 
 # ---------------------------------------------------------------------------------------------
 # the live panel
