@@ -52,6 +52,39 @@ def robot_subscribed(node, command_publisher) -> bool:
     )
 
 
+class ResendingPublisher:
+    """A publisher that re-sends its last message, unchanged (same stamp), to every new
+    subscriber: consumers de-duplicate by stamp, and a node that joins late does not wait for a
+    message published before its reader matched (volatile QoS would never deliver it).
+
+    ``resend_when`` (optional) is asked at each new match; the message is re-sent only when it
+    returns True (e.g. only while it is still the current one)."""
+
+    def __init__(self, node, msg_type, topic: str, qos, resend_when=None) -> None:
+        from rclpy.event_handler import PublisherEventCallbacks
+
+        self.last = None
+        self._resend_when = resend_when
+        self._publisher = node.create_publisher(
+            msg_type,
+            topic,
+            qos,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_matched),
+        )
+
+    def publish(self, msg) -> None:
+        self.last = msg
+        self._publisher.publish(msg)
+
+    def _on_matched(self, info) -> None:
+        if (
+            info.current_count_change > 0
+            and self.last is not None
+            and (self._resend_when is None or self._resend_when())
+        ):
+            self._publisher.publish(self.last)
+
+
 def loop_qos():
     """The learning loop: reliable, keep-last 10 (a lost frame is a lost transition)."""
     return _volatile_keep_last(10, reliable=True)

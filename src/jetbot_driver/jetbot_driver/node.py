@@ -60,7 +60,6 @@ import sys
 import time
 
 from geometry_msgs.msg import Twist
-from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState
@@ -243,17 +242,12 @@ class JetBotDriverNode(Node):
         )
 
         qos = topics.loop_qos()
-        self._image_pub = self.create_publisher(
-            Image,
-            topics.CAMERA_IMAGE,
-            qos,
-            event_callbacks=PublisherEventCallbacks(matched=self._on_image_matched),
-        )
+        # a new subscriber gets the last frame again (see ResendingPublisher)
+        self._image_pub = topics.ResendingPublisher(self, Image, topics.CAMERA_IMAGE, qos)
         self._executed_pub = self.create_publisher(JointState, topics.MOTOR_EXECUTED, qos)
         self.create_subscription(JointState, topics.MOTOR_COMMAND, self._on_command, qos)
         if enable_cmd_vel:
             self.create_subscription(Twist, CMD_VEL, self._on_cmd_vel, 10)
-        self._image = None
         self._executed = JointState()
         self._wake = self.create_guard_condition(self._on_worker_events)
         config = WorkerConfig(
@@ -354,14 +348,8 @@ class JetBotDriverNode(Node):
         msg.header.frame_id = self._frame_id
         msg.header.stamp = Time(nanoseconds=frame.stamp_ns).to_msg()
         numpy_to_image(frame.rgb, 'rgb8', msg)
-        self._image = msg
         self.frames += 1
         self._image_pub.publish(msg)
-
-    def _on_image_matched(self, info) -> None:
-        # a new subscriber: re-send the last frame (same stamp; consumers de-duplicate by stamp)
-        if info.current_count_change > 0 and self._image is not None:
-            self._image_pub.publish(self._image)
 
     def close(self) -> None:
         """Stop the motors and the worker, close the connection (idempotent)."""

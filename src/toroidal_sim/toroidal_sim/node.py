@@ -34,7 +34,6 @@ import sys
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
-from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -92,12 +91,9 @@ class ToroidalSimNode(Node):
         )
 
         qos = topics.loop_qos()
-        self._image_pub = self.create_publisher(
-            Image,
-            topics.CAMERA_IMAGE,
-            qos,
-            event_callbacks=PublisherEventCallbacks(matched=self._on_image_matched),
-        )
+        # a new subscriber gets the current frame again, so nobody waits for a frame published
+        # before it joined
+        self._image_pub = topics.ResendingPublisher(self, Image, topics.CAMERA_IMAGE, qos)
         self._executed_pub = self.create_publisher(JointState, topics.MOTOR_EXECUTED, qos)
         self._position_pub = self.create_publisher(PointStamped, topics.DOT_POSITION, qos)
         self.create_subscription(JointState, topics.MOTOR_COMMAND, self._on_command, qos)
@@ -158,12 +154,6 @@ class ToroidalSimNode(Node):
         response.success = True
         response.message = f'dot at {self.env.position}'
         return response
-
-    def _on_image_matched(self, info) -> None:
-        # A new subscriber: re-send the current frame with its original stamp (consumers
-        # de-duplicate by stamp), so nobody waits for a frame published before it joined.
-        if info.current_count_change > 0:
-            self._image_pub.publish(self._image)
 
     # ------------------------------------------------------------------ publishing
 

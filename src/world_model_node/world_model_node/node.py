@@ -64,7 +64,6 @@ from datetime import datetime
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -215,11 +214,13 @@ class WorldModelNode(Node):
         self.start_step = self.learner.step
 
         qos = topics.loop_qos()
-        self._scores_pub = self.create_publisher(
+        # a selector that joins while the loop waits for an action gets the current scores
+        self._scores_pub = topics.ResendingPublisher(
+            self,
             JointState,
             topics.ACTION_SCORES,
             qos,
-            event_callbacks=PublisherEventCallbacks(matched=self._on_scores_matched),
+            resend_when=lambda: self.loop.awaiting_action,
         )
         # reliable keep-last-1: works with reliable and best-effort viewers, never queues up
         self._panel_pub = self.create_publisher(
@@ -236,7 +237,6 @@ class WorldModelNode(Node):
         self.failed = False
         self.bad_images = 0
         self.bad_actions = 0
-        self._scores_msg: JointState | None = None
         self._frame_stamps: dict[int, object] = {}
         self._started = time.monotonic()
         self._worker = self._torch.submit(self._work)
@@ -309,14 +309,6 @@ class WorldModelNode(Node):
         header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         self._processed_pub.publish(header)
 
-    def _on_scores_matched(self, info) -> None:
-        if (
-            info.current_count_change > 0
-            and self._scores_msg is not None
-            and self.loop.awaiting_action
-        ):
-            self._scores_pub.publish(self._scores_msg)
-
     # ------------------------------------------------------------------ worker thread
 
     def _work(self) -> None:
@@ -358,7 +350,6 @@ class WorldModelNode(Node):
             msg.position = [float(s) for s in result.scores]
             msg.velocity = [0.0] * len(msg.name)
             msg.effort = [0.0] * len(msg.name)
-            self._scores_msg = msg
             self._scores_pub.publish(msg)
         self._metrics_pub.publish(self._metrics_msg(result))
         if result.step % max(1, self.config.display_interval) == 0 or result.new_level is not None:
