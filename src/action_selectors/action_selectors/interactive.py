@@ -353,52 +353,30 @@ class InteractiveSelector:
         import queue
         import threading
 
-        from sensor_msgs.msg import Image, JointState
+        from sensor_msgs.msg import JointState
 
         from action_selectors.stats import RunnerStats
+        from action_selectors.wiring import declare_policy_params, wire_trigger
         from devbot.params import declare
 
         self.node = node
         self.out = out or sys.stdout
-        robot_config = declare(
-            node, 'robot_config', '', 'robot file with the action space (required)'
-        )
-        policy = declare(
-            node, 'policy', 'sequence', 'constant | sequence | random: the proposal without scores'
-        )
-        action = declare(
-            node, 'action', 0, 'action index of the constant policy', int_range=(0, 1024)
-        )
-        sequence = str(
-            declare(
-                node,
-                'sequence',
-                'ALWAYS_MOVE',
-                'predefined sequence name or a comma-separated list of action indices',
-                dynamic_typing=True,
-            )
-        )
-        seed = declare(
+        params = declare_policy_params(
             node,
-            'seed',
-            -1,
-            'RNG seed of the random policy and of ties; -1 = random',
-            int_range=(-1, 2**31 - 1),
+            'constant | sequence | random: the proposal without scores',
+            'RNG seed of the random policy and of ties',
         )
         self.trigger = declare(node, 'trigger', 'frame', 'frame | scores')
         self.report_dir = declare(
             node, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file'
         )
-        if not robot_config:
-            raise ValueError(
-                'parameter robot_config is required '
-                '(e.g. -p robot_config:=config/toroidal_dot.yaml)'
-            )
-        if self.trigger not in ('frame', 'scores'):
-            raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')
-        self.space = ActionSpace.from_yaml(robot_config)
+        self.space = params.action_space
         self.proposer = Proposer(
-            self.space, policy, action=action, sequence=sequence, seed=None if seed < 0 else seed
+            self.space,
+            params.policy,
+            action=params.action,
+            sequence=params.sequence,
+            seed=params.seed,
         )
         self.stats = RunnerStats(self.space.num_actions)
         self.done = False
@@ -408,14 +386,7 @@ class InteractiveSelector:
         self._typeahead: list[str] = []
         self._command = JointState()
 
-        qos = topics.loop_qos()
-        self._publisher = node.create_publisher(JointState, topics.MOTOR_COMMAND, qos)
-        if self.trigger == 'frame':
-            node.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, qos, raw=True)
-            source = node.resolve_topic_name(topics.CAMERA_IMAGE)
-        else:
-            node.create_subscription(JointState, topics.ACTION_SCORES, self._on_scores, qos)
-            source = node.resolve_topic_name(topics.ACTION_SCORES)
+        self._publisher, source = wire_trigger(node, self.trigger, self._on_frame, self._on_scores)
         node.create_timer(0.02, self._poll)
         self._say(format_actions(self.space))
         self._say(f'waiting for {source} ...')

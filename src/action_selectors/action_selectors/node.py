@@ -46,13 +46,13 @@ import sys
 import time
 
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 
-from action_selectors.policies import SEQUENCES, make_policy
+from action_selectors.policies import make_policy
 from action_selectors.recorded import RecordedPolicy, RecordingFinished
 from action_selectors.stats import RunnerStats
+from action_selectors.wiring import declare_policy_params, wire_trigger
 from devbot import topics
-from devbot.action_space import ActionSpace
 from devbot.bag.session import BagError
 from devbot.cdr import header_stamp
 from devbot.messages import action_to_joint_state
@@ -71,30 +71,10 @@ ROBOT_WAIT_LOG_S = 2.0
 class SelectorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('selector', **kwargs)
-        robot_config = declare(
-            self, 'robot_config', '', 'robot file with the action space (required)'
-        )
-        policy = declare(
-            self, 'policy', 'sequence', 'constant | sequence | random | uncertainty | recorded'
-        )
-        action = declare(
-            self, 'action', 0, 'action index of the constant policy', int_range=(0, 1024)
-        )
-        sequence = str(
-            declare(
-                self,
-                'sequence',
-                'ALWAYS_MOVE',
-                f'one of {sorted(SEQUENCES)} or a comma-separated list of action indices',
-                dynamic_typing=True,
-            )
-        )
-        seed = declare(
+        params = declare_policy_params(
             self,
-            'seed',
-            -1,
-            'RNG seed of random/uncertainty policies; -1 = random',
-            int_range=(-1, 2**31 - 1),
+            'constant | sequence | random | uncertainty | recorded',
+            'RNG seed of random/uncertainty policies',
         )
         trigger = declare(
             self, 'trigger', '', 'frame | scores; empty = scores for uncertainty, else frame'
@@ -130,9 +110,8 @@ class SelectorNode(Node):
         self.report_dir = declare(
             self, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file'
         )
-        if not robot_config:
-            raise ValueError('parameter robot_config is required (e.g. config/toroidal_dot.yaml)')
-        self.action_space = ActionSpace.from_yaml(robot_config)
+        self.action_space = params.action_space
+        policy = params.policy
         if policy == 'recorded':
             if not session:
                 raise ValueError(
@@ -143,22 +122,12 @@ class SelectorNode(Node):
             self.policy = make_policy(
                 policy,
                 self.action_space.num_actions,
-                action=action,
-                sequence=sequence,
-                seed=None if seed < 0 else seed,
+                action=params.action,
+                sequence=params.sequence,
+                seed=params.seed,
             )
         self.trigger = trigger or ('scores' if policy == 'uncertainty' else 'frame')
-        if self.trigger not in ('frame', 'scores'):
-            raise ValueError(f'trigger must be frame or scores, got {self.trigger!r}')
-
-        qos = topics.loop_qos()
-        self._command_pub = self.create_publisher(JointState, topics.MOTOR_COMMAND, qos)
-        if self.trigger == 'frame':
-            # raw: the selector needs only the stamp, so the 150 KB pixel array is never
-            # turned into a Python message (the largest per-step cost of this node)
-            self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_frame, qos, raw=True)
-        else:
-            self.create_subscription(JointState, topics.ACTION_SCORES, self._on_scores, qos)
+        self._command_pub, _ = wire_trigger(self, self.trigger, self._on_frame, self._on_scores)
         self.stats = RunnerStats(self.action_space.num_actions)
         self.done = False
         self._last_stamp = None
