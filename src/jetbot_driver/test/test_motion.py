@@ -22,8 +22,9 @@ from jetbot_driver.motion import (
 from jetbot_driver.sim_server import SimServer
 from jetbot_driver.worker import Executed, Fatal, Frame, Notice, RobotWorker, WorkerConfig
 
-# the original system's moving action: motor_left 0, motor_right 0.12, 0.2 s
-SEED_TURN = (0.0, 0.12, 0.2)
+# the moving action of config/jetbot.yaml (motor_left, motor_right, duration): right wheel only,
+# 0.12 for 0.2 s
+TURN_ACTION = (0.0, 0.12, 0.2)
 EXPECTED_TURN = [
     (0.0, 0.03),
     (0.0, 0.06),
@@ -71,7 +72,7 @@ def test_ramp_values():
 def test_forward_action_sends_the_exact_ramp_and_holds_for_duration(client, inspector):
     controller = MotorController(client.set_motors)
     start = time.monotonic()
-    controller.execute(*SEED_TURN)
+    controller.execute(*TURN_ACTION)
     elapsed = time.monotonic() - start
     log = motor_log(inspector)
     values = [(left, right) for _, left, right in log]
@@ -174,8 +175,8 @@ def test_worker_executes_then_publishes_a_fresh_frame_and_refuses_while_busy(cli
     try:
         first = collect(worker, [Frame])
         assert [type(e) for e in first] == [Frame] and not first[0].after_action  # a start frame
-        assert worker.submit_action(1, *SEED_TURN) is None
-        assert 'still being executed' in worker.submit_action(1, *SEED_TURN)
+        assert worker.submit_action(1, *TURN_ACTION) is None
+        assert 'still being executed' in worker.submit_action(1, *TURN_ACTION)
         assert 'being executed' in worker.submit_drive(0.1, 0.1)
         events = collect(worker, [Executed, Frame])
         executed = [e for e in events if isinstance(e, Executed)]
@@ -251,7 +252,7 @@ def test_a_lost_connection_is_one_fatal_event_and_ends_the_worker():
         fatal = [e for e in worker.events() if isinstance(e, Fatal)]
         assert len(fatal) == 1 and 'lost the connection' in fatal[0].text
         assert notified.is_set() and worker.failed
-        assert worker.submit_action(1, *SEED_TURN) == 'the driver is shutting down'
+        assert worker.submit_action(1, *TURN_ACTION) == 'the driver is shutting down'
     finally:
         worker.close()
 

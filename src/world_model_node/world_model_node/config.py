@@ -5,7 +5,7 @@ declares as its ROS parameter's description. Field names are lower-case (ROS par
 ``from_dict`` also accepts UPPER_CASE names (``LOG_INTERVAL`` -> ``log_interval``).
 
 Example:
-    >>> cfg = WorldModelConfig()                 # full size, the seed's values
+    >>> cfg = WorldModelConfig()                 # full size: 224x224 frames, the default nets
     >>> tiny = WorldModelConfig.tiny()           # 32x32 images, small nets: for tests
     >>> cfg = WorldModelConfig.from_yaml('config/world_model.yaml')
 """
