@@ -127,6 +127,28 @@ def test_recorded_runner_session_round_trips_bit_exactly(launch, probe, tmp_path
             assert np.array_equal(np.roll(t.frame, 27 * t.action, axis=1), t.next_frame)
 
 
+def _node_cmd(script: str, *params: str, namespace: str | None = None) -> list[str]:
+    """The command line of a node's console script: each of ``params`` (``name:=value``) as a
+    ``-p`` ROS argument, and the namespace if given."""
+    args = [str(BIN / script), '--ros-args']
+    if namespace:
+        args += ['-r', f'__ns:={namespace}']
+    for param in params:
+        args += ['-p', param]
+    return args
+
+
+def _recorder_cmd(output_dir, *params: str) -> list[str]:
+    """The toroidal dot's recorder_node, writing sessions under ``output_dir``."""
+    return _node_cmd(
+        'recorder_node',
+        f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
+        f'output_dir:={output_dir}',
+        *params,
+        namespace='/toroidal_dot',
+    )
+
+
 def _start(cmd: list[str], env) -> subprocess.Popen:
     return subprocess.Popen(
         cmd,
@@ -180,18 +202,7 @@ def _wait_recorded(output_dir, frames: int, timeout: float):
 def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp_path):
     run = launch(RUNNER, 'selector:=random', 'seed:=2', 'action_delay:=0.01', 'report_dir:=')
     rec = _start(
-        [
-            str(BIN / 'recorder_node'),
-            '--ros-args',
-            '-r',
-            '__ns:=/toroidal_dot',
-            '-p',
-            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
-            '-p',
-            f'output_dir:={tmp_path}',
-            '-p',
-            'flush_interval_s:=0.2',
-        ],
+        _recorder_cmd(tmp_path, 'flush_interval_s:=0.2'),
         ros_env,
     )
     seen: list[str] = []
@@ -233,18 +244,7 @@ def test_a_burst_of_stop_signals_still_closes_the_bag(launch, ros_env, tmp_path)
     # or inside the closing of the bag; now every signal only asks the loop to stop
     run = launch(RUNNER, 'selector:=random', 'seed:=3', 'action_delay:=0.0', 'report_dir:=')
     rec = _start(
-        [
-            str(BIN / 'recorder_node'),
-            '--ros-args',
-            '-r',
-            '__ns:=/toroidal_dot',
-            '-p',
-            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
-            '-p',
-            f'output_dir:={tmp_path}',
-            '-p',
-            'flush_interval_s:=0.2',
-        ],
+        _recorder_cmd(tmp_path, 'flush_interval_s:=0.2'),
         ros_env,
     )
     seen: list[str] = []
@@ -285,24 +285,13 @@ def test_disk_limit_deletes_oldest_sessions_at_start_and_while_recording(launch,
     run = launch(RUNNER, 'selector:=sequence', 'seed:=1', 'action_delay:=0.05', 'report_dir:=')
     # 0.001 GB = 1.07 MB; frames stored uncompressed (150 KB each) fill it within a second
     rec = subprocess.run(
-        [
-            str(BIN / 'recorder_node'),
-            '--ros-args',
-            '-r',
-            '__ns:=/toroidal_dot',
-            '-p',
-            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
-            '-p',
-            f'output_dir:={tmp_path}',
-            '-p',
+        _recorder_cmd(
+            tmp_path,
             'disk_limit_gb:=0.001',
-            '-p',
             'compression:=none',
-            '-p',
             'flush_interval_s:=0.1',
-            '-p',
             'duration_s:=60.0',
-        ],
+        ),
         env=ros_env,
         cwd=REPO,
         capture_output=True,
@@ -362,16 +351,9 @@ def test_playback_at_rate_two_takes_half_the_recorded_time(probe, ros_env, tmp_p
     images = write_timed_bag(tmp_path / 'timed', 21, 100_000_000)  # 2.0 s of frames
     frames = probe.record(Image, NS + 'camera/image_raw')
     player = _start(
-        [
-            str(BIN / 'player_node'),
-            '--ros-args',
-            '-p',
-            f'session:={tmp_path / "timed"}',
-            '-p',
-            'rate:=2.0',
-            '-p',
-            'wait_subscribers:=1',
-        ],
+        _node_cmd(
+            'player_node', f'session:={tmp_path / "timed"}', 'rate:=2.0', 'wait_subscribers:=1'
+        ),
         ros_env,
     )
     assert probe.spin_until(lambda: player.poll() is not None, timeout=60)
@@ -391,16 +373,9 @@ def test_lockstep_publishes_the_next_frame_only_after_the_ack(probe, ros_env, tm
     frames = probe.record(Image, NS + 'camera/image_raw')
     acks = probe.node.create_publisher(Header, NS + 'world_model/processed', 10)
     player = _start(
-        [
-            str(BIN / 'player_node'),
-            '--ros-args',
-            '-p',
-            f'session:={tmp_path / "slow"}',
-            '-p',
-            'lockstep:=true',
-            '-p',
-            'ack_timeout_s:=20.0',
-        ],
+        _node_cmd(
+            'player_node', f'session:={tmp_path / "slow"}', 'lockstep:=true', 'ack_timeout_s:=20.0'
+        ),
         ros_env,
     )
     acked = 0
@@ -430,14 +405,7 @@ def test_ctrl_c_stops_a_playback_at_once_and_reports_what_was_played(probe, ros_
     write_timed_bag(tmp_path / 'slow', 8, 2_000_000_000)  # 14 s in real time
     frames = probe.record(Image, NS + 'camera/image_raw')
     player = _start(
-        [
-            str(BIN / 'player_node'),
-            '--ros-args',
-            '-p',
-            f'session:={tmp_path / "slow"}',
-            '-p',
-            'wait_subscribers:=1',
-        ],
+        _node_cmd('player_node', f'session:={tmp_path / "slow"}', 'wait_subscribers:=1'),
         ros_env,
     )
     try:
