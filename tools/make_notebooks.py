@@ -305,6 +305,31 @@ display(JSON(summary))
 # the session explorer
 # ---------------------------------------------------------------------------------------------
 
+
+def open_explorer(tmp_prefix: str) -> str:
+    """Code that both explorer notebooks start with: torch threads, the repo root, and a
+    SessionExplorer over SESSIONS_ROOT / CHECKPOINTS_ROOT, or over demo sessions and a demo
+    checkpoint written to a temporary folder (``tmp_prefix``) when they are None."""
+    return (
+        '''if TORCH_THREADS:
+    torch.set_num_threads(TORCH_THREADS)
+REPO = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
+work = Path(WORK_DIR) if WORK_DIR else Path(tempfile.mkdtemp(prefix='''
+        + repr(tmp_prefix)
+        + '''))
+if SESSIONS_ROOT is None:
+    from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
+    demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
+    SESSIONS_ROOT = work / 'sessions'
+    if CHECKPOINTS_ROOT is None:
+        write_demo_checkpoint(work / 'checkpoints' / 'toroidal_dot', demo[0].path,
+                              autoencoder_steps=40, predictor_steps=20)
+        CHECKPOINTS_ROOT = work / 'checkpoints'
+ex = SessionExplorer(REPO / SESSIONS_ROOT, REPO / (CHECKPOINTS_ROOT or 'saved/checkpoints'))
+'''
+    )
+
+
 EXPLORER = [
     md('''
 # Session explorer
@@ -339,7 +364,8 @@ FRESH_PRESET = 'tiny'      # model size without a checkpoint: 'tiny' or 'full' (
 ''',
         parameters=True,
     ),
-    code('''
+    code(
+        '''
 %matplotlib inline
 import tempfile
 import warnings
@@ -353,21 +379,11 @@ from world_model_node.config import WorldModelConfig
 from devbot_explorer.explorer import ExplorerError, SessionExplorer
 from devbot_explorer.workbench import LiveCheckpointError
 
-if TORCH_THREADS:
-    torch.set_num_threads(TORCH_THREADS)
-REPO = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
-work = Path(WORK_DIR) if WORK_DIR else Path(tempfile.mkdtemp(prefix='session_explorer_'))
-if SESSIONS_ROOT is None:
-    from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
-    demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
-    SESSIONS_ROOT = work / 'sessions'
-    if CHECKPOINTS_ROOT is None:
-        write_demo_checkpoint(work / 'checkpoints' / 'toroidal_dot', demo[0].path,
-                              autoencoder_steps=40, predictor_steps=20)
-        CHECKPOINTS_ROOT = work / 'checkpoints'
-ex = SessionExplorer(REPO / SESSIONS_ROOT, REPO / (CHECKPOINTS_ROOT or 'saved/checkpoints'))
-ex.session_table()
-'''),
+'''
+        + open_explorer('session_explorer_')
+        + '''ex.session_table()
+'''
+    ),
     md('''
 ## A session: robot type and action space from the bag
 '''),
@@ -539,7 +555,8 @@ FRESH_PRESET = 'tiny'    # untrained model offered to a robot without checkpoint
 ''',
         parameters=True,
     ),
-    code('''
+    code(
+        '''
 import tempfile
 from pathlib import Path
 import torch
@@ -547,26 +564,16 @@ from world_model_node.config import WorldModelConfig
 from devbot_explorer.explorer import SessionExplorer
 from devbot_explorer.explorer_widgets import ExplorerApp
 
-if TORCH_THREADS:
-    torch.set_num_threads(TORCH_THREADS)
-REPO = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
-work = Path(WORK_DIR) if WORK_DIR else Path(tempfile.mkdtemp(prefix='session_explorer_app_'))
-if SESSIONS_ROOT is None:
-    from devbot_explorer.demo import write_demo_checkpoint, write_demo_sessions
-    demo = write_demo_sessions(work / 'sessions', dot_steps=60, jetbot_steps=10)
-    SESSIONS_ROOT = work / 'sessions'
-    if CHECKPOINTS_ROOT is None:
-        write_demo_checkpoint(work / 'checkpoints' / 'toroidal_dot', demo[0].path,
-                              autoencoder_steps=40, predictor_steps=20)
-        CHECKPOINTS_ROOT = work / 'checkpoints'
-ex = SessionExplorer(REPO / SESSIONS_ROOT, REPO / (CHECKPOINTS_ROOT or 'saved/checkpoints'))
-if SESSION is None:
+'''
+        + open_explorer('session_explorer_app_')
+        + '''if SESSION is None:
     dots = [i.path for i in ex.sessions() if i.robot_type == 'toroidal_dot' and not i.error]
     SESSION = dots[0] if dots else None
 fresh = WorldModelConfig.tiny() if FRESH_PRESET == 'tiny' else WorldModelConfig()
 app = ExplorerApp(ex, session=SESSION, train_steps=TRAIN_STEPS, fresh_config=fresh)
 app.widget
-'''),
+'''
+    ),
 ]
 
 
