@@ -196,7 +196,9 @@ def dot_env(seed: int = 0) -> ToroidalDotEnv:
 def test_the_panel_carries_the_learners_numbers():
     # gate always open, predictions never trained: the autoencoder stays as it encoded the frame,
     # so the learner's own fresh-prediction error is the panel's error of the executed candidate
-    cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0, prediction_threshold=1.0)
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=1.0, prediction_threshold=1.0, prediction_variance_fraction=0.0
+    )
     learner = OnlineLearner(cfg, ACTIONS)
     env = dot_env(3)
     actions = [1, 0, 1, 1]
@@ -229,7 +231,10 @@ def test_the_panel_carries_the_learners_numbers():
 
 def test_macro_levels_show_their_prediction_of_this_frame():
     cfg = WorldModelConfig.tiny(
-        reconstruction_threshold=1.0, prediction_threshold=1.0, level_creation_steps=2
+        reconstruction_threshold=1.0,
+        prediction_threshold=1.0,
+        prediction_variance_fraction=0.0,
+        level_creation_steps=2,
     )
     learner = OnlineLearner(cfg, ACTIONS)
     env = dot_env(4)

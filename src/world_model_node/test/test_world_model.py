@@ -141,7 +141,8 @@ def test_every_config_field_has_a_description_for_its_ros_parameter():
     )
     assert (
         descriptions['prediction_threshold']
-        == 'train a level only when its fresh prediction MSE is above this'
+        == 'train a level when its fresh prediction MSE is above this (see also '
+        'prediction_variance_fraction)'
     )
 
 
@@ -570,18 +571,52 @@ def test_prediction_losses_train_the_encoder_but_not_the_decoder(recon_weight):
 
 def test_history_is_bounded():
     cfg = tiny(
-        reconstruction_threshold=1.0, prediction_threshold=1.0, max_history_size=12, max_levels=1
+        reconstruction_threshold=1.0,
+        prediction_threshold=1.0,
+        prediction_variance_fraction=0.0,
+        max_history_size=12,
+        max_levels=1,
     )
     learner = OnlineLearner(cfg, ACTIONS)
     run_steps(learner, dot_env(), [1] * 20)
     assert len(learner.history) == 12 and learner.history[-1].step == 20
 
 
+def test_a_prediction_misses_by_a_share_of_the_frames_variance_too():
+    """On a nearly uniform frame the absolute threshold alone calls a poor prediction accurate;
+    PREDICTION_VARIANCE_FRACTION of the frame's variance still counts it as a miss."""
+
+    def trained(fraction: float) -> tuple[list[int], float, float]:
+        cfg = tiny(
+            reconstruction_threshold=1.0,
+            prediction_threshold=1.0,  # never missed by the absolute test
+            prediction_variance_fraction=fraction,
+        )
+        learner = OnlineLearner(cfg, ACTIONS)
+        results, _ = run_steps(learner, dot_env(), [1, 1, 0, 1])
+        variance = float(learner.latest.target.var(unbiased=False))
+        return (
+            [lvl for r in results for lvl in r.trained_levels],
+            learner._miss_threshold(),
+            variance,
+        )
+
+    levels, threshold, variance = trained(0.05)
+    assert threshold == pytest.approx(0.05 * variance) and threshold < 1.0
+    assert levels == [0, 0, 0]  # every fresh prediction (steps 2-4) missed and trained
+    levels, threshold, _ = trained(0.0)
+    assert threshold == 1.0 and levels == []
+
+
 @pytest.mark.parametrize(
     'prediction_threshold', [0.0, 1.0]
 )  # trained every step / always "accurate"
 def test_uncertainty_of_seen_transition_lower_than_unseen(prediction_threshold):
-    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=prediction_threshold)
+    cfg = tiny(
+        reconstruction_threshold=1.0,
+        prediction_threshold=prediction_threshold,
+        prediction_variance_fraction=0.0,
+    )
     learner = OnlineLearner(cfg, ACTIONS)
     env = dot_env(seed=4)
     frame = env.frame()
@@ -625,7 +660,11 @@ def test_uncertainty_stays_high_for_an_action_the_model_keeps_getting_wrong():
 
 def test_new_hierarchy_level_appears_when_level_below_is_accurate():
     cfg = tiny(
-        reconstruction_threshold=1.0, prediction_threshold=1.0, level_creation_steps=4, max_levels=2
+        reconstruction_threshold=1.0,
+        prediction_threshold=1.0,
+        prediction_variance_fraction=0.0,
+        level_creation_steps=4,
+        max_levels=2,
     )
     learner = OnlineLearner(cfg, ACTIONS)
     results, frame = run_steps(learner, dot_env(), [1, 0, 1, 1, 0, 1, 1, 0, 0, 1])
@@ -877,7 +916,11 @@ def test_untrainable_transitions_are_observed_but_never_train():
     error is still measured; the heads are not calibrated on a stay either."""
     actions = [0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0]
     for threshold in (0.0, 1.0):  # every transition misses / every transition is accurate
-        cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=threshold)
+        cfg = tiny(
+            reconstruction_threshold=1.0,
+            prediction_threshold=threshold,
+            prediction_variance_fraction=0.0,
+        )
         learner = OnlineLearner(cfg, ACTIONS)
         env = dot_env()
         frame = env.frame()
@@ -930,6 +973,7 @@ def test_a_macro_transition_trains_only_when_all_its_primitives_may():
     cfg = tiny(
         reconstruction_threshold=1.0,
         prediction_threshold=1.0,  # level 0 is accurate: level 1 appears quickly
+        prediction_variance_fraction=0.0,
         level_creation_steps=2,
         max_levels=2,
     )

@@ -60,7 +60,16 @@ class WorldModelConfig:
     )
     prediction_threshold: float = param(
         0.0005,
-        'train a level only when its fresh prediction MSE is above this',
+        'train a level when its fresh prediction MSE is above this (see also '
+        'prediction_variance_fraction)',
+        check='nonneg',
+    )
+    prediction_variance_fraction: float = param(
+        0.05,
+        "also train a level when its fresh prediction MSE is above this fraction of the frame's "
+        'pixel variance (0: off). On a camera image (variance ~0.05) prediction_threshold is the '
+        'stricter test; on a nearly uniform frame (the dot world: variance 1.6e-3) the absolute '
+        'threshold alone stops training at an explained variance of ~0.69',
         check='nonneg',
     )
     gate_patience: int = param(

@@ -18,14 +18,15 @@ One ``observe`` of a frame f_t after the action a_{t-1}:
 1. encode f_t -> features [1, T, D] and the unmasked reconstruction MSE (the gate).
 2. gate closed (MSE > RECONSTRUCTION_THRESHOLD): one masked autoencoder step; no scores.
 3. gate open: the fresh prediction of f_t, made at t-1 from the context ending with (f_{t-1},
-   a_{t-1}), is compared with f_t; for each level whose error > PREDICTION_THRESHOLD one training
-   step. Level 0 trains jointly with the autoencoder (predictor losses + the reconstruction MSE,
-   one backward, one step per optimizer); higher levels train their own predictor on cached
-   features. A level that is accurate does not train, but its ensemble heads still take one
-   cheap step on the transition (on stored trunk features), so that what has been seen becomes
-   certain. A transition recorded as not trainable (a train filter) is checked and its error
-   measured, but takes neither step; a macro-transition trains only when all its primitive
-   transitions may.
+   a_{t-1}), is compared with f_t; each level whose prediction missed (MSE above
+   PREDICTION_THRESHOLD, or above PREDICTION_VARIANCE_FRACTION of f_t's pixel variance when that
+   is lower) takes one training step. Level 0 trains jointly with the autoencoder (predictor
+   losses + the reconstruction MSE, one backward, one step per optimizer); higher levels train
+   their own predictor on cached features. A level that is accurate does not train, but its
+   ensemble heads still take one cheap step on the transition (on stored trunk features), so
+   that what has been seen becomes certain. A transition recorded as not trainable (a train
+   filter) is checked and its error measured, but takes neither step; a macro-transition trains
+   only when all its primitive transitions may.
 4. score every candidate action of every level: ONE batched predictor pass per level over the
    context ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]``;
    the score is the entropy of the ensemble's predictive distribution.
@@ -209,7 +210,7 @@ class LevelStats:
         # predictive variance (untried actions start high)
         self.residual = torch.full((num_actions,), float(cfg.initial_residual), device=device)
         self.residual_decay = float(cfg.residual_decay)
-        self.consecutive_accurate = 0  # fresh predictions in a row under PREDICTION_THRESHOLD
+        self.consecutive_accurate = 0  # fresh predictions in a row that did not miss
         self.last_error: float | None = None
         self.last_losses: dict[str, torch.Tensor] = {}
 
@@ -228,7 +229,7 @@ class _FreshCheck:
 
     level: Level
     error: float  # patch MSE of the fresh prediction of the executed (macro-)action
-    # the training loss (with graph) when error > PREDICTION_THRESHOLD and the transition may train
+    # the training loss (with graph) when the prediction missed and the transition may train
     loss: torch.Tensor | None
     trainable: bool  # every primitive transition of the checked (macro-)transition may train
     joint: bool  # the loss also trains the autoencoder (level 0)
@@ -809,16 +810,31 @@ class OnlineLearner:
         """Fresh-prediction check of every level for the frame just observed, then one training
         step over the levels whose prediction missed and a heads-only step for the others.
         Returns whether the autoencoder changed."""
-        checks = [c for lvl in self.levels if (c := self._fresh_check(lvl, result)) is not None]
+        threshold = self._miss_threshold()
+        checks = [
+            c for lvl in self.levels if (c := self._fresh_check(lvl, result, threshold)) is not None
+        ]
         # calibrating the heads is learning too: on a transition that may not train it would
         # make it "known" (low uncertainty) although the predictor never learned it
         self._calibrate_heads([c for c in checks if c.loss is None and c.trainable])
         return self._train_levels([c for c in checks if c.loss is not None], result)
 
-    def _fresh_check(self, lvl: Level, result: ObserveResult) -> _FreshCheck | None:
+    def _miss_threshold(self) -> float:
+        """The patch MSE above which a fresh prediction of the frame just observed missed:
+        PREDICTION_THRESHOLD, or PREDICTION_VARIANCE_FRACTION of the frame's pixel variance when
+        that is lower (a nearly uniform frame)."""
+        cfg = self.config
+        if cfg.prediction_variance_fraction <= 0:
+            return cfg.prediction_threshold
+        variance = float(self.latest.target.var(unbiased=False))
+        return min(cfg.prediction_threshold, cfg.prediction_variance_fraction * variance)
+
+    def _fresh_check(
+        self, lvl: Level, result: ObserveResult, threshold: float
+    ) -> _FreshCheck | None:
         """Compare the level's fresh prediction of the frame just observed (made from the context
         that ended ``span`` frames earlier, for the (macro-)action executed since) with that
-        frame; when it missed by more than PREDICTION_THRESHOLD, build the training loss. None
+        frame; when it missed (error above ``threshold``), build the training loss. None
         when the level has no such prediction (too little history, unknown actions). A
         transition that may not train is checked (error, residual) but builds no loss."""
         cfg = self.config
@@ -855,7 +871,7 @@ class OnlineLearner:
                 stats.observe_residual(
                     a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
                 )
-            if err > cfg.prediction_threshold and trainable:
+            if err > threshold and trainable:
                 out = lvl.predictor.predict(pend.ctx, action)  # with graph
                 targets = Transitions(
                     index, pend.enc.recon, self.latest.recon, z_target, target_patches
@@ -875,7 +891,7 @@ class OnlineLearner:
             stats.observe_residual(a_idx, out.prediction, z_target)
             pp = self.autoencoder.decode_frozen(out.prediction)
             err = float(F.mse_loss(pp.detach(), target_patches))
-            if err > cfg.prediction_threshold and trainable:
+            if err > threshold and trainable:
                 with torch.no_grad():
                     last_p = self.autoencoder.decode(ctx.last_frame)
                 targets = Transitions(index, last_p, self.latest.recon, z_target, target_patches)
@@ -889,7 +905,7 @@ class OnlineLearner:
             result.untrainable_levels.append(lvl.index)
         if loss is not None:
             stats.last_losses = {k: v.detach() for k, v in parts.items()}
-        if err > cfg.prediction_threshold:
+        if err > threshold:
             stats.consecutive_accurate = 0
         else:
             stats.consecutive_accurate += 1
