@@ -1,7 +1,8 @@
 # devbot: one venv, everything from PyPI (no apt, no colcon, no ROS install needed).
 #   make setup   create .venv and install the pinned dependencies + the workspace packages
-#   make run     the main job: the toroidal dot world model learning, headless, progress + saved
-#                report (DURATION=seconds, default 900; RUN_ARGS='name:=value ...' for more)
+#   make run     the main job: the toroidal dot world model learning, exploring by curiosity,
+#                headless, progress + saved report (DURATION=seconds, default 900;
+#                RUN_ARGS='name:=value ...' for more, e.g. selector:=sequence for ALWAYS_MOVE)
 #   make test    lint (ruff) and the test suite (unit + graph tests over real DDS)
 #   make bench   the benchmarks (prints numbers; not part of the tests)
 
@@ -36,7 +37,8 @@ DURATION ?= 900
 RUN_ARGS ?=
 
 run: setup
-	$(VENV)/bin/devbot launch devbot_bringup toroidal_dot_world_model.launch.yaml duration:=$(DURATION) $(RUN_ARGS)
+	$(VENV)/bin/devbot launch devbot_bringup toroidal_dot_world_model.launch.yaml duration:=$(DURATION) \
+		selector:=uncertainty $(RUN_ARGS)
 
 test: setup
 	$(VENV)/bin/ruff check .

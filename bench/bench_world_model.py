@@ -48,10 +48,8 @@ from compute import count_gflop, matmul_ceiling
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointManager
 from world_model_node.config import WorldModelConfig
+from world_model_node.dot_heldout import DotHeldOut, evaluate_dot
 from world_model_node.learner import OnlineLearner
-from world_model_node.metrics import explained_variance
-from world_model_node.offline.evaluation import dot_centroids, torus_distance
-from world_model_node.visualization import patches_to_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +69,6 @@ def load_actions() -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def evaluate(
     learner: OnlineLearner,
     env_cfg: ToroidalDotConfig,
@@ -82,92 +79,26 @@ def evaluate(
     row: int | None = None,
     avoid_row: int | None = None,
 ) -> dict:
-    """Predict held-out transitions with the learner's current models (eval mode, no learning).
-
-    Each sample: a random start (never the training trajectory's RNG), PREDICTION_HISTORY_SIZE
-    history steps with actions drawn like the run's policy, then every candidate action from the
-    current frame, compared with the true next frame. ``row``: put every start on this image row
-    (the training trajectory's: no action changes y, so without resets the robot only ever sees
-    one row); None: random rows (generalisation to rows never seen unless the run resets), at
-    least a dot diameter away from ``avoid_row`` when given (no pixel of the dot ever seen)."""
-    rng = np.random.default_rng(seed)
-    cfg = learner.config
-    lvl = learner.levels[0]
-    ae = learner.autoencoder
-    per_action: dict[int, dict[str, list]] = {
-        a: {'ev': [], 'mse': [], 'dist': []} for a in range(learner.num_actions)
-    }
-    tiles = []
-    for i in range(n):
-        env = ToroidalDotEnv(
-            ToroidalDotConfig(
-                size=env_cfg.size,
-                dot_radius=env_cfg.dot_radius,
-                move_pixels=env_cfg.move_pixels,
-                seed=int(rng.integers(1 << 30)),
-            )
-        )
-        if row is not None:
-            env.y = row
-        elif avoid_row is not None:
-            while _row_distance(env.y, avoid_row, env_cfg.size) <= 2 * env_cfg.dot_radius:
-                env.y = int(rng.integers(env_cfg.size))
-        frames, acts = [env.frame()], []
-        for _ in range(cfg.prediction_history_size):
-            a = 1 if history_actions == 'always_move' else int(rng.integers(learner.num_actions))
-            acts.append(a)
-            frames.append(env.step(a))
-        x = torch.cat([learner._prepare(f)[0] for f in frames])  # [F, 3, S, S]
-        z = ae.encode(x)  # [F, T, D]
-        ctx = lvl.predictor.build_context(z[-1:], z[None, :-1], lvl.actions[acts][None])
-        out = lvl.predictor.predict(ctx, lvl.actions)  # all candidates, one pass
-        pred_patches = ae.decode(out.prediction)  # [A, N, P]
-        imgs = patches_to_images(ae, pred_patches)
-        state = (env.x, env.y)
-        tile = [learner._prepare(frames[-1])[1].numpy()]
-        for a in range(learner.num_actions):
-            env.x, env.y = state
-            truth = env.step(a)
-            t_patches = ae.patchify(learner._prepare(truth)[0])
-            per_action[a]['ev'].append(
-                float(explained_variance(pred_patches[a : a + 1], t_patches))
-            )
-            per_action[a]['mse'].append(float(((pred_patches[a : a + 1] - t_patches) ** 2).mean()))
-            truth_xy = np.array([[env.x, env.y]], np.float64) * cfg.img_size / env_cfg.size
-            per_action[a]['dist'].append(
-                float(torus_distance(dot_centroids(imgs[a : a + 1]), truth_xy, cfg.img_size)[0])
-            )
-            tile += [learner._prepare(truth)[1].numpy(), imgs[a]]
-        if i < 4:
-            tiles.append(np.concatenate(tile, axis=1))
-    res = {}
-    for a, d in per_action.items():
-        dist = np.array(d['dist'])
-        res[f'action_{a}'] = {
-            'explained_variance_mean': float(np.mean(d['ev'])),
-            'mse_mean': float(np.mean(d['mse'])),
-            'dot_error_px_median': float(np.nanmedian(dist)) if np.isfinite(dist).any() else None,
-            'dot_error_px_mean': float(np.nanmean(dist)) if np.isfinite(dist).any() else None,
-            'within_3px': float(np.mean(dist <= 3.0)),
-            'samples': n,
-        }
-    if picture is not None and tiles:
-        save_png(np.concatenate(tiles, axis=0), picture)
-    return res
-
-
-def _row_distance(a: int, b: int, size: int) -> int:
-    d = abs(a - b) % size
-    return min(d, size - d)
+    """``world_model_node.dot_heldout.evaluate_dot`` as JSON rows ``action_<a>``; the first four
+    samples drawn into ``picture``."""
+    held = evaluate_dot(
+        learner,
+        env_cfg,
+        n,
+        seed,
+        history_actions,
+        row=row,
+        avoid_row=avoid_row,
+        tile_rows=4 if picture is not None else 0,
+    )
+    if picture is not None and held.tiles:
+        save_png(np.concatenate(held.tiles, axis=0), picture)
+    return {f'action_{a}': d for a, d in held.per_action.items()}
 
 
 def targets_reached(res: dict) -> dict[str, bool]:
     """The learning targets a held-out evaluation (one row kind) shows as reached."""
-    acts = res.values()
-    return {
-        'ev_above_0.9': all(d['explained_variance_mean'] > 0.9 for d in acts),
-        'within_3px_all': all(d['within_3px'] == 1.0 for d in acts),
-    }
+    return DotHeldOut(dict(enumerate(res.values()))).targets_reached()
 
 
 TARGETS = {

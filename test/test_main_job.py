@@ -26,8 +26,15 @@ def test_make_run_learns_and_writes_a_report(ros_env, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'steps/s' in out.stdout  # progress lines
+    assert 'policy uncertainty, triggered by scores' in out.stdout  # exploring by curiosity
     for name in ('summary.md', 'curves.png', 'metrics.csv'):
         assert (report / name).stat().st_size > 0, name
     assert (ckpt / 'autoencoder.pth').is_file() and (ckpt / 'learner_state.pth').is_file()
     rows = (report / 'metrics.csv').read_text().splitlines()
     assert len(rows) == 301  # header + one row per learner step
+    # the report scores both actions on held-out transitions: on the dot's row and off it
+    summary = (report / 'summary.md').read_text()
+    for kind in ('home_row', 'unseen_rows'):
+        for a in (0, 1):
+            for what in ('ev', 'dot_px', 'within_3px'):
+                assert f'| {kind}_action_{a}_{what} |' in summary, (kind, a, what)

@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from graphtest import BIN, REPO, pid_alive
 from sensor_msgs.msg import Image, JointState
 
+from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.visualization import panel_layout
 
 LAUNCH = 'launch/toroidal_dot_world_model.launch.yaml'
@@ -116,6 +117,16 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
     for name in ('summary.md', 'curves.png', 'panels.png', 'metrics.csv'):
         assert (report / name).is_file(), name
     assert 'gate_open_at_step' in (report / 'summary.md').read_text()
+    # the dot robot's report scores every action on held-out transitions, on the dot's row (read
+    # off the last frame) and on rows it never visited
+    true_row = ToroidalDotEnv(ToroidalDotConfig(seed=2)).y
+    row = summary_value(report, 'heldout_dot_row')
+    assert min(abs(row - true_row), 224 - abs(row - true_row)) <= 4, (row, true_row)
+    for kind in ('home_row', 'unseen_rows'):
+        for a in (0, 1):
+            ev = summary_number(report, f'{kind}_action_{a}_ev')
+            within = summary_number(report, f'{kind}_action_{a}_within_3px')
+            assert ev <= 1.0 and 0.0 <= within <= 1.0, (kind, a, ev, within)
 
     # a restart resumes: the learner's step counter continues; SIGINT writes a checkpoint
     run2 = launch(*args[:-1], f'report_dir:={tmp_path / "report2"}')
@@ -410,11 +421,17 @@ def test_lockstep_replay_trains_on_the_same_transitions_as_live(launch, tmp_path
     assert (tmp_path / 'replay_ckpt' / 'learner_state.pth').is_file()
 
 
-def summary_value(report_dir, key):
+def summary_number(report_dir, key) -> float:
     for line in (report_dir / 'summary.md').read_text().splitlines():
         if line.startswith(f'| {key} |'):
-            return int(line.split('|')[2])
+            return float(line.split('|')[2])
     raise AssertionError(f'{key} not in the summary')
+
+
+def summary_value(report_dir, key) -> int:
+    value = summary_number(report_dir, key)
+    assert value == int(value), (key, value)
+    return int(value)
 
 
 def test_devbot_replay_trains_every_session_of_a_robot_in_order(ros_env, tmp_path):

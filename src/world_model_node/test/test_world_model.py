@@ -582,6 +582,26 @@ def test_history_is_bounded():
     assert len(learner.history) == 12 and learner.history[-1].step == 20
 
 
+def test_thresholds_of_a_frame_follow_its_variance_only_where_the_absolute_one_is_too_strict():
+    cfg = WorldModelConfig()  # 5e-4 both; 5% of the variance
+    camera, dot = 0.04, 1.6e-3  # pixel variances of a room view and of a dot frame
+    assert cfg.gate_threshold(camera) == pytest.approx(2e-3)  # EV 0.95, not 0.9875
+    assert cfg.gate_threshold(dot) == 5e-4  # the absolute threshold is the looser one here
+    assert cfg.miss_threshold(camera) == 5e-4  # the absolute threshold is the stricter one here
+    assert cfg.miss_threshold(dot) == pytest.approx(8e-5)  # EV 0.95, not 0.69
+    off = cfg.replace(reconstruction_variance_fraction=0.0, prediction_variance_fraction=0.0)
+    assert off.gate_threshold(camera) == off.miss_threshold(dot) == 5e-4
+
+
+def test_the_gate_opens_on_a_share_of_the_frames_variance():
+    frame = dot_env().frame()
+    cfg = tiny(reconstruction_threshold=1e-12)  # never reached by the absolute test
+    closed = OnlineLearner(cfg.replace(reconstruction_variance_fraction=0.0), ACTIONS)
+    assert not closed.observe(frame).gate_open
+    opened = OnlineLearner(cfg.replace(reconstruction_variance_fraction=1e6), ACTIONS)
+    assert opened.observe(frame).gate_open
+
+
 def test_a_prediction_misses_by_a_share_of_the_frames_variance_too():
     """On a nearly uniform frame the absolute threshold alone calls a poor prediction accurate;
     PREDICTION_VARIANCE_FRACTION of the frame's variance still counts it as a miss."""

@@ -55,7 +55,17 @@ class WorldModelConfig:
     # ---------------------------------------------------------------- quality thresholds
     reconstruction_threshold: float = param(
         0.0005,
-        'gate: act only when the unmasked reconstruction MSE is below this',
+        'gate: act only when the unmasked reconstruction MSE is below this (see also '
+        'reconstruction_variance_fraction)',
+        check='nonneg',
+    )
+    reconstruction_variance_fraction: float = param(
+        0.05,
+        "gate: also act when the reconstruction MSE is below this fraction of the frame's pixel "
+        'variance (0: off). On a camera image (variance ~0.04) 5e-4 alone means an explained '
+        'variance of 0.99, which a young autoencoder chases on every new view while the robot '
+        'stands still; on the dot world (variance 1.6e-3) reconstruction_threshold is the looser '
+        'test and rules',
         check='nonneg',
     )
     prediction_threshold: float = param(
@@ -182,7 +192,11 @@ class WorldModelConfig:
     num_heads: int = param(4, 'encoder attention heads', check='positive')
     mlp_ratio: float = param(4.0, 'encoder MLP hidden = mlp_ratio * embed_dim', check='positive')
     decoder_embed_dim: int = param(
-        128, 'width of the lightweight per-token MLP decoder', check='positive'
+        512,
+        'width of the lightweight per-token MLP decoder. Its output patches lie in a subspace of '
+        'this dimension: at 128 (the original) a sharp disc at every offset within a patch does '
+        'not fit, and the reconstruction stays blurred on the rim',
+        check='positive',
     )
 
     # ---------------------------------------------------------------- predictor
@@ -325,6 +339,24 @@ class WorldModelConfig:
                 raise ConfigError(
                     f'max_seq_len {self.max_seq_len} cannot hold one frame and its prediction'
                 )
+
+    # ------------------------------------------------------------------ thresholds of a frame
+
+    def gate_threshold(self, frame_variance: float) -> float:
+        """The reconstruction MSE under which the gate opens on a frame of this pixel variance:
+        RECONSTRUCTION_THRESHOLD, or RECONSTRUCTION_VARIANCE_FRACTION of the variance when that
+        is higher."""
+        return max(
+            self.reconstruction_threshold, self.reconstruction_variance_fraction * frame_variance
+        )
+
+    def miss_threshold(self, frame_variance: float) -> float:
+        """The prediction MSE above which a fresh prediction of a frame of this pixel variance
+        missed (and trains): PREDICTION_THRESHOLD, or PREDICTION_VARIANCE_FRACTION of the
+        variance when that is lower."""
+        if self.prediction_variance_fraction <= 0:
+            return self.prediction_threshold
+        return min(self.prediction_threshold, self.prediction_variance_fraction * frame_variance)
 
     # ------------------------------------------------------------------ derived sizes
 

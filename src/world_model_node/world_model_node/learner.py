@@ -16,10 +16,11 @@ The node (or a benchmark, a replay trainer, a notebook) drives it like this::
 One ``observe`` of a frame f_t after the action a_{t-1}:
 
 1. encode f_t -> features [1, T, D] and the unmasked reconstruction MSE (the gate).
-2. gate closed (MSE > RECONSTRUCTION_THRESHOLD): one masked autoencoder step; no scores.
+2. gate closed (MSE above ``config.gate_threshold``: RECONSTRUCTION_THRESHOLD, or a share of
+   f_t's pixel variance when that is higher): one masked autoencoder step; no scores.
 3. gate open: the fresh prediction of f_t, made at t-1 from the context ending with (f_{t-1},
    a_{t-1}), is compared with f_t; each level whose prediction missed (MSE above
-   PREDICTION_THRESHOLD, or above PREDICTION_VARIANCE_FRACTION of f_t's pixel variance when that
+   ``config.miss_threshold``: PREDICTION_THRESHOLD, or a share of f_t's pixel variance when that
    is lower) takes one training step. Level 0 trains jointly with the autoencoder (predictor
    losses + the reconstruction MSE, one backward, one step per optimizer); higher levels train
    their own predictor on cached features. A level that is accurate does not train, but its
@@ -560,7 +561,11 @@ class OnlineLearner:
             current=self.current_frame(),
             reconstruction=self.reconstruction_image(),
             reconstruction_loss=None if latest is None else float(latest.loss),
-            reconstruction_threshold=float(self.config.reconstruction_threshold),
+            reconstruction_threshold=float(
+                self.config.reconstruction_threshold
+                if latest is None
+                else self.config.gate_threshold(float(latest.target.var(unbiased=False)))
+            ),
             previous_action=candidate_label(0, (before,)) if before >= 0 else None,
             candidates=tiles,
             total_candidates=len(rows),
@@ -667,12 +672,13 @@ class OnlineLearner:
     def _process(self, enc: EncodedFrame, timings: dict[str, float], t0: float) -> ObserveResult:
         cfg = self.config
         recon_loss = float(enc.loss.detach())
+        gate_threshold = cfg.gate_threshold(float(enc.target.var(unbiased=False)))
         self.last_reconstruction_loss = enc.loss.detach()
         entry = self.history[-1]
 
         # ---- 2. quality gate
         released = False
-        if recon_loss > cfg.reconstruction_threshold:
+        if recon_loss > gate_threshold:
             if recon_loss < 0.98 * self._gate_best:
                 self._gate_best, self._gate_stalled = recon_loss, 0
             else:
@@ -688,9 +694,9 @@ class OnlineLearner:
                     'acting on this frame anyway (threshold %g)',
                     recon_loss,
                     self._gate_stalled,
-                    cfg.reconstruction_threshold,
+                    gate_threshold,
                 )
-        if recon_loss > cfg.reconstruction_threshold and not released:
+        if recon_loss > gate_threshold and not released:
             t1 = time.perf_counter()
             ae_loss, ratio = self._autoencoder_step(enc.x)
             self.consecutive_autoencoder_iterations += 1
@@ -820,14 +826,8 @@ class OnlineLearner:
         return self._train_levels([c for c in checks if c.loss is not None], result)
 
     def _miss_threshold(self) -> float:
-        """The patch MSE above which a fresh prediction of the frame just observed missed:
-        PREDICTION_THRESHOLD, or PREDICTION_VARIANCE_FRACTION of the frame's pixel variance when
-        that is lower (a nearly uniform frame)."""
-        cfg = self.config
-        if cfg.prediction_variance_fraction <= 0:
-            return cfg.prediction_threshold
-        variance = float(self.latest.target.var(unbiased=False))
-        return min(cfg.prediction_threshold, cfg.prediction_variance_fraction * variance)
+        """``config.miss_threshold`` of the frame just observed."""
+        return self.config.miss_threshold(float(self.latest.target.var(unbiased=False)))
 
     def _fresh_check(
         self, lvl: Level, result: ObserveResult, threshold: float

@@ -44,6 +44,9 @@ Parameters:
     num_threads (int): torch CPU threads (0 = torch's default) [0].
     wandb_project (string): log to Weights & Biases (offline without a key); '' = off [''].
     progress_period (float): seconds between progress lines [5].
+    heldout_samples (int): the toroidal_dot robot's report scores each action (EV, dot error) on
+        this many held-out transitions on the dot's row and on rows it never visited, at the end
+        (0 = skip) [64].
 
 At the end (budget reached, Ctrl-C, SIGTERM, robot gone) it saves a checkpoint, writes the report
 and exits 0; an error in learning saves what it can and exits 1. A setup mistake found at start
@@ -63,6 +66,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -77,8 +81,10 @@ from devbot.image import ImageError, image_to_numpy, numpy_to_image
 from devbot.messages import joint_state_to_action
 from devbot.params import declare
 from devbot.spin import create_node, ros_process, spin_until
+from toroidal_sim.env import ToroidalDotConfig
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import ConfigError, WorldModelConfig
+from world_model_node.dot_heldout import dot_row, evaluate_dot
 from world_model_node.learner import OnlineLearner
 from world_model_node.loop import LearningLoop, train_filter
 from world_model_node.report import RunReport
@@ -153,6 +159,14 @@ class WorldModelNode(Node):
             5.0,
             'seconds between progress lines',
             float_range=(0.1, 3600.0),
+        )
+        self.heldout_samples = declare(
+            self,
+            'heldout_samples',
+            64,
+            'toroidal_dot robot: at the end, the report scores each action on this many held-out '
+            "transitions on the dot's row and on rows it never visited (EV, dot error); 0 = skip",
+            int_range=(0, 100000),
         )
         self.train_filter = str(
             declare(
@@ -430,7 +444,6 @@ class WorldModelNode(Node):
         except Exception:  # noqa: BLE001 - _work logs its own failure; the checkpoint still gets saved
             pass
         panel = self._torch.call(self._close_learner, timeout=600)
-        self._torch.stop()
         extra = {
             'train_filter': self.train_filter or 'all',
             'transitions_trainable': self.loop.counters.actions_trainable,
@@ -440,12 +453,43 @@ class WorldModelNode(Node):
             'checkpoint_generation': self.learner.generation,
             'checkpoint_dir': str(self.checkpoint_dir),
         }
-        return self.report.write(panel, extra)
+        # the report first: the held-out evaluation takes seconds at full size, and a launch that
+        # escalates to SIGKILL meanwhile must not cost the report
+        summary = self.report.write(panel, extra)
+        heldout = self._torch.call(self._dot_heldout, timeout=600) if panel is not None else {}
+        self._torch.stop()
+        if heldout:
+            summary = self.report.write(panel, extra | heldout)
+        return summary
 
-    def _close_learner(self):
+    def _close_learner(self) -> np.ndarray | None:
         """(On the torch thread.) Save the final checkpoint; the last live panel."""
         self.learner.close()
         return self.learner.visualization_panel() if self.loop.counters.frames_observed else None
+
+    def _dot_heldout(self) -> dict:
+        """For the dot robot: each action's EV and dot error on held-out transitions on the row
+        the dot lived on and on rows it never visited (``dot_heldout``)."""
+        if self.action_space.robot_type != 'toroidal_dot' or not self.heldout_samples:
+            return {}
+        env = ToroidalDotConfig()  # the dot world the launch files start
+        try:
+            row = dot_row(self.learner.current_frame(), env.size)
+        except ValueError:
+            return {}
+        out: dict = {'heldout_dot_row': row}
+        for i, (kind, home) in enumerate((('home_row', row), ('unseen_rows', None))):
+            held = evaluate_dot(
+                self.learner,
+                env,
+                self.heldout_samples,
+                seed=12345 + i,
+                row=home,
+                avoid_row=None if home is not None else row,
+            )
+            out |= held.flat(kind)
+            self.get_logger().info(f'held-out ({kind}): ' + held.describe())
+        return out
 
 
 class TorchThread:

@@ -219,9 +219,15 @@ class RunState:
     autoencoder_only_steps: int = 0  # masked autoencoder steps (gate closed)
     joint_steps: int = 0  # joint predictor + autoencoder steps (gate open)
     gate_recon: float = math.inf  # last measured unmasked reconstruction MSE (mean over processes)
+    gate_variance: float = 0.0  # the pixel variance of those frames (mean): the gate's threshold
     closed_since_check: int = 0  # gate-closed steps since that measurement
     base_counters: dict = field(default_factory=dict)  # the online counters the run started from
     last_eval: dict = field(default_factory=dict)
+
+
+def _mean_frame_variance(patches: torch.Tensor) -> torch.Tensor:
+    """Mean over a batch [B, N, P] of each frame's pixel variance (0-d, detached)."""
+    return patches.detach().float().flatten(1).var(dim=1, unbiased=False).mean()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,9 +291,11 @@ class WorldModelStep(nn.Module):
             out = {}
             if check_gate:
                 with torch.no_grad():
+                    patches = ae.patchify(target)
                     out['reconstruction'] = F.mse_loss(
-                        ae.decode(ae.encode(target)), ae.patchify(target)
+                        ae.decode(ae.encode(target)), patches
                     ).float()
+                    out['frame_variance'] = _mean_frame_variance(patches)
             loss = autoencoder_loss(ae, target, mask_ratio, generator)
             out['loss'] = loss
             out['autoencoder'] = loss.detach().float()
@@ -319,6 +327,7 @@ class WorldModelStep(nn.Module):
         return {
             'loss': loss,
             'reconstruction': recon_loss.detach().float(),
+            'frame_variance': _mean_frame_variance(cur_patches),
             'patch': parts['patch'].detach().float(),
             'latent': parts['latent'].detach().float(),
             'action': parts['action'].detach().float(),
@@ -616,7 +625,7 @@ class OfflineTrainer:
     def _mode(self) -> tuple[str, bool]:
         """('autoencoder' | 'joint', measure the gate in this step)."""
         st = self.state
-        if not self.settings.gate or st.gate_recon <= self.config.reconstruction_threshold:
+        if not self.settings.gate or st.gate_recon <= self.config.gate_threshold(st.gate_variance):
             return 'joint', False
         check = (
             not math.isfinite(st.gate_recon)
@@ -671,7 +680,15 @@ class OfflineTrainer:
             for sched in self.schedulers:
                 sched.step()
         # ---- one all-reduce: the numbers, the gate measurement, a stop request
-        names = ['loss', 'reconstruction', 'patch', 'latent', 'action', 'explained_variance']
+        names = [
+            'loss',
+            'reconstruction',
+            'frame_variance',
+            'patch',
+            'latent',
+            'action',
+            'explained_variance',
+        ]
         nan = torch.tensor(math.nan, device=self.device)
         vec = torch.stack(
             [out[k].detach().reshape(()).double() if k in out else nan.double() for k in names]
@@ -693,6 +710,7 @@ class OfflineTrainer:
             st.joint_steps += 1
         if 'reconstruction' in out:
             st.gate_recon = values['reconstruction']
+            st.gate_variance = values['frame_variance']
         metrics = {k: v for k, v in values.items() if math.isfinite(v)}
         metrics.update(
             mode_joint=float(mode == 'joint'),
