@@ -1,0 +1,131 @@
+"""Benchmark of the world model on the simulated JetBot's room, in-process (no ROS, no RPyC).
+
+What ``jetbot_sim_world_model.launch.yaml selector:=uncertainty`` does, without the transport: the
+learner sees the simulated camera (``jetbot_driver.sim_world.SimWorld``, 224x224), the robot stands
+still while the quality gate is closed (the learner keeps training its autoencoder on that view),
+and once the gate opens it executes the action the world model is least sure about
+(``config/jetbot.yaml``: stay, or turn with the right motor at 0.12 for 0.2 s). Reports the wall
+time to the first action, the actions executed, the gate-open share of learner steps, and each
+action's explained variance of its fresh predictions (made before the frame was seen) over the
+last 50 of that action, every 30 s and at the end.
+
+Usage::
+
+    .venv/bin/python bench/bench_jetbot_world_model.py --time-budget 420
+    .venv/bin/python bench/bench_jetbot_world_model.py --time-budget 420 \\
+        --set reconstruction_variance_fraction=0        # the original's absolute gate
+    .venv/bin/python bench/bench_jetbot_world_model.py --preset tiny --time-budget 20  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from devbot.action_space import ActionSpace
+from jetbot_driver.sim_world import SimConfig, SimWorld
+from world_model_node.config import WorldModelConfig
+from world_model_node.learner import OnlineLearner
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTLE_S = 0.05  # simulated time between the end of an action and the next frame
+
+
+def run(args: argparse.Namespace) -> dict:
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
+    base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
+    cfg = WorldModelConfig.from_dict({**base.to_dict(), **overrides})
+    space = ActionSpace.from_yaml(ROOT / 'config' / 'jetbot.yaml')
+    channels = [c.name for c in space.channels]
+    learner = OnlineLearner(cfg, space.normalized())
+    world = SimWorld(SimConfig())
+    sim_t = 0.0
+    ev: dict[int, list[float]] = {a: [] for a in range(space.num_actions)}
+    executed = [0] * space.num_actions
+    steps = gate_open_steps = 0
+    first_act = None
+    previous = None
+    t0 = time.perf_counter()
+    next_print = 30.0
+
+    def elapsed() -> float:
+        return time.perf_counter() - t0
+
+    frame = world.render(sim_t)[:, :, ::-1].copy()  # BGR -> RGB
+    while elapsed() < args.time_budget:
+        r = learner.observe(frame)
+        steps += 1
+        while not r.gate_open and elapsed() < args.time_budget:  # the robot waits
+            r = learner.train_gate()
+            steps += 1
+        if not r.gate_open:
+            break
+        gate_open_steps += 1
+        if first_act is None:
+            first_act = elapsed()
+        if previous is not None and r.explained_variance is not None:
+            ev[previous].append(r.explained_variance)
+        scores, _ = r.level_scores(0)
+        action = int(np.argmax(scores))
+        learner.record_action(action)
+        executed[action] += 1
+        previous = action
+        values = dict(zip(channels, space.actions[action]))
+        world.set_motors(values['motor_left'], values['motor_right'], sim_t)
+        sim_t += values['duration']
+        world.set_motors(0.0, 0.0, sim_t)
+        sim_t += SETTLE_S
+        frame = world.render(sim_t)[:, :, ::-1].copy()
+        if elapsed() >= next_print:
+            next_print += 30.0
+            print(
+                f'{elapsed():6.0f} s: {sum(executed)} actions {executed}, recon '
+                f'{r.reconstruction_loss:.5f}, fresh EV (last 50) '
+                + ', '.join(f'a{a} {_mean(v[-50:])}' for a, v in ev.items()),
+                flush=True,
+            )
+    return {
+        'time_budget_s': args.time_budget,
+        'first_action_s': None if first_act is None else round(first_act, 1),
+        'actions_executed': executed,
+        'learner_steps': steps,
+        'gate_open_share_of_steps': round(gate_open_steps / max(steps, 1), 4),
+        'fresh_ev_last_50': {a: _mean(v[-50:]) for a, v in ev.items()},
+        'autoencoder_steps': learner.autoencoder_steps,
+        'settings': overrides,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 3) if values else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('Usage::')[1],
+    )
+    p.add_argument('--time-budget', type=float, default=420.0, help='wall seconds')
+    p.add_argument('--preset', choices=['full', 'tiny'], default='full')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help='override a WorldModelConfig field (YAML value), repeatable',
+    )
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == '__main__':
+    main()
