@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from model_args import add_model_arguments, model_config
 
 from devbot.action_space import ActionSpace
 from jetbot_driver.sim_world import SimConfig, SimWorld
-from world_model_node.config import WorldModelConfig
 from world_model_node.learner import OnlineLearner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +37,7 @@ SETTLE_S = 0.05  # simulated time between the end of an action and the next fram
 
 
 def run(args: argparse.Namespace) -> dict:
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
-    base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
-    cfg = WorldModelConfig.from_dict({**base.to_dict(), **overrides})
+    cfg, overrides = model_config(args)
     space = ActionSpace.from_yaml(ROOT / 'config' / 'jetbot.yaml')
     channels = [c.name for c in space.channels]
     learner = OnlineLearner(cfg, space.normalized())
@@ -113,15 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         epilog=__doc__.split('Usage::')[1],
     )
     p.add_argument('--time-budget', type=float, default=420.0, help='wall seconds')
-    p.add_argument('--preset', choices=['full', 'tiny'], default='full')
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument(
-        '--set',
-        action='append',
-        default=[],
-        metavar='KEY=VALUE',
-        help='override a WorldModelConfig field (YAML value), repeatable',
-    )
+    add_model_arguments(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(json.dumps(run(args), indent=2))

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from compute import count_gflop, matmul_ceiling
+from model_args import add_model_arguments, model_config
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointManager
@@ -462,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help='stop a mode after this many acted frames (0: no limit)',
     )
-    p.add_argument('--preset', choices=['full', 'tiny'], default='full')
+    add_model_arguments(p)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument(
         '--device',
@@ -476,13 +477,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         '--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)'
-    )
-    p.add_argument(
-        '--set',
-        action='append',
-        default=[],
-        metavar='KEY=VALUE',
-        help='override a WorldModelConfig field (YAML value), repeatable',
     )
     p.add_argument(
         '--eval-every',
@@ -521,11 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    import yaml
-
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
-    base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
-    cfg = WorldModelConfig.from_dict({**base.to_dict(), **overrides})
+    cfg, overrides = model_config(args)
     actions = load_actions()
     stamp = datetime.now().strftime('%Y%m%d_%H%M%S')
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,28 @@
+"""(library) The world-model size and overrides that the learning benchmarks take as arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from world_model_node.config import WorldModelConfig
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--preset full|tiny`` and repeatable ``--set KEY=VALUE``."""
+    parser.add_argument('--preset', choices=['full', 'tiny'], default='full')
+    parser.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help='override a WorldModelConfig field (YAML value), repeatable',
+    )
+
+
+def model_config(args: argparse.Namespace) -> tuple[WorldModelConfig, dict]:
+    """The preset with the ``--set`` overrides applied, and the overrides themselves."""
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
+    base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
+    return WorldModelConfig.from_dict({**base.to_dict(), **overrides}), overrides
