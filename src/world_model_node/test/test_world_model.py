@@ -617,7 +617,7 @@ def test_a_prediction_misses_by_a_share_of_the_frames_variance_too():
         variance = float(learner.latest.target.var(unbiased=False))
         return (
             [lvl for r in results for lvl in r.trained_levels],
-            learner._miss_threshold(),
+            learner.config.miss_threshold(learner.latest.variance),
             variance,
         )
 

@@ -170,6 +170,7 @@ class EncodedFrame:
     recon: torch.Tensor  # [1, N, P] reconstruction (with graph)
     target: torch.Tensor  # [1, N, P] the frame's patches
     loss: torch.Tensor  # 0-d reconstruction MSE (with graph)
+    variance: float  # the frame's pixel variance: what the gate and the miss thresholds scale with
 
 
 @dataclass
@@ -564,7 +565,7 @@ class OnlineLearner:
             reconstruction_threshold=float(
                 self.config.reconstruction_threshold
                 if latest is None
-                else self.config.gate_threshold(float(latest.target.var(unbiased=False)))
+                else self.config.gate_threshold(latest.variance)
             ),
             previous_action=candidate_label(0, (before,)) if before >= 0 else None,
             candidates=tiles,
@@ -672,7 +673,7 @@ class OnlineLearner:
     def _process(self, enc: EncodedFrame, timings: dict[str, float], t0: float) -> ObserveResult:
         cfg = self.config
         recon_loss = float(enc.loss.detach())
-        gate_threshold = cfg.gate_threshold(float(enc.target.var(unbiased=False)))
+        gate_threshold = cfg.gate_threshold(enc.variance)
         self.last_reconstruction_loss = enc.loss.detach()
         entry = self.history[-1]
 
@@ -796,7 +797,8 @@ class OnlineLearner:
         z = self.autoencoder.encode(x)
         recon = self.autoencoder.decode(z)
         target = self.autoencoder.patchify(x)
-        return EncodedFrame(x, z, recon, target, F.mse_loss(recon, target))
+        variance = float(target.var(unbiased=False))
+        return EncodedFrame(x, z, recon, target, F.mse_loss(recon, target), variance)
 
     # ------------------------------------------------------------------ 2. autoencoder step
 
@@ -816,7 +818,7 @@ class OnlineLearner:
         """Fresh-prediction check of every level for the frame just observed, then one training
         step over the levels whose prediction missed and a heads-only step for the others.
         Returns whether the autoencoder changed."""
-        threshold = self._miss_threshold()
+        threshold = self.config.miss_threshold(self.latest.variance)
         checks = [
             c for lvl in self.levels if (c := self._fresh_check(lvl, result, threshold)) is not None
         ]
@@ -824,10 +826,6 @@ class OnlineLearner:
         # make it "known" (low uncertainty) although the predictor never learned it
         self._calibrate_heads([c for c in checks if c.loss is None and c.trainable])
         return self._train_levels([c for c in checks if c.loss is not None], result)
-
-    def _miss_threshold(self) -> float:
-        """``config.miss_threshold`` of the frame just observed."""
-        return self.config.miss_threshold(float(self.latest.target.var(unbiased=False)))
 
     def _fresh_check(
         self, lvl: Level, result: ObserveResult, threshold: float
