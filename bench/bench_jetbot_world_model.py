@@ -7,11 +7,12 @@ and once the gate opens it executes the action the world model is least sure abo
 (``config/jetbot.yaml``: stay, or turn with the right motor at 0.12 for 0.2 s). Reports the wall
 time to the first action, the actions executed, the gate-open share of learner steps, and each
 action's explained variance of its fresh predictions (made before the frame was seen) over the
-last 50 of that action, every 30 s and at the end.
+last 50 of that action, every 30 s, at each ``--report-at`` time and at the end.
 
 Usage::
 
     .venv/bin/python bench/bench_jetbot_world_model.py --time-budget 420
+    .venv/bin/python bench/bench_jetbot_world_model.py --time-budget 1800 --report-at 900
     .venv/bin/python bench/bench_jetbot_world_model.py --time-budget 420 \\
         --set reconstruction_variance_fraction=0        # the original's absolute gate
     .venv/bin/python bench/bench_jetbot_world_model.py --preset tiny --time-budget 20  # smoke run
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from model_args import add_model_arguments, model_config
 
+from action_selectors.policies import RANDOM_CHOICE_PROBABILITY, UncertaintyPolicy
 from devbot.action_space import ActionSpace
 from jetbot_driver.sim_world import SimConfig, SimWorld
 from world_model_node.learner import OnlineLearner
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> dict:
     steps = gate_open_steps = 0
     first_act = None
     previous = None
+    policy = UncertaintyPolicy(space.num_actions, 0, args.random_choice_probability)
+    report_at = sorted(args.report_at)
+    snapshots = {}
     t0 = time.perf_counter()
     next_print = 30.0
 
@@ -68,8 +73,7 @@ def run(args: argparse.Namespace) -> dict:
             first_act = elapsed()
         if previous is not None and r.explained_variance is not None:
             ev[previous].append(r.explained_variance)
-        scores, _ = r.level_scores(0)
-        action = int(np.argmax(scores))
+        action = policy.choose({str(label): s for label, s in zip(r.labels, r.scores)})
         learner.record_action(action)
         executed[action] += 1
         previous = action
@@ -79,6 +83,11 @@ def run(args: argparse.Namespace) -> dict:
         world.set_motors(0.0, 0.0, sim_t)
         sim_t += SETTLE_S
         frame = world.render(sim_t)[:, :, ::-1].copy()
+        if report_at and elapsed() >= report_at[0]:
+            snapshots[f'{report_at.pop(0):g}s'] = {
+                'actions_executed': list(executed),
+                'fresh_ev_last_50': {a: _mean(v[-50:]) for a, v in ev.items()},
+            }
         if elapsed() >= next_print:
             next_print += 30.0
             print(
@@ -94,6 +103,8 @@ def run(args: argparse.Namespace) -> dict:
         'learner_steps': steps,
         'gate_open_share_of_steps': round(gate_open_steps / max(steps, 1), 4),
         'fresh_ev_last_50': {a: _mean(v[-50:]) for a, v in ev.items()},
+        'at': snapshots,
+        'random_choice_probability': args.random_choice_probability,
         'autoencoder_steps': learner.autoencoder_steps,
         'settings': overrides,
     }
@@ -111,6 +122,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument('--time-budget', type=float, default=420.0, help='wall seconds')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument(
+        '--report-at',
+        type=float,
+        nargs='*',
+        default=[],
+        metavar='S',
+        help='also record the actions and fresh EV at these wall seconds',
+    )
+    p.add_argument(
+        '--random-choice-probability',
+        type=float,
+        default=RANDOM_CHOICE_PROBABILITY,
+        help="share of uniformly random choices, as the selector node's parameter "
+        '(default %(default)s)',
+    )
     add_model_arguments(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

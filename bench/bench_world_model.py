@@ -3,7 +3,8 @@
 Drives ``world_model_node.learner.OnlineLearner`` (full seed-size model by default) with
 ``toroidal_sim.env.ToroidalDotEnv`` exactly as the node does (observe, retry the gate while it is
 closed, act, record the action), once with the ALWAYS_MOVE sequence and once with
-uncertainty-driven selection, and reports:
+uncertainty-driven selection (``action_selectors.policies.UncertaintyPolicy``, the selector node's
+policy, ``--random-choice-probability`` as its parameter), and reports:
 
 * the per-frame cost split (encode, gate = autoencoder step while closed, predictor training
   step, scoring of all actions), separately for acted (gate-open) and gate-closed frames;
@@ -25,8 +26,12 @@ Usage::
     .venv/bin/python bench/bench_world_model.py --preset tiny --time-budget 30   # smoke run
     .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 1200 \\
         --reset-every 50
+    .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 900 \\
+        --random-choice-probability 0 --set context_dropout=0 --set roll_augmentation=0
     python3 bench/bench_world_model.py --device cuda --mode uncertainty --frames 1500  # on a GPU
 
+The model: the full size, the dot's params file (``config/toroidal_dot.world_model.params.yaml``,
+as the dot's launch file reads it), then ``--set``.
 Writes ``saved/reports/world_model_bench_<time>.json`` and PNG pictures of predictions.
 """
 
@@ -46,6 +51,7 @@ import torch
 from compute import count_gflop, matmul_ceiling
 from model_args import add_model_arguments, model_config
 
+from action_selectors.policies import RANDOM_CHOICE_PROBABILITY, UncertaintyPolicy
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointManager
 from world_model_node.config import WorldModelConfig
@@ -176,7 +182,7 @@ def run(
         predictor_lr=args.pred_lr,
         checkpoint_dir=None if args.checkpoint is None else args.checkpoint / mode,
     )
-    rng = np.random.default_rng(args.seed + 1)
+    policy = UncertaintyPolicy(learner.num_actions, args.seed + 1, args.random_choice_probability)
     history_mode = 'always_move' if mode == 'always_move' else 'random'
     training_row = env.y
 
@@ -225,7 +231,6 @@ def run(
     sustained_below = None
     recent_err: list[float] = []
     evals = []
-    queue: list[int] = []
     n_frames = 0  # observe() calls (new frames)
     n_acted = 0
     next_eval = args.eval_every
@@ -287,16 +292,11 @@ def run(
         if mode == 'always_move':
             a = 1
         else:
-            if not queue:
-                scores = r.scores
-                best = np.flatnonzero(scores >= scores.max() - 1e-9)
-                label = r.labels[int(rng.choice(best))]
-                queue = list(label.primitives)
-            a = queue.pop(0)
+            a = policy.choose({str(label): s for label, s in zip(r.labels, r.scores)})
         if args.reset_every and n_acted % args.reset_every == 0:
             # a new episode: the jump to a random position is no transition, so no action is
             # recorded for this frame and the learner's contexts stop here
-            queue = []
+            policy.drop_plan()
             resets += 1
             frame = env.reset()
         else:
@@ -479,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         '--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)'
     )
     p.add_argument(
+        '--random-choice-probability',
+        type=float,
+        default=RANDOM_CHOICE_PROBABILITY,
+        help='uncertainty mode: share of uniformly random choices, as the selector node\'s '
+        'parameter (default %(default)s)',
+    )
+    p.add_argument(
         '--eval-every',
         type=int,
         default=500,
@@ -515,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    cfg, overrides = model_config(args)
+    cfg, overrides = model_config(args, ROOT / 'config' / 'toroidal_dot.world_model.params.yaml')
     actions = load_actions()
     stamp = datetime.now().strftime('%Y%m%d_%H%M%S')
     args.out.mkdir(parents=True, exist_ok=True)
@@ -530,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         'load_average_start': list(os.getloadavg()),
         'config_overrides': overrides,
         'lr_overrides': {'autoencoder': args.ae_lr, 'predictor': args.pred_lr},
+        'random_choice_probability': args.random_choice_probability,
         'thresholds': {
             'reconstruction': cfg.reconstruction_threshold,
             'prediction': cfg.prediction_threshold,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import yaml
 
@@ -21,8 +22,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def model_config(args: argparse.Namespace) -> tuple[WorldModelConfig, dict]:
-    """The preset with the ``--set`` overrides applied, and the overrides themselves."""
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}
+def model_config(
+    args: argparse.Namespace, params_file: Path | None = None
+) -> tuple[WorldModelConfig, dict]:
+    """The preset with a robot's params file (its ``ros__parameters``, as the robot's launch file
+    reads it) and then the ``--set`` overrides applied, and those overrides together."""
+    overrides = {}
+    if params_file is not None:
+        overrides.update(yaml.safe_load(params_file.read_text())['/**']['ros__parameters'])
+    overrides.update({k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)})
     base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
     return WorldModelConfig.from_dict({**base.to_dict(), **overrides}), overrides

@@ -27,6 +27,8 @@ Parameters:
     filter (string): for policy recorded, keep only matching transitions (whole transitions,
         never just an action), e.g. ``actions=1`` or ``from=10; to=60`` [''].
     seed (int): RNG seed of random/uncertainty policies; -1 = random [-1].
+    random_choice_probability (double): for policy uncertainty, the probability of a uniformly
+        random candidate instead of the most uncertain one [0.25].
     trigger (string): frame | scores; empty = scores for uncertainty, frame otherwise [''].
     wait_for_recorder (bool): send no command before a node named ``recorder`` has subscribed
         to motor_command, motor_command/executed and camera/image_raw (set by the launch files'
@@ -48,7 +50,7 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from action_selectors.policies import make_policy
+from action_selectors.policies import RANDOM_CHOICE_PROBABILITY, make_policy
 from action_selectors.recorded import RecordedPolicy, RecordingFinished
 from action_selectors.stats import RunnerStats
 from action_selectors.wiring import declare_policy_params, wire_trigger
@@ -88,6 +90,13 @@ class SelectorNode(Node):
                 dynamic_typing=True,
             )
         )
+        random_choice_probability = declare(
+            self,
+            'random_choice_probability',
+            RANDOM_CHOICE_PROBABILITY,
+            'policy uncertainty: probability of a random candidate instead of the most uncertain',
+            float_range=(0.0, 1.0),
+        )
         transition_filter = declare(
             self,
             'filter',
@@ -125,6 +134,7 @@ class SelectorNode(Node):
                 action=params.action,
                 sequence=params.sequence,
                 seed=params.seed,
+                random_choice_probability=random_choice_probability,
             )
         self.trigger = trigger or ('scores' if policy == 'uncertainty' else 'frame')
         self._command_pub, _ = wire_trigger(self, self.trigger, self._on_frame, self._on_scores)
@@ -141,6 +151,11 @@ class SelectorNode(Node):
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
         self.get_logger().info(
             f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
+            + (
+                f', random choice probability {random_choice_probability:g}'
+                if policy == 'uncertainty'
+                else ''
+            )
             + (f', max_steps {self.max_steps}' if self.max_steps else '')
         )
 

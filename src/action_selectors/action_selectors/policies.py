@@ -23,6 +23,10 @@ SEQUENCES: dict[str, tuple[int, ...]] = {
     'TRIPLE_MOVE': (1, 1, 1, 0),
 }
 
+# The uncertainty policy's default share of random choices (the original: 0, pure argmax, which
+# on the dot executed "move" 96% of the time once "stay" was known; see docs/design.md).
+RANDOM_CHOICE_PROBABILITY = 0.25
+
 
 class Policy(Protocol):
     """Chooses the next discrete action."""
@@ -85,10 +89,25 @@ class UncertaintyPolicy:
     ``L<k>:<a1>-<a2>-...`` for a level-k macro-action (a plain ``<a>`` also means primitive a).
     When a macro-action wins, its primitives are executed one per call, in order, before the
     scores are consulted again.
+
+    Args:
+        num_actions: the robot's primitive actions.
+        seed: seed of the random tie-breaks and random choices (None: a random seed).
+        random_choice_probability: with this probability a call chooses a uniformly random
+            candidate instead of the most uncertain one. Pure argmax (0) settles on the action
+            whose outcome stays hardest to predict and almost never executes the others once
+            they are known, so the world model never sees them mixed into its contexts.
     """
 
-    def __init__(self, num_actions: int, seed: int | None = None) -> None:
+    def __init__(
+        self, num_actions: int, seed: int | None = None, random_choice_probability: float = 0.0
+    ) -> None:
+        if not 0.0 <= random_choice_probability <= 1.0:
+            raise ValueError(
+                f'random_choice_probability must be in [0, 1], got {random_choice_probability}'
+            )
         self.num_actions = num_actions
+        self.random_choice_probability = float(random_choice_probability)
         self._rng = np.random.default_rng(seed)
         self._plan: list[int] = []
 
@@ -104,11 +123,19 @@ class UncertaintyPolicy:
                 candidates[parsed[1]] = float(score)
         if not candidates:
             raise ValueError(f'no usable candidate in {dict(scores)}')
-        best = max(candidates.values())
-        ties = sorted(c for c, s in candidates.items() if s == best)
-        plan = list(ties[self._rng.integers(0, len(ties))])
+        # no draw at probability 0, so a seed gives the same tie-breaks as pure argmax
+        if self.random_choice_probability and self._rng.random() < self.random_choice_probability:
+            pool = sorted(candidates)
+        else:
+            best = max(candidates.values())
+            pool = sorted(c for c, s in candidates.items() if s == best)
+        plan = list(pool[self._rng.integers(0, len(pool))])
         self._plan = plan[1:]
         return plan[0]
+
+    def drop_plan(self) -> None:
+        """Forget the rest of a macro-action being executed (e.g. when an episode ends)."""
+        self._plan = []
 
 
 def parse_sequence(text: str) -> tuple[int, ...]:
@@ -133,8 +160,10 @@ def make_policy(
     action: int = 0,
     sequence: str = 'ALWAYS_MOVE',
     seed: int | None = None,
+    random_choice_probability: float = 0.0,
 ) -> Policy:
-    """Build a policy by name: constant, sequence, random or uncertainty."""
+    """Build a policy by name: constant, sequence, random or uncertainty (the keywords are the
+    options of the policies that use them)."""
     if name == 'constant':
         return ConstantPolicy(action, num_actions)
     if name == 'sequence':
@@ -142,7 +171,7 @@ def make_policy(
     if name == 'random':
         return RandomPolicy(num_actions, seed)
     if name == 'uncertainty':
-        return UncertaintyPolicy(num_actions, seed)
+        return UncertaintyPolicy(num_actions, seed, random_choice_probability)
     raise ValueError(
         f'unknown policy {name!r}; choose one of constant, sequence, random, uncertainty'
     )

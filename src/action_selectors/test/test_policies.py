@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from action_selectors.policies import (
@@ -70,6 +71,36 @@ def test_uncertainty_executes_a_winning_macro_action_in_order():
     scores = {'L0:0': 0.1, 'L0:1': 0.2, 'L1:1-0': 0.3, 'L1:0-0': 0.05}
     assert take(p, 4, scores) == [1, 0, 1, 0]  # the macro twice, primitive by primitive
     assert take(p, 1, {'L0:0': 0.9, 'L0:1': 0.2}) == [0]
+
+
+def test_uncertainty_chooses_at_random_with_the_given_probability():
+    scores = {'L0:0': 0.1, 'L0:1': 0.9, 'L0:2': 0.2}
+    p = make_policy('uncertainty', 3, seed=1, random_choice_probability=0.3)
+    counts = np.bincount(take(p, 3000, scores), minlength=3)
+    # argmax 70% + a third of the random 30% for the best; 10% for each of the others
+    assert counts[1] / 3000 == pytest.approx(0.8, abs=0.03)
+    assert counts[0] / 3000 == pytest.approx(0.1, abs=0.02)
+    assert counts[2] / 3000 == pytest.approx(0.1, abs=0.02)
+    # a random macro-action is executed whole, like a winning one: here every 1 comes from
+    # the macro, so the 1s come in pairs
+    p = UncertaintyPolicy(2, seed=2, random_choice_probability=1.0)
+    runs = ''.join(map(str, take(p, 400, {'L0:0': 0.9, 'L1:1-1': 0.1}))).split('0')
+    assert all(len(run) % 2 == 0 for run in runs[:-1]) and any(runs)
+
+
+def test_uncertainty_drops_the_rest_of_a_macro_action_when_told():
+    p = UncertaintyPolicy(2, seed=0)
+    assert p.choose({'L0:0': 0.1, 'L1:1-1': 0.9}) == 1
+    p.drop_plan()
+    assert p.choose({'L0:0': 0.9, 'L1:1-1': 0.1}) == 0
+
+
+def test_uncertainty_without_random_choices_is_the_seeded_argmax():
+    scores = {'L0:0': 0.5, 'L0:1': 0.5}
+    plain = take(UncertaintyPolicy(2, seed=4), 100, scores)
+    assert take(UncertaintyPolicy(2, seed=4, random_choice_probability=0.0), 100, scores) == plain
+    with pytest.raises(ValueError, match=r'random_choice_probability must be in \[0, 1\]'):
+        UncertaintyPolicy(2, random_choice_probability=1.5)
 
 
 def test_unknown_policy_name():

@@ -167,7 +167,10 @@ def test_pip_installed_bringup_resolves_through_the_ament_index(installed_bringu
     params_files = [
         e.path for s in description.processes for e in s.params if isinstance(e, ParamsFile)
     ]
-    assert params_files == [str(share / 'config' / 'world_model.params.yaml')]
+    assert params_files == [
+        str(share / 'config' / 'toroidal_dot.world_model.params.yaml'),  # first, then the general
+        str(share / 'config' / 'world_model.params.yaml'),
+    ]
     robot_configs = {
         e.values['robot_config']
         for s in description.processes

@@ -103,6 +103,29 @@ def _state(*modules: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def _assert_offline_step_matches(offline_core, cfg, frames, actions, online, result) -> None:
+    """The offline step (``WorldModelStep``) from ``offline_core`` (a copy of the online core
+    before its step) on ``frames`` [1, F+1, 3, S, S] / ``actions`` [1, F] gives the online
+    step's losses (``result``) and leaves the same weights as ``online``, bit for bit."""
+    step = WorldModelStep(
+        offline_core.autoencoder,
+        offline_core.levels[0].predictor,
+        offline_core.levels[0].actions,
+        cfg,
+    )
+    offline_core.zero_grad(offline_core.levels)
+    out = step(frames, actions, 'joint')
+    for k in ('patch', 'latent', 'action'):
+        assert float(out[k]) == result.predictor_losses[0][k], k
+    out['loss'].backward()
+    offline_core.apply_gradients(offline_core.levels, autoencoder=True)
+    mine = _state(offline_core.autoencoder, offline_core.levels[0].predictor)
+    theirs = _state(online.autoencoder, online.levels[0].predictor)
+    assert mine.keys() == theirs.keys()
+    for k in mine:
+        assert torch.equal(mine[k], theirs[k]), k
+
+
 def test_offline_step_equals_the_online_step_on_the_same_transition():
     """One level-0 transition (f0, a) -> f1 without history: the offline batched step
     (WorldModelStep, B = 1) gives the online learner's losses, and the same weights after one
@@ -117,25 +140,131 @@ def test_offline_step_equals_the_online_step_on_the_same_transition():
     offline_core = copy.deepcopy(online.core)  # the weights and optimizers before the step
     r = online.observe(frames[1])
     assert r.trained_levels == [0]
-
-    step = WorldModelStep(
-        offline_core.autoencoder,
-        offline_core.levels[0].predictor,
-        offline_core.levels[0].actions,
-        cfg,
-    )
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None]  # [1, 2, 3, S, S]
-    offline_core.zero_grad(offline_core.levels)
-    out = step(x, torch.tensor([[1]]), 'joint')
-    for k in ('patch', 'latent', 'action'):
-        assert float(out[k]) == r.predictor_losses[0][k], k
-    out['loss'].backward()
-    offline_core.apply_gradients(offline_core.levels, autoencoder=True)
-    mine = _state(offline_core.autoencoder, offline_core.levels[0].predictor)
-    theirs = _state(online.autoencoder, online.levels[0].predictor)
-    assert mine.keys() == theirs.keys()
-    for k in mine:
-        assert torch.equal(mine[k], theirs[k]), k
+    _assert_offline_step_matches(offline_core, cfg, x, torch.tensor([[1]]), online, r)
+
+
+def test_roll_frames_moves_a_whole_sequence_by_one_offset():
+    frames = torch.zeros(3, 2, 1, 8, 8)
+    frames[:, :, 0, 1, 2] = 1.0  # one bright pixel, at the same place in every frame
+    assert core_module.roll_frames(frames, 0.0, None) is frames
+    gen = torch.Generator().manual_seed(0)
+    rolled = core_module.roll_frames(frames, 1.0, gen)
+    assert rolled.shape == frames.shape and torch.equal(rolled.sum((-2, -1)), frames.sum((-2, -1)))
+    places = [[tuple(torch.nonzero(f[0])[0].tolist()) for f in seq] for seq in rolled]
+    assert all(seq[0] == seq[1] for seq in places)  # one offset per sequence
+    assert len({seq[0] for seq in places}) > 1  # drawn per sequence
+    half = core_module.roll_frames(frames[:1].expand(400, -1, -1, -1, -1), 0.5, gen)
+    moved = (half[:, 0, 0, 1, 2] == 0).float().mean()
+    assert 0.4 < float(moved) < 0.6  # about half the sequences (an offset of 0 stays put)
+
+
+def test_a_rolled_online_step_is_the_offline_step_on_the_rolled_transition(monkeypatch):
+    """roll_augmentation: the learner trains on its transition rolled as a whole (context and
+    target by one offset, the joint reconstruction on the rolled current frame): the offline
+    step on those rolled frames gives the same losses and weights."""
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=1000
+    )
+    frames, _ = dot_frames(2, seed=3)
+    online = OnlineLearner(cfg.replace(roll_augmentation=1.0), ACTIONS)
+    online.observe(frames[0])
+    online.record_action(1)
+    offline_core = copy.deepcopy(online.core)
+    seen = []
+    original = learner_module.roll_frames
+    monkeypatch.setattr(
+        learner_module, 'roll_frames', lambda *a: seen.append(original(*a)) or seen[-1]
+    )
+    r = online.observe(frames[1])
+    assert r.trained_levels == [0] and len(seen) == 1
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None]
+    assert not torch.equal(seen[0], x)  # rolled...
+    assert torch.equal(seen[0].sum((-2, -1)), x.sum((-2, -1)))  # ...not changed
+    _assert_offline_step_matches(offline_core, cfg, seen[0], torch.tensor([[1]]), online, r)
+
+
+def test_context_dropout_trains_on_a_shortened_context(monkeypatch):
+    """context_dropout: a training transition keeps only the newest history frames of its
+    context (fewer than all); the loss is the offline step's on those frames."""
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=1000
+    )
+    frames, actions = dot_frames(5, seed=2)
+    online = OnlineLearner(cfg.replace(context_dropout=1.0), ACTIONS)
+    kept = []
+    original = OnlineLearner._training_entries
+    monkeypatch.setattr(
+        OnlineLearner,
+        '_training_entries',
+        lambda self, lvl, e: kept.append((e, original(self, lvl, e))) or kept[-1][1],
+    )
+    for f, a in zip(frames[:-1], actions):
+        online.observe(f)
+        online.record_action(int(a))
+    offline_core = copy.deepcopy(online.core)
+    r = online.observe(frames[-1])
+    e, entries = kept[-1]
+    assert r.trained_levels == [0] and e == 3 and len(entries) < 4 and entries[-1] == 3
+    x = torch.from_numpy(frames[entries[0] :]).permute(0, 3, 1, 2).float().div(255.0)[None]
+    acts = torch.from_numpy(actions[entries[0] :]).long()[None]
+    _assert_offline_step_matches(offline_core, cfg, x, acts, online, r)
+
+
+def test_offline_context_dropout_shortens_the_batches_contexts(monkeypatch, tmp_path):
+    lengths = []
+    original = WorldModelStep.forward
+
+    def spy(self, frames, actions, mode, *args, **kwargs):
+        if mode == 'joint':
+            lengths.append((frames.shape[1], actions.shape[1]))
+        return original(self, frames, actions, mode, *args, **kwargs)
+
+    monkeypatch.setattr(WorldModelStep, 'forward', spy)
+    paths = write_random_dot_sessions(
+        tmp_path / 'sessions' / 'toroidal_dot', 1, 30, 0, ['s0'], size=32, dot_radius=2
+    )
+    settings = TrainSettings(batch_size=4, steps=12, gate_check_interval=1, val_fraction=0.0)
+    for dropout in (0.0, 1.0):
+        cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0, context_dropout=dropout)
+        OfflineTrainer(paths, tmp_path / f'out{dropout}', cfg, settings, progress=False).train()
+        full = cfg.context_frames + 1
+        seen, lengths[:] = set(lengths), []
+        if dropout:
+            assert seen and all(f < full and f - a == 1 for f, a in seen), seen
+        else:
+            assert seen == {(full, full - 1)}
+
+
+def test_roll_augmentation_rolls_the_autoencoder_steps_of_both_trainers(monkeypatch, tmp_path):
+    seen = []
+    original = core_module.autoencoder_loss
+
+    def spy(autoencoder, frames, *args):
+        seen.append(frames.detach().clone())
+        return original(autoencoder, frames, *args)
+
+    monkeypatch.setattr(core_module, 'autoencoder_loss', spy)
+    monkeypatch.setattr(trainer_module, 'autoencoder_loss', spy)
+    frames, _ = dot_frames(1)
+    learner = OnlineLearner(
+        WorldModelConfig.tiny(reconstruction_threshold=0.0, roll_augmentation=1.0), ACTIONS
+    )
+    learner.observe(frames[0])  # gate closed: one autoencoder step
+    x = learner.latest.x
+    assert not torch.equal(seen[0], x) and torch.equal(seen[0].sum(), x.sum())
+
+    paths = write_random_dot_sessions(
+        tmp_path / 'sessions' / 'toroidal_dot', 1, 30, 0, ['s0'], size=32, dot_radius=2
+    )
+    settings = TrainSettings(batch_size=4, steps=1, gate_check_interval=1, val_fraction=0.0)
+    for roll in (0.0, 1.0):
+        cfg = WorldModelConfig.tiny(reconstruction_threshold=0.0, roll_augmentation=roll)
+        out = tmp_path / f'out{roll}'
+        OfflineTrainer(paths, out, cfg, settings, device='cpu', progress=False).train()
+    plain, rolled = seen[-2], seen[-1]  # the same batch (same seed), rolled or not
+    assert not torch.equal(plain, rolled)
+    assert torch.equal(plain.sum((1, 2, 3)), rolled.sum((1, 2, 3)))
 
 
 def test_joint_loss_leaves_out_a_zero_reconstruction_weight():

@@ -120,6 +120,24 @@ class WorldModelConfig:
         check='nonneg',
     )
 
+    context_dropout: float = param(
+        0.5,
+        'probability that a level-0 training transition keeps only the newest 0 to F-2 history '
+        'frames of its context (uniformly drawn): with full contexts alone the predictor learns '
+        "to extrapolate the history's motion instead of reading the action, and predicts poorly "
+        'after an unusual history',
+        check='nonneg',
+    )
+    roll_augmentation: float = param(
+        0.0,
+        'probability that a training transition (context and target frames alike), and a '
+        'gate-closed autoencoder step, sees its frames rolled by one random offset (rows and '
+        "columns, wrapping around) first. The toroidal dot world's physics is the same under "
+        'any roll, so the model learns rows the robot never visited; a camera image is no '
+        'torus: keep 0 there',
+        check='nonneg',
+    )
+
     # ---------------------------------------------------------------- predictor losses
     pred_patch_w: float = param(
         0.2, 'weight of MSE(decoded prediction, target patches)', check='nonneg'
@@ -283,6 +301,9 @@ class WorldModelConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ConfigError(f'{name} must be a finite number >= 0, got {v!r}')
+        for name in ('context_dropout', 'roll_augmentation'):
+            if getattr(self, name) > 1.0:
+                raise ConfigError(f'{name} is a probability, got {getattr(self, name)}')
         if not 0.0 <= self.mask_ratio_min <= self.mask_ratio_max < 1.0:
             raise ConfigError(
                 f'need 0 <= mask_ratio_min <= mask_ratio_max < 1, got '

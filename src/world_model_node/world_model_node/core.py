@@ -73,6 +73,49 @@ def draw_mask_ratio(config: WorldModelConfig, generator: torch.Generator) -> flo
     return config.mask_ratio_min + (config.mask_ratio_max - config.mask_ratio_min) * u
 
 
+def history_to_keep(history: int, probability: float, generator: torch.Generator | None) -> int:
+    """How many of a training context's ``history`` frames (the newest ones) to keep: with
+    ``probability`` a uniform draw from 0 to history-1, else all (``context_dropout``).
+
+    No random draw when ``probability`` is 0 or there is no history to drop."""
+    if probability <= 0 or history < 1:
+        return history
+    device = generator.device if generator is not None else torch.device('cpu')
+    if float(torch.rand((), generator=generator, device=device)) >= probability:
+        return history
+    return int(torch.randint(0, history, (), generator=generator, device=device))
+
+
+def roll_frames(
+    frames: torch.Tensor, probability: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Each sequence of a batch, with ``probability``, rolled by one random (rows, columns) offset,
+    wrapping around: a transition of a toroidal world seen elsewhere on the torus.
+
+    Args:
+        frames: [B, F, C, H, W]; every frame of a sequence gets the sequence's offset.
+        probability: share of the sequences rolled (0: ``frames`` itself, no random draw).
+        generator: draws which sequences and the offsets (None: the global RNG).
+    Returns:
+        [B, F, C, H, W].
+    """
+    if probability <= 0:
+        return frames
+    b, h, w = frames.shape[0], frames.shape[-2], frames.shape[-1]
+    device = generator.device if generator is not None else torch.device('cpu')
+    rolled = (torch.rand(b, generator=generator, device=device) < probability).tolist()
+    rows = torch.randint(0, h, (b,), generator=generator, device=device).tolist()
+    cols = torch.randint(0, w, (b,), generator=generator, device=device).tolist()
+    if not any(rolled):
+        return frames
+    return torch.stack(
+        [
+            torch.roll(seq, (dy, dx), dims=(-2, -1)) if roll else seq
+            for seq, roll, dy, dx in zip(frames, rolled, rows, cols)
+        ]
+    )
+
+
 def autoencoder_loss(
     autoencoder: MaskedAutoencoderViT,
     frames: torch.Tensor,

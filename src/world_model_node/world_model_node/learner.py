@@ -66,14 +66,17 @@ from .core import (
     Transitions,
     WorldModelCore,
     draw_mask_ratio,
+    history_to_keep,
     joint_loss,
     macro_index,
     prediction_losses,
+    roll_frames,
     set_lr,
 )
 from .models import (
     MaskedAutoencoderViT,
     PredictorContext,
+    PredictorOutput,
     ensemble_entropy,
     scale_gradient,
 )
@@ -803,6 +806,7 @@ class OnlineLearner:
     # ------------------------------------------------------------------ 2. autoencoder step
 
     def _autoencoder_step(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        x = roll_frames(x[:, None], self.config.roll_augmentation, self.generator)[:, 0]
         ratio = draw_mask_ratio(self.config, self.generator)
         capture = self._metrics_due(self.autoencoder_steps + 1)
         loss = self.core.autoencoder_step(
@@ -870,14 +874,24 @@ class OnlineLearner:
                     a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
                 )
             if err > threshold and trainable:
-                out = lvl.predictor.predict(pend.ctx, action)  # with graph
-                targets = Transitions(
-                    index, pend.enc.recon, self.latest.recon, z_target, target_patches
-                )
+                entries = self._training_entries(lvl, e)
+                rolled = self._rolled_transition(lvl, entries, action, index)
+                if rolled is None:
+                    ctx = pend.ctx
+                    if len(entries) < len(self._context_entries(lvl, e)):
+                        current = scale_gradient(pend.enc.z, cfg.encoder_prediction_grad_scale)
+                        ctx = self._context(lvl, e, grad=True, current=current, entries=entries)
+                    out = lvl.predictor.predict(ctx, action)  # with graph
+                    targets = Transitions(
+                        index, pend.enc.recon, self.latest.recon, z_target, target_patches
+                    )
+                    reconstruction = pend.enc.loss
+                else:
+                    out, targets, reconstruction = rolled
                 _, parts = prediction_losses(
                     self.autoencoder, lvl.predictor, out, targets, self.core.weights
                 )
-                loss = joint_loss(parts['total'], pend.enc.loss, cfg.joint_reconstruction_weight)
+                loss = joint_loss(parts['total'], reconstruction, cfg.joint_reconstruction_weight)
             self._pending = None
         else:
             ctx = self._context(lvl, e, grad=trainable)
@@ -1008,36 +1022,84 @@ class OnlineLearner:
         self.scoring_passes.append(new)
 
     def _context(
-        self, lvl: Level, e: int, grad: bool, current: torch.Tensor | None = None
+        self,
+        lvl: Level,
+        e: int,
+        grad: bool,
+        current: torch.Tensor | None = None,
+        entries: list[int] | None = None,
     ) -> PredictorContext | None:
         """Context of level ``lvl`` ending with history entry e: up to PREDICTION_HISTORY_SIZE
-        earlier frames spaced by the level's span, each followed by its (macro-)action."""
+        earlier frames spaced by the level's span, each followed by its (macro-)action
+        (``entries``: these history indices instead, e.g. a shortened context)."""
         if e < 0 or e >= len(self.history):
             return None
+        idx = self._context_entries(lvl, e) if entries is None else entries
+        cur = current if current is not None else self.history[e].features[None]
+        hist_f = None
+        if len(idx) > 1:
+            hist_f = torch.stack([self.history[i].features for i in idx[:-1]])[None]
+        with torch.set_grad_enabled(grad):
+            return lvl.predictor.build_context(cur, hist_f, self._context_actions(lvl, idx))
+
+    def _context_entries(self, lvl: Level, e: int) -> list[int]:
+        """History indices of the context ending with entry e, oldest first."""
         idx = [e]
         for _ in range(self.config.prediction_history_size):
             i = idx[0] - lvl.span
             if i < 0 or min(self.history[i + j].action for j in range(lvl.span)) < 0:
                 break
             idx.insert(0, i)
-        cur = current if current is not None else self.history[e].features[None]
-        hist_f = hist_a = None
-        if len(idx) > 1:
-            hist_f = torch.stack([self.history[i].features for i in idx[:-1]])[
-                None
-            ]  # [1, F-1, T, D]
-            hist_a = torch.stack(
-                [
-                    lvl.actions[
-                        macro_index(
-                            [self.history[i + j].action for j in range(lvl.span)], self.num_actions
-                        )
-                    ]
-                    for i in idx[:-1]
+        return idx
+
+    def _training_entries(self, lvl: Level, e: int) -> list[int]:
+        """The context entries a training transition uses: all, or with probability
+        ``context_dropout`` only the newest few (``core.history_to_keep``)."""
+        idx = self._context_entries(lvl, e)
+        keep = history_to_keep(len(idx) - 1, self.config.context_dropout, self.generator)
+        return idx[len(idx) - 1 - keep :]
+
+    def _context_actions(self, lvl: Level, idx: list[int]) -> torch.Tensor | None:
+        """[1, F-1, C] the (macro-)action after each history frame of a context; None for a
+        context of the current frame alone."""
+        if len(idx) < 2:
+            return None
+        return torch.stack(
+            [
+                lvl.actions[
+                    macro_index(
+                        [self.history[i + j].action for j in range(lvl.span)], self.num_actions
+                    )
                 ]
-            )[None]
-        with torch.set_grad_enabled(grad):
-            return lvl.predictor.build_context(cur, hist_f, hist_a)
+                for i in idx[:-1]
+            ]
+        )[None]
+
+    def _rolled_transition(
+        self, lvl: Level, idx: list[int], action: torch.Tensor, index: torch.Tensor
+    ) -> tuple[PredictorOutput, Transitions, torch.Tensor] | None:
+        """With probability ``roll_augmentation``, the level's transition from the context of
+        history entries ``idx`` to the newest frame, every frame rolled by one random offset and
+        encoded afresh: (prediction with graph, targets, the rolled current frame's
+        reconstruction MSE with graph). None when not drawn: the caller trains on the transition
+        as seen."""
+        p = self.config.roll_augmentation
+        if p <= 0 or float(torch.rand((), generator=self.generator)) >= p:
+            return None
+        x = torch.cat([self._frame_tensor(self.history[i].frame) for i in [*idx, -1]])
+        frames = roll_frames(x[None], 1.0, self.generator)[0]  # [F+1, C, S, S]
+        with torch.no_grad():
+            hist_f = self.autoencoder.encode(frames[:-2])[None] if len(idx) > 1 else None
+            target = self._encode(frames[-1:])
+        current = self._encode(frames[-2:-1])  # with graph: the joint encoder objective
+        ctx = lvl.predictor.build_context(
+            scale_gradient(current.z, self.config.encoder_prediction_grad_scale),
+            hist_f,
+            self._context_actions(lvl, idx),
+        )
+        out = lvl.predictor.predict(ctx, action)
+        targets = Transitions(index, current.recon, target.recon, target.z, target.target)
+        return out, targets, current.loss
 
     # ------------------------------------------------------------------ hierarchy
 

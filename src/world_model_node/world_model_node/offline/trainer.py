@@ -69,9 +69,11 @@ from ..core import (
     Transitions,
     autoencoder_loss,
     draw_mask_ratio,
+    history_to_keep,
     joint_loss,
     loss_weights,
     prediction_losses,
+    roll_frames,
 )
 from ..learner import OnlineLearner
 from ..models import (
@@ -633,9 +635,10 @@ class OfflineTrainer:
         )
         return 'autoencoder', check
 
-    def _generators(self) -> tuple[float, torch.Generator]:
-        """Mask ratio (equal on every process) and the mask generator (per process) of this step,
-        derived from (seed, step, rank): a resumed run draws exactly what it would have drawn."""
+    def _generators(self) -> tuple[float, torch.Generator, torch.Generator]:
+        """This step's mask ratio and context length draw (equal on every process, so that all
+        of them run the same graph) and its mask and roll generator (per process), derived from
+        (seed, step, rank): a resumed run draws exactly what it would have drawn."""
         cfg, s = self.config, self.settings
         g = torch.Generator().manual_seed(
             zlib.crc32(f'ratio:{s.seed}:{self.state.global_step}'.encode())
@@ -645,7 +648,7 @@ class OfflineTrainer:
         mg.manual_seed(
             zlib.crc32(f'mask:{s.seed}:{self.state.global_step}:{self.dist.rank}'.encode())
         )
-        return ratio, mg
+        return ratio, g, mg
 
     def _autocast(self):
         p = self.settings.precision
@@ -661,7 +664,12 @@ class OfflineTrainer:
         frames = batch['frames'].to(self.device, non_blocking=True).float().div_(255.0)
         actions = batch['actions'].to(self.device, non_blocking=True)
         mode, check = self._mode()
-        ratio, gen = self._generators()
+        ratio, shared, gen = self._generators()
+        frames = roll_frames(frames, self.config.roll_augmentation, gen)
+        if mode == 'joint':  # frames [B, F+1]: F-1 history frames, the current one, the target
+            history = frames.shape[1] - 2
+            drop = history - history_to_keep(history, self.config.context_dropout, shared)
+            frames, actions = frames[:, drop:], actions[:, drop:]
         self.core.zero_grad([self.level])
         with self._autocast():
             out = self.model(
