@@ -839,7 +839,6 @@ class OnlineLearner:
         frame; when it missed (error above ``threshold``), build the training loss. None
         when the level has no such prediction (too little history, unknown actions). A
         transition that may not train is checked (error, residual) but builds no loss."""
-        cfg = self.config
         n = len(self.history)
         e = n - 1 - lvl.span  # last frame of the context
         if e < 0:
@@ -874,24 +873,7 @@ class OnlineLearner:
                     a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
                 )
             if err > threshold and trainable:
-                entries = self._training_entries(lvl, e)
-                rolled = self._rolled_transition(lvl, entries, action, index)
-                if rolled is None:
-                    ctx = pend.ctx
-                    if len(entries) < len(self._context_entries(lvl, e)):
-                        current = scale_gradient(pend.enc.z, cfg.encoder_prediction_grad_scale)
-                        ctx = self._context(lvl, e, grad=True, current=current, entries=entries)
-                    out = lvl.predictor.predict(ctx, action)  # with graph
-                    targets = Transitions(
-                        index, pend.enc.recon, self.latest.recon, z_target, target_patches
-                    )
-                    reconstruction = pend.enc.loss
-                else:
-                    out, targets, reconstruction = rolled
-                _, parts = prediction_losses(
-                    self.autoencoder, lvl.predictor, out, targets, self.core.weights
-                )
-                loss = joint_loss(parts['total'], reconstruction, cfg.joint_reconstruction_weight)
+                loss, parts = self._level0_loss(lvl, e, pend, action, index)
             self._pending = None
         else:
             ctx = self._context(lvl, e, grad=trainable)
@@ -922,6 +904,34 @@ class OnlineLearner:
         else:
             stats.consecutive_accurate += 1
         return _FreshCheck(lvl, err, loss, trainable, lvl.index == 0, head_input, z_target)
+
+    def _level0_loss(
+        self, lvl: Level, e: int, pend: _Pending, action: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The joint training loss of the level-0 transition from the context ending with entry
+        e to the newest frame, and its parts: on the scoring pass's context as it was, on a
+        shortened one (``context_dropout``) or on the transition rolled (``roll_augmentation``).
+        """
+        cfg = self.config
+        entries = self._training_entries(lvl, e)
+        rolled = self._rolled_transition(lvl, entries, action, index)
+        if rolled is None:
+            ctx = pend.ctx
+            if len(entries) < len(self._context_entries(lvl, e)):
+                current = scale_gradient(pend.enc.z, cfg.encoder_prediction_grad_scale)
+                ctx = self._context(lvl, e, grad=True, current=current, entries=entries)
+            out = lvl.predictor.predict(ctx, action)  # with graph
+            latest = self.latest
+            targets = Transitions(
+                index, pend.enc.recon, latest.recon, self.history[-1].features[None], latest.target
+            )
+            reconstruction = pend.enc.loss
+        else:
+            out, targets, reconstruction = rolled
+        _, parts = prediction_losses(
+            self.autoencoder, lvl.predictor, out, targets, self.core.weights
+        )
+        return joint_loss(parts['total'], reconstruction, cfg.joint_reconstruction_weight), parts
 
     def _calibrate_heads(self, accurate: list[_FreshCheck]) -> None:
         """Levels whose prediction was accurate update only their ensemble heads on this
