@@ -197,15 +197,16 @@ def test_context_dropout_trains_on_a_shortened_context(monkeypatch):
     monkeypatch.setattr(
         OnlineLearner,
         '_training_entries',
-        lambda self, lvl, e: kept.append((e, original(self, lvl, e))) or kept[-1][1],
+        lambda self, lvl, e: kept.append((e, *original(self, lvl, e))) or kept[-1][1:],
     )
     for f, a in zip(frames[:-1], actions):
         online.observe(f)
         online.record_action(int(a))
     offline_core = copy.deepcopy(online.core)
     r = online.observe(frames[-1])
-    e, entries = kept[-1]
+    e, entries, shortened = kept[-1]
     assert r.trained_levels == [0] and e == 3 and len(entries) < 4 and entries[-1] == 3
+    assert shortened
     x = torch.from_numpy(frames[entries[0] :]).permute(0, 3, 1, 2).float().div(255.0)[None]
     acts = torch.from_numpy(actions[entries[0] :]).long()[None]
     _assert_offline_step_matches(offline_core, cfg, x, acts, online, r)

@@ -913,11 +913,11 @@ class OnlineLearner:
         shortened one (``context_dropout``) or on the transition rolled (``roll_augmentation``).
         """
         cfg = self.config
-        entries = self._training_entries(lvl, e)
+        entries, shortened = self._training_entries(lvl, e)
         rolled = self._rolled_transition(lvl, entries, action, index)
         if rolled is None:
             ctx = pend.ctx
-            if len(entries) < len(self._context_entries(lvl, e)):
+            if shortened:
                 current = scale_gradient(pend.enc.z, cfg.encoder_prediction_grad_scale)
                 ctx = self._context(lvl, e, grad=True, current=current, entries=entries)
             out = lvl.predictor.predict(ctx, action)  # with graph
@@ -1062,12 +1062,13 @@ class OnlineLearner:
             idx.insert(0, i)
         return idx
 
-    def _training_entries(self, lvl: Level, e: int) -> list[int]:
+    def _training_entries(self, lvl: Level, e: int) -> tuple[list[int], bool]:
         """The context entries a training transition uses: all, or with probability
-        ``context_dropout`` only the newest few (``core.history_to_keep``)."""
+        ``context_dropout`` only the newest few (``core.history_to_keep``); and whether the
+        context was shortened."""
         idx = self._context_entries(lvl, e)
         keep = history_to_keep(len(idx) - 1, self.config.context_dropout, self.generator)
-        return idx[len(idx) - 1 - keep :]
+        return idx[len(idx) - 1 - keep :], keep < len(idx) - 1
 
     def _context_actions(self, lvl: Level, idx: list[int]) -> torch.Tensor | None:
         """[1, F-1, C] the (macro-)action after each history frame of a context; None for a
