@@ -160,28 +160,62 @@ def test_roll_frames_moves_a_whole_sequence_by_one_offset():
 
 
 def test_a_rolled_online_step_is_the_offline_step_on_the_rolled_transition(monkeypatch):
-    """roll_augmentation: the learner trains on its transition rolled as a whole (context and
-    target by one offset, the joint reconstruction on the rolled current frame): the offline
-    step on those rolled frames gives the same losses and weights."""
+    """roll_augmentation: the learner trains on its transition rolled (current and target frame
+    by one offset, the joint reconstruction on the rolled current frame) and predicted from the
+    rolled current frame alone, although it has a history: the offline step on those two rolled
+    frames gives the same losses and weights."""
     cfg = WorldModelConfig.tiny(
         reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=1000
     )
-    frames, _ = dot_frames(2, seed=3)
+    frames, actions = dot_frames(5, seed=3)
     online = OnlineLearner(cfg.replace(roll_augmentation=1.0), ACTIONS)
-    online.observe(frames[0])
-    online.record_action(1)
+    for f, a in zip(frames[:-1], actions):
+        online.observe(f)
+        online.record_action(int(a))
+    assert len(online._context_entries(online.levels[0], 3)) == 4  # a history to leave out
     offline_core = copy.deepcopy(online.core)
     seen = []
     original = learner_module.roll_frames
     monkeypatch.setattr(
         learner_module, 'roll_frames', lambda *a: seen.append(original(*a)) or seen[-1]
     )
-    r = online.observe(frames[1])
+    r = online.observe(frames[-1])
     assert r.trained_levels == [0] and len(seen) == 1
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None]
+    x = torch.from_numpy(frames[-2:]).permute(0, 3, 1, 2).float().div(255.0)[None]
+    assert seen[0].shape == x.shape  # the current frame and the target, nothing older
     assert not torch.equal(seen[0], x)  # rolled...
     assert torch.equal(seen[0].sum((-2, -1)), x.sum((-2, -1)))  # ...not changed
-    _assert_offline_step_matches(offline_core, cfg, seen[0], torch.tensor([[1]]), online, r)
+    acts = torch.from_numpy(actions[-1:]).long()[None]
+    _assert_offline_step_matches(offline_core, cfg, seen[0], acts, online, r)
+
+
+def test_offline_rolled_steps_predict_from_the_current_frame_alone(monkeypatch, tmp_path):
+    batches = []
+    original = WorldModelStep.forward
+
+    def spy(self, frames, actions, mode, *args, **kwargs):
+        if mode == 'joint':
+            batches.append((frames.detach().clone(), actions.clone()))
+        return original(self, frames, actions, mode, *args, **kwargs)
+
+    monkeypatch.setattr(WorldModelStep, 'forward', spy)
+    paths = write_random_dot_sessions(
+        tmp_path / 'sessions' / 'toroidal_dot', 1, 30, 0, ['s0'], size=32, dot_radius=2
+    )
+    settings = TrainSettings(batch_size=4, steps=2, gate_check_interval=1, val_fraction=0.0)
+    first_joint = []
+    for roll in (0.0, 1.0):
+        cfg = WorldModelConfig.tiny(
+            reconstruction_threshold=1.0, context_dropout=0.0, roll_augmentation=roll
+        )
+        OfflineTrainer(paths, tmp_path / f'out{roll}', cfg, settings, progress=False).train()
+        first_joint.append(batches[0])
+        batches.clear()
+    (plain, plain_actions), (rolled, rolled_actions) = first_joint  # the same batch (same seed)
+    assert plain.shape[1] == cfg.context_frames + 1
+    assert rolled.shape[1] == 2 and torch.equal(rolled_actions, plain_actions[:, -1:])
+    assert not torch.equal(rolled, plain[:, -2:])
+    assert torch.equal(rolled.sum((-2, -1)), plain[:, -2:].sum((-2, -1)))
 
 
 def test_context_dropout_trains_on_a_shortened_context(monkeypatch):
@@ -204,9 +238,9 @@ def test_context_dropout_trains_on_a_shortened_context(monkeypatch):
         online.record_action(int(a))
     offline_core = copy.deepcopy(online.core)
     r = online.observe(frames[-1])
-    e, entries, shortened = kept[-1]
+    e, entries, shortened, rolled = kept[-1]
     assert r.trained_levels == [0] and e == 3 and len(entries) < 4 and entries[-1] == 3
-    assert shortened
+    assert shortened and not rolled
     x = torch.from_numpy(frames[entries[0] :]).permute(0, 3, 1, 2).float().div(255.0)[None]
     acts = torch.from_numpy(actions[entries[0] :]).long()[None]
     _assert_offline_step_matches(offline_core, cfg, x, acts, online, r)

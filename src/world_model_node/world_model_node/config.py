@@ -130,11 +130,12 @@ class WorldModelConfig:
     )
     roll_augmentation: float = param(
         0.0,
-        'probability that a training transition (context and target frames alike), and a '
-        'gate-closed autoencoder step, sees its frames rolled by one random offset (rows and '
-        "columns, wrapping around) first. The toroidal dot world's physics is the same under "
-        'any roll, so the model learns rows the robot never visited; a camera image is no '
-        'torus: keep 0 there',
+        'probability that a level-0 training transition has its current and target frames '
+        'rolled by one random offset (rows and columns, wrapping around) and is predicted from '
+        'the rolled current frame alone (context_dropout then does not apply); a gate-closed '
+        "autoencoder step rolls its frame with the same probability. The toroidal dot world's "
+        'physics is the same under any roll, so the model learns rows the robot never visited; '
+        'a camera image is no torus: keep 0 there',
         check='nonneg',
     )
 

@@ -86,6 +86,24 @@ def history_to_keep(history: int, probability: float, generator: torch.Generator
     return int(torch.randint(0, history, (), generator=generator, device=device))
 
 
+def draw_training_context(
+    history: int, config: WorldModelConfig, generator: torch.Generator | None
+) -> tuple[bool, int]:
+    """How a level-0 training transition whose context has ``history`` frames before its
+    current one is trained: (rolled, history frames kept, the newest ones).
+
+    With probability ``roll_augmentation`` it is rolled and predicted from its current frame
+    alone: rolled history frames would have to be encoded afresh (+20 of ~43 GFLOP per frame at
+    full size), and a roll teaches that the physics is the same everywhere without them.
+    Otherwise ``history_to_keep`` with ``context_dropout``. Both trainers draw by this rule."""
+    p = config.roll_augmentation
+    if p > 0:
+        device = generator.device if generator is not None else torch.device('cpu')
+        if float(torch.rand((), generator=generator, device=device)) < p:
+            return True, 0
+    return False, history_to_keep(history, config.context_dropout, generator)
+
+
 def roll_frames(
     frames: torch.Tensor, probability: float, generator: torch.Generator | None
 ) -> torch.Tensor:

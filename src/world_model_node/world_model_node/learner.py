@@ -66,7 +66,7 @@ from .core import (
     Transitions,
     WorldModelCore,
     draw_mask_ratio,
-    history_to_keep,
+    draw_training_context,
     joint_loss,
     macro_index,
     prediction_losses,
@@ -910,12 +910,14 @@ class OnlineLearner:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The joint training loss of the level-0 transition from the context ending with entry
         e to the newest frame, and its parts: on the scoring pass's context as it was, on a
-        shortened one (``context_dropout``) or on the transition rolled (``roll_augmentation``).
+        shortened one (``context_dropout``) or rolled, from its current frame alone
+        (``roll_augmentation``).
         """
         cfg = self.config
-        entries, shortened = self._training_entries(lvl, e)
-        rolled = self._rolled_transition(lvl, entries, action, index)
-        if rolled is None:
+        entries, shortened, rolled = self._training_entries(lvl, e)
+        if rolled:
+            out, targets, reconstruction = self._rolled_transition(lvl, e, action, index)
+        else:
             ctx = pend.ctx
             if shortened:
                 current = scale_gradient(pend.enc.z, cfg.encoder_prediction_grad_scale)
@@ -926,8 +928,6 @@ class OnlineLearner:
                 index, pend.enc.recon, latest.recon, self.history[-1].features[None], latest.target
             )
             reconstruction = pend.enc.loss
-        else:
-            out, targets, reconstruction = rolled
         _, parts = prediction_losses(
             self.autoencoder, lvl.predictor, out, targets, self.core.weights
         )
@@ -1062,13 +1062,13 @@ class OnlineLearner:
             idx.insert(0, i)
         return idx
 
-    def _training_entries(self, lvl: Level, e: int) -> tuple[list[int], bool]:
-        """The context entries a training transition uses: all, or with probability
-        ``context_dropout`` only the newest few (``core.history_to_keep``); and whether the
-        context was shortened."""
+    def _training_entries(self, lvl: Level, e: int) -> tuple[list[int], bool, bool]:
+        """The context entries a training transition uses (``core.draw_training_context``):
+        all, only the newest few (``context_dropout``) or, for a rolled transition, the current
+        frame alone; whether the context was shortened; whether the transition is rolled."""
         idx = self._context_entries(lvl, e)
-        keep = history_to_keep(len(idx) - 1, self.config.context_dropout, self.generator)
-        return idx[len(idx) - 1 - keep :], keep < len(idx) - 1
+        rolled, keep = draw_training_context(len(idx) - 1, self.config, self.generator)
+        return idx[len(idx) - 1 - keep :], keep < len(idx) - 1, rolled
 
     def _context_actions(self, lvl: Level, idx: list[int]) -> torch.Tensor | None:
         """[1, F-1, C] the (macro-)action after each history frame of a context; None for a
@@ -1087,26 +1087,19 @@ class OnlineLearner:
         )[None]
 
     def _rolled_transition(
-        self, lvl: Level, idx: list[int], action: torch.Tensor, index: torch.Tensor
-    ) -> tuple[PredictorOutput, Transitions, torch.Tensor] | None:
-        """With probability ``roll_augmentation``, the level's transition from the context of
-        history entries ``idx`` to the newest frame, every frame rolled by one random offset and
-        encoded afresh: (prediction with graph, targets, the rolled current frame's
-        reconstruction MSE with graph). None when not drawn: the caller trains on the transition
-        as seen."""
-        p = self.config.roll_augmentation
-        if p <= 0 or float(torch.rand((), generator=self.generator)) >= p:
-            return None
-        x = torch.cat([self._frame_tensor(self.history[i].frame) for i in [*idx, -1]])
-        frames = roll_frames(x[None], 1.0, self.generator)[0]  # [F+1, C, S, S]
+        self, lvl: Level, e: int, action: torch.Tensor, index: torch.Tensor
+    ) -> tuple[PredictorOutput, Transitions, torch.Tensor]:
+        """The level's transition from history entry e to the newest frame, both frames rolled
+        by one random offset and encoded afresh, predicted from the rolled frame alone (no
+        history): (prediction with graph, targets, the rolled current frame's reconstruction
+        MSE with graph)."""
+        x = torch.cat([self._frame_tensor(self.history[i].frame) for i in (e, -1)])
+        frames = roll_frames(x[None], 1.0, self.generator)[0]  # [2, C, S, S]
         with torch.no_grad():
-            hist_f = self.autoencoder.encode(frames[:-2])[None] if len(idx) > 1 else None
-            target = self._encode(frames[-1:])
-        current = self._encode(frames[-2:-1])  # with graph: the joint encoder objective
+            target = self._encode(frames[1:])
+        current = self._encode(frames[:1])  # with graph: the joint encoder objective
         ctx = lvl.predictor.build_context(
-            scale_gradient(current.z, self.config.encoder_prediction_grad_scale),
-            hist_f,
-            self._context_actions(lvl, idx),
+            scale_gradient(current.z, self.config.encoder_prediction_grad_scale)
         )
         out = lvl.predictor.predict(ctx, action)
         targets = Transitions(index, current.recon, target.recon, target.z, target.target)

@@ -69,7 +69,7 @@ from ..core import (
     Transitions,
     autoencoder_loss,
     draw_mask_ratio,
-    history_to_keep,
+    draw_training_context,
     joint_loss,
     loss_weights,
     prediction_losses,
@@ -636,8 +636,8 @@ class OfflineTrainer:
         return 'autoencoder', check
 
     def _generators(self) -> tuple[float, torch.Generator, torch.Generator]:
-        """This step's mask ratio and context length draw (equal on every process, so that all
-        of them run the same graph) and its mask and roll generator (per process), derived from
+        """This step's mask ratio and context draw (equal on every process, so that all of
+        them run the same graph) and its mask and roll-offset generator (per process), derived from
         (seed, step, rank): a resumed run draws exactly what it would have drawn."""
         cfg, s = self.config, self.settings
         g = torch.Generator().manual_seed(
@@ -665,11 +665,14 @@ class OfflineTrainer:
         actions = batch['actions'].to(self.device, non_blocking=True)
         mode, check = self._mode()
         ratio, shared, gen = self._generators()
-        frames = roll_frames(frames, self.config.roll_augmentation, gen)
         if mode == 'joint':  # frames [B, F+1]: F-1 history frames, the current one, the target
             history = frames.shape[1] - 2
-            drop = history - history_to_keep(history, self.config.context_dropout, shared)
-            frames, actions = frames[:, drop:], actions[:, drop:]
+            rolled, keep = draw_training_context(history, self.config, shared)
+            frames, actions = frames[:, history - keep :], actions[:, history - keep :]
+            if rolled:
+                frames = roll_frames(frames, 1.0, gen)
+        else:
+            frames = roll_frames(frames, self.config.roll_augmentation, gen)
         self.core.zero_grad([self.level])
         with self._autocast():
             out = self.model(
