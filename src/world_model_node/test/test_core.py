@@ -302,6 +302,41 @@ def test_roll_augmentation_rolls_the_autoencoder_steps_of_both_trainers(monkeypa
     assert torch.equal(plain.sum((1, 2, 3)), rolled.sum((1, 2, 3)))
 
 
+def test_the_autoencoder_learning_rate_warms_up_over_its_first_steps():
+    """autoencoder_warmup_steps: gate-closed and joint autoencoder steps alike raise the rate
+    linearly to autoencoder_lr (or to the learner's explicit rate), then leave it there."""
+    frames, actions = dot_frames(4)
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=0.0, autoencoder_lr=1e-3, autoencoder_warmup_steps=4
+    )
+
+    def lr(learner: OnlineLearner) -> float:
+        return learner.ae_optimizer.param_groups[0]['lr']
+
+    closed = OnlineLearner(cfg, ACTIONS)
+    closed.observe(frames[0])  # gate closed: autoencoder step 1
+    rates = [lr(closed)]
+    for _ in range(5):
+        closed.train_gate()
+        rates.append(lr(closed))
+    assert closed.autoencoder_steps == 6
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+    explicit = OnlineLearner(cfg, ACTIONS, autoencoder_lr=2e-3)
+    explicit.observe(frames[0])
+    assert lr(explicit) == pytest.approx(5e-4)
+
+    joint = OnlineLearner(
+        cfg.replace(reconstruction_threshold=1.0, prediction_threshold=0.0), ACTIONS
+    )
+    for f, a in zip(frames[:-1], actions):
+        joint.observe(f)
+        joint.record_action(int(a))
+    joint.observe(frames[-1])
+    assert joint.autoencoder_steps == 3  # one joint step per frame after the first
+    assert lr(joint) == pytest.approx(7.5e-4)
+
+
 def test_joint_loss_leaves_out_a_zero_reconstruction_weight():
     total, recon = torch.tensor(2.0), torch.tensor(3.0, requires_grad=True)
     assert float(joint_loss(total, recon, 0.5).detach()) == 3.5

@@ -111,6 +111,10 @@ def test_config_seed_values_yaml_and_unknown_keys(tmp_path):
         WorldModelConfig.from_dict({'log_intervall': 3})
     with pytest.raises(ConfigError, match='integer'):
         WorldModelConfig.from_dict({'log_interval': 2.5})
+    path.write_text('world_model:\n  autoencoder_lr: 3e-4\n')  # YAML 1.1: a string, not a float
+    assert WorldModelConfig.from_yaml(path).autoencoder_lr == 3e-4
+    with pytest.raises(ConfigError, match='autoencoder_lr must be a number'):
+        WorldModelConfig.from_dict({'autoencoder_lr': 'fast'})
     with pytest.raises(ConfigError, match='film_block_ids'):
         WorldModelConfig.from_dict({'film_block_ids': [7]})
 

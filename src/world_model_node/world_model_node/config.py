@@ -96,6 +96,13 @@ class WorldModelConfig:
         'AdamW learning rate of the autoencoder (encoder + decoder)',
         check='positive',
     )
+    autoencoder_warmup_steps: int = param(
+        0,
+        "the online learner raises the autoencoder's learning rate linearly from 0 to "
+        'autoencoder_lr over its first N autoencoder steps (0: from the start, the original). '
+        'Adam without a warm-up is unstable at rates above 1e-4 on a fresh autoencoder',
+        check='nonneg',
+    )
     predictor_lr: float = param(
         1e-4, 'AdamW learning rate of every predictor level', check='positive'
     )
@@ -541,7 +548,8 @@ class WorldModelConfig:
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Check/convert a value to the type of the field's default (ints accepted for floats)."""
+    """Check/convert a value to the type of the field's default (ints and numeric strings
+    accepted for floats)."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f'{name} must be true/false, got {value!r}')
@@ -551,6 +559,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise ConfigError(f'{name} must be an integer, got {value!r}')
         return value
     if isinstance(default, float):
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string; ROS reads a number
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f'{name} must be a number, got {value!r}') from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f'{name} must be a number, got {value!r}')
         return float(value)

@@ -809,12 +809,24 @@ class OnlineLearner:
         x = roll_frames(x[:, None], self.config.roll_augmentation, self.generator)[:, 0]
         ratio = draw_mask_ratio(self.config, self.generator)
         capture = self._metrics_due(self.autoencoder_steps + 1)
+        self._warm_up_autoencoder()
         loss = self.core.autoencoder_step(
             x, ratio, self.generator, self._grad_metrics if capture else None
         )
         self.last_autoencoder_loss = loss
         self.last_mask_ratio = ratio
         return loss, ratio
+
+    def _warm_up_autoencoder(self) -> None:
+        """Before an autoencoder step: its learning rate (the explicit one, else the config's),
+        linearly warmed up over the first ``autoencoder_warmup_steps`` steps (counted over the
+        run, a resumed one included)."""
+        cfg = self.config
+        done = self.core.autoencoder_steps
+        if cfg.autoencoder_warmup_steps <= 0 or done > cfg.autoencoder_warmup_steps:
+            return
+        base = self._lr_override[0] if self._lr_override[0] is not None else cfg.autoencoder_lr
+        set_lr(self.ae_optimizer, base * min(1.0, (done + 1) / cfg.autoencoder_warmup_steps))
 
     # ------------------------------------------------------------------ 3. fresh check + training
 
@@ -949,6 +961,8 @@ class OnlineLearner:
         levels = [c.level for c in missed]
         joint = any(c.joint for c in missed)
         capture = self._metrics_due(self.levels[0].training_steps + 1) and self.levels[0] in levels
+        if joint:
+            self._warm_up_autoencoder()
         self.core.predictor_step(
             [c.loss for c in missed], levels, joint, self._grad_metrics if capture else None
         )
