@@ -28,6 +28,7 @@ Usage::
         --reset-every 50
     .venv/bin/python bench/bench_world_model.py --mode uncertainty --time-budget 900 \\
         --random-choice-probability 0 --set context_dropout=0 --set roll_augmentation=0
+    .venv/bin/python bench/bench_world_model.py --timing-only --timing-frames 40 --levels 2
     python3 bench/bench_world_model.py --device cuda --mode uncertainty --frames 1500  # on a GPU
 
 The model: the full size, the dot's params file (``config/toroidal_dot.world_model.params.yaml``,
@@ -85,6 +86,7 @@ def evaluate(
     picture: Path | None = None,
     row: int | None = None,
     avoid_row: int | None = None,
+    averaged: bool = True,
 ) -> dict:
     """``world_model_node.dot_heldout.evaluate_dot`` as JSON rows ``action_<a>``; the first four
     samples drawn into ``picture``."""
@@ -97,6 +99,7 @@ def evaluate(
         row=row,
         avoid_row=avoid_row,
         tile_rows=4 if picture is not None else 0,
+        averaged=averaged,
     )
     if picture is not None and held.tiles:
         save_png(np.concatenate(held.tiles, axis=0), picture)
@@ -188,14 +191,16 @@ def run(
 
     def heldout(picture: Path | None = None) -> dict:
         """Held-out predictions on the training trajectory's row (home row) and, separately, on
-        rows the run never saw (with resets: on any row, all are seen)."""
+        rows the run never saw (with resets: on any row, all are seen); with a weight average,
+        by it and also by the live weights (``<kind>_live``)."""
         kinds = (
             {'any_row': None}
             if args.reset_every
             else {'home_row': training_row, 'unseen_rows': None}
         )
+        weights = {'': True, '_live': False} if cfg.weight_average_decay > 0 else {'': True}
         return {
-            kind: evaluate(
+            kind + suffix: evaluate(
                 learner,
                 env_cfg,
                 args.eval_samples,
@@ -204,9 +209,11 @@ def run(
                 row=row,
                 avoid_row=None if args.reset_every else training_row,
                 picture=None
-                if picture is None
+                if picture is None or suffix
                 else picture.with_name(f'{picture.stem}_{kind}.png'),
+                averaged=averaged,
             )
+            for suffix, averaged in weights.items()
             for i, (kind, row) in enumerate(kinds.items())
         }
 
@@ -408,6 +415,8 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
     forced = cfg.replace(reconstruction_threshold=1e9, prediction_threshold=0.0)
     env = ToroidalDotEnv(ToroidalDotConfig(seed=args.seed))
     learner = OnlineLearner(forced, actions, device=args.device)
+    while learner.num_levels < args.levels and learner.add_level() is not None:
+        pass
     frame = env.frame()
     rows = []
     for i in range(args.timing_frames + 5):
@@ -447,6 +456,7 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
         'min_ms': round(float(v.min()), 1),
     }
     out['frames'] = args.timing_frames
+    out['levels'] = learner.num_levels
     out['load_average'] = list(os.getloadavg())
     return out
 
@@ -507,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument('--timing-only', action='store_true', help='only the timing phase')
     p.add_argument(
+        '--levels',
+        type=int,
+        default=1,
+        help='timing phase: hierarchy levels present from the start (what levels above 0 cost)',
+    )
+    p.add_argument(
         '--reset-every',
         type=int,
         default=0,
@@ -549,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing_frames:
         print(
             f'=== timing: gate forced open, training + scoring every frame, '
-            f'{args.timing_frames} frames ===',
+            f'{args.timing_frames} frames, {args.levels} hierarchy level(s) ===',
             flush=True,
         )
         report['timing_forced_open'] = t = timing(args, cfg, actions)
@@ -624,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  held-out ({kind}, {d['samples']} transitions) {a}: EV "
                     f"{d['explained_variance_mean']:.3f}, dot error median "
-                    f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f}"
+                    f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f} "
+                    f"(the true frame reconstructed: EV {d['reconstruction_ev_mean']:.3f})"
                 )
         ceiling = report['matmul_ceiling_gflop_per_s']
         print(

@@ -15,7 +15,8 @@ import world_model_node.learner as learner_module
 import world_model_node.offline.trainer as trainer_module
 from toroidal_sim.env import ToroidalDotConfig, random_run
 from world_model_node.config import WorldModelConfig
-from world_model_node.core import WorldModelCore, joint_loss
+from world_model_node.core import WeightAverage, WorldModelCore, joint_loss
+from world_model_node.dot_heldout import evaluate_dot
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.synthetic import write_random_dot_sessions
 from world_model_node.offline.trainer import OfflineTrainer, TrainSettings, WorldModelStep
@@ -337,6 +338,38 @@ def test_the_autoencoder_learning_rate_warms_up_over_its_first_steps():
     assert lr(joint) == pytest.approx(7.5e-4)
 
 
+def test_devbot_train_warms_the_autoencoder_up_too_and_not_a_trained_one(monkeypatch, tmp_path):
+    """The offline trainer multiplies its schedule by the same warm-up, counted over the
+    autoencoder's steps: a fresh model starts low, one from a trained checkpoint at full rate."""
+    paths = write_random_dot_sessions(
+        tmp_path / 'sessions' / 'toroidal_dot', 1, 30, 0, ['s0'], size=32, dot_radius=2
+    )
+    cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0, autoencoder_warmup_steps=4)
+    settings = TrainSettings(batch_size=4, steps=3, gate_check_interval=1, val_fraction=0.0)
+    rates = {}
+    original = core_module.clipped_step
+
+    def spy(module, optimizer, *args):
+        rates.setdefault(type(module).__name__, []).append(optimizer.param_groups[0]['lr'])
+        return original(module, optimizer, *args)
+
+    monkeypatch.setattr(core_module, 'clipped_step', spy)
+    fresh = OfflineTrainer(paths, tmp_path / 'fresh', cfg, settings, device='cpu', progress=False)
+    fresh.train()
+    lr = cfg.autoencoder_lr
+    assert rates['MaskedAutoencoderViT'] == pytest.approx([lr / 4, lr / 2, 3 * lr / 4])
+    predictor_rates = rates['TransformerActionConditionedPredictor']  # the joint steps
+    assert predictor_rates == pytest.approx([cfg.predictor_lr] * len(predictor_rates))
+
+    trained = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'ckpt')
+    trained.autoencoder_steps = 10
+    trained.save()
+    more = OfflineTrainer(
+        paths, tmp_path / 'more', cfg, settings, progress=False, init_dir=tmp_path / 'ckpt'
+    )
+    assert more.optimizers[0].param_groups[0]['lr'] == pytest.approx(lr)
+
+
 def test_joint_loss_leaves_out_a_zero_reconstruction_weight():
     total, recon = torch.tensor(2.0), torch.tensor(3.0, requires_grad=True)
     assert float(joint_loss(total, recon, 0.5).detach()) == 3.5
@@ -358,3 +391,87 @@ def test_core_counts_its_steps_and_versions():
 def test_wrong_action_space_is_refused():
     with pytest.raises(ValueError, match='finite'):
         WorldModelCore(WorldModelConfig.tiny(), np.array([[np.nan]], np.float32))
+
+
+def test_a_weight_average_follows_its_module_and_swaps_in_and_out_exactly():
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    start = copy.deepcopy(module.state_dict())
+    avg = WeightAverage(module, 0.9)
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    avg.update()  # first update: decay min(0.9, 2 / 11)
+    expected = start['weight'] + (1 - 2 / 11) * 1.0
+    assert torch.allclose(avg.state_dict()['average']['weight'], expected)
+    for _ in range(200):
+        avg.update()  # the module stands still: the average converges to it
+    assert torch.allclose(avg.average[0], module.weight, atol=1e-6)
+    live = copy.deepcopy(module.state_dict())
+    avg.average[0].zero_()
+    avg.swap()
+    assert torch.equal(module.weight, torch.zeros(2, 3))
+    avg.swap()
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in live.items())
+    with pytest.raises(ValueError, match='decay'):
+        WeightAverage(module, 1.0)
+
+
+def test_the_learner_averages_its_weights_evaluates_them_and_saves_them(tmp_path):
+    """weight_average_decay: every training step (both parameter sets) moves the average;
+    ``averaged_weights()`` puts it in place for evaluation and gives the live weights back
+    bit for bit; a checkpoint keeps it, and one saved without it starts it at its weights."""
+    frames, actions = dot_frames(6)
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=1.0, prediction_threshold=0.0, weight_average_decay=0.5
+    )
+    learner = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    for f, a in zip(frames[:4], actions):
+        learner.observe(f)
+        learner.record_action(int(a))
+    learner.observe(frames[4])
+    core = learner.core
+    assert core.ae_average.updates == core.autoencoder_steps == 4
+    assert core.levels[0].average.updates >= core.levels[0].training_steps == 4  # + head steps
+    live = {
+        k: v.clone()
+        for k, v in [
+            *core.autoencoder.state_dict().items(),
+            *core.levels[0].predictor.state_dict().items(),
+        ]
+    }
+    averaged_pred = {
+        n: a.clone() for n, a in core.levels[0].average.state_dict()['average'].items()
+    }
+    with core.averaged_weights() as on:
+        assert on
+        inside = dict(core.levels[0].predictor.named_parameters())
+        assert all(torch.equal(inside[n], a) for n, a in averaged_pred.items())
+        assert any(not torch.equal(inside[n], live[n]) for n in averaged_pred)
+    after = {**core.autoencoder.state_dict(), **core.levels[0].predictor.state_dict()}
+    assert all(torch.equal(v, after[k]) for k, v in live.items())
+
+    env = ToroidalDotConfig(size=32, dot_radius=2, move_pixels=5)
+    by_average = evaluate_dot(learner, env, samples=2, seed=0, row=10)
+    by_live = evaluate_dot(learner, env, samples=2, seed=0, row=10, averaged=False)
+    assert by_average.per_action[1]['mse_mean'] != by_live.per_action[1]['mse_mean']
+    # the scoring pass's graph, built before the evaluation, still trains the next transition
+    learner.record_action(int(actions[4]))
+    assert 0 in learner.observe(frames[5]).trained_levels
+
+    learner.save()
+    resumed = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    got = resumed.core.levels[0].average.state_dict()
+    assert got['updates'] == core.levels[0].average.updates
+    now = core.levels[0].average.state_dict()['average']
+    assert all(torch.equal(got['average'][n], a) for n, a in now.items())
+
+    plain = OnlineLearner(cfg.replace(weight_average_decay=0.0), ACTIONS, checkpoint_dir=tmp_path)
+    with plain.core.averaged_weights() as on:
+        assert not on
+    later = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'plain')
+    plain.checkpoints = later.checkpoints
+    plain.save()  # saved without an average
+    restarted = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'plain')
+    avg = restarted.core.ae_average
+    assert avg.updates == 0
+    assert all(torch.equal(a, p) for a, p in zip(avg.average, restarted.autoencoder.parameters()))

@@ -40,6 +40,7 @@ def test_evaluation_scores_every_action_and_leaves_the_learner_as_it_was():
     for d in held.per_action.values():
         assert d['samples'] == 6 and np.isfinite(d['explained_variance_mean'])
         assert 0.0 <= d['within_3px'] <= 1.0 and d['mse_mean'] > 0
+        assert np.isfinite(d['reconstruction_ev_mean']) and d['reconstruction_ev_mean'] < 1.0
     # the learner: same weights, same step and history, train mode given back
     assert all(
         torch.equal(v, learner.levels[0].predictor.state_dict()[k]) for k, v in before.items()

@@ -168,8 +168,10 @@ def test_model_constructors_take_their_sizes_from_the_config_only():
 def test_checkpoint_configs_drop_fields_that_no_longer_exist():
     old = {**tiny().to_dict(), 'action_delay': 0.0, 'recording_mode': False}
     del old['patch_rope']  # written before patch_rope existed
+    del old['macro_predictor_depth']  # levels >= 1 were as deep as level 0
     cfg = WorldModelConfig.from_checkpoint(old)
     assert cfg.patch_rope is False and not hasattr(cfg, 'action_delay')
+    assert cfg.macro_predictor_depth == 0 and cfg.level_depth(1) == cfg.predictor_depth
     with pytest.raises(ConfigError, match='unknown'):
         WorldModelConfig.from_dict({'action_delay': 0.5})
 
@@ -715,6 +717,27 @@ def test_new_hierarchy_level_appears_when_level_below_is_accurate():
     )
     run_steps(strict, dot_env(), [1, 0] * 5)
     assert strict.num_levels == 1
+
+
+def test_levels_above_0_have_shallower_predictors_and_add_level_forces_one(tmp_path):
+    cfg = tiny(
+        predictor_depth=3,
+        film_block_ids=(0, 2),
+        macro_predictor_depth=1,
+        max_levels=2,
+        reconstruction_threshold=1.0,
+    )
+    learner = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    assert learner.add_level() == 1 and learner.add_level() is None  # max_levels
+    level0, level1 = (lvl.predictor for lvl in learner.levels)
+    assert (len(level0.layers), len(level1.layers)) == (3, 1)
+    assert sorted(level0.films) == ['0', '2'] and sorted(level1.films) == ['0']
+    results, _ = run_steps(learner, dot_env(), [1, 0, 1, 1, 0])
+    assert results[-1].scores.shape == (2 + 4,)  # level 1 scores its 4 macro-actions
+    learner.save()
+    assert OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path).num_levels == 2
+    with pytest.raises(CheckpointError, match='macro_predictor_depth=1'):
+        OnlineLearner(cfg.replace(macro_predictor_depth=2), ACTIONS, checkpoint_dir=tmp_path)
 
 
 def test_tiny_model_overfits_a_fixed_toroidal_transition():

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .config import WorldModelConfig
-from .core import WorldModelCore, load_optimizer_state, set_lr
+from .core import WeightAverage, WorldModelCore, load_optimizer_state, set_lr
 
 if TYPE_CHECKING:
     from .learner import OnlineLearner
@@ -371,11 +371,15 @@ def learner_components(learner: 'OnlineLearner') -> dict[str, dict[str, Any]]:
             'optimizer': core.ae_optimizer.state_dict(),
         }
     }
+    if core.ae_average is not None:
+        comps['autoencoder']['average'] = core.ae_average.state_dict()
     for lvl in core.levels:
         comps[f'predictor_{lvl.index}'] = {
             'model': lvl.predictor.state_dict(),
             'optimizer': lvl.optimizer.state_dict(),
         }
+        if lvl.average is not None:
+            comps[f'predictor_{lvl.index}']['average'] = lvl.average.state_dict()
     cfg = core.config
     n = cfg.saved_history_size
     entries = list(learner.history)[-n:] if n > 0 else []
@@ -488,10 +492,12 @@ def restore_learner(
     try:
         core.autoencoder.load_state_dict(comps['autoencoder']['model'])
         load_optimizer_state(core.ae_optimizer, comps['autoencoder']['optimizer'])
+        _load_average(core.ae_average, comps['autoencoder'])
         for lvl, saved in zip(core.levels, state['levels']):
             payload = comps[f'predictor_{lvl.index}']
             lvl.predictor.load_state_dict(payload['model'])
             load_optimizer_state(lvl.optimizer, payload['optimizer'])
+            _load_average(lvl.average, payload)
             lvl.training_steps = int(saved['training_steps'])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f'{directory}: checkpoint does not fit this model: {exc}') from exc
@@ -527,6 +533,17 @@ def restore_learner(
         history,
         lr_changes,
     )
+
+
+def _load_average(average: WeightAverage | None, payload: Mapping[str, Any]) -> None:
+    """The saved weight average, or (saved without one) an average that starts at the loaded
+    weights."""
+    if average is None:
+        return
+    if 'average' in payload:
+        average.load_state_dict(payload['average'])
+    else:
+        average.restart()
 
 
 def _replace_lr(name: str, optimizers: list[torch.optim.Optimizer], lr: float) -> str:

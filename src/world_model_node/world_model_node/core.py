@@ -13,7 +13,10 @@ and the workbench (a notebook) all train through it:
 * optimizer steps, as methods of the core: ``autoencoder_step`` (loss, backward, clip, step),
   ``predictor_step`` (backward of the given losses, then ``apply_gradients``),
   ``apply_gradients`` (clip each parameter set, step its optimizer, count; with an optional AMP
-  ``GradScaler``) and ``head_step`` (the ensemble heads alone, on stored trunk features).
+  ``GradScaler``) and ``head_step`` (the ensemble heads alone, on stored trunk features);
+* with ``weight_average_decay`` > 0, an exponential moving average of every parameter set
+  (``WeightAverage``), moved after each of its steps; ``WorldModelCore.averaged_weights()`` puts
+  it in the networks' place for evaluation.
 
 Models stay in eval mode in every trainer: the encoder has no dropout, and the predictor's
 dropout is off online.
@@ -21,9 +24,10 @@ dropout is off online.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,6 +248,15 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group['lr'] = float(lr)
 
 
+def autoencoder_warmup_factor(config: WorldModelConfig, steps_done: int) -> float:
+    """The share of its rate the autoencoder's next step takes: rising linearly over the first
+    ``autoencoder_warmup_steps`` steps (``steps_done`` counts the steps taken so far, a resumed
+    run's included), then 1. Both trainers apply it: Adam's first steps at the full rate set a
+    fresh autoencoder back."""
+    n = config.autoencoder_warmup_steps
+    return 1.0 if n <= 0 else min(1.0, (steps_done + 1) / n)
+
+
 def clipped_step(
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -275,6 +288,79 @@ def macro_index(primitives: Sequence[int], num_actions: int) -> int:
     return idx
 
 
+class WeightAverage:
+    """An exponential moving average of a module's parameters (buffers are not averaged).
+
+    The weights of a network trained one transition at a time jump with each step: its held-out
+    predictions swing from one evaluation to the next. Their average over the last ~1 / (1 -
+    decay) steps predicts more steadily. The decay ramps up as ``(1 + n) / (10 + n)`` over the
+    first updates, so that the average does not remember the initial weights for long.
+
+    Args:
+        module: the network whose parameters are averaged (the average starts as their copy).
+        decay: the weight of the old average at each update, in (0, 1).
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f'decay must be in (0, 1), got {decay!r}')
+        self.decay = decay
+        self.names = [name for name, _ in module.named_parameters()]
+        self.params = [p for _, p in module.named_parameters()]
+        self.average = [p.detach().clone() for p in self.params]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average toward the module's current parameters."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in zip(self.average, self.params):
+            avg.lerp_(p, 1.0 - decay)
+
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Start the average afresh at the module's current parameters (e.g. just loaded)."""
+        for avg, p in zip(self.average, self.params):
+            avg.copy_(p)
+        self.updates = 0
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the module's parameters and the average, in place (twice: as before).
+
+        Through ``.data``, so that autograd's version counters stay: the online learner keeps
+        a graph built before an evaluation for the next training step, and by then the swap
+        back has restored every value bit for bit."""
+        for avg, p in zip(self.average, self.params):
+            live = p.data.clone()
+            p.data.copy_(avg)
+            avg.copy_(live)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'average': dict(zip(self.names, self.average)), 'updates': self.updates}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a saved average.
+
+        Raises:
+            KeyError, RuntimeError: the saved average is not of this module's parameters.
+        """
+        saved = state['average']
+        if sorted(saved) != sorted(self.names):
+            raise KeyError('the saved weight average is of other parameters')
+        for name, avg in zip(self.names, self.average):
+            avg.copy_(saved[name])
+        self.updates = int(state['updates'])
+
+
+def weight_average(module: torch.nn.Module, cfg: WorldModelConfig) -> WeightAverage | None:
+    """The module's ``WeightAverage`` with the config's decay; None when averaging is off."""
+    decay = cfg.weight_average_decay
+    return WeightAverage(module, decay) if decay > 0 else None
+
+
 class Level:
     """One hierarchy level: its predictor, its (macro-)action table, optimizer and counters.
 
@@ -298,9 +384,10 @@ class Level:
         )  # [A_k, span*C]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 7919 + 101 * (index + 1))
-            self.predictor = build_predictor(cfg, self.span * c, len(self.primitives))
+            self.predictor = build_predictor(cfg, self.span * c, len(self.primitives), index)
         self.predictor.to(device).eval()  # inference and every training step run in eval mode
         self.optimizer = make_adamw(self.predictor.parameters(), cfg.predictor_lr, cfg)
+        self.average = weight_average(self.predictor, cfg)
         self.training_steps = 0  # optimizer steps of the whole predictor
         self.version = 0  # bumped by every optimizer step (heads-only steps included)
 
@@ -341,6 +428,7 @@ class WorldModelCore:
         # no dropout in the encoder: eval == train numerically
         self.autoencoder.to(self.device).eval()
         self.ae_optimizer = make_adamw(self.autoencoder.parameters(), config.autoencoder_lr, config)
+        self.ae_average = weight_average(self.autoencoder, config)
         self.levels: list[Level] = [self.new_level(0)]
         self.autoencoder_steps = 0  # autoencoder optimizer steps (masked + joint)
         self.ae_version = 0  # bumped by every change of the autoencoder's weights
@@ -448,10 +536,14 @@ class WorldModelCore:
             clipped_step(lvl.predictor, lvl.optimizer, cfg.grad_clip_norm, scaler)
             lvl.training_steps += 1
             lvl.version += 1
+            if lvl.average is not None:
+                lvl.average.update()
         if autoencoder:
             clipped_step(self.autoencoder, self.ae_optimizer, cfg.grad_clip_norm, scaler)
             self.autoencoder_steps += 1
             self.ae_version += 1
+            if self.ae_average is not None:
+                self.ae_average.update()
         if before is not None:
             grad_metrics.update(M.update_ratio_stats(named0, before, 'predictor'))
             grad_metrics['predictor_lr'] = torch.tensor(level0.optimizer.param_groups[0]['lr'])
@@ -480,11 +572,28 @@ class WorldModelCore:
         F.mse_loss(heads, target[None, :, 1:].expand_as(heads)).backward()
         level.optimizer.step()
         level.version += 1
+        if level.average is not None:
+            level.average.update()
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[bool]:
+        """Within the block the networks hold their weight averages (``weight_average_decay``),
+        e.g. to evaluate them; yields whether they do (False: averaging is off, nothing
+        changes). Do not train inside it."""
+        averages = [a for a in [self.ae_average, *(lvl.average for lvl in self.levels)] if a]
+        for a in averages:
+            a.swap()
+        try:
+            yield bool(averages)
+        finally:
+            for a in averages:
+                a.swap()
 
 
 __all__ = [
     'WorldModelCore',
     'Level',
+    'WeightAverage',
     'Transitions',
     'autoencoder_loss',
     'prediction_losses',

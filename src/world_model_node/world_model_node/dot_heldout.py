@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,9 @@ WITHIN_PX = 3.0
 class DotHeldOut:
     """Per action: ``explained_variance_mean``, ``mse_mean``, ``dot_error_px_median`` and
     ``dot_error_px_mean`` (None when no prediction shows a dot), ``within_3px`` (share of
-    samples), ``samples``. ``tiles``: a few rows of [current | (truth, prediction) per action]."""
+    samples), ``samples``, and ``reconstruction_ev_mean``: the autoencoder's reconstruction of
+    the true next frame, the most a prediction decoded by it can reach. ``tiles``: a few rows of
+    [current | (truth, prediction) per action]."""
 
     per_action: dict[int, dict]
     tiles: list[np.ndarray] = field(default_factory=list)
@@ -103,6 +106,7 @@ def evaluate_dot(
     row: int | None = None,
     avoid_row: int | None = None,
     tile_rows: int = 0,
+    averaged: bool = True,
 ) -> DotHeldOut:
     """Predict ``samples`` held-out transitions per action with the learner's level 0 as it is
     now (no learning; the learner's state is not touched).
@@ -116,6 +120,8 @@ def evaluate_dot(
         row: put every start on this row (the robot's); None: random rows.
         avoid_row: with ``row`` None, keep rows more than a dot diameter away from this one.
         tile_rows: keep pictures of the first this many samples in ``tiles``.
+        averaged: evaluate the learner's weight average when it keeps one
+            (``weight_average_decay``); False: its live weights.
     """
     if samples < 1:
         raise ValueError(f'samples must be >= 1, got {samples}')
@@ -130,58 +136,62 @@ def evaluate_dot(
     size = env_config.size
     num_actions = learner.num_actions
     per_action: dict[int, dict[str, list]] = {
-        a: {'ev': [], 'mse': [], 'dist': []} for a in range(num_actions)
+        a: {'ev': [], 'mse': [], 'dist': [], 'recon_ev': []} for a in range(num_actions)
     }
     tiles = []
     was_training = ae.training, lvl.predictor.training
     ae.eval()
     lvl.predictor.eval()
+    weights = learner.core.averaged_weights() if averaged else contextlib.nullcontext()
     try:
-        for i in range(samples):
-            env = ToroidalDotEnv(
-                ToroidalDotConfig(
-                    size=size,
-                    dot_radius=env_config.dot_radius,
-                    move_pixels=env_config.move_pixels,
-                    seed=int(rng.integers(1 << 30)),
+        with weights:
+            for i in range(samples):
+                env = ToroidalDotEnv(
+                    ToroidalDotConfig(
+                        size=size,
+                        dot_radius=env_config.dot_radius,
+                        move_pixels=env_config.move_pixels,
+                        seed=int(rng.integers(1 << 30)),
+                    )
                 )
-            )
-            if row is not None:
-                env.y = row
-            elif avoid_row is not None:
-                while _row_distance(env.y, avoid_row, size) <= 2 * env_config.dot_radius:
-                    env.y = int(rng.integers(size))
-            frames, acts = [env.frame()], []
-            for _ in range(cfg.prediction_history_size):
-                a = (
-                    1
-                    if history_actions == 'always_move'
-                    else int(rng.integers(learner.num_actions))
-                )
-                acts.append(a)
-                frames.append(env.step(a))
-            prepared = [learner._prepare(f) for f in frames]
-            x = torch.cat([p[0] for p in prepared])  # [F, 3, S, S]
-            z = ae.encode(x)  # [F, T, D]
-            ctx = lvl.predictor.build_context(z[-1:], z[None, :-1], lvl.actions[acts][None])
-            pred_patches = ae.decode(lvl.predictor.predict(ctx, lvl.actions).prediction)
-            imgs = patches_to_images(ae, pred_patches)  # [A, S, S, 3]
-            state = (env.x, env.y)
-            tile = [prepared[-1][1].numpy()]
-            for a in range(learner.num_actions):
-                env.x, env.y = state
-                truth_x, truth_u8 = learner._prepare(env.step(a))
-                target = ae.patchify(truth_x)
-                pred = pred_patches[a : a + 1]
-                d = per_action[a]
-                d['ev'].append(float(explained_variance(pred, target)))
-                d['mse'].append(float(((pred - target) ** 2).mean()))
-                truth_xy = np.array([[env.x, env.y]], np.float64) * cfg.img_size / size
-                found = dot_centroids(imgs[a : a + 1])
-                d['dist'].append(float(torus_distance(found, truth_xy, cfg.img_size)[0]))
-                tile += [truth_u8.numpy(), imgs[a]]
-            if i < tile_rows:
-                tiles.append(np.concatenate(tile, axis=1))
+                if row is not None:
+                    env.y = row
+                elif avoid_row is not None:
+                    while _row_distance(env.y, avoid_row, size) <= 2 * env_config.dot_radius:
+                        env.y = int(rng.integers(size))
+                frames, acts = [env.frame()], []
+                for _ in range(cfg.prediction_history_size):
+                    a = (
+                        1
+                        if history_actions == 'always_move'
+                        else int(rng.integers(learner.num_actions))
+                    )
+                    acts.append(a)
+                    frames.append(env.step(a))
+                prepared = [learner._prepare(f) for f in frames]
+                x = torch.cat([p[0] for p in prepared])  # [F, 3, S, S]
+                z = ae.encode(x)  # [F, T, D]
+                ctx = lvl.predictor.build_context(z[-1:], z[None, :-1], lvl.actions[acts][None])
+                pred_patches = ae.decode(lvl.predictor.predict(ctx, lvl.actions).prediction)
+                imgs = patches_to_images(ae, pred_patches)  # [A, S, S, 3]
+                state = (env.x, env.y)
+                tile = [prepared[-1][1].numpy()]
+                for a in range(learner.num_actions):
+                    env.x, env.y = state
+                    truth_x, truth_u8 = learner._prepare(env.step(a))
+                    target = ae.patchify(truth_x)
+                    pred = pred_patches[a : a + 1]
+                    d = per_action[a]
+                    d['ev'].append(float(explained_variance(pred, target)))
+                    recon = ae.decode(ae.encode(truth_x))
+                    d['recon_ev'].append(float(explained_variance(recon, target)))
+                    d['mse'].append(float(((pred - target) ** 2).mean()))
+                    truth_xy = np.array([[env.x, env.y]], np.float64) * cfg.img_size / size
+                    found = dot_centroids(imgs[a : a + 1])
+                    d['dist'].append(float(torus_distance(found, truth_xy, cfg.img_size)[0]))
+                    tile += [truth_u8.numpy(), imgs[a]]
+                if i < tile_rows:
+                    tiles.append(np.concatenate(tile, axis=1))
     finally:
         ae.train(was_training[0])
         lvl.predictor.train(was_training[1])
@@ -196,6 +206,7 @@ def evaluate_dot(
             'dot_error_px_mean': float(np.nanmean(dist)) if seen else None,
             'within_3px': float(np.mean(dist <= WITHIN_PX)),
             'samples': samples,
+            'reconstruction_ev_mean': float(np.mean(d['recon_ev'])),
         }
     return DotHeldOut(result, tiles)
 

@@ -65,6 +65,7 @@ from .core import (
     Level,
     Transitions,
     WorldModelCore,
+    autoencoder_warmup_factor,
     draw_mask_ratio,
     draw_training_context,
     joint_loss,
@@ -826,7 +827,7 @@ class OnlineLearner:
         if cfg.autoencoder_warmup_steps <= 0 or done > cfg.autoencoder_warmup_steps:
             return
         base = self._lr_override[0] if self._lr_override[0] is not None else cfg.autoencoder_lr
-        set_lr(self.ae_optimizer, base * min(1.0, (done + 1) / cfg.autoencoder_warmup_steps))
+        set_lr(self.ae_optimizer, base * autoencoder_warmup_factor(cfg, done))
 
     # ------------------------------------------------------------------ 3. fresh check + training
 
@@ -1122,16 +1123,19 @@ class OnlineLearner:
     # ------------------------------------------------------------------ hierarchy
 
     def _maybe_add_level(self) -> int | None:
+        if self.stats[-1].consecutive_accurate < self.config.level_creation_steps:
+            return None
+        return self.add_level()
+
+    def add_level(self) -> int | None:
+        """Create the next hierarchy level now, as after LEVEL_CREATION_STEPS accurate
+        predictions of the top level in a row (e.g. to measure what a level costs). Returns its
+        index; None when MAX_LEVELS or MAX_MACRO_ACTIONS forbid one."""
         cfg = self.config
-        top = self.stats[-1]
-        if (
-            len(self.levels) >= cfg.max_levels
-            or top.consecutive_accurate < cfg.level_creation_steps
-        ):
-            return None
         k = len(self.levels)
-        if self.num_actions ** (cfg.macro_length**k) > cfg.max_macro_actions:
+        if k >= cfg.max_levels or self.num_actions ** (cfg.macro_length**k) > cfg.max_macro_actions:
             return None
+        top = self.stats[-1]
         level = self.core.new_level(k)
         self.levels.append(level)
         self.stats.append(self._new_stats(level))

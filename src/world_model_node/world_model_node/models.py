@@ -1070,12 +1070,15 @@ def build_autoencoder(cfg: WorldModelConfig) -> MaskedAutoencoderViT:
 
 
 def build_predictor(
-    cfg: WorldModelConfig, action_dim: int, num_actions: int, **overrides: Any
+    cfg: WorldModelConfig, action_dim: int, num_actions: int, level: int = 0, **overrides: Any
 ) -> TransformerActionConditionedPredictor:
     """The predictor of a world-model config (``TransformerActionConditionedPredictor.from_config``)
-    for ``num_actions`` actions of ``action_dim`` channels."""
+    for ``num_actions`` actions of ``action_dim`` channels, as deep as hierarchy level ``level``'s
+    (``WorldModelConfig.level_depth``)."""
+    depth = cfg.level_depth(level)
+    films = tuple(i for i in cfg.film_block_ids if i < depth)
     return TransformerActionConditionedPredictor.from_config(
-        cfg, action_dim, num_actions, **overrides
+        cfg, action_dim, num_actions, **{'depth': depth, 'film_block_ids': films, **overrides}
     )
 
 

@@ -68,6 +68,7 @@ from ..config import WorldModelConfig
 from ..core import (
     Transitions,
     autoencoder_loss,
+    autoencoder_warmup_factor,
     draw_mask_ratio,
     draw_training_context,
     joint_loss,
@@ -530,7 +531,8 @@ class OfflineTrainer:
             self.autoencoder, self.predictor, self.level.actions, self.config
         )
         self.schedulers = [
-            torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda) for opt in self.optimizers
+            torch.optim.lr_scheduler.LambdaLR(self.optimizers[0], self._autoencoder_lr_lambda),
+            torch.optim.lr_scheduler.LambdaLR(self.optimizers[1], self._lr_lambda),
         ]
         self.scaler = torch.amp.GradScaler('cuda', enabled=s.precision == 'fp16')
         self.state = RunState(base_counters=self._online_counters())
@@ -606,6 +608,12 @@ class OfflineTrainer:
     def _lr_lambda(self, step: int) -> float:
         s = self.settings
         return lr_factor(step, self.total_steps, s.lr_schedule, s.warmup_steps, s.min_lr_ratio)
+
+    def _autoencoder_lr_lambda(self, step: int) -> float:
+        """The run's schedule times the config's autoencoder warm-up (over the autoencoder's
+        steps, so a model started from a trained checkpoint is not warmed up again)."""
+        warmup = autoencoder_warmup_factor(self.config, self.core.autoencoder_steps)
+        return self._lr_lambda(step) * warmup
 
     def _online_counters(self) -> dict:
         return {
@@ -867,16 +875,18 @@ class OfflineTrainer:
         return self._evaluate_loader(loader, dot_metrics)
 
     def _evaluate_loader(self, loader: DataLoader, dot_metrics: bool) -> dict:
-        """The current models' scores on ``loader``'s transitions (see :func:`evaluate`)."""
-        return evaluate(
-            self.autoencoder,
-            self.predictor,
-            self.level.actions,
-            loader,
-            self.device,
-            self.step_module.weights,
-            dot_metrics=dot_metrics,
-        )
+        """The current models' scores on ``loader``'s transitions (see :func:`evaluate`), by
+        their weight averages when the config keeps them."""
+        with self.core.averaged_weights():
+            return evaluate(
+                self.autoencoder,
+                self.predictor,
+                self.level.actions,
+                loader,
+                self.device,
+                self.step_module.weights,
+                dot_metrics=dot_metrics,
+            )
 
     def run_evaluation(self) -> dict:
         """Evaluate on the held-out samples (rank 0; the others wait). Returns the result there."""
