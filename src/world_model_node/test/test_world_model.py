@@ -765,7 +765,7 @@ def test_tiny_model_overfits_a_fixed_toroidal_transition():
         lvl.optimizer.zero_grad()
         parts['total'].backward()
         lvl.optimizer.step()
-        history.append({k: float(v) for k, v in parts.items()})
+        history.append({k: float(v.detach()) for k, v in parts.items()})
     first, last = history[0], history[-1]
     assert first['total'] > 10 * last['total']
     assert first['latent'] > 10 * last['latent']
