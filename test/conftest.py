@@ -27,12 +27,13 @@ def ros_env():
     return env
 
 
-class Launch:
-    """``devbot launch`` running in a subprocess; its output is collected line by line."""
+class Process:
+    """A subprocess whose output (stdout and stderr) a thread collects line by line, so that
+    a chatty process never blocks on a full pipe and a failing test can show what it said."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [str(BIN / 'devbot'), 'launch', *args],
+            cmd,
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -52,12 +53,6 @@ class Launch:
     def output(self) -> str:
         return '\n'.join(self.lines)
 
-    def child_pids(self) -> dict[str, int]:
-        return {
-            m.group(1): int(m.group(2))
-            for m in re.finditer(r'process\[(\S+)\] started with pid (\d+)', self.output)
-        }
-
     def wait(self, timeout: float) -> int:
         rc = self.proc.wait(timeout)
         self._reader.join(5)
@@ -71,14 +66,42 @@ class Launch:
             time.sleep(0.05)
         return False
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGINT, then SIGKILL after 15 s; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait()
+        return self.wait(15)
+
+
+class Launch(Process):
+    """``devbot launch`` running in a subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        super().__init__([str(BIN / 'devbot'), 'launch', *args], env)
+
+    def child_pids(self) -> dict[str, int]:
+        return {
+            m.group(1): int(m.group(2))
+            for m in re.finditer(r'process\[(\S+)\] started with pid (\d+)', self.output)
+        }
+
+
+@pytest.fixture
+def node_process(ros_env):
+    """Start ROS processes with ``node_process(cmd)``; all are stopped at the end of the test."""
+    started: list[Process] = []
+
+    def start(cmd: list[str]) -> Process:
+        started.append(Process(cmd, ros_env))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 @pytest.fixture

@@ -252,8 +252,8 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
-def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, tmp_path):
-    wm = subprocess.Popen(
+def test_malformed_images_are_rejected_without_killing_the_node(node_process, probe, tmp_path):
+    wm = node_process(
         [
             str(BIN / 'world_model_node'),
             '--ros-args',
@@ -269,52 +269,49 @@ def test_malformed_images_are_rejected_without_killing_the_node(ros_env, probe, 
             f'checkpoint_dir:={tmp_path / "c"}',
             '-p',
             f'report_dir:={tmp_path / "r"}',
-        ],
-        env=ros_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        ]
     )
-    try:
-        metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
-        pub = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
-        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, timeout=60)
+    metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
+    pub = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
+    assert wm.wait_for_line('fresh start', timeout=60), wm.output
+    assert probe.spin_until(lambda: pub.get_subscription_count() > 0, timeout=60), wm.output
 
-        def frame(sec, height=64, width=48):  # another size than the model's: resized
-            msg = Image(
-                height=height,
-                width=width,
-                encoding='bgr8',
-                step=3 * width,
-                data=np.zeros((height, width, 3), np.uint8).tobytes(),
-            )
-            msg.header.stamp.sec = sec
-            return msg
-
-        # a good frame first: once it is learned from, the connection surely stands
-        deadline = time.monotonic() + 60
-        while not metrics and time.monotonic() < deadline:
-            pub.publish(frame(1))
-            probe.spin_until(lambda: bool(metrics), timeout=1.0)
-        assert metrics, 'the node never learned from a frame'
-        bad_encoding = Image(height=4, width=4, encoding='16UC1', step=8, data=bytes(32))
-        truncated = Image(height=224, width=224, encoding='rgb8', step=672, data=bytes(1000))
-        for i, msg in enumerate((bad_encoding, truncated)):
-            msg.header.stamp.sec = 2 + i
-            pub.publish(msg)
-        pub.publish(frame(10))
-        seen = len(metrics)
-        assert probe.spin_until(lambda: len(metrics) > seen + 3, timeout=60), (
-            'the node stopped learning'
+    def frame(sec, height=64, width=48):  # another size than the model's: resized
+        msg = Image(
+            height=height,
+            width=width,
+            encoding='bgr8',
+            step=3 * width,
+            data=np.zeros((height, width, 3), np.uint8).tobytes(),
         )
-        assert wm.poll() is None
-    finally:
-        wm.send_signal(signal.SIGINT)
-        out = wm.communicate(timeout=60)[0]
-    assert wm.returncode == 0, out
-    assert 'rejected camera frame #1' in out and 'unsupported image encoding' in out
-    assert 'needs 150528 bytes, got 1000' in out
-    assert not pid_alive(wm.pid)
+        msg.header.stamp.sec = sec
+        return msg
+
+    # good frames first (each newer than the last: the node drops re-sent stamps); once one is
+    # learned from, the connection surely stands
+    sec = 0
+    deadline = time.monotonic() + 60
+    while not metrics and time.monotonic() < deadline:
+        sec += 1
+        pub.publish(frame(sec))
+        probe.spin_until(lambda: bool(metrics), timeout=1.0)
+    assert metrics, f'the node never learned from a frame:\n{wm.output}'
+    bad_encoding = Image(height=4, width=4, encoding='16UC1', step=8, data=bytes(32))
+    truncated = Image(height=224, width=224, encoding='rgb8', step=672, data=bytes(1000))
+    for msg in (bad_encoding, truncated):
+        sec += 1
+        msg.header.stamp.sec = sec
+        pub.publish(msg)
+    pub.publish(frame(sec + 10))
+    seen = len(metrics)
+    assert probe.spin_until(lambda: len(metrics) > seen + 3, timeout=60), (
+        f'the node stopped learning:\n{wm.output}'
+    )
+    assert wm.proc.poll() is None, wm.output
+    assert wm.stop() == 0, wm.output
+    assert 'rejected camera frame #1' in wm.output and 'unsupported image encoding' in wm.output
+    assert 'needs 150528 bytes, got 1000' in wm.output
+    assert not pid_alive(wm.proc.pid)
 
 
 def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):
