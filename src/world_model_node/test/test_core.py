@@ -346,14 +346,7 @@ def test_devbot_train_warms_the_autoencoder_up_too_and_not_a_trained_one(monkeyp
     )
     cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0, autoencoder_warmup_steps=4)
     settings = TrainSettings(batch_size=4, steps=3, gate_check_interval=1, val_fraction=0.0)
-    rates = {}
-    original = core_module.clipped_step
-
-    def spy(module, optimizer, *args):
-        rates.setdefault(type(module).__name__, []).append(optimizer.param_groups[0]['lr'])
-        return original(module, optimizer, *args)
-
-    monkeypatch.setattr(core_module, 'clipped_step', spy)
+    rates = spy_on_step_rates(monkeypatch)
     fresh = OfflineTrainer(paths, tmp_path / 'fresh', cfg, settings, device='cpu', progress=False)
     fresh.train()
     lr = cfg.autoencoder_lr
@@ -368,6 +361,62 @@ def test_devbot_train_warms_the_autoencoder_up_too_and_not_a_trained_one(monkeyp
         paths, tmp_path / 'more', cfg, settings, progress=False, init_dir=tmp_path / 'ckpt'
     )
     assert more.optimizers[0].param_groups[0]['lr'] == pytest.approx(lr)
+
+
+def spy_on_step_rates(monkeypatch) -> dict[str, list[float]]:
+    """The learning rate of every optimizer step, by the stepped module's class name."""
+    rates: dict[str, list[float]] = {}
+    original = core_module.clipped_step
+
+    def spy(module, optimizer, *args):
+        rates.setdefault(type(module).__name__, []).append(optimizer.param_groups[0]['lr'])
+        return original(module, optimizer, *args)
+
+    monkeypatch.setattr(core_module, 'clipped_step', spy)
+    return rates
+
+
+def test_the_predictor_learning_rate_falls_over_its_first_steps(monkeypatch, tmp_path):
+    """predictor_initial_lr_factor / predictor_lr_decay_steps: the online learner's and
+    devbot-train's predictor steps start at the factor times the rate (the config's or the
+    explicit one) and fall linearly to it, then stay; a trained predictor does not start high."""
+    frames, actions = dot_frames(6)
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=1.0,
+        prediction_threshold=0.0,
+        predictor_lr=1e-3,
+        predictor_initial_lr_factor=3.0,
+        predictor_lr_decay_steps=2,
+    )
+    rates = spy_on_step_rates(monkeypatch)
+    for explicit in (None, 2e-3):
+        rates.clear()
+        learner = OnlineLearner(cfg, ACTIONS, predictor_lr=explicit)
+        for f, a in zip(frames[:-1], actions):
+            learner.observe(f)
+            learner.record_action(int(a))
+        learner.observe(frames[-1])
+        lr = explicit or cfg.predictor_lr
+        assert rates['TransformerActionConditionedPredictor'] == pytest.approx(
+            [3 * lr, 2 * lr, lr, lr, lr]
+        )
+
+    paths = write_random_dot_sessions(
+        tmp_path / 'sessions' / 'toroidal_dot', 1, 30, 0, ['s0'], size=32, dot_radius=2
+    )
+    settings = TrainSettings(batch_size=4, steps=5, gate_check_interval=1, val_fraction=0.0)
+    rates.clear()
+    OfflineTrainer(paths, tmp_path / 'fresh', cfg, settings, progress=False).train()
+    lr, joint = cfg.predictor_lr, rates['TransformerActionConditionedPredictor']
+    assert len(joint) >= 3 and joint == pytest.approx([3 * lr, 2 * lr] + [lr] * (len(joint) - 2))
+
+    trained = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'ckpt')
+    trained.levels[0].training_steps = 10
+    trained.save()
+    more = OfflineTrainer(
+        paths, tmp_path / 'more', cfg, settings, progress=False, init_dir=tmp_path / 'ckpt'
+    )
+    assert more.optimizers[1].param_groups[0]['lr'] == pytest.approx(lr)
 
 
 def test_joint_loss_leaves_out_a_zero_reconstruction_weight():

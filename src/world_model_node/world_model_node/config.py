@@ -108,6 +108,20 @@ class WorldModelConfig:
     predictor_lr: float = param(
         1e-4, 'AdamW learning rate of every predictor level', check='positive'
     )
+    predictor_initial_lr_factor: float = param(
+        1.0,
+        'both trainers start each predictor level at this multiple of predictor_lr and lower it '
+        'linearly to predictor_lr over its first predictor_lr_decay_steps steps (1: constant, '
+        'the original). A fresh predictor learns what an action does sooner at the higher rate '
+        'and keeps it at the lower one',
+        check='positive',
+    )
+    predictor_lr_decay_steps: int = param(
+        1000,
+        'predictor steps over which the rate falls from predictor_initial_lr_factor x '
+        'predictor_lr to predictor_lr (counted per level, over a resumed run too; 0: no fall)',
+        check='nonneg',
+    )
     weight_average_decay: float = param(
         0.0,
         'keep an exponential moving average of the autoencoder and of every predictor level '

@@ -257,6 +257,17 @@ def autoencoder_warmup_factor(config: WorldModelConfig, steps_done: int) -> floa
     return 1.0 if n <= 0 else min(1.0, (steps_done + 1) / n)
 
 
+def predictor_lr_factor(config: WorldModelConfig, steps_done: int) -> float:
+    """The multiple of ``predictor_lr`` a predictor level's next step takes:
+    ``predictor_initial_lr_factor`` at its first step, falling linearly to 1 over its first
+    ``predictor_lr_decay_steps`` steps (``steps_done`` counts that level's steps so far, a
+    resumed run's included), then 1. Both trainers apply it."""
+    n = config.predictor_lr_decay_steps
+    if n <= 0:
+        return 1.0
+    return 1.0 + (config.predictor_initial_lr_factor - 1.0) * max(0.0, 1.0 - steps_done / n)
+
+
 def clipped_step(
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,

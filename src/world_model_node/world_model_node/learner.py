@@ -71,6 +71,7 @@ from .core import (
     joint_loss,
     macro_index,
     prediction_losses,
+    predictor_lr_factor,
     roll_frames,
     set_lr,
 )
@@ -829,6 +830,15 @@ class OnlineLearner:
         base = self._lr_override[0] if self._lr_override[0] is not None else cfg.autoencoder_lr
         set_lr(self.ae_optimizer, base * autoencoder_warmup_factor(cfg, done))
 
+    def _schedule_predictor_lr(self, levels: list[Level]) -> None:
+        """Before a predictor step: each level's learning rate (the explicit one, else the
+        config's) times ``predictor_lr_factor`` of that level's steps so far."""
+        cfg = self.config
+        base = self._lr_override[1] if self._lr_override[1] is not None else cfg.predictor_lr
+        for lvl in levels:
+            if lvl.training_steps <= cfg.predictor_lr_decay_steps:
+                set_lr(lvl.optimizer, base * predictor_lr_factor(cfg, lvl.training_steps))
+
     # ------------------------------------------------------------------ 3. fresh check + training
 
     def _check_and_train(self, result: ObserveResult) -> bool:
@@ -964,6 +974,7 @@ class OnlineLearner:
         capture = self._metrics_due(self.levels[0].training_steps + 1) and self.levels[0] in levels
         if joint:
             self._warm_up_autoencoder()
+        self._schedule_predictor_lr(levels)
         self.core.predictor_step(
             [c.loss for c in missed], levels, joint, self._grad_metrics if capture else None
         )

@@ -74,6 +74,7 @@ from ..core import (
     joint_loss,
     loss_weights,
     prediction_losses,
+    predictor_lr_factor,
     roll_frames,
 )
 from ..learner import OnlineLearner
@@ -532,7 +533,7 @@ class OfflineTrainer:
         )
         self.schedulers = [
             torch.optim.lr_scheduler.LambdaLR(self.optimizers[0], self._autoencoder_lr_lambda),
-            torch.optim.lr_scheduler.LambdaLR(self.optimizers[1], self._lr_lambda),
+            torch.optim.lr_scheduler.LambdaLR(self.optimizers[1], self._predictor_lr_lambda),
         ]
         self.scaler = torch.amp.GradScaler('cuda', enabled=s.precision == 'fp16')
         self.state = RunState(base_counters=self._online_counters())
@@ -614,6 +615,11 @@ class OfflineTrainer:
         steps, so a model started from a trained checkpoint is not warmed up again)."""
         warmup = autoencoder_warmup_factor(self.config, self.core.autoencoder_steps)
         return self._lr_lambda(step) * warmup
+
+    def _predictor_lr_lambda(self, step: int) -> float:
+        """The run's schedule times the config's predictor rate fall (over the predictor's
+        steps, so a trained predictor does not start high again)."""
+        return self._lr_lambda(step) * predictor_lr_factor(self.config, self.level.training_steps)
 
     def _online_counters(self) -> dict:
         return {
