@@ -145,6 +145,12 @@ class Probe:
         )
         return store
 
+    def matched(self, topic: str) -> bool:
+        """Whether the probe's subscriptions to ``topic`` are matched with a publisher (messages
+        published before the match would be lost to a volatile subscription)."""
+        subs = [s for s in self.node.subscriptions if s.topic_name == topic]
+        return bool(subs) and all(s.get_publisher_count() > 0 for s in subs)
+
     def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -137,13 +137,6 @@ def sims(ros_env):
                 proc.wait()
 
 
-def matched(probe, topic: str) -> bool:
-    """Whether the probe's subscriptions to ``topic`` are matched with a publisher (messages
-    published before the match would be lost to a volatile subscription)."""
-    subs = [s for s in probe.node.subscriptions if s.topic_name == topic]
-    return bool(subs) and all(s.get_publisher_count() > 0 for s in subs)
-
-
 def selector_argv(*params: str) -> list[str]:
     argv = [
         str(BIN / 'interactive_selector'),
@@ -161,7 +154,7 @@ def selector_argv(*params: str) -> list[str]:
 def test_accept_override_bad_line_and_stop_in_a_terminal(sims, ros_env, probe, terminals, tmp_path):
     sims()
     executed = probe.record(JointState, NS + '/motor_command/executed')
-    assert probe.spin_until(lambda: matched(probe, NS + '/motor_command/executed'), timeout=20)
+    assert probe.spin_until(lambda: probe.matched(NS + '/motor_command/executed'), timeout=20)
     # the proposal is the ALTERNATE sequence: 0, 1, 0, ...
     term = terminals(selector_argv('sequence:=ALTERNATE', f'report_dir:={tmp_path}'), ros_env)
 
@@ -218,7 +211,7 @@ def test_scores_propose_the_most_uncertain_action(ros_env, probe, terminals):
     assert term.wait_for(r'not sent: no robot listens to motor_command yet'), term.text
     # now the probe is the robot: the same Enter goes out
     probe.node.create_publisher(Image, NS + '/camera/image_raw', 10)
-    assert probe.spin_until(lambda: matched(probe, NS + '/motor_command'), timeout=20), term.text
+    assert probe.spin_until(lambda: probe.matched(NS + '/motor_command'), timeout=20), term.text
     deadline = time.monotonic() + 20  # until the selector's graph shows the camera publisher
     while not commands and time.monotonic() < deadline:
         term.type('\r')

@@ -161,22 +161,6 @@ def _start(cmd: list[str], env) -> subprocess.Popen:
     )
 
 
-def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float, seen: list[str]) -> bool:
-    import select
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                return False
-            seen.append(line)
-            if re.search(pattern, line):
-                return True
-    return False
-
-
 def _wait_recorded(output_dir, frames: int, timeout: float):
     """The session folder once the recorder has ``frames`` frames and some ground truth on disk
     (its metadata.yaml, refreshed every flush_interval_s, says so), or None after ``timeout`` s."""
@@ -199,23 +183,14 @@ def _wait_recorded(output_dir, frames: int, timeout: float):
     return None
 
 
-def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp_path):
+def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, node_process, tmp_path):
     run = launch(RUNNER, 'selector:=random', 'seed:=2', 'action_delay:=0.01', 'report_dir:=')
-    rec = _start(
-        _recorder_cmd(tmp_path, 'flush_interval_s:=0.2'),
-        ros_env,
-    )
-    seen: list[str] = []
-    try:
-        assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
-        session_dir = _wait_recorded(tmp_path, 30, timeout=45)
-        assert session_dir is not None, ''.join(seen) + run.output
-        rec.send_signal(signal.SIGKILL)
-        rec.wait(10)
-    finally:
-        if rec.poll() is None:
-            rec.kill()
-        rec.wait()
+    rec = node_process(_recorder_cmd(tmp_path, 'flush_interval_s:=0.2'))
+    assert rec.wait_for_line(r'recording /toroidal_dot/camera/image_raw', 30), rec.output
+    session_dir = _wait_recorded(tmp_path, 30, timeout=45)
+    assert session_dir is not None, rec.output + run.output
+    rec.proc.send_signal(signal.SIGKILL)
+    rec.wait(10)
     run.stop()
     info = list_sessions(tmp_path)[0]
     assert not info.complete
@@ -239,27 +214,18 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, ros_env, tmp
         assert s.info.robot_type == 'toroidal_dot' and s.info.action_space == DOT_ACTION_SPACE
 
 
-def test_a_burst_of_stop_signals_still_closes_the_bag(launch, ros_env, tmp_path):
-    # SIGINT used to raise KeyboardInterrupt wherever the recorder was, possibly inside a write
-    # or inside the closing of the bag; now every signal only asks the loop to stop
+def test_a_burst_of_stop_signals_still_closes_the_bag(launch, node_process, tmp_path):
+    # every signal only asks the recorder's loop to stop: none may interrupt a write or the
+    # closing of the bag
     run = launch(RUNNER, 'selector:=random', 'seed:=3', 'action_delay:=0.0', 'report_dir:=')
-    rec = _start(
-        _recorder_cmd(tmp_path, 'flush_interval_s:=0.2'),
-        ros_env,
-    )
-    seen: list[str] = []
-    try:
-        assert _wait_line(rec, r'recording /toroidal_dot/camera/image_raw', 30, seen), ''.join(seen)
-        # frames are flowing into the bag (discovery can take seconds under load)
-        assert _wait_recorded(tmp_path, 10, timeout=45) is not None, ''.join(seen) + run.output
-        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
-            rec.send_signal(sig)
-            time.sleep(0.002)
-        assert rec.wait(30) == 0, ''.join(seen) + (rec.stdout.read() if rec.stdout else '')
-    finally:
-        if rec.poll() is None:
-            rec.kill()
-        rec.wait()
+    rec = node_process(_recorder_cmd(tmp_path, 'flush_interval_s:=0.2'))
+    assert rec.wait_for_line(r'recording /toroidal_dot/camera/image_raw', 30), rec.output
+    # frames are flowing into the bag (discovery can take seconds under load)
+    assert _wait_recorded(tmp_path, 10, timeout=45) is not None, rec.output + run.output
+    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+        rec.proc.send_signal(sig)
+        time.sleep(0.002)
+    assert rec.wait(30) == 0, rec.output
     run.stop()
     [info] = list_sessions(tmp_path)
     assert info.complete, 'the bag was closed'
@@ -387,6 +353,8 @@ def test_lockstep_publishes_the_next_frame_only_after_the_ack(probe, ros_env, tm
             assert len(frames) == acked + 1, 'a frame came before the previous one was acked'
             if acked == 3:  # a slow consumer: nothing new may arrive while it works
                 assert not probe.spin_until(lambda: len(frames) > 4, timeout=1.0)
+            # an ack sent before the player's reader matched would be lost
+            assert probe.spin_until(lambda: acks.get_subscription_count() > 0, timeout=30)
             acks.publish(Header(stamp=frames[acked].header.stamp, frame_id='processed'))
             acked += 1
         out, _ = player.communicate(timeout=30)

@@ -102,7 +102,14 @@ def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(
         executed = probe.record(JointState, NS + 'motor_command/executed')
         pub = probe.node.create_publisher(JointState, NS + 'motor_command', 10)
         # the sim re-sends its current frame to a new subscriber: the probe gets the start frame
-        assert probe.spin_until(lambda: frames and pub.get_subscription_count() > 0, timeout=20)
+        assert probe.spin_until(
+            lambda: (
+                frames
+                and pub.get_subscription_count() > 0
+                and probe.matched(NS + 'motor_command/executed')
+            ),
+            timeout=20,
+        )
         stay = JointState(name=['action'], position=[0.0], velocity=[0.0], effort=[0.0])
         move = JointState(name=['action'], position=[1.0], velocity=[0.0], effort=[0.0])
         # a good command first: once it is executed, the connection surely stands (a stay
@@ -150,7 +157,7 @@ def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(
     assert f'executed {stays + 1} actions, rejected 5 commands' in out
 
 
-def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
+def test_the_first_command_waits_until_the_robot_itself_listens(node_process, probe):
     """A command published before the robot's reader matched is lost, and the closed loop then
     waits forever for its outcome. Another reader of motor_command (a recorder, a viewer)
     matching first must not count: the selector holds the trigger until the robot listens."""
@@ -162,7 +169,7 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
     robot = rclpy.create_node('fake_robot', context=probe.context)
     probe.executor.add_node(robot)
     camera = robot.create_publisher(Image, NS + 'camera/image_raw', reliable)
-    selector = subprocess.Popen(
+    selector = node_process(
         [
             str(BIN / 'selector_node'),
             '--ros-args',
@@ -174,19 +181,26 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
             'policy:=constant',
             '-p',
             'action:=1',
-        ],
-        env=ros_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        ]
     )
     try:
-        assert probe.spin_until(lambda: camera.get_subscription_count() > 0, timeout=20)
+        assert probe.spin_until(
+            lambda: (
+                camera.get_subscription_count() > 0
+                and probe.node.count_publishers(NS + 'motor_command') > 0
+            ),
+            timeout=20,
+        )
         frame = Image(height=1, width=1, encoding='rgb8', step=3, data=bytes(3))
         frame.header.stamp.sec = 1
         camera.publish(frame)
-        # the other reader has matched the selector, the robot does not listen: nothing is sent
-        probe.spin_until(lambda: bool(seen_by_other), timeout=3.0)
+        # the other reader has matched the selector, the robot does not listen: the selector
+        # says it waits, and nothing is sent
+        assert probe.spin_until(
+            lambda: 'waiting for the robot to subscribe to motor_command' in selector.output,
+            timeout=20,
+        ), selector.output
+        probe.spin_until(lambda: False, timeout=0.5)
         assert seen_by_other == []
         seen_by_robot: list = []
         robot.create_subscription(JointState, NS + 'motor_command', seen_by_robot.append, reliable)
@@ -198,13 +212,10 @@ def test_the_first_command_waits_until_the_robot_itself_listens(ros_env, probe):
             == [list(m.position) for m in seen_by_other]
         )
     finally:
-        selector.send_signal(signal.SIGINT)
-        out = selector.communicate(timeout=20)[0]
         probe.executor.remove_node(robot)
         robot.destroy_node()
-    assert selector.returncode == 0, out
-    assert 'waiting for the robot to subscribe to motor_command' in out, out
-    assert 'steps: 1 ' in out, out
+    assert selector.stop() == 0, selector.output
+    assert 'steps: 1 ' in selector.output, selector.output
 
 
 def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):

@@ -66,6 +66,7 @@ PUBLISHER = textwrap.dedent("""\
     rgb[:, :112, 0] = 255  # left half red
     rgb[:, 112:, 2] = 200  # right half blue
     mono = np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))
+    print('publishing', flush=True)
     deadline = time.monotonic() + float(sys.argv[1])
     try:
         while time.monotonic() < deadline:
@@ -93,7 +94,7 @@ def test_view_saves_frames_published_by_another_process(tmp_path):
     script = tmp_path / 'publisher.py'
     script.write_text(PUBLISHER)
     publisher = subprocess.Popen(
-        [sys.executable, str(script), '20'],
+        [sys.executable, str(script), '40'],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -101,6 +102,10 @@ def test_view_saves_frames_published_by_another_process(tmp_path):
     )
     out_dir = tmp_path / 'view'
     try:
+        # the viewer's window is short: it starts once the publisher is up (imports take seconds
+        # under load), and leaves time for discovery
+        first = publisher.stdout.readline()
+        assert first.strip() == 'publishing', first + publisher.stdout.read()
         viewer = subprocess.run(
             [
                 sys.executable,
@@ -114,7 +119,7 @@ def test_view_saves_frames_published_by_another_process(tmp_path):
                 '--interval',
                 '0.5',
                 '--duration',
-                '3',
+                '8',
             ],
             env=env,
             capture_output=True,

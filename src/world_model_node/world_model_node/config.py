@@ -109,11 +109,11 @@ class WorldModelConfig:
         1e-4, 'AdamW learning rate of every predictor level', check='positive'
     )
     predictor_initial_lr_factor: float = param(
-        1.0,
+        3.0,
         'both trainers start each predictor level at this multiple of predictor_lr and lower it '
         'linearly to predictor_lr over its first predictor_lr_decay_steps steps (1: constant, '
-        'the original). A fresh predictor learns what an action does sooner at the higher rate '
-        'and keeps it at the lower one',
+        'the original). On the dot world 3 learned "move" sooner on four seeds (EV 0.67-0.76 '
+        'against 0.59-0.64 after 500 acted frames; docs/design.md)',
         check='positive',
     )
     predictor_lr_decay_steps: int = param(
@@ -476,6 +476,7 @@ class WorldModelConfig:
             autoencoder_lr=1e-3,
             autoencoder_warmup_steps=0,
             predictor_lr=1e-3,
+            predictor_initial_lr_factor=1.0,
             log_interval=10,
             checkpoint_save_interval=1000,
         )
