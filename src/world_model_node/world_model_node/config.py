@@ -112,7 +112,7 @@ class WorldModelConfig:
         3.0,
         'both trainers start each predictor level at this multiple of predictor_lr and lower it '
         'linearly to predictor_lr over its first predictor_lr_decay_steps steps (1: constant, '
-        'the original). On the dot world 3 learned "move" sooner on four seeds (EV 0.67-0.76 '
+        'the original). On the dot world 3 learned "move" sooner on five seeds (EV 0.67-0.76 '
         'against 0.59-0.64 after 500 acted frames; docs/design.md)',
         check='positive',
     )
