@@ -102,3 +102,27 @@ def point_cdr(x: float, y: float, stamp_ns: int, frame_id: str = 'image') -> byt
         _header(stamp_ns, frame_id), types['geometry_msgs/msg/Point'](float(x), float(y), 0.0)
     )
     return bytes(ts.serialize_cdr(msg, 'geometry_msgs/msg/PointStamped'))
+
+
+def messages_lost_cdr(topic: str, count: int, after_stamp_ns: int | None, stamp_ns: int) -> bytes:
+    """A serialized ``diagnostic_msgs/DiagnosticArray`` saying that ``count`` messages of
+    ``topic`` were lost on their way to the recorder.
+
+    The lost messages' header stamps lie in (``after_stamp_ns``, ``stamp_ns``]: they were sent
+    after the message stamped ``after_stamp_ns`` (None: unknown, e.g. a topic without header) and
+    before the loss was detected at ``stamp_ns`` (the array's header stamp).
+    """
+    ts = _typestore()
+    types = ts.types
+    values = [types['diagnostic_msgs/msg/KeyValue']('count', str(int(count)))]
+    if after_stamp_ns is not None:
+        values.append(types['diagnostic_msgs/msg/KeyValue']('after_stamp_ns', str(after_stamp_ns)))
+    status = types['diagnostic_msgs/msg/DiagnosticStatus'](
+        types['diagnostic_msgs/msg/DiagnosticStatus'].WARN,
+        topic,
+        f'{count} messages lost',
+        '',
+        values,
+    )
+    msg = types['diagnostic_msgs/msg/DiagnosticArray'](_header(stamp_ns, ''), [status])
+    return bytes(ts.serialize_cdr(msg, 'diagnostic_msgs/msg/DiagnosticArray'))

@@ -25,6 +25,9 @@ WM_METRICS = 'world_model/metrics'
 WM_PROCESSED = 'world_model/processed'
 # toroidal_sim reset service (std_srvs/Trigger)
 RESET_SERVICE = 'reset'
+# recorder -> its own bag only (never published): where DDS reported messages lost on a recorded
+# topic (diagnostic_msgs/DiagnosticArray, see devbot.cdr.messages_lost_cdr)
+RECORDER_MESSAGES_LOST = 'recorder/messages_lost'
 
 
 def subscribers(node, topic: str) -> set[tuple[str, str]]:

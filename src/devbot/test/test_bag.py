@@ -35,7 +35,7 @@ from devbot.bag.cli import main as bag_cli
 from devbot.bag.metadata import KEY_ACTION_SPACE, KEY_ROBOT_TYPE, KEY_SOFTWARE
 from devbot.cdr import action_cdr, image_cdr
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
-from toroidal_sim.session import write_dot_session
+from toroidal_sim.session import START_NS, STEP_NS, write_dot_session
 
 NS = '/toroidal_dot/'
 CUSTOM = {
@@ -176,17 +176,46 @@ def test_split_by_size_and_duration_reads_back_as_one_session(tmp_path):
 
 def test_missing_frames_drop_whole_transitions_never_mislabel(tmp_path):
     bag = tmp_path / 'gaps'
-    frames = write_dot_session(bag, ACTIONS, drop_frames={5, 20})
+    frames = write_dot_session(bag, ACTIONS, drop_frames={5, 20}, record_losses=False)
     with Session(bag) as s:
         ts = list(s.transitions())
-        # frames 5 and 20 are missing: actions 5+6 and 20+21 would share a frame pair -> both
-        # dropped
+        # frames 5 and 20 are missing (and no loss was reported): actions 5+6 and 20+21 would
+        # share a frame pair -> both dropped
         assert len(ts) == len(ACTIONS) - 4
         for t in ts:
             expected = [i for i, f in enumerate(frames) if np.array_equal(f, t.next_frame)]
             assert np.array_equal(t.frame, frames[expected[0] - 1]) or t.action == 0
         stamps = {t.action_stamp_ns for t in ts}
         assert len(stamps) == len(ts)
+
+
+def test_a_frame_and_the_next_action_lost_together_never_mislabel(tmp_path):
+    # frame 5 (outcome of action 5) and action 6 lost at once: frames 4 and 6 look like one step
+    # labelled action 5, while actions 5 and 6 happened between them
+    moves = [1] * 5 + [1, 1] + [0, 1] * 8  # actions 5 and 6: moves, so 4 -> 6 moved 54 px
+    lost = {'drop_frames': {5}, 'drop_actions': {6}}
+    write_dot_session(tmp_path / 'unreported', moves, record_losses=False, **lost)
+    with Session(tmp_path / 'unreported') as s:
+        assert s.losses() == []
+        wrong = [t for t in s.transitions() if not _shows_its_action(t)]
+        assert [t.action_stamp_ns for t in wrong] == [s.actions()[4].stamp_ns]
+
+    frames = write_dot_session(tmp_path / 'reported', moves, **lost)
+    with Session(tmp_path / 'reported') as s:
+        [frame_loss, action_loss] = sorted(s.losses(), key=lambda loss: loss.topic)
+        assert frame_loss.topic == NS + 'camera/image_raw' and frame_loss.count == 1
+        assert action_loss.topic == NS + 'motor_command/executed' and action_loss.count == 1
+        ts = list(s.transitions())
+        assert all(_shows_its_action(t) for t in ts)
+        # left out: action 5 (frame 4 -> 6), 6 (lost), and 7 and 8, whose stamps come before the
+        # records (written when the next frame/action arrived) that bound the losses
+        kept = [k for k in range(1, len(moves) + 1) if k not in (5, 6, 7, 8)]
+        assert [t.action_stamp_ns for t in ts] == [START_NS + k * STEP_NS for k in kept]
+        assert all(np.array_equal(t.next_frame, frames[t.next_frame_index + 1]) for t in ts[4:])
+
+
+def _shows_its_action(t) -> bool:
+    return np.array_equal(np.roll(t.frame, 27 * t.action, axis=1), t.next_frame)
 
 
 def test_filter_keeps_whole_transitions(tmp_path):
@@ -424,5 +453,9 @@ def test_cli_list_and_info(tmp_path, capsys):
     out = _run_cli(capsys, 'info', str(tmp_path / 'toroidal_dot' / '20260101-000000-000001'))
     assert f'actions:      0: {ACTIONS.count(0)}, 1: {ACTIONS.count(1)}' in out
     assert f'transitions {len(ACTIONS)}' in out and 'sensor_msgs/msg/Image' in out
+    assert 'lost:' not in out
+    write_dot_session(tmp_path / 'lossy', ACTIONS, drop_frames={3, 4}, drop_actions={9})
+    out = _run_cli(capsys, 'info', str(tmp_path / 'lossy'))
+    assert f'lost:         {NS}camera/image_raw: 2, {NS}motor_command/executed: 1' in out
     assert bag_cli(['info', str(tmp_path / 'nope')]) == 1
     assert 'no such session' in capsys.readouterr().err

@@ -22,7 +22,7 @@ import numpy as np
 from devbot import topics
 from devbot.bag.metadata import TopicSpec, custom_data
 from devbot.bag.writer import BagWriter, WriterOptions
-from devbot.cdr import action_cdr, image_cdr, point_cdr
+from devbot.cdr import action_cdr, image_cdr, messages_lost_cdr, point_cdr
 from toroidal_sim.env import DOT_ACTION_SPACE, ToroidalDotConfig, ToroidalDotEnv
 
 #: stamp of a session's first frame, and the virtual time between two actions (10 ms)
@@ -43,6 +43,8 @@ def write_dot_session(
     start_ns: int = START_NS,
     step_ns: int = STEP_NS,
     drop_frames: Collection[int] = (),
+    drop_actions: Collection[int] = (),
+    record_losses: bool = True,
     namespace: str = '/toroidal_dot',
     ground_truth: bool = True,
     options: WriterOptions | None = None,
@@ -61,6 +63,10 @@ def write_dot_session(
         config: the dot world (size, radius, move, seed).
         start_ns, step_ns: stamp of the first frame and virtual time between actions.
         drop_frames: step numbers (1-based) whose outcome frame is left out (a lost frame).
+        drop_actions: step numbers (1-based) whose executed action is left out.
+        record_losses: write a ``recorder/messages_lost`` record at the next message after each
+            left-out one, as the recorder does when DDS reports a loss; False: a loss nobody
+            reported.
         namespace: the robot namespace the topics live under.
         ground_truth: also record the dot position (as the recorder does by default).
         options: the bag writer's options (splitting, compression).
@@ -77,11 +83,32 @@ def write_dot_session(
     env = ToroidalDotEnv(config or ToroidalDotConfig(seed=seed))
     ns = namespace.rstrip('/') + '/'
     custom = custom_data(space, software, namespace=ns.rstrip('/'), robot=Path(path).parent.name)
-    dropped = set(drop_frames)
+    dropped = {'frame': set(drop_frames), 'action': set(drop_actions)}
     frames = [env.frame()]
     with BagWriter(Path(path), custom, options) as bag:
         cam = bag.add_topic(TopicSpec(ns + topics.CAMERA_IMAGE, 'sensor_msgs/msg/Image'))
         exe = bag.add_topic(TopicSpec(ns + topics.MOTOR_EXECUTED, 'sensor_msgs/msg/JointState'))
+        lost_topic = ns + topics.RECORDER_MESSAGES_LOST
+        lost_id = None
+        last_kept = {'frame': start_ns, 'action': None}  # stamp of the last message written
+        pending = {'frame': 0, 'action': 0}  # left out since then
+
+        def write(kind: str, topic_id: int, receive_ns: int, stamp: int, data: bytes) -> None:
+            nonlocal lost_id
+            if pending[kind] and record_losses:
+                if lost_id is None:
+                    lost_id = bag.add_topic(
+                        TopicSpec(lost_topic, 'diagnostic_msgs/msg/DiagnosticArray')
+                    )
+                name = ns + (topics.CAMERA_IMAGE if kind == 'frame' else topics.MOTOR_EXECUTED)
+                after = last_kept[kind] if last_kept[kind] is not None else 0
+                bag.write(
+                    lost_id, receive_ns, messages_lost_cdr(name, pending[kind], after, receive_ns)
+                )
+            pending[kind] = 0
+            last_kept[kind] = stamp
+            bag.write(topic_id, receive_ns, data)
+
         pos = None
         if ground_truth:
             pos = bag.add_topic(
@@ -93,9 +120,14 @@ def write_dot_session(
         for k, a in enumerate(actions, start=1):
             stamp = start_ns + k * step_ns
             frames.append(env.step(a))
-            bag.write(exe, stamp + ACTION_DELAY_NS, action_cdr(space, a, stamp))
-            if k not in dropped:
-                bag.write(cam, stamp + FRAME_DELAY_NS, image_cdr(frames[-1], stamp))
+            if k in dropped['action']:
+                pending['action'] += 1
+            else:
+                write('action', exe, stamp + ACTION_DELAY_NS, stamp, action_cdr(space, a, stamp))
+            if k in dropped['frame']:
+                pending['frame'] += 1
+            else:
+                write('frame', cam, stamp + FRAME_DELAY_NS, stamp, image_cdr(frames[-1], stamp))
             if pos is not None:
                 bag.write(pos, stamp + POSITION_DELAY_NS, point_cdr(*env.position, stamp))
     return frames

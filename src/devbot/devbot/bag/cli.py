@@ -84,6 +84,11 @@ def cmd_info(opts) -> int:
                 counts = s.action_counts()
                 print(f'frames:       {s.num_frames}   transitions {len(s.transition_list())}')
                 print('actions:      ' + ', '.join(f'{i}: {int(c)}' for i, c in enumerate(counts)))
+                lost: dict[str, int] = {}
+                for loss in s.losses():
+                    lost[loss.topic] = lost.get(loss.topic, 0) + loss.count
+                if lost:  # transitions around these were left out
+                    print('lost:         ' + ', '.join(f'{n}: {c}' for n, c in lost.items()))
     return 0
 
 

@@ -10,7 +10,10 @@ on the graph or given with ``types``):
     camera/image_raw, motor_command, motor_command/executed, ground_truth/dot_position,
     world_model/action_scores, world_model/metrics (the ``topics`` parameter).
 
-Published topics: none.
+Published topics: none. Written into the bag only: ``recorder/messages_lost``
+(diagnostic_msgs/DiagnosticArray), one message each time DDS reports messages of a recorded topic
+lost before they reached the recorder (e.g. the recorder starved of CPU for longer than the
+publisher's history lasts); readers leave out the transitions such a loss could have touched.
 
 Parameters:
     robot_config (string): robot file (type + action space for the bag); empty = none [''].
@@ -42,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -57,6 +61,7 @@ from devbot.bag.storage import (
     unique_session_dir,
 )
 from devbot.bag.writer import BagWriteError, BagWriter, WriterOptions
+from devbot.cdr import header_stamp, messages_lost_cdr
 from devbot.params import declare, declare_number
 from devbot.spin import ros_process, spin_until
 
@@ -206,6 +211,10 @@ class RecorderNode(Node):
         self.error: str | None = None
         self.done = False
         self.counts: dict[str, int] = {}
+        self.lost: dict[str, int] = {}
+        # per stamped topic: the last two messages written (their stamps bound a loss)
+        self._recent: dict[str, tuple[bytes | None, bytes | None]] = {}
+        self._lost_topic_id = 0
         self._subscribed: dict[str, int] = {}  # resolved topic -> bag topic id (0: no message yet)
         self._types: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -292,8 +301,17 @@ class RecorderNode(Node):
         )
         self._types[name] = msgtype
         self.counts[name] = 0
+        if next(iter(cls.get_fields_and_field_types().values()), '') == 'std_msgs/Header':
+            self._recent[name] = (None, None)
         self.create_subscription(
-            cls, name, lambda data, n=name: self._on_message(n, data), qos, raw=True
+            cls,
+            name,
+            lambda data, n=name: self._on_message(n, data),
+            qos,
+            raw=True,
+            event_callbacks=SubscriptionEventCallbacks(
+                message_lost=lambda info, n=name: self._on_lost(n, info.total_count_change)
+            ),
         )
         self.get_logger().info(
             f'recording {name} ({msgtype}, '
@@ -315,19 +333,60 @@ class RecorderNode(Node):
         self._subscribed[name] = topic_id
         return topic_id
 
+    def _log_time(self) -> int:
+        """Receive time, kept non-decreasing so the file is in time order if the clock steps."""
+        now = time.time_ns()
+        self._last_ns = now if now > self._last_ns else self._last_ns
+        return self._last_ns
+
     def _on_message(self, name: str, data: bytes) -> None:
         if self.done:
             return
-        now = time.time_ns()
-        # receive time, kept non-decreasing so the file is in time order even if the clock steps
-        self._last_ns = now if now > self._last_ns else self._last_ns
         try:
             topic_id = self._subscribed[name] or self._add_to_bag(name)
-            self.writer.write(topic_id, self._last_ns, data)
+            self.writer.write(topic_id, self._log_time(), data)
         except BagWriteError as exc:
             self._fail(f'write error: {exc}')
             return
         self.counts[name] += 1
+        if name in self._recent:
+            self._recent[name] = (self._recent[name][1], data)
+
+    def _on_lost(self, name: str, count: int) -> None:
+        """DDS lost ``count`` messages of ``name`` (e.g. the publisher's history overflowed
+        while this process starved): record where, so readers never pair across the gap.
+
+        The event may be handled before or after the first message behind the gap, and messages
+        queued before the gap may still be waiting: so the lost stamps are bounded below by the
+        message before the last one written, and above by now."""
+        if self.done or count <= 0:
+            return
+        self.lost[name] = self.lost.get(name, 0) + count
+        before = self._recent.get(name, (None, None))[0]
+        after_ns = None
+        if name in self._recent:
+            after_ns = 0
+            if before is not None:
+                sec, nanosec = header_stamp(before)
+                after_ns = sec * 1_000_000_000 + nanosec
+        self.get_logger().warning(
+            f'{count} messages of {name} lost before they reached the recorder '
+            f'({self.lost[name]} so far); readers leave out transitions around them'
+        )
+        try:
+            if not self._lost_topic_id:
+                self._lost_topic_id = self.writer.add_topic(
+                    TopicSpec(
+                        self.resolve_topic_name(topics.RECORDER_MESSAGES_LOST),
+                        'diagnostic_msgs/msg/DiagnosticArray',
+                    )
+                )
+            log_ns = self._log_time()
+            self.writer.write(
+                self._lost_topic_id, log_ns, messages_lost_cdr(name, count, after_ns, log_ns)
+            )
+        except BagWriteError as exc:
+            self._fail(f'write error: {exc}')
 
     # -------------------------------------------------------------- housekeeping
 
@@ -383,7 +442,8 @@ class RecorderNode(Node):
             self.error = self.error or f'closing the bag failed: {exc}'
         total = sum(self.counts.values())
         per_topic = ', '.join(f'{n}: {c}' for n, c in self.counts.items())
-        return f'recorded {total} messages into {self.session_dir} ({per_topic})'
+        lost = ''.join(f'; lost {c} of {n}' for n, c in self.lost.items())
+        return f'recorded {total} messages into {self.session_dir} ({per_topic}){lost}'
 
 
 def node_main(args: list[str] | None = None, **node_kwargs) -> int:

@@ -17,8 +17,9 @@ Frames are the camera messages de-duplicated by header stamp (a robot re-sends i
 frame to late joiners), in stamp order. A transition pairs an executed action (stamp =
 completion) with the last frame stamped before it and the first frame stamped at or after it
 (for the simulated robot: the frame showing its outcome has the same stamp). Where frames are
-missing so that two actions would share a frame pair, both are left out: a transition is never
-labelled with the wrong action.
+missing so that two actions would share a frame pair, both are left out; so is every transition
+whose frames span stamps where the recorder was told that frames or actions were lost
+(:meth:`Session.losses`): a transition is never labelled with the wrong action.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from devbot.cdr import header_stamp
 
 CAMERA_SUFFIX = topics.CAMERA_IMAGE
 EXECUTED_SUFFIX = topics.MOTOR_EXECUTED
+LOSSES_SUFFIX = topics.RECORDER_MESSAGES_LOST
 
 
 class BagError(RuntimeError):
@@ -227,6 +229,17 @@ class Action:
     stamp_ns: int  # header.stamp of the executed action (completion time)
     index: int  # discrete action index in the session's action space
     values: dict  # channel -> value
+
+
+@dataclass(frozen=True)
+class Loss:
+    """``count`` messages of ``topic`` lost before they reached the recorder, with header stamps
+    in (``from_ns``, ``to_ns``] (``from_ns`` None: unknown, the topic has no header)."""
+
+    topic: str
+    count: int
+    from_ns: int | None
+    to_ns: int
 
 
 @dataclass(frozen=True)
@@ -492,6 +505,28 @@ class Session:
             [a.index for a in self.actions()], minlength=self.action_space.num_actions
         ).astype(np.int64)
 
+    def losses(self) -> list[Loss]:
+        """Where the recorder was told that messages were lost, in the order it was told."""
+        topic = self.topic(LOSSES_SUFFIX)
+        if topic is None:
+            return []
+        out = []
+        for msg in self.messages([topic]):
+            array = self.deserialize(msg)
+            to_ns = _stamp_ns((array.header.stamp.sec, array.header.stamp.nanosec))
+            for status in array.status:
+                values = {kv.key: kv.value for kv in status.values}
+                try:
+                    count = int(values['count'])
+                    after = values.get('after_stamp_ns')
+                    from_ns = int(after) if after is not None else None
+                except (KeyError, ValueError) as exc:
+                    raise BagError(
+                        f'{self.path}: unreadable loss record on {topic}: {values}'
+                    ) from exc
+                out.append(Loss(status.name, count, from_ns, to_ns))
+        return out
+
     def transition_list(self) -> list[Transition]:
         """All transitions, without pixels (see the module docstring for the pairing rule)."""
         if self._transitions is None:
@@ -502,10 +537,16 @@ class Session:
             shared: dict[int, int] = {}
             for j in nexts:
                 shared[j] = shared.get(j, 0) + 1
+            paired = {self.camera_topic, self.executed_topic}
+            gaps = [
+                (loss.from_ns or 0, loss.to_ns) for loss in self.losses() if loss.topic in paired
+            ]
             out = []
             for a, j in zip(actions, nexts):
                 if j == 0 or j >= len(stamps) or shared[j] > 1:
                     continue  # no frame before/after it, or frames missing: never guess a label
+                if any(lo < stamps[j] and stamps[j - 1] < hi for lo, hi in gaps):
+                    continue  # a lost frame or action may lie between its two frames
                 out.append(
                     Transition(
                         len(out), j - 1, a.index, j, stamps[j - 1], a.stamp_ns, stamps[j], a.values
