@@ -336,6 +336,49 @@ def test_malformed_images_are_rejected_without_killing_the_node(node_process, pr
     assert not pid_alive(wm.proc.pid)
 
 
+def test_scores_wait_until_the_robots_executed_actions_can_be_heard(node_process, probe, tmp_path):
+    # a selector's answer to scores sent before the node's executed-action reader matched the
+    # robot would be lost, and the loop would wait for it forever: the scores wait instead
+    wm = node_process(
+        [
+            str(BIN / 'world_model_node'),
+            '--ros-args',
+            '-r',
+            '__ns:=/toroidal_dot',
+            '-p',
+            f'robot_config:={ROBOT}',
+            '-p',
+            'preset:=tiny',
+            '-p',
+            'num_threads:=1',
+            '-p',
+            f'checkpoint_dir:={tmp_path / "c"}',
+            '-p',
+            f'report_dir:={tmp_path / "r"}',
+        ]
+    )
+    scores = probe.record(JointState, NS + 'world_model/action_scores')
+    camera = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
+    assert wm.wait_for_line('fresh start', timeout=60), wm.output
+    assert probe.spin_until(lambda: camera.get_subscription_count() > 0, timeout=60), wm.output
+    env = ToroidalDotEnv(ToroidalDotConfig(seed=1))
+    sec = 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and 'holding the scores' not in wm.output:
+        sec += 1
+        msg = Image(height=224, width=224, encoding='rgb8', step=672, data=env.frame().tobytes())
+        msg.header.stamp.sec = sec
+        camera.publish(msg)
+        probe.spin_until(lambda: False, timeout=0.2)
+    assert 'holding the scores' in wm.output, wm.output
+    probe.spin_until(lambda: False, timeout=2.0)
+    assert not scores, 'scores went out while nobody could tell the node what was executed'
+    executed = probe.node.create_publisher(JointState, NS + 'motor_command/executed', 10)
+    assert probe.spin_until(lambda: bool(scores), timeout=30), wm.output
+    assert wm.wait_for_line('scores out', 10), wm.output
+    assert stamp_ns(scores[0]) == sec * 1_000_000_000 and list(scores[0].name) == ['L0:0', 'L0:1']
+
+
 def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):
     from devbot.action_space import ActionSpace
     from world_model_node.config import WorldModelConfig

@@ -13,7 +13,9 @@ Published topics:
     world_model/action_scores (sensor_msgs/JointState): only while the quality gate is open (the
         selectors' "go"); name = candidate labels ("L0:1", macro-actions "L1:1-1"), position =
         predictive uncertainty (entropy), header.stamp = the scored frame's stamp. Re-sent to a
-        selector that joins late.
+        selector that joins late. Held back until the node's ``motor_command/executed`` reader
+        has matched the robot's publisher: an answer sent before that would never arrive, and
+        the loop would wait for it forever.
     world_model/visualization (sensor_msgs/Image, rgb8): every display_interval steps, the live
         panel: the frame, its reconstruction with its MSE, and each candidate's prediction of the
         frame with its error and the uncertainty the selector saw; the executed candidate
@@ -68,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -245,7 +248,15 @@ class WorldModelNode(Node):
         self._metrics_pub = self.create_publisher(DiagnosticArray, topics.WM_METRICS, qos)
         self._processed_pub = self.create_publisher(Header, topics.WM_PROCESSED, qos)
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos)
-        self.create_subscription(JointState, topics.MOTOR_EXECUTED, self._on_executed, qos)
+        self._executed_sub = self.create_subscription(
+            JointState,
+            topics.MOTOR_EXECUTED,
+            self._on_executed,
+            qos,
+            event_callbacks=SubscriptionEventCallbacks(matched=self._on_executed_matched),
+        )
+        self._scores_lock = threading.Lock()
+        self._held_scores: JointState | None = None
 
         self.done = threading.Event()
         self.failed = False
@@ -318,6 +329,30 @@ class WorldModelNode(Node):
             return
         self.loop.on_executed(stamp_ns(msg.header.stamp), action)
 
+    def _on_executed_matched(self, info) -> None:
+        if info.current_count_change <= 0:
+            return
+        with self._scores_lock:
+            held, self._held_scores = self._held_scores, None
+        if held is not None and self.loop.awaiting_action:
+            self.get_logger().info('the robot publishes its executed actions: scores out')
+            self._scores_pub.publish(held)
+
+    def _publish_scores(self, msg: JointState) -> None:
+        """Publish ``msg``, or hold it until the executed-action reader has matched (see
+        :meth:`_on_executed_matched`; the lock orders the check against that callback)."""
+        with self._scores_lock:
+            if self._executed_sub.get_publisher_count() == 0:
+                if self._held_scores is None:
+                    self.get_logger().info(
+                        'gate open; holding the scores until a robot publishes '
+                        f'{self._executed_sub.topic_name} (its answer would be lost)'
+                    )
+                self._held_scores = msg
+                return
+            self._held_scores = None
+        self._scores_pub.publish(msg)
+
     def _ack_frame(self, stamp: int) -> None:
         header = Header()
         header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
@@ -364,7 +399,7 @@ class WorldModelNode(Node):
             msg.position = [float(s) for s in result.scores]
             msg.velocity = [0.0] * len(msg.name)
             msg.effort = [0.0] * len(msg.name)
-            self._scores_pub.publish(msg)
+            self._publish_scores(msg)
         self._metrics_pub.publish(self._metrics_msg(result))
         if result.step % max(1, self.config.display_interval) == 0 or result.new_level is not None:
             panel = self.learner.visualization_panel()
