@@ -53,6 +53,21 @@ def assert_take_turns(first: list, then: list) -> None:
     assert not repeats, f'{len(repeats)} of {len(turns)} out of turn, first at {repeats[0]}'
 
 
+def tiny_world_model_cmd(tmp_path) -> list[str]:
+    """The dot's world_model_node, tiny preset, one thread, its files under ``tmp_path``."""
+    params = [
+        f'robot_config:={ROBOT}',
+        'preset:=tiny',
+        'num_threads:=1',
+        f'checkpoint_dir:={tmp_path / "c"}',
+        f'report_dir:={tmp_path / "r"}',
+    ]
+    cmd = [str(BIN / 'world_model_node'), '--ros-args', '-r', '__ns:=/toroidal_dot']
+    for param in params:
+        cmd += ['-p', param]
+    return cmd
+
+
 def generation(checkpoint_dir) -> tuple[int, int]:
     """(generation, step) of the newest complete checkpoint (after a kill -9 the newest files
     may be mid-rotation)."""
@@ -275,24 +290,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 
 def test_malformed_images_are_rejected_without_killing_the_node(node_process, probe, tmp_path):
-    wm = node_process(
-        [
-            str(BIN / 'world_model_node'),
-            '--ros-args',
-            '-r',
-            '__ns:=/toroidal_dot',
-            '-p',
-            f'robot_config:={ROBOT}',
-            '-p',
-            'preset:=tiny',
-            '-p',
-            'num_threads:=1',
-            '-p',
-            f'checkpoint_dir:={tmp_path / "c"}',
-            '-p',
-            f'report_dir:={tmp_path / "r"}',
-        ]
-    )
+    wm = node_process(tiny_world_model_cmd(tmp_path))
     metrics = probe.record(DiagnosticArray, NS + 'world_model/metrics', depth=5000)
     pub = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
     assert wm.wait_for_line('fresh start', timeout=60), wm.output
@@ -339,24 +337,7 @@ def test_malformed_images_are_rejected_without_killing_the_node(node_process, pr
 def test_scores_wait_until_the_robots_executed_actions_can_be_heard(node_process, probe, tmp_path):
     # a selector's answer to scores sent before the node's executed-action reader matched the
     # robot would be lost, and the loop would wait for it forever: the scores wait instead
-    wm = node_process(
-        [
-            str(BIN / 'world_model_node'),
-            '--ros-args',
-            '-r',
-            '__ns:=/toroidal_dot',
-            '-p',
-            f'robot_config:={ROBOT}',
-            '-p',
-            'preset:=tiny',
-            '-p',
-            'num_threads:=1',
-            '-p',
-            f'checkpoint_dir:={tmp_path / "c"}',
-            '-p',
-            f'report_dir:={tmp_path / "r"}',
-        ]
-    )
+    wm = node_process(tiny_world_model_cmd(tmp_path))
     scores = probe.record(JointState, NS + 'world_model/action_scores')
     camera = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
     assert wm.wait_for_line('fresh start', timeout=60), wm.output
@@ -373,7 +354,7 @@ def test_scores_wait_until_the_robots_executed_actions_can_be_heard(node_process
     assert 'holding the scores' in wm.output, wm.output
     probe.spin_until(lambda: False, timeout=2.0)
     assert not scores, 'scores went out while nobody could tell the node what was executed'
-    executed = probe.node.create_publisher(JointState, NS + 'motor_command/executed', 10)
+    probe.node.create_publisher(JointState, NS + 'motor_command/executed', 10)
     assert probe.spin_until(lambda: bool(scores), timeout=30), wm.output
     assert wm.wait_for_line('scores out', 10), wm.output
     assert stamp_ns(scores[0]) == sec * 1_000_000_000 and list(scores[0].name) == ['L0:0', 'L0:1']
