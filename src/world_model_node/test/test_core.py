@@ -190,6 +190,57 @@ def test_a_rolled_online_step_is_the_offline_step_on_the_rolled_transition(monke
     _assert_offline_step_matches(offline_core, cfg, seen[0], acts, online, r)
 
 
+def test_a_replayed_transition_is_one_more_transition_of_the_step(monkeypatch):
+    """predictor_replay: a level-0 training step also learns a past transition of the history,
+    with its own action, predicted from its frame alone: the online step equals the offline
+    step on a batch of the two transitions (to float rounding: a batch of two sums in another
+    order)."""
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=1.0, prediction_threshold=0.0, log_interval=1000
+    )
+    frames, actions = dot_frames(6, seed=0)
+    online = OnlineLearner(cfg.replace(roll_augmentation=1.0, predictor_replay=1), ACTIONS)
+    for f, a in zip(frames[:-1], actions):
+        online.observe(f)
+        online.record_action(int(a))
+    offline_core = copy.deepcopy(online.core)
+    before = _state(online.autoencoder, online.levels[0].predictor)
+    rolled, pairs = [], []
+    roll = learner_module.roll_frames
+    monkeypatch.setattr(
+        learner_module, 'roll_frames', lambda *a: rolled.append(roll(*a)) or rolled[-1]
+    )
+    transition = OnlineLearner._single_frame_transition
+    monkeypatch.setattr(
+        OnlineLearner,
+        '_single_frame_transition',
+        lambda self, lvl, e, nxt, *a, **k: (
+            pairs.append((e, nxt)) or transition(self, lvl, e, nxt, *a, **k)
+        ),
+    )
+    r = online.observe(frames[-1])
+    assert r.trained_levels == [0] and online.levels[0].training_steps == 5
+    [(current, newest), (e, after)] = pairs
+    assert (current, newest) == (4, -1) and 0 <= e < 4 and after == e + 1
+    assert actions[e] != actions[-1]  # the replay is trained with its own action
+    x = torch.cat(rolled)  # [2, 2, 3, S, S]: each transition rolled by its own offset
+    acts = torch.tensor([[int(actions[-1])], [int(actions[e])]])
+    step = WorldModelStep(
+        offline_core.autoencoder,
+        offline_core.levels[0].predictor,
+        offline_core.levels[0].actions,
+        cfg,
+    )
+    offline_core.zero_grad(offline_core.levels)
+    step(x, acts, 'joint')['loss'].backward()
+    offline_core.apply_gradients(offline_core.levels, autoencoder=True)
+    mine = _state(offline_core.autoencoder, offline_core.levels[0].predictor)
+    theirs = _state(online.autoencoder, online.levels[0].predictor)
+    moved = max(float((theirs[k] - before[k]).abs().max()) for k in mine)
+    differ = max(float((theirs[k] - mine[k]).abs().max()) for k in mine)
+    assert moved > 1e-4 and differ < 1e-5, (moved, differ)
+
+
 def test_offline_rolled_steps_predict_from_the_current_frame_alone(monkeypatch, tmp_path):
     batches = []
     original = WorldModelStep.forward

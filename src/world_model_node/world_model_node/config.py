@@ -169,6 +169,15 @@ class WorldModelConfig:
         check='nonneg',
     )
 
+    predictor_replay: int = param(
+        0,
+        'past level-0 transitions from the history replayed in every level-0 training step, '
+        'each predicted from its frame alone (rolled with probability roll_augmentation) and '
+        'averaged with the current transition: more learning per acted frame, for ~60% of a '
+        'training step each (0: off)',
+        check='nonneg',
+    )
+
     # ---------------------------------------------------------------- predictor losses
     pred_patch_w: float = param(
         0.2, 'weight of MSE(decoded prediction, target patches)', check='nonneg'

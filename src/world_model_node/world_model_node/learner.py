@@ -939,7 +939,9 @@ class OnlineLearner:
         cfg = self.config
         entries, shortened, rolled = self._training_entries(lvl, e)
         if rolled:
-            out, targets, reconstruction = self._rolled_transition(lvl, e, action, index)
+            out, targets, reconstruction = self._single_frame_transition(
+                lvl, e, -1, action, index, roll=True
+            )
         else:
             ctx = pend.ctx
             if shortened:
@@ -954,7 +956,39 @@ class OnlineLearner:
         _, parts = prediction_losses(
             self.autoencoder, lvl.predictor, out, targets, self.core.weights
         )
-        return joint_loss(parts['total'], reconstruction, cfg.joint_reconstruction_weight), parts
+        loss = joint_loss(parts['total'], reconstruction, cfg.joint_reconstruction_weight)
+        replayed = [self._replay_loss(lvl) for _ in range(cfg.predictor_replay)]
+        replayed = [r for r in replayed if r is not None]
+        if replayed:
+            loss = torch.stack([loss, *replayed]).mean()
+        return loss, parts
+
+    def _replay_loss(self, lvl: Level) -> torch.Tensor | None:
+        """The joint loss of one past level-0 transition of the history, drawn uniformly
+        among the trainable ones before the current one, predicted from its frame alone (rolled
+        with probability ``roll_augmentation``); None when there is none yet."""
+        n = len(self.history) - 2  # transitions e -> e + 1 before the current one
+        if n <= 0:
+            return None
+        device = self.generator.device
+        for _ in range(8):  # a few draws: untrainable or unknown transitions are rare
+            e = int(torch.randint(n, (), generator=self.generator, device=device))
+            entry = self.history[e]
+            if entry.action >= 0 and entry.trainable:
+                break
+        else:
+            return None
+        index = torch.tensor([entry.action], device=self.device)
+        roll = float(torch.rand((), generator=self.generator, device=device)) < (
+            self.config.roll_augmentation
+        )
+        out, targets, reconstruction = self._single_frame_transition(
+            lvl, e, e + 1, lvl.actions[entry.action : entry.action + 1], index, roll
+        )
+        _, parts = prediction_losses(
+            self.autoencoder, lvl.predictor, out, targets, self.core.weights
+        )
+        return joint_loss(parts['total'], reconstruction, self.config.joint_reconstruction_weight)
 
     def _calibrate_heads(self, accurate: list[_FreshCheck]) -> None:
         """Levels whose prediction was accurate update only their ensemble heads on this
@@ -1112,15 +1146,21 @@ class OnlineLearner:
             ]
         )[None]
 
-    def _rolled_transition(
-        self, lvl: Level, e: int, action: torch.Tensor, index: torch.Tensor
+    def _single_frame_transition(
+        self,
+        lvl: Level,
+        e: int,
+        nxt: int,
+        action: torch.Tensor,
+        index: torch.Tensor,
+        roll: bool,
     ) -> tuple[PredictorOutput, Transitions, torch.Tensor]:
-        """The level's transition from history entry e to the newest frame, both frames rolled
-        by one random offset and encoded afresh, predicted from the rolled frame alone (no
-        history): (prediction with graph, targets, the rolled current frame's reconstruction
-        MSE with graph)."""
-        x = torch.cat([self._frame_tensor(self.history[i].frame) for i in (e, -1)])
-        frames = roll_frames(x[None], 1.0, self.generator)[0]  # [2, C, S, S]
+        """The level's transition from history entry e to entry ``nxt``, both frames encoded
+        afresh (rolled by one random offset if ``roll``), predicted from the first frame alone
+        (no history): (prediction with graph, targets, that frame's reconstruction MSE with
+        graph)."""
+        x = torch.cat([self._frame_tensor(self.history[i].frame) for i in (e, nxt)])
+        frames = roll_frames(x[None], 1.0, self.generator)[0] if roll else x  # [2, C, S, S]
         with torch.no_grad():
             target = self._encode(frames[1:])
         current = self._encode(frames[:1])  # with graph: the joint encoder objective
