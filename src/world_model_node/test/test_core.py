@@ -104,10 +104,9 @@ def _state(*modules: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def _assert_offline_step_matches(offline_core, cfg, frames, actions, online, result) -> None:
-    """The offline step (``WorldModelStep``) from ``offline_core`` (a copy of the online core
-    before its step) on ``frames`` [1, F+1, 3, S, S] / ``actions`` [1, F] gives the online
-    step's losses (``result``) and leaves the same weights as ``online``, bit for bit."""
+def _offline_step(offline_core, cfg, frames, actions) -> dict[str, torch.Tensor]:
+    """One joint offline step (``WorldModelStep``) of ``offline_core`` on ``frames``
+    [B, F+1, 3, S, S] / ``actions`` [B, F]; returns its losses."""
     step = WorldModelStep(
         offline_core.autoencoder,
         offline_core.levels[0].predictor,
@@ -116,10 +115,18 @@ def _assert_offline_step_matches(offline_core, cfg, frames, actions, online, res
     )
     offline_core.zero_grad(offline_core.levels)
     out = step(frames, actions, 'joint')
-    for k in ('patch', 'latent', 'action'):
-        assert float(out[k]) == result.predictor_losses[0][k], k
     out['loss'].backward()
     offline_core.apply_gradients(offline_core.levels, autoencoder=True)
+    return out
+
+
+def _assert_offline_step_matches(offline_core, cfg, frames, actions, online, result) -> None:
+    """The offline step (``WorldModelStep``) from ``offline_core`` (a copy of the online core
+    before its step) on ``frames`` [1, F+1, 3, S, S] / ``actions`` [1, F] gives the online
+    step's losses (``result``) and leaves the same weights as ``online``, bit for bit."""
+    out = _offline_step(offline_core, cfg, frames, actions)
+    for k in ('patch', 'latent', 'action'):
+        assert float(out[k]) == result.predictor_losses[0][k], k
     mine = _state(offline_core.autoencoder, offline_core.levels[0].predictor)
     theirs = _state(online.autoencoder, online.levels[0].predictor)
     assert mine.keys() == theirs.keys()
@@ -225,15 +232,7 @@ def test_a_replayed_transition_is_one_more_transition_of_the_step(monkeypatch):
     assert actions[e] != actions[-1]  # the replay is trained with its own action
     x = torch.cat(rolled)  # [2, 2, 3, S, S]: each transition rolled by its own offset
     acts = torch.tensor([[int(actions[-1])], [int(actions[e])]])
-    step = WorldModelStep(
-        offline_core.autoencoder,
-        offline_core.levels[0].predictor,
-        offline_core.levels[0].actions,
-        cfg,
-    )
-    offline_core.zero_grad(offline_core.levels)
-    step(x, acts, 'joint')['loss'].backward()
-    offline_core.apply_gradients(offline_core.levels, autoencoder=True)
+    _offline_step(offline_core, cfg, x, acts)
     mine = _state(offline_core.autoencoder, offline_core.levels[0].predictor)
     theirs = _state(online.autoencoder, online.levels[0].predictor)
     moved = max(float((theirs[k] - before[k]).abs().max()) for k in mine)
