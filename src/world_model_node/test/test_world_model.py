@@ -89,7 +89,8 @@ def test_config_seed_values_yaml_and_unknown_keys(tmp_path):
     cfg = WorldModelConfig()
     assert (cfg.reconstruction_threshold, cfg.prediction_threshold) == (0.0005, 0.0005)
     assert (cfg.pred_patch_w, cfg.pred_latent_w, cfg.pred_action_w) == (0.2, 0.8, 1.0)
-    assert (cfg.mask_ratio_min, cfg.mask_ratio_max, cfg.prediction_history_size) == (0.30, 0.85, 3)
+    assert (cfg.mask_ratio_min, cfg.mask_ratio_max) == (0.30, 0.85)
+    assert cfg.prediction_history_size == 0  # the original: 3 (docs/design.md, departures)
     assert (
         cfg.film_block_ids == (0, 2) and cfg.action_embed_dim == 64 and cfg.film_hidden_dim == 128
     )
