@@ -87,16 +87,17 @@ def test_samples_pair_frames_and_actions_like_the_online_loop(tmp_path):
 
 def test_a_lost_frame_breaks_the_chain_and_no_window_crosses_it(tmp_path):
     acts = [1, 0] * 10
-    path, frames = dot_session(
-        tmp_path, 's0', acts, drop_frames=[9]
-    )  # the outcome of action 9 is lost
-    index = build_index([path], F_CTX)
-    w = index.sessions[0]
-    # actions 9 and 10 would share the frame pair around the gap: both are left out (the session
-    # API's pairing rule)
-    assert len(w) == (8 - F_CTX + 1) + (len(acts) - 10 - F_CTX + 1)
-    stamps_ok = all(np.all(np.diff(row) == 1) for row in w.frames)  # windows are gap-free runs
-    assert stamps_ok
+    for reported in (False, True):
+        path, frames = dot_session(  # the outcome of action 9 is lost
+            tmp_path, f's{int(reported)}', acts, drop_frames=[9], record_losses=reported
+        )
+        w = build_index([path], F_CTX).sessions[0]
+        # actions 9 and 10 would share the frame pair around the gap: both are left out (the
+        # session API's pairing rule); a loss the recorder reported also takes action 11, whose
+        # stamp precedes the report
+        after = 11 if reported else 10
+        assert len(w) == (8 - F_CTX + 1) + (len(acts) - after - F_CTX + 1)
+        assert all(np.all(np.diff(row) == 1) for row in w.frames)  # windows are gap-free runs
 
 
 def test_a_filter_keeps_the_samples_whose_predicted_transition_it_keeps(tmp_path):
