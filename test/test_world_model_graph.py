@@ -177,7 +177,7 @@ def test_gate_then_lockstep_then_checkpoint_resume_and_report(launch, probe, tmp
     assert (tmp_path / 'report2' / 'summary.md').is_file()
 
 
-def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_path):
+def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, node_process, tmp_path):
     params = write_params(
         tmp_path / 'wm.yaml', reconstruction_threshold=0.05, checkpoint_save_interval=5
     )
@@ -215,20 +215,13 @@ def test_kill_9_then_restart_loads_the_last_periodic_checkpoint(ros_env, tmp_pat
         wm.kill()
         wm.wait(10)
         saved_gen, saved_step = generation(ckpt)
-        wm = subprocess.Popen(
-            wm_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the resume line, then a progress line: it is spinning
-            line = wm.stdout.readline()
-            lines.append(line)
-            if 'steps/s' in line or not line:
-                break
-        assert f'resumed at step {saved_step}' in ''.join(lines), ''.join(lines)
-        wm.send_signal(signal.SIGINT)
-        out = ''.join(lines) + wm.communicate(timeout=60)[0]
-        assert wm.returncode == 0, out
+        wm = node_process(wm_cmd)
+        # the resume line, then a progress line: it is spinning
+        assert wm.wait_for_line(r'steps/s', timeout=120), wm.output
+        assert f'resumed at step {saved_step}' in wm.output, wm.output
+        wm.proc.send_signal(signal.SIGINT)
+        assert wm.wait(60) == 0, wm.output
+        out = wm.output
         # SIGINT saved the final state (periodic checkpoints may have come before it)
         final_gen, final_step = generation(ckpt)
         last_step = int(re.findall(r'step (\d+), frames', out)[-1])
@@ -568,7 +561,7 @@ def optimizer_of(path):
     return torch.load(path, weights_only=True, map_location='cpu')['optimizer']
 
 
-def test_learning_rates_given_for_a_resume_replace_the_saved_ones(ros_env, tmp_path):
+def test_learning_rates_given_for_a_resume_replace_the_saved_ones(ros_env, node_process, tmp_path):
     """Resumed with autoencoder_lr:= / predictor_lr:= the run takes them, keeps the optimizer
     moments and says so once; resumed without them it keeps the saved rates."""
     session = dot_session(tmp_path, [1, 0] * 8)
@@ -594,29 +587,18 @@ def test_learning_rates_given_for_a_resume_replace_the_saved_ones(ros_env, tmp_p
         f'report_dir:={tmp_path / "r"}',
         '-p',
         'num_threads:=1',
+        '-p',
+        'progress_period:=0.5',
     ]
 
     def resume(*extra):
-        """Start the node on the checkpoint, wait for its start line, stop it (it saves)."""
-        wm = subprocess.Popen(
-            node + list(extra),
-            env=ros_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = wm.stdout.readline()
-            lines.append(line)
-            if 'resumed at step' in line or not line:
-                break
-        time.sleep(1.0)  # a "resumed with" line comes right after the start line
-        wm.send_signal(signal.SIGINT)
-        out = ''.join(lines) + wm.communicate(timeout=60)[0]
-        assert wm.returncode == 0, out
-        return out
+        """Start the node on the checkpoint, wait until it spins, stop it (it saves)."""
+        wm = node_process(node + list(extra))
+        # a progress line comes after the start-up lines
+        assert wm.wait_for_line(r'steps/s', timeout=120), wm.output
+        wm.proc.send_signal(signal.SIGINT)
+        assert wm.wait(60) == 0, wm.output
+        return wm.output
 
     out = resume('-p', 'autoencoder_lr:=0.0002', '-p', 'predictor_lr:=0.00005')
     expected = (

@@ -316,7 +316,8 @@ def test_signal_to_launcher_stops_every_child(tmp_path, sig):
     try:
         pids = _read_pids(proc, 3)
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        out = proc.stdout.read()  # not communicate(): it would skip what readline buffered
     finally:
         proc.kill()
     assert proc.returncode == 0, out

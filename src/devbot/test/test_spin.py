@@ -76,7 +76,8 @@ def test_a_stop_signal_while_spinning_lets_the_node_finish_on_a_live_context(sig
         proc.send_signal(sig)
         wait_for(proc, 'finishing: stop=True ok=True')
         proc.send_signal(signal.SIGINT)  # impatient second Ctrl-C: the node still finishes
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        out = proc.stdout.read()  # not communicate(): it would skip what readline buffered
     finally:
         proc.kill()
     assert proc.returncode == 0, out
@@ -88,7 +89,8 @@ def test_a_stop_signal_before_the_node_spins_ends_the_process_at_once():
     try:
         wait_for(proc, 'starting')
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)  # not the 30 s start
+        proc.wait(timeout=10)  # not the 30 s start
+        out = proc.stdout.read()
     finally:
         proc.kill()
     assert proc.returncode == 3, out

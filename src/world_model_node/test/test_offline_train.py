@@ -442,7 +442,9 @@ def test_sigint_saves_and_the_run_resumes(tmp_path, dot_sessions):
         assert '[train] new run' in line, line + proc.stderr.read()
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        # not communicate(): it would skip what readline buffered
+        stdout, stderr = proc.stdout.read(), proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
