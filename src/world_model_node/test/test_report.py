@@ -18,13 +18,21 @@ def test_report_from_a_short_real_run(tmp_path):
         tmp_path / 'r', 'test run', cfg.reconstruction_threshold, cfg.prediction_threshold
     )
     frame = env.frame()
-    for _ in range(6):
-        report.add(learner.observe(frame))
-        learner.record_action(1)
-        frame = env.step(1)
+    actions = [1, 0, 1, 1, 0, 1]
+    ev_after = {0: [], 1: []}  # EV of each fresh prediction, by the action executed before it
+    for k, a in enumerate(actions):
+        result = learner.observe(frame)
+        report.add(result)
+        if k:
+            ev_after[actions[k - 1]].append(result.explained_variance)
+        learner.record_action(a)
+        frame = env.step(a)
     summary = report.summary()
     assert summary['steps_recorded'] == 6 and summary['gate_open_at_step'] == 1
     assert summary['transitions_learned'] == 5  # every frame after the first had a fresh prediction
+    for a in (0, 1):  # the EV of the fresh predictions, told apart by action
+        assert summary[f'fresh_ev_action_{a}_last_50'] == pytest.approx(np.mean(ev_after[a]))
+    assert len(ev_after[0]) == 2 and len(ev_after[1]) == 3
     panel = learner.visualization_panel()
     path = report.write(panel, {'extra': 7})
     text = path.read_text()

@@ -121,6 +121,7 @@ class ObserveResult:
     labels: list[ActionLabel] = field(default_factory=list)  # parallel to scores: level 0 first
     prediction_errors: dict[int, float] = field(default_factory=dict)  # level -> fresh MSE
     explained_variance: float | None = None  # level-0 fresh prediction, patch space
+    fresh_action: int | None = None  # the level-0 action that fresh prediction was made for
     trained_levels: list[int] = field(default_factory=list)  # levels that took a training step
     # levels whose transition was checked but may not train (``record_action(trainable=False)``)
     untrainable_levels: list[int] = field(default_factory=list)
@@ -890,6 +891,7 @@ class OnlineLearner:
                 'step': self.history[-1].step,
             }
             result.explained_variance = float(M.explained_variance(pred_p, target_patches))
+            result.fresh_action = a_idx
             head_input = (pend.features[a_idx : a_idx + 1], pend.ctx.last_frame, action)
             with torch.no_grad():
                 stats.observe_residual(

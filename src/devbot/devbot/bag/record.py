@@ -362,13 +362,11 @@ class RecorderNode(Node):
         if self.done or count <= 0:
             return
         self.lost[name] = self.lost.get(name, 0) + count
-        before = self._recent.get(name, (None, None))[0]
-        after_ns = None
+        after_ns = None  # a topic without header stamps: unknown
         if name in self._recent:
-            after_ns = 0
-            if before is not None:
-                sec, nanosec = header_stamp(before)
-                after_ns = sec * 1_000_000_000 + nanosec
+            before = self._recent[name][0]
+            sec, nanosec = header_stamp(before) if before is not None else (0, 0)
+            after_ns = sec * 1_000_000_000 + nanosec
         self.get_logger().warning(
             f'{count} messages of {name} lost before they reached the recorder '
             f'({self.lost[name]} so far); readers leave out transitions around them'
