@@ -160,8 +160,13 @@ def test_accept_override_bad_line_and_stop_in_a_terminal(sims, ros_env, probe, t
 
     assert term.wait_for(r'step 1: proposed 0 \(action=0\)'), term.text
     assert term.wait_for(r'accept \| action \| stop > '), term.text
-    term.type('\r')  # Enter accepts 0
-    assert probe.spin_until(lambda: len(executed) >= 1, timeout=20), term.text
+    # Enter accepts 0; refused with "try again" until the selector's graph shows the robot
+    # listening to motor_command (the frame can arrive before that), so a user presses it again
+    deadline = time.monotonic() + 20
+    while not executed and time.monotonic() < deadline:
+        term.type('\r')
+        probe.spin_until(lambda: len(executed) >= 1, timeout=2)
+    assert len(executed) == 1, term.text
 
     assert term.wait_for(r'step 2: proposed 1 \(action=1\)'), term.text
     term.type('0\r')  # override the proposed 1 with 0

@@ -15,6 +15,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from graphtest import BIN, REPO, pid_alive
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
 
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.visualization import panel_layout
@@ -330,11 +331,14 @@ def test_malformed_images_are_rejected_without_killing_the_node(node_process, pr
 def test_scores_wait_until_the_robots_executed_actions_can_be_heard(node_process, probe, tmp_path):
     # a selector's answer to scores sent before the node's executed-action reader matched the
     # robot would be lost, and the loop would wait for it forever: the scores wait instead
-    wm = node_process(tiny_world_model_cmd(tmp_path))
+    # the gate open from the first frame: how soon the tiny autoencoder gets there varies by CPU
+    wm = node_process(tiny_world_model_cmd(tmp_path) + ['-p', 'reconstruction_threshold:=1.0'])
     scores = probe.record(JointState, NS + 'world_model/action_scores')
+    processed = probe.record(Header, NS + 'world_model/processed')
     camera = probe.node.create_publisher(Image, NS + 'camera/image_raw', 10)
     assert wm.wait_for_line('fresh start', timeout=60), wm.output
     assert probe.spin_until(lambda: camera.get_subscription_count() > 0, timeout=60), wm.output
+    assert probe.spin_until(lambda: probe.matched(NS + 'world_model/processed'), timeout=60)
     env = ToroidalDotEnv(ToroidalDotConfig(seed=1))
     sec = 0
     deadline = time.monotonic() + 90
@@ -350,7 +354,10 @@ def test_scores_wait_until_the_robots_executed_actions_can_be_heard(node_process
     probe.node.create_publisher(JointState, NS + 'motor_command/executed', 10)
     assert probe.spin_until(lambda: bool(scores), timeout=30), wm.output
     assert wm.wait_for_line('scores out', 10), wm.output
-    assert stamp_ns(scores[0]) == sec * 1_000_000_000 and list(scores[0].name) == ['L0:0', 'L0:1']
+    # the held scores are those of the frame that opened the gate: the first one it observed
+    first = processed[0].stamp
+    assert stamp_ns(scores[0]) == first.sec * 1_000_000_000 + first.nanosec
+    assert list(scores[0].name) == ['L0:0', 'L0:1']
 
 
 def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path):

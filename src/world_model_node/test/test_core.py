@@ -123,15 +123,19 @@ def _offline_step(offline_core, cfg, frames, actions) -> dict[str, torch.Tensor]
 def _assert_offline_step_matches(offline_core, cfg, frames, actions, online, result) -> None:
     """The offline step (``WorldModelStep``) from ``offline_core`` (a copy of the online core
     before its step) on ``frames`` [1, F+1, 3, S, S] / ``actions`` [1, F] gives the online
-    step's losses (``result``) and leaves the same weights as ``online``, bit for bit."""
+    step's losses (``result``) and leaves the same weights as ``online``, to float rounding:
+    the offline step encodes its frames as one batch, and a CPU's kernels may sum a batch in
+    another order than one frame at a time (bit for bit on one development machine, 1e-7
+    apart on another, and up to ~1e-5 in the attention's key biases, whose gradient is rounding
+    noise that Adam scales up). A step that differs in any other way moves weights by ~1e-3."""
     out = _offline_step(offline_core, cfg, frames, actions)
     for k in ('patch', 'latent', 'action'):
-        assert float(out[k]) == result.predictor_losses[0][k], k
+        assert float(out[k]) == pytest.approx(result.predictor_losses[0][k], rel=1e-5), k
     mine = _state(offline_core.autoencoder, offline_core.levels[0].predictor)
     theirs = _state(online.autoencoder, online.levels[0].predictor)
     assert mine.keys() == theirs.keys()
-    for k in mine:
-        assert torch.equal(mine[k], theirs[k]), k
+    differ = {k: float((mine[k].double() - theirs[k].double()).abs().max()) for k in mine}
+    assert max(differ.values()) < 1e-5, max(differ.items(), key=lambda kv: kv[1])
 
 
 def test_offline_step_equals_the_online_step_on_the_same_transition():
