@@ -25,7 +25,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from model_args import add_model_arguments, model_config
 
@@ -33,6 +32,7 @@ from action_selectors.policies import RANDOM_CHOICE_PROBABILITY, UncertaintyPoli
 from devbot.action_space import ActionSpace
 from jetbot_driver.sim_world import SimConfig, SimWorld
 from world_model_node.learner import OnlineLearner
+from world_model_node.report import RunReport
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTLE_S = 0.05  # simulated time between the end of an action and the next frame
@@ -45,11 +45,11 @@ def run(args: argparse.Namespace) -> dict:
     learner = OnlineLearner(cfg, space.normalized())
     world = SimWorld(SimConfig())
     sim_t = 0.0
-    ev: dict[int, list[float]] = {a: [] for a in range(space.num_actions)}
+    # kept in memory only: the per-action fresh EV the node's run report gives
+    report = RunReport(Path('.'), 'bench', cfg.reconstruction_threshold, cfg.prediction_threshold)
     executed = [0] * space.num_actions
     steps = gate_open_steps = 0
     first_act = None
-    previous = None
     policy = UncertaintyPolicy(space.num_actions, 0, args.random_choice_probability)
     report_at = sorted(args.report_at)
     snapshots = {}
@@ -62,21 +62,20 @@ def run(args: argparse.Namespace) -> dict:
     frame = world.render(sim_t)[:, :, ::-1].copy()  # BGR -> RGB
     while elapsed() < args.time_budget:
         r = learner.observe(frame)
+        report.add(r)
         steps += 1
         while not r.gate_open and elapsed() < args.time_budget:  # the robot waits
             r = learner.train_gate()
+            report.add(r)
             steps += 1
         if not r.gate_open:
             break
         gate_open_steps += 1
         if first_act is None:
             first_act = elapsed()
-        if previous is not None and r.explained_variance is not None:
-            ev[previous].append(r.explained_variance)
         action = policy.choose({str(label): s for label, s in zip(r.labels, r.scores)})
         learner.record_action(action)
         executed[action] += 1
-        previous = action
         values = dict(zip(channels, space.actions[action]))
         world.set_motors(values['motor_left'], values['motor_right'], sim_t)
         sim_t += values['duration']
@@ -86,14 +85,14 @@ def run(args: argparse.Namespace) -> dict:
         if report_at and elapsed() >= report_at[0]:
             snapshots[f'{report_at.pop(0):g}s'] = {
                 'actions_executed': list(executed),
-                'fresh_ev_last_50': {a: _mean(v[-50:]) for a, v in ev.items()},
+                'fresh_ev_last_50': _fresh_ev(report, space.num_actions),
             }
         if elapsed() >= next_print:
             next_print += 30.0
             print(
                 f'{elapsed():6.0f} s: {sum(executed)} actions {executed}, recon '
                 f'{r.reconstruction_loss:.5f}, fresh EV (last 50) '
-                + ', '.join(f'a{a} {_mean(v[-50:])}' for a, v in ev.items()),
+                + ', '.join(f'a{a} {v}' for a, v in _fresh_ev(report, space.num_actions).items()),
                 flush=True,
             )
     return {
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> dict:
         'actions_executed': executed,
         'learner_steps': steps,
         'gate_open_share_of_steps': round(gate_open_steps / max(steps, 1), 4),
-        'fresh_ev_last_50': {a: _mean(v[-50:]) for a, v in ev.items()},
+        'fresh_ev_last_50': _fresh_ev(report, space.num_actions),
         'at': snapshots,
         'random_choice_probability': args.random_choice_probability,
         'autoencoder_steps': learner.autoencoder_steps,
@@ -110,8 +109,10 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(float(np.mean(values)), 3) if values else None
+def _fresh_ev(report: RunReport, num_actions: int) -> dict[int, float | None]:
+    """Every action's mean EV of its last 50 fresh predictions (None before its first)."""
+    ev = report.fresh_ev_per_action(50)
+    return {a: round(ev[a], 3) if a in ev else None for a in range(num_actions)}
 
 
 def main(argv: list[str] | None = None) -> None:

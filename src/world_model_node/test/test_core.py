@@ -417,6 +417,42 @@ def test_devbot_train_warms_the_autoencoder_up_too_and_not_a_trained_one(monkeyp
     assert more.optimizers[0].param_groups[0]['lr'] == pytest.approx(lr)
 
 
+def test_the_autoencoder_learning_rate_falls_after_its_warm_up(monkeypatch, tmp_path):
+    """autoencoder_initial_lr_factor / autoencoder_lr_decay_steps: the rate warms up towards the
+    factor times the rate, falls linearly to the rate by the decay's end and stays, in both
+    trainers; an autoencoder from a trained checkpoint does not start high again."""
+    cfg = WorldModelConfig.tiny(
+        reconstruction_threshold=0.0,
+        autoencoder_lr=1e-3,
+        autoencoder_warmup_steps=4,
+        autoencoder_initial_lr_factor=3.0,
+        autoencoder_lr_decay_steps=8,
+    )
+    factors = [0.75, 1.375, 1.875, 2.25, 2.0, 1.75, 1.5, 1.25, 1.0, 1.0, 1.0]
+    rates = spy_on_step_rates(monkeypatch)
+    learner = OnlineLearner(cfg, ACTIONS)
+    learner.observe(dot_frames(1)[0][0])
+    for _ in range(len(factors) - 1):
+        learner.train_gate()
+    assert rates['MaskedAutoencoderViT'] == pytest.approx([1e-3 * f for f in factors])
+
+    paths = write_random_dot_sessions(
+        tmp_path / 'sessions' / 'toroidal_dot', 1, 30, 0, ['s0'], size=32, dot_radius=2
+    )
+    settings = TrainSettings(batch_size=4, steps=6, gate_check_interval=1, val_fraction=0.0)
+    rates.clear()
+    OfflineTrainer(paths, tmp_path / 'fresh', cfg, settings, progress=False).train()
+    assert rates['MaskedAutoencoderViT'] == pytest.approx([1e-3 * f for f in factors[:6]])
+
+    trained = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path / 'ckpt')
+    trained.autoencoder_steps = 10
+    trained.save()
+    more = OfflineTrainer(
+        paths, tmp_path / 'more', cfg, settings, progress=False, init_dir=tmp_path / 'ckpt'
+    )
+    assert more.optimizers[0].param_groups[0]['lr'] == pytest.approx(1e-3)
+
+
 def spy_on_step_rates(monkeypatch) -> dict[str, list[float]]:
     """The learning rate of every optimizer step, by the stepped module's class name."""
     rates: dict[str, list[float]] = {}

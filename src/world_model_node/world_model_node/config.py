@@ -105,6 +105,20 @@ class WorldModelConfig:
         'at rates above 1e-4 sets a fresh autoencoder back',
         check='nonneg',
     )
+    autoencoder_initial_lr_factor: float = param(
+        4.0,
+        'both trainers start the autoencoder at this multiple of autoencoder_lr (times the '
+        'warm-up) and lower it linearly to autoencoder_lr over its first '
+        'autoencoder_lr_decay_steps steps (1: no fall, the original). On the dot world both '
+        'actions stood 0.01-0.02 EV higher at every evaluation on two seeds (docs/design.md)',
+        check='positive',
+    )
+    autoencoder_lr_decay_steps: int = param(
+        2500,
+        'autoencoder steps over which the rate falls from autoencoder_initial_lr_factor x '
+        'autoencoder_lr to autoencoder_lr (counted over a resumed run too; 0: no fall)',
+        check='nonneg',
+    )
     predictor_lr: float = param(
         1e-4, 'AdamW learning rate of every predictor level', check='positive'
     )
@@ -487,6 +501,8 @@ class WorldModelConfig:
             level_creation_steps=20,
             autoencoder_lr=1e-3,
             autoencoder_warmup_steps=0,
+            autoencoder_initial_lr_factor=1.0,
+            autoencoder_lr_decay_steps=0,
             predictor_lr=1e-3,
             predictor_initial_lr_factor=1.0,
             prediction_history_size=3,  # the history's code paths under test

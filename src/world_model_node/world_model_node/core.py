@@ -248,13 +248,17 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group['lr'] = float(lr)
 
 
-def autoencoder_warmup_factor(config: WorldModelConfig, steps_done: int) -> float:
-    """The share of its rate the autoencoder's next step takes: rising linearly over the first
-    ``autoencoder_warmup_steps`` steps (``steps_done`` counts the steps taken so far, a resumed
-    run's included), then 1. Both trainers apply it: Adam's first steps at the full rate set a
-    fresh autoencoder back."""
+def autoencoder_lr_factor(config: WorldModelConfig, steps_done: int) -> float:
+    """The multiple of ``autoencoder_lr`` the autoencoder's next step takes (``steps_done``
+    counts the steps taken so far, a resumed run's included): ``autoencoder_initial_lr_factor``
+    at the first step, falling linearly to 1 over the first ``autoencoder_lr_decay_steps``
+    steps, times a warm-up rising linearly from 0 over the first ``autoencoder_warmup_steps``
+    (Adam's first steps at the full rate set a fresh autoencoder back). Both trainers apply it."""
     n = config.autoencoder_warmup_steps
-    return 1.0 if n <= 0 else min(1.0, (steps_done + 1) / n)
+    warmup = 1.0 if n <= 0 else min(1.0, (steps_done + 1) / n)
+    d = config.autoencoder_lr_decay_steps
+    fall = 0.0 if d <= 0 else max(0.0, 1.0 - steps_done / d)
+    return warmup * (1.0 + (config.autoencoder_initial_lr_factor - 1.0) * fall)
 
 
 def predictor_lr_factor(config: WorldModelConfig, steps_done: int) -> float:

@@ -65,7 +65,7 @@ from .core import (
     Level,
     Transitions,
     WorldModelCore,
-    autoencoder_warmup_factor,
+    autoencoder_lr_factor,
     draw_mask_ratio,
     draw_training_context,
     joint_loss,
@@ -812,7 +812,7 @@ class OnlineLearner:
         x = roll_frames(x[:, None], self.config.roll_augmentation, self.generator)[:, 0]
         ratio = draw_mask_ratio(self.config, self.generator)
         capture = self._metrics_due(self.autoencoder_steps + 1)
-        self._warm_up_autoencoder()
+        self._schedule_autoencoder_lr()
         loss = self.core.autoencoder_step(
             x, ratio, self.generator, self._grad_metrics if capture else None
         )
@@ -820,16 +820,16 @@ class OnlineLearner:
         self.last_mask_ratio = ratio
         return loss, ratio
 
-    def _warm_up_autoencoder(self) -> None:
-        """Before an autoencoder step: its learning rate (the explicit one, else the config's),
-        linearly warmed up over the first ``autoencoder_warmup_steps`` steps (counted over the
-        run, a resumed one included)."""
+    def _schedule_autoencoder_lr(self) -> None:
+        """Before an autoencoder step: its learning rate (the explicit one, else the config's)
+        times ``autoencoder_lr_factor`` of the autoencoder's steps so far (warm-up, then a fall
+        from ``autoencoder_initial_lr_factor``), counted over the run, a resumed one included."""
         cfg = self.config
         done = self.core.autoencoder_steps
-        if cfg.autoencoder_warmup_steps <= 0 or done > cfg.autoencoder_warmup_steps:
+        if done > max(cfg.autoencoder_warmup_steps, cfg.autoencoder_lr_decay_steps):
             return
         base = self._lr_override[0] if self._lr_override[0] is not None else cfg.autoencoder_lr
-        set_lr(self.ae_optimizer, base * autoencoder_warmup_factor(cfg, done))
+        set_lr(self.ae_optimizer, base * autoencoder_lr_factor(cfg, done))
 
     def _schedule_predictor_lr(self, levels: list[Level]) -> None:
         """Before a predictor step: each level's learning rate (the explicit one, else the
@@ -1009,7 +1009,7 @@ class OnlineLearner:
         joint = any(c.joint for c in missed)
         capture = self._metrics_due(self.levels[0].training_steps + 1) and self.levels[0] in levels
         if joint:
-            self._warm_up_autoencoder()
+            self._schedule_autoencoder_lr()
         self._schedule_predictor_lr(levels)
         self.core.predictor_step(
             [c.loss for c in missed], levels, joint, self._grad_metrics if capture else None

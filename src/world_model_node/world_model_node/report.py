@@ -107,21 +107,21 @@ class RunReport:
             'mean_prediction_error_last_50': float(np.mean(pred[-50:])) if pred else None,
             'prediction_below_threshold_at_step': below['step'] if below else None,
             'final_explained_variance': ev[-1] if ev else None,
-            **self._fresh_ev_per_action(),
+            **{
+                f'fresh_ev_action_{a}_last_50': ev for a, ev in self.fresh_ev_per_action(50).items()
+            },
             'num_levels': last['num_levels'],
         }
 
-    def _fresh_ev_per_action(self, last: int = 50) -> dict[str, float]:
-        """``fresh_ev_action_<a>_last_<last>``: the mean explained variance of the last ``last``
-        fresh predictions made for action a, for each action that has any."""
+    def fresh_ev_per_action(self, last: int = 50) -> dict[int, float]:
+        """The mean explained variance of the last ``last`` fresh predictions made for each
+        action (the prediction made before the frame was seen, for the action executed since),
+        for each action that has any."""
         per_action: dict[int, list[float]] = {}
         for r in self.rows:
             if r['fresh_action'] >= 0 and not math.isnan(r['explained_variance']):
                 per_action.setdefault(r['fresh_action'], []).append(r['explained_variance'])
-        return {
-            f'fresh_ev_action_{a}_last_{last}': float(np.mean(per_action[a][-last:]))
-            for a in sorted(per_action)
-        }
+        return {a: float(np.mean(per_action[a][-last:])) for a in sorted(per_action)}
 
     def write(
         self,

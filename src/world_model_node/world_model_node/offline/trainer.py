@@ -68,7 +68,7 @@ from ..config import WorldModelConfig
 from ..core import (
     Transitions,
     autoencoder_loss,
-    autoencoder_warmup_factor,
+    autoencoder_lr_factor,
     draw_mask_ratio,
     draw_training_context,
     joint_loss,
@@ -611,10 +611,12 @@ class OfflineTrainer:
         return lr_factor(step, self.total_steps, s.lr_schedule, s.warmup_steps, s.min_lr_ratio)
 
     def _autoencoder_lr_lambda(self, step: int) -> float:
-        """The run's schedule times the config's autoencoder warm-up (over the autoencoder's
-        steps, so a model started from a trained checkpoint is not warmed up again)."""
-        warmup = autoencoder_warmup_factor(self.config, self.core.autoencoder_steps)
-        return self._lr_lambda(step) * warmup
+        """The run's schedule times the config's autoencoder warm-up and fall (over the
+        autoencoder's steps, so a model started from a trained checkpoint is not warmed up or
+        started high again)."""
+        return self._lr_lambda(step) * autoencoder_lr_factor(
+            self.config, self.core.autoencoder_steps
+        )
 
     def _predictor_lr_lambda(self, step: int) -> float:
         """The run's schedule times the config's predictor rate fall (over the predictor's
