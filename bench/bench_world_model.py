@@ -483,10 +483,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument('--seed', type=int, default=0)
     p.add_argument(
-        '--ae-lr', type=float, default=None, help='autoencoder lr override (default: config 1e-4)'
+        '--ae-lr',
+        type=float,
+        default=None,
+        help="autoencoder lr override (default: the config's autoencoder_lr)",
     )
     p.add_argument(
-        '--pred-lr', type=float, default=None, help='predictor lr override (default: config 1e-4)'
+        '--pred-lr',
+        type=float,
+        default=None,
+        help="predictor lr override (default: the config's predictor_lr)",
     )
     p.add_argument(
         '--random-choice-probability',

@@ -169,9 +169,11 @@ def test_model_constructors_take_their_sizes_from_the_config_only():
 def test_checkpoint_configs_drop_fields_that_no_longer_exist():
     old = {**tiny().to_dict(), 'action_delay': 0.0, 'recording_mode': False}
     del old['patch_rope']  # written before patch_rope existed
+    del old['patch_rope_wrap']
     del old['macro_predictor_depth']  # levels >= 1 were as deep as level 0
     cfg = WorldModelConfig.from_checkpoint(old)
     assert cfg.patch_rope is False and not hasattr(cfg, 'action_delay')
+    assert cfg.patch_rope_wrap is False
     assert cfg.macro_predictor_depth == 0 and cfg.level_depth(1) == cfg.predictor_depth
     with pytest.raises(ConfigError, match='unknown'):
         WorldModelConfig.from_dict({'action_delay': 0.5})
@@ -820,6 +822,41 @@ def test_checkpoint_round_trip_resumes_bit_exactly(tmp_path):
         k for k in sa if not torch.equal(sa[k], sb[k])
     ][:5]
     assert torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_wrapping_patch_rope_makes_the_offset_across_the_seam_an_offset_like_any_other():
+    cfg = tiny()
+    grid = cfg.img_size // cfg.patch_size
+    head_dim = cfg.embed_dim // cfg.predictor_heads
+    q, k = torch.randn(head_dim), torch.randn(head_dim)
+
+    def logit(angles: torch.Tensor, qp: tuple[int, int], kp: tuple[int, int]) -> float:
+        cos, sin = angles.cos(), angles.sin()
+        i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]
+        return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
+
+    wrapped = patch_rope_angles(cfg.tokens_per_frame, head_dim, wrap=True)
+    flat = patch_rope_angles(cfg.tokens_per_frame, head_dim)
+    last = grid - 1
+    # the key one column right of the last column is the first column (and one row below the
+    # last row the first row): the same logit as one column right / one row down anywhere else
+    for angles, wraps in ((wrapped, True), (flat, False)):
+        inside = logit(angles, (1, 0), (2, 1))
+        across = [logit(angles, (1, last), (2, 0)), logit(angles, (last, 0), (0, 1))]
+        assert (max(abs(a - inside) for a in across) < 1e-4) == wraps
+    assert wrapped[0].abs().max() == 0 and wrapped[-1].abs().max() == 0  # CLS, action: none
+    with pytest.raises(ConfigError, match='patch_rope_wrap needs patch_rope'):
+        tiny(patch_rope=False, patch_rope_wrap=True)
+    # the predictor takes it from the config, and it changes what the same weights compute
+    plain, wrap = (make_predictor(cfg.replace(patch_rope_wrap=w), seed=3) for w in (False, True))
+    assert wrap.patch_rope_wrap and not plain.patch_rope_wrap
+    with torch.no_grad():
+        for layer in plain.layers:
+            layer.qkv.weight.normal_(std=0.5)
+    wrap.load_state_dict(plain.state_dict())
+    feats, acts = torch.randn(1, 2, cfg.tokens_per_frame, cfg.embed_dim), torch.randn(1, 2, 1)
+    with torch.no_grad():
+        assert (plain(feats, acts).features - wrap(feats, acts).features).abs().max() > 1e-3
 
 
 def test_a_checkpoint_from_before_patch_rope_loads_as_the_model_it_holds(tmp_path):

@@ -300,6 +300,15 @@ class WorldModelConfig:
         "also rotate the predictor's queries and keys by their patch's grid row and column "
         '(axial 2-D RoPE) in every layer, so attention depends on relative patch offsets',
     )
+    patch_rope_wrap: bool = param(
+        False,
+        "the patch grid wraps around (a torus world): patch RoPE's frequencies are whole turns "
+        'over the grid (harmonics 0, 1, 2, ... of its width), so the patch past the last '
+        'column is the first one and the move across the seam is the same rule as any other. '
+        "Non-wrapping RoPE left the dot's move across the seam (one transition in eight) to be "
+        'learned apart, and it was forgotten and relearned over and over. A camera image does '
+        'not wrap: keep false there',
+    )
 
     # ---------------------------------------------------------------- uncertainty
     ensemble_heads: int = param(
@@ -402,6 +411,8 @@ class WorldModelConfig:
                 f'patch_rope needs a predictor head width (embed_dim / predictor_heads = '
                 f'{self.embed_dim // self.predictor_heads}) that is a multiple of 4'
             )
+        if self.patch_rope_wrap and not self.patch_rope:
+            raise ConfigError('patch_rope_wrap needs patch_rope')
         bad = [i for i in self.film_block_ids if not 0 <= i < self.predictor_depth]
         if bad:
             raise ConfigError(f'film_block_ids {bad} outside 0..{self.predictor_depth - 1}')
@@ -613,9 +624,14 @@ class WorldModelConfig:
         'max_seq_len',
         'macro_length',
         'patch_rope',
+        'patch_rope_wrap',
     )
     #: model fields added later, with the value every checkpoint written before them was made with
-    CHECKPOINT_LEGACY_VALUES = {'patch_rope': False, 'macro_predictor_depth': 0}
+    CHECKPOINT_LEGACY_VALUES = {
+        'patch_rope': False,
+        'patch_rope_wrap': False,
+        'macro_predictor_depth': 0,
+    }
     #: fields that older checkpoints store but that no longer exist (nothing read them)
     CHECKPOINT_REMOVED_FIELDS = ('action_delay', 'recording_mode', 'recording_max_disk_gb')
 

@@ -70,15 +70,22 @@ def sincos_2d(dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
     return emb.float()
 
 
-def patch_rope_angles(tokens_per_frame: int, head_dim: int, base: float = 100.0) -> torch.Tensor:
+def patch_rope_angles(
+    tokens_per_frame: int, head_dim: int, base: float = 100.0, wrap: bool = False
+) -> torch.Tensor:
     """Rotary angles [T+1, head_dim/2] for the predictor's token slots (axial 2-D RoPE).
 
     Slot j of a step is token j of a frame (0 = CLS, 1..N = patches in row-major order) or, for
     j = T, the action token; future queries share the slots of the frame tokens. A patch slot gets
-    head_dim/4 angles from its grid row and head_dim/4 from its grid column (frequencies
-    base^(-k/(head_dim/4))); CLS and action slots get zero angles (no rotation). Rotating queries
-    and keys by these angles makes the attention logits depend on the patches' relative offset, so
-    "look one patch to the left" is one rule for every patch instead of one per position.
+    head_dim/4 angles from its grid row and head_dim/4 from its grid column; CLS and action slots
+    get zero angles (no rotation). Rotating queries and keys by these angles makes the attention
+    logits depend on the patches' relative offset, so "look one patch to the left" is one rule
+    for every patch instead of one per position.
+
+    Frequencies: base^(-k/(head_dim/4)) radians per patch, k = 0..head_dim/4-1; with ``wrap``
+    (a grid that wraps around, a torus) the harmonics 2*pi*k/grid instead, so an offset of o and
+    of o - grid rotate alike and the patch right of the last column is the first column. With
+    head_dim/4 >= grid/2 + 1 those harmonics span every function of the offset modulo the grid.
     """
     grid = int(round(math.sqrt(tokens_per_frame - 1)))
     if grid * grid != tokens_per_frame - 1 or head_dim % 4:
@@ -87,7 +94,8 @@ def patch_rope_angles(tokens_per_frame: int, head_dim: int, base: float = 100.0)
             f'{tokens_per_frame - 1} patches and head_dim {head_dim}'
         )
     quarter = head_dim // 4
-    freqs = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)  # [dh/4]
+    k = torch.arange(quarter, dtype=torch.float64)
+    freqs = 2 * math.pi * k / grid if wrap else base ** (-k / quarter)  # [dh/4]
     rows = torch.arange(grid * grid) // grid
     cols = torch.arange(grid * grid) % grid
     angles = torch.zeros(tokens_per_frame + 1, 2 * quarter, dtype=torch.float64)
@@ -594,6 +602,8 @@ class TransformerActionConditionedPredictor(nn.Module):
             prediction.
         patch_rope: also rotate every layer's queries and keys by their patch's grid row and
             column (axial 2-D RoPE, see ``patch_rope_angles``), on top of the learned positions.
+        patch_rope_wrap: the patch grid wraps around (a torus world): RoPE frequencies are
+            whole turns over the grid.
 
     Build it from a config with ``from_config`` (``build_predictor``); the arguments have no
     defaults of their own, so the config's are the only ones.
@@ -623,6 +633,7 @@ class TransformerActionConditionedPredictor(nn.Module):
         head_init_std: float,
         action_grad_scale: float,
         patch_rope: bool,
+        patch_rope_wrap: bool,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -668,8 +679,11 @@ class TransformerActionConditionedPredictor(nn.Module):
             num_actions, in_chans, classifier_channels, patch_size
         )
         self.patch_rope = patch_rope
+        self.patch_rope_wrap = patch_rope_wrap
         if patch_rope:  # fixed tables, rebuilt from the constructor arguments (not in checkpoints)
-            angles = patch_rope_angles(tokens_per_frame, embed_dim // num_heads)  # [T+1, dh/2]
+            angles = patch_rope_angles(
+                tokens_per_frame, embed_dim // num_heads, wrap=patch_rope_wrap
+            )  # [T+1, dh/2]
             self.register_buffer('rope_cos', angles.cos(), persistent=False)
             self.register_buffer('rope_sin', angles.sin(), persistent=False)
         self._init_weights()
@@ -703,6 +717,7 @@ class TransformerActionConditionedPredictor(nn.Module):
             head_init_std=cfg.head_init_std,
             action_grad_scale=cfg.action_grad_scale,
             patch_rope=cfg.patch_rope,
+            patch_rope_wrap=cfg.patch_rope_wrap,
         )
         args.update(overrides)
         return cls(**args)
