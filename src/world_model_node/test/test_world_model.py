@@ -301,6 +301,21 @@ def test_cached_context_matches_full_sequence_and_batches_candidates(patch_rope)
     assert (batched.prediction[0] - batched.prediction[1]).abs().max() > 1e-4
 
 
+def rope_logit(
+    angles: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    grid: int,
+    qp: tuple[int, int],
+    kp: tuple[int, int],
+) -> float:
+    """The attention logit of query q at patch qp (row, column) for key k at patch kp, both
+    rotated by their patch's RoPE angles [T + 1, dh/2] (slot 0 is the CLS token)."""
+    cos, sin = angles.cos(), angles.sin()
+    i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]
+    return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
+
+
 def test_patch_rope_makes_attention_depend_on_relative_patch_offsets():
     cfg = tiny()
     grid = cfg.img_size // cfg.patch_size
@@ -310,12 +325,10 @@ def test_patch_rope_makes_attention_depend_on_relative_patch_offsets():
     assert (
         angles[0].abs().max() == 0 and angles[-1].abs().max() == 0
     )  # CLS and action slots: no rotation
-    cos, sin = angles.cos(), angles.sin()
     q, k = torch.randn(head_dim), torch.randn(head_dim)
 
     def logit(qp: tuple[int, int], kp: tuple[int, int]) -> float:
-        i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]  # token slots of those patches
-        return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
+        return rope_logit(angles, q, k, grid, qp, kp)
 
     # the same offset (one row down, two columns left) anywhere on the grid: the same logit
     same = [logit((r, c), (r + 1, c - 2)) for r, c in [(0, 2), (1, 3), (2, 2)]]
@@ -831,9 +844,7 @@ def test_wrapping_patch_rope_makes_the_offset_across_the_seam_an_offset_like_any
     q, k = torch.randn(head_dim), torch.randn(head_dim)
 
     def logit(angles: torch.Tensor, qp: tuple[int, int], kp: tuple[int, int]) -> float:
-        cos, sin = angles.cos(), angles.sin()
-        i, j = 1 + qp[0] * grid + qp[1], 1 + kp[0] * grid + kp[1]
-        return float(apply_rope(q, cos[i], sin[i]) @ apply_rope(k, cos[j], sin[j]))
+        return rope_logit(angles, q, k, grid, qp, kp)
 
     wrapped = patch_rope_angles(cfg.tokens_per_frame, head_dim, wrap=True)
     flat = patch_rope_angles(cfg.tokens_per_frame, head_dim)

@@ -468,14 +468,7 @@ class PredictorLayer(nn.Module):
         [B, H, S, P+S] or None).
         """
         b, s, d = x.shape
-        qkv = (
-            self.qkv(self.norm1(x))
-            .view(b, s, 3, self.num_heads, self.head_dim)
-            .permute(2, 0, 3, 1, 4)
-        )
-        q, k, v = qkv.unbind(0)  # [B, H, S, dh] each
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self._qkv(x, rope)
         p = 0
         k_all, v_all = k, v
         if past is not None:
@@ -500,6 +493,29 @@ class PredictorLayer(nn.Module):
         x = x + self.drop(self.proj(out.transpose(1, 2).reshape(b, s, d)))
         x = x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.norm2(x))))))
         return x, (k, v), attn
+
+    def keys_values(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This segment's (k, v) [B, H, S, D/H] (k rotated) as ``forward`` returns them, without
+        the layer's output: all that later tokens need of a context's last layer."""
+        _, k, v = self._qkv(x, rope)
+        return k, v
+
+    def _qkv(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, S, D] -> q, k, v [B, H, S, dh] (q and k rotated by ``rope``)."""
+        b, s, _ = x.shape
+        qkv = (
+            self.qkv(self.norm1(x))
+            .view(b, s, 3, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+        )
+        q, k, v = qkv.unbind(0)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
 
 
 def _causal_mask(s: int, p: int, device: torch.device) -> torch.Tensor:
@@ -829,17 +845,23 @@ class TransformerActionConditionedPredictor(nn.Module):
         film_from: int,
         return_attn: bool,
         start: int,
-    ) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+        keys_values_only: bool = False,
+    ) -> tuple[torch.Tensor | None, list, torch.Tensor | None]:
         """Run all layers over a segment x [B, S, D] whose first token is at position ``start``;
         FiLM (with film_emb [B, Ea]) modulates the segment's tokens from index ``film_from`` on,
-        after each layer in FILM_BLOCK_IDS.
-        Returns (x [B, S, D], per-layer (k, v) of this segment, last layer attention or None)."""
+        after each layer in FILM_BLOCK_IDS. With ``keys_values_only`` (a context, whose output
+        nothing reads) the last layer computes its keys and values alone.
+        Returns (x [B, S, D] or None with ``keys_values_only``, per-layer (k, v) of this segment,
+        last layer attention or None)."""
         x = self.input_drop(x)
         rope = self._segment_rope(start, x.shape[1])
         new_kv = []
         attn = None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
+            if keys_values_only and i == last:
+                new_kv.append(layer.keys_values(x, rope))
+                return None, new_kv, None
             x, kv, a = layer(
                 x,
                 None if past is None else past[i],
@@ -960,9 +982,11 @@ class TransformerActionConditionedPredictor(nn.Module):
                     parts.append(self._action_tokens(emb[:, i], pos + t))
                     pos += t + 1
                     types += [FRAME_TOKEN] * t + [ACTION_TOKEN]
-                _, kv, _ = self._run_layers(torch.cat(parts, dim=1), None, None, 0, False, start=0)
+                _, kv, _ = self._run_layers(
+                    torch.cat(parts, dim=1), None, None, 0, False, start=0, keys_values_only=True
+                )
         x = self._frame_tokens(current, pos)
-        _, cur_kv, _ = self._run_layers(x, kv, None, 0, False, start=pos)
+        _, cur_kv, _ = self._run_layers(x, kv, None, 0, False, start=pos, keys_values_only=True)
         base = current.detach()  # the delta-latent base: no pull of z_t towards z_{t+1}
         if kv is None:
             kv = cur_kv
