@@ -189,6 +189,49 @@ def _wait_recorded(output_dir, frames: int, timeout: float):
     return None
 
 
+def test_recorder_reports_ready_once_it_receives_every_loop_topic(node_process, probe, tmp_path):
+    """recorder/ready (latched) is false until a publisher of each of camera/image_raw,
+    motor_command/executed and motor_command has matched the recorder's readers."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Bool
+
+    states: list[bool] = []
+    probe.node.create_subscription(
+        Bool,
+        NS + 'recorder/ready',
+        lambda msg: states.append(msg.data),
+        QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        ),
+    )
+    rec = node_process(_recorder_cmd(tmp_path, 'flush_interval_s:=0.2'))
+    assert probe.spin_until(lambda: states, timeout=30), rec.output
+    assert states == [False]
+    # the robot publishes frames and executed actions; nobody commands yet
+    node_process(
+        _node_cmd(
+            'toroidal_sim_node',
+            f'robot_config:={REPO / "config/toroidal_dot.yaml"}',
+            namespace='/toroidal_dot',
+        )
+    )
+    assert rec.wait_for_line(r'recording /toroidal_dot/camera/image_raw', 30), rec.output
+    assert probe.spin_until(
+        lambda: probe.node.count_publishers(NS + 'motor_command/executed') > 0, timeout=30
+    )
+    probe.spin_until(lambda: False, timeout=2.0)
+    assert states == [False], rec.output
+    probe.node.create_publisher(
+        JointState,
+        NS + 'motor_command',
+        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+    )
+    assert probe.spin_until(lambda: states[-1:] == [True], timeout=30), (states, rec.output)
+    assert states == [False, True]
+
+
 def test_recorder_killed_with_sigkill_leaves_a_readable_bag(launch, node_process, tmp_path):
     run = launch(RUNNER, 'selector:=random', 'seed:=2', 'action_delay:=0.01', 'report_dir:=')
     rec = node_process(_recorder_cmd(tmp_path, 'flush_interval_s:=0.2'))

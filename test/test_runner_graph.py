@@ -157,6 +157,27 @@ def test_malformed_commands_are_rejected_and_logged_while_the_sim_keeps_serving(
     assert f'executed {stays + 1} actions, rejected 5 commands' in out
 
 
+ONE_PIXEL_FRAME = Image(height=1, width=1, encoding='rgb8', step=3, data=bytes(3))
+ONE_PIXEL_FRAME.header.stamp.sec = 1
+
+
+def positions(commands: list) -> list[list[float]]:
+    return [list(m.position) for m in commands]
+
+
+def _move_selector_cmd(*params: str) -> list[str]:
+    """selector_node in /toroidal_dot answering every frame with "move", plus ``params``."""
+    cmd = [str(BIN / 'selector_node'), '--ros-args', '-r', '__ns:=/toroidal_dot']
+    for param in (
+        'robot_config:=config/toroidal_dot.yaml',
+        'policy:=constant',
+        'action:=1',
+        *params,
+    ):
+        cmd += ['-p', param]
+    return cmd
+
+
 def test_the_first_command_waits_until_the_robot_itself_listens(node_process, probe):
     """A command published before the robot's reader matched is lost, and the closed loop then
     waits forever for its outcome. Another reader of motor_command (a recorder, a viewer)
@@ -169,20 +190,7 @@ def test_the_first_command_waits_until_the_robot_itself_listens(node_process, pr
     robot = rclpy.create_node('fake_robot', context=probe.context)
     probe.executor.add_node(robot)
     camera = robot.create_publisher(Image, NS + 'camera/image_raw', reliable)
-    selector = node_process(
-        [
-            str(BIN / 'selector_node'),
-            '--ros-args',
-            '-r',
-            '__ns:=/toroidal_dot',
-            '-p',
-            'robot_config:=config/toroidal_dot.yaml',
-            '-p',
-            'policy:=constant',
-            '-p',
-            'action:=1',
-        ]
-    )
+    selector = node_process(_move_selector_cmd())
     try:
         assert probe.spin_until(
             lambda: (
@@ -191,9 +199,7 @@ def test_the_first_command_waits_until_the_robot_itself_listens(node_process, pr
             ),
             timeout=20,
         )
-        frame = Image(height=1, width=1, encoding='rgb8', step=3, data=bytes(3))
-        frame.header.stamp.sec = 1
-        camera.publish(frame)
+        camera.publish(ONE_PIXEL_FRAME)
         # the other reader has matched the selector, the robot does not listen: the selector
         # says it waits, and nothing is sent
         assert probe.spin_until(
@@ -206,14 +212,64 @@ def test_the_first_command_waits_until_the_robot_itself_listens(node_process, pr
         robot.create_subscription(JointState, NS + 'motor_command', seen_by_robot.append, reliable)
         assert probe.spin_until(lambda: seen_by_robot and seen_by_other, timeout=20)
         probe.spin_until(lambda: False, timeout=0.5)
-        assert (
-            [list(m.position) for m in seen_by_robot]
-            == [[1.0]]
-            == [list(m.position) for m in seen_by_other]
-        )
+        assert positions(seen_by_robot) == [[1.0]] == positions(seen_by_other)
     finally:
         probe.executor.remove_node(robot)
         robot.destroy_node()
+    assert selector.stop() == 0, selector.output
+    assert 'steps: 1 ' in selector.output, selector.output
+
+
+def test_with_wait_for_recorder_the_first_command_waits_for_recorder_ready(node_process, probe):
+    """The recorder's subscriptions on the graph do not mean it receives: DDS may match the
+    robot's writers with it seconds later, and the session would miss its first transitions. The
+    selector holds the first command until the recorder publishes true on recorder/ready."""
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Bool
+
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    latched = QoSProfile(
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
+    robot = rclpy.create_node('fake_robot', context=probe.context)
+    recorder = rclpy.create_node('recorder', namespace='/toroidal_dot', context=probe.context)
+    nodes = (robot, recorder)
+    for node in nodes:
+        probe.executor.add_node(node)
+    camera = robot.create_publisher(Image, NS + 'camera/image_raw', reliable)
+    seen_by_robot: list = []
+    robot.create_subscription(JointState, NS + 'motor_command', seen_by_robot.append, reliable)
+    seen_by_recorder: list = []
+    for topic in ('camera/image_raw', 'motor_command/executed'):
+        recorder.create_subscription(Image, topic, lambda _: None, reliable)
+    recorder.create_subscription(JointState, 'motor_command', seen_by_recorder.append, reliable)
+    ready = recorder.create_publisher(Bool, 'recorder/ready', latched)
+    ready.publish(Bool(data=False))
+    selector = node_process(_move_selector_cmd('wait_for_recorder:=true'))
+    try:
+        assert probe.spin_until(
+            lambda: camera.get_subscription_count() > 0 and ready.get_subscription_count() > 0,
+            timeout=20,
+        )
+        camera.publish(ONE_PIXEL_FRAME)
+        assert probe.spin_until(
+            lambda: 'waiting for recorder/ready before the first command' in selector.output,
+            timeout=20,
+        ), selector.output
+        # robot and recorder subscribed long past the settle time: still nothing is sent
+        probe.spin_until(lambda: False, timeout=2.0)
+        assert seen_by_robot == [] == seen_by_recorder
+        ready.publish(Bool(data=True))
+        assert probe.spin_until(lambda: seen_by_robot and seen_by_recorder, timeout=20)
+        probe.spin_until(lambda: False, timeout=0.5)
+        assert positions(seen_by_robot) == [[1.0]] == positions(seen_by_recorder)
+    finally:
+        for node in nodes:
+            probe.executor.remove_node(node)
+            node.destroy_node()
     assert selector.stop() == 0, selector.output
     assert 'steps: 1 ' in selector.output, selector.output
 

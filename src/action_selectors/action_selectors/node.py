@@ -9,12 +9,15 @@ Subscribed topics:
         de-duplicated by header.stamp (the robot re-sends its current frame to late joiners).
     world_model/action_scores (sensor_msgs/JointState): triggers a command (trigger=scores);
         name = candidate labels, position = uncertainty; de-duplicated by header.stamp.
+    recorder/ready (std_msgs/Bool, latched; only with wait_for_recorder): the recorder
+        receives every loop topic.
 
 Published topics:
     motor_command (sensor_msgs/JointState): the chosen discrete action. The first one goes out
         only once the robot (the node publishing camera/image_raw) has subscribed for
         LISTENER_SETTLE_S; until then the trigger is kept and re-tried, because a command lost
-        before the robot listens would stall the loop for good.
+        before the robot listens would stall the loop for good. With wait_for_recorder it also
+        waits for recorder/ready, so a recorded session starts with its first transition.
 
 Parameters:
     robot_config (string): robot file with the action space (required).
@@ -30,9 +33,9 @@ Parameters:
     random_choice_probability (double): for policy uncertainty, the probability of a uniformly
         random candidate instead of the most uncertain one [0.25].
     trigger (string): frame | scores; empty = scores for uncertainty, frame otherwise [''].
-    wait_for_recorder (bool): send no command before a node named ``recorder`` has subscribed
-        to motor_command, motor_command/executed and camera/image_raw (set by the launch files'
-        ``record:=true``) [false].
+    wait_for_recorder (bool): send no command before the recorder publishes true on
+        recorder/ready: it has matched the publishers of motor_command, motor_command/executed
+        and camera/image_raw (set by the launch files' ``record:=true``) [false].
     report_dir (string): write runner_stats.json here at the end; empty = no file [''].
     max_steps (int): stop after this many actions (0 = run until stopped) [0]. The node then
         waits for the trigger that follows its last action, prints the runner statistics and
@@ -49,6 +52,7 @@ import time
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
 
 from action_selectors.policies import RANDOM_CHOICE_PROBABILITY, make_policy
 from action_selectors.recorded import RecordedPolicy, RecordingFinished
@@ -114,7 +118,8 @@ class SelectorNode(Node):
             self,
             'wait_for_recorder',
             False,
-            'send no command before a node named recorder subscribes to motor_command',
+            'send no command before the recorder reports on recorder/ready that it receives '
+            'the loop topics',
         )
         self.report_dir = declare(
             self, 'report_dir', '', 'write runner_stats.json here at the end; empty = no file'
@@ -148,6 +153,11 @@ class SelectorNode(Node):
         self._waiting_since = 0.0
         self._robot_wait_logged = False
         self._listeners_ready = False
+        self._recorder_ready = False
+        if self.wait_for_recorder:
+            self.create_subscription(
+                Bool, topics.RECORDER_READY, self._on_recorder_ready, topics.state_qos()
+            )
         self._next_progress = time.monotonic() + PROGRESS_PERIOD_S
         self.get_logger().info(
             f'policy {policy}, triggered by {self.trigger}, {self.action_space.num_actions} actions'
@@ -158,6 +168,9 @@ class SelectorNode(Node):
             )
             + (f', max_steps {self.max_steps}' if self.max_steps else '')
         )
+
+    def _on_recorder_ready(self, msg: Bool) -> None:
+        self._recorder_ready = msg.data
 
     def _on_frame(self, serialized: bytes) -> None:
         stamp = header_stamp(serialized)
@@ -200,17 +213,14 @@ class SelectorNode(Node):
             self.get_logger().info(f'step {self.stats.steps}{total}')
 
     def _check_listeners(self, scores) -> bool:
-        """True once the robot (and the recorder, if wait_for_recorder) has subscribed for
-        LISTENER_SETTLE_S; until then the trigger is kept and re-tried by a timer. The robot
-        must listen before the first command or that command is lost; the recorder must
-        listen to commands, executed actions and frames, so a recorded session starts with its
-        first transition. The settle time covers their readers matching this node's writer
-        after this node has seen them in the graph."""
+        """True once the robot has subscribed (and, if wait_for_recorder, the recorder has
+        reported ready) for LISTENER_SETTLE_S; until then the trigger is kept and re-tried by a
+        timer. The robot must listen before the first command or that command is lost; the
+        recorder must receive commands, executed actions and frames, so a recorded session
+        starts with its first transition. The settle time covers their readers matching this
+        node's writer after this node has seen them in the graph."""
         robot = topics.robot_subscribed(self, self._command_pub)
-        recorder = not self.wait_for_recorder or all(
-            any(name == 'recorder' for _, name in topics.subscribers(self, t))
-            for t in (topics.MOTOR_COMMAND, topics.MOTOR_EXECUTED, topics.CAMERA_IMAGE)
-        )
+        recorder = not self.wait_for_recorder or self._recorder_ready
         now = time.monotonic()
         if robot and recorder:
             if self._listeners_seen is None:
@@ -227,9 +237,7 @@ class SelectorNode(Node):
         if self._retry_timer is None:  # the first wait
             self._waiting_since = now
             if not recorder:
-                self.get_logger().info(
-                    'waiting for the recorder to subscribe before the first command'
-                )
+                self.get_logger().info('waiting for recorder/ready before the first command')
             self._retry_timer = self.create_timer(0.1, lambda: self._act(self._pending_scores))
         elif (
             not robot

@@ -28,6 +28,11 @@ RESET_SERVICE = 'reset'
 # recorder -> its own bag only (never published): where DDS reported messages lost on a recorded
 # topic (diagnostic_msgs/DiagnosticArray, see devbot.cdr.messages_lost_cdr)
 RECORDER_MESSAGES_LOST = 'recorder/messages_lost'
+# recorder -> selectors (std_msgs/Bool, latched): true while the recorder has matched a publisher
+# of every loop topic it records (camera/image_raw, motor_command, motor_command/executed)
+RECORDER_READY = 'recorder/ready'
+# the loop's topics: a recorder receiving all three records a run from its first transition
+LOOP_TOPICS = (CAMERA_IMAGE, MOTOR_COMMAND, MOTOR_EXECUTED)
 
 
 def subscribers(node, topic: str) -> set[tuple[str, str]]:
@@ -96,6 +101,18 @@ def loop_qos():
 def viewer_qos():
     """Viewers: best-effort, keep-last 1 (a slow viewer must never slow the loop)."""
     return _volatile_keep_last(1, reliable=False)
+
+
+def state_qos():
+    """A state that late joiners need: reliable, transient-local (latched), keep-last 1."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
 
 
 def _volatile_keep_last(depth: int, reliable: bool):

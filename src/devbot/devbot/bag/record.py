@@ -10,7 +10,14 @@ on the graph or given with ``types``):
     camera/image_raw, motor_command, motor_command/executed, ground_truth/dot_position,
     world_model/action_scores, world_model/metrics (the ``topics`` parameter).
 
-Published topics: none. Written into the bag only: ``recorder/messages_lost``
+Published topics:
+    recorder/ready (std_msgs/Bool, reliable, latched): true while every loop topic it records
+        (camera/image_raw, motor_command, motor_command/executed) has a matched publisher, so a
+        run's messages reach the bag; a selector with ``wait_for_recorder`` holds its first
+        command until then. Seeing the recorder's subscriptions on the graph is not enough: on a
+        loaded machine DDS may match the robot's writers with the recorder seconds later.
+
+Written into the bag only: ``recorder/messages_lost``
 (diagnostic_msgs/DiagnosticArray), one message each time DDS reports messages of a recorded topic
 lost before they reached the recorder (e.g. the recorder starved of CPU for longer than the
 publisher's history lasts); readers leave out the transitions such a loss could have touched.
@@ -49,6 +56,8 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
+from std_msgs.msg import Bool
 
 from devbot import topics
 from devbot.bag.metadata import TopicSpec, custom_data
@@ -167,7 +176,7 @@ class RecorderNode(Node):
                 dynamic_typing=True,
             )
         )
-        topics = declare(
+        recorded = declare(
             self, 'topics', ','.join(DEFAULT_TOPICS), 'comma-separated topics to record'
         )
         types = declare(
@@ -203,7 +212,7 @@ class RecorderNode(Node):
         self.custom_data, robot_name = build_custom_data(robot_config, robot, self.get_namespace())
         self.robot_dir = Path(output_dir) / robot_name
         self.limit_bytes = int(limit_gb * GB)
-        self.wanted = [t.strip() for t in topics.split(',') if t.strip()]
+        self.wanted = [t.strip() for t in recorded.split(',') if t.strip()]
         given = {**DEFAULT_TYPES, **parse_types(types)}
         self.given_types = {
             self.resolve_topic_name(t): v for t, v in given.items() if t in self.wanted
@@ -216,6 +225,11 @@ class RecorderNode(Node):
         self._recent: dict[str, tuple[bytes | None, bytes | None]] = {}
         self._lost_topic_id = 0
         self._subscribed: dict[str, int] = {}  # resolved topic -> bag topic id (0: no message yet)
+        self._subscriptions_of: dict[str, Subscription] = {}  # resolved topic -> its subscription
+        self._ready_pub = self.create_publisher(Bool, topics.RECORDER_READY, topics.state_qos())
+        self._ready: bool | None = None
+        # subscribed at start (DEFAULT_TYPES) when wanted: ready needs a publisher for each
+        self._loop_topics = {self.resolve_topic_name(t) for t in topics.LOOP_TOPICS}
         self._types: dict[str, str] = {}
         self._warned: set[str] = set()
         self._last_ns = 0
@@ -276,6 +290,18 @@ class RecorderNode(Node):
                         f'{name} has several types {found}; recording {msgtype}'
                     )
             self._subscribe(name, msgtype)
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        """Publish recorder/ready at start and whenever it changes."""
+        ready = all(
+            sub.get_publisher_count() > 0
+            for name, sub in self._subscriptions_of.items()
+            if name in self._loop_topics
+        )
+        if ready != self._ready:
+            self._ready = ready
+            self._ready_pub.publish(Bool(data=ready))
 
     def _subscribe(self, name: str, msgtype: str) -> None:
         infos = [i for i in self.get_publishers_info_by_topic(name) if i.topic_type == msgtype]
@@ -303,14 +329,15 @@ class RecorderNode(Node):
         self.counts[name] = 0
         if next(iter(cls.get_fields_and_field_types().values()), '') == 'std_msgs/Header':
             self._recent[name] = (None, None)
-        self.create_subscription(
+        self._subscriptions_of[name] = self.create_subscription(
             cls,
             name,
             lambda data, n=name: self._on_message(n, data),
             qos,
             raw=True,
             event_callbacks=SubscriptionEventCallbacks(
-                message_lost=lambda info, n=name: self._on_lost(n, info.total_count_change)
+                message_lost=lambda info, n=name: self._on_lost(n, info.total_count_change),
+                matched=lambda info: self._update_ready(),
             ),
         )
         self.get_logger().info(
