@@ -171,10 +171,12 @@ def test_checkpoint_configs_drop_fields_that_no_longer_exist():
     del old['patch_rope']  # written before patch_rope existed
     del old['patch_rope_wrap']
     del old['macro_predictor_depth']  # levels >= 1 were as deep as level 0
+    del old['decoder_hidden_layers']
     cfg = WorldModelConfig.from_checkpoint(old)
     assert cfg.patch_rope is False and not hasattr(cfg, 'action_delay')
     assert cfg.patch_rope_wrap is False
     assert cfg.macro_predictor_depth == 0 and cfg.level_depth(1) == cfg.predictor_depth
+    assert cfg.decoder_hidden_layers == 1
     with pytest.raises(ConfigError, match='unknown'):
         WorldModelConfig.from_dict({'action_delay': 0.5})
 
@@ -196,6 +198,7 @@ def test_autoencoder_shapes_and_masking():
         cfg.num_heads,
         4.0,
         cfg.decoder_embed_dim,
+        1,
     )
     imgs = torch.rand(2, 3, 32, 32)
     n = cfg.num_patches
@@ -885,6 +888,23 @@ def test_a_checkpoint_from_before_patch_rope_loads_as_the_model_it_holds(tmp_pat
     assert b.step == a.step
     with pytest.raises(CheckpointError, match='patch_rope=False'):  # another model: refused
         OnlineLearner(cfg.replace(patch_rope=True), ACTIONS, checkpoint_dir=tmp_path)
+
+
+def test_a_deeper_decoder_is_another_model_that_draws_the_same_patches(tmp_path):
+    cfg = tiny(decoder_hidden_layers=2, reconstruction_threshold=0.02)
+    deep, shallow = (
+        MaskedAutoencoderViT.from_config(cfg.replace(decoder_hidden_layers=n)) for n in (2, 1)
+    )
+    linears = [m for m in deep.decoder.pred if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 == len(deep.decoder.pred) - 2  # 2 x [Linear, ReLU], Linear
+    imgs = torch.rand(2, 3, cfg.img_size, cfg.img_size)
+    assert deep.decode(deep.encode(imgs)).shape == shallow.decode(shallow.encode(imgs)).shape
+    a = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)
+    run_steps(a, dot_env(seed=1), [1, 0])
+    assert a.save() == 1
+    assert OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path).step == a.step
+    with pytest.raises(CheckpointError, match='decoder_hidden_layers=2'):
+        OnlineLearner(cfg.replace(decoder_hidden_layers=1), ACTIONS, checkpoint_dir=tmp_path)
 
 
 def test_corrupted_primary_falls_back_to_one_consistent_backup_generation(tmp_path, caplog):

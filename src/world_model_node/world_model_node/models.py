@@ -158,17 +158,24 @@ def _init_linear_and_norm(module: nn.Module) -> None:
 
 class MAEDecoder(nn.Module):
     """Lightweight per-token MLP decoder: Linear(D->Dd), mask tokens + un-shuffle, fixed sin-cos
-    positions, Linear(Dd->Dd), ReLU, Linear(Dd->P); the CLS output is dropped.
+    positions, ``hidden_layers`` x [Linear(Dd->Dd), ReLU], Linear(Dd->P); the CLS output is
+    dropped.
 
     Args:
         embed_dim: encoder width D.
         decoder_embed_dim: decoder width Dd.
+        hidden_layers: hidden layers of the per-token MLP (the original: 1).
         grid_size: patches per image side (N = grid_size**2).
         patch_dim: values per patch P = patch_size**2 * in_chans.
     """
 
     def __init__(
-        self, embed_dim: int, decoder_embed_dim: int, grid_size: int, patch_dim: int
+        self,
+        embed_dim: int,
+        decoder_embed_dim: int,
+        hidden_layers: int,
+        grid_size: int,
+        patch_dim: int,
     ) -> None:
         super().__init__()
         self.num_patches = grid_size * grid_size
@@ -177,11 +184,12 @@ class MAEDecoder(nn.Module):
         self.register_buffer(
             'pos_embed', sincos_2d(decoder_embed_dim, grid_size)[None], persistent=False
         )
-        self.pred = nn.Sequential(
-            nn.Linear(decoder_embed_dim, decoder_embed_dim),
-            nn.ReLU(),
-            nn.Linear(decoder_embed_dim, patch_dim),
-        )
+        hidden = [
+            layer
+            for _ in range(hidden_layers)
+            for layer in (nn.Linear(decoder_embed_dim, decoder_embed_dim), nn.ReLU())
+        ]
+        self.pred = nn.Sequential(*hidden, nn.Linear(decoder_embed_dim, patch_dim))
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(
@@ -215,6 +223,7 @@ class MaskedAutoencoderViT(nn.Module):
         num_heads: encoder attention heads.
         mlp_ratio: MLP hidden width / D.
         decoder_embed_dim: decoder width.
+        decoder_hidden_layers: hidden layers of the decoder's per-token MLP.
         norm_eps: LayerNorm epsilon.
     """
 
@@ -228,6 +237,7 @@ class MaskedAutoencoderViT(nn.Module):
         num_heads: int,
         mlp_ratio: float,
         decoder_embed_dim: int,
+        decoder_hidden_layers: int,
         norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -254,7 +264,11 @@ class MaskedAutoencoderViT(nn.Module):
 
         # decoder
         self.decoder = MAEDecoder(
-            embed_dim, decoder_embed_dim, self.grid_size, patch_size * patch_size * in_chans
+            embed_dim,
+            decoder_embed_dim,
+            decoder_hidden_layers,
+            self.grid_size,
+            patch_size * patch_size * in_chans,
         )
         self._init_weights()
 
@@ -270,6 +284,7 @@ class MaskedAutoencoderViT(nn.Module):
             num_heads=cfg.num_heads,
             mlp_ratio=cfg.mlp_ratio,
             decoder_embed_dim=cfg.decoder_embed_dim,
+            decoder_hidden_layers=cfg.decoder_hidden_layers,
         )
 
     def _init_weights(self) -> None:
