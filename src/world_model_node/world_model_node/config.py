@@ -161,7 +161,8 @@ class WorldModelConfig:
     encoder_prediction_grad_scale: float = param(
         0.1,
         "scale of the predictor losses' gradient reaching the encoder (0: none); small, so that "
-        'the encoder is shaped mainly by reconstruction and does not chase the predictor',
+        'the encoder is shaped mainly by reconstruction and does not chase the predictor (the '
+        'dot uses 0: with 0.1 its long runs broke down after ~1,900 acted frames)',
         check='nonneg',
     )
 
@@ -278,8 +279,8 @@ class WorldModelConfig:
         1,
         "hidden layers of the decoder's per-token MLP (the original: 1). The autoencoder alone "
         'on dot frames: reconstruction EV 0.905 / 0.923 after 2,000 / 3,000 steps with 2, '
-        'against 0.883 / 0.906 with 1, in the same time; in the learner +0.01-0.02 EV up to '
-        '1,500 acted frames, then a breakdown (docs/limits.md), so not a default yet',
+        'against 0.883 / 0.906 with 1, in the same time (the dot uses 2; a camera robot has '
+        'not been measured with it)',
         check='positive',
     )
 
