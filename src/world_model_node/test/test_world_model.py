@@ -566,19 +566,24 @@ def test_autoencoder_gets_exactly_one_update_per_step_and_is_not_in_predictor():
     assert steps == {5}  # every AE parameter updated exactly 5 times
 
 
+@pytest.mark.parametrize('grad_scale', [0.0, 0.1])
 @pytest.mark.parametrize('recon_weight', [0.0, 1.0])
-def test_prediction_losses_train_the_encoder_but_not_the_decoder(recon_weight):
+def test_prediction_losses_reach_the_encoder_as_scaled_and_never_the_decoder(
+    recon_weight, grad_scale
+):
     # the decoder learns from reconstruction only (trained on predicted latents and the action
-    # classifier's loss it pushed the reconstruction over the gate after most predictor steps)
+    # classifier's loss it pushed the reconstruction over the gate after most predictor steps);
+    # the encoder learns from the prediction losses only when encoder_prediction_grad_scale > 0
     cfg = tiny(
         reconstruction_threshold=1.0,
         prediction_threshold=0.0,
         joint_reconstruction_weight=recon_weight,
+        encoder_prediction_grad_scale=grad_scale,
     )
     learner = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), ACTIONS)
     env = dot_env()
     learner.observe(env.frame())
-    learner.train_gate()  # gate-closed steps: the decoder has Adam moments now, which
+    learner.train_gate()  # gate-closed steps: the autoencoder has Adam moments now, which
     learner.config = cfg  # would move it on a zero gradient
     run_steps(learner, env, [1, 0])
     before = {k: v.detach().clone() for k, v in learner.autoencoder.named_parameters()}
@@ -588,10 +593,39 @@ def test_prediction_losses_train_the_encoder_but_not_the_decoder(recon_weight):
         k for k, v in learner.autoencoder.named_parameters() if not torch.equal(v, before[k])
     }
     decoder = {k for k in before if k.startswith('decoder.')}
-    assert changed - decoder, 'the prediction losses reach the encoder'
+    assert bool(changed - decoder) == bool(recon_weight or grad_scale), (
+        'the encoder learns from the reconstruction term and the scaled prediction losses'
+    )
     assert bool(changed & decoder) == bool(recon_weight), (
         'the decoder changes through the reconstruction term only'
     )
+
+
+def test_a_trained_frame_reuses_the_scoring_pass_of_the_executed_candidate():
+    # level 0 scores each candidate in a pass of its own, with graph; the next frame's training
+    # step backpropagates through the executed candidate's pass instead of predicting it again
+    cfg = tiny(reconstruction_threshold=1.0, prediction_threshold=0.0, context_dropout=0.0)
+    learner = OnlineLearner(cfg, ACTIONS)
+    env = dot_env()
+    _, frame = run_steps(learner, env, [1, 0])
+    predictor = learner.levels[0].predictor
+    passes = []
+    predict = predictor.predict
+
+    def counted(ctx, actions, **kw):
+        out = predict(ctx, actions, **kw)
+        passes.append((actions.shape[0], out.prediction.requires_grad))
+        return out
+
+    predictor.predict = counted
+    for a in [1, 0, 1, 1]:
+        passes.clear()
+        steps = learner.levels[0].training_steps
+        r = learner.observe(frame)
+        assert 0 in r.trained_levels and learner.levels[0].training_steps == steps + 1
+        assert passes == [(1, True)] * len(ACTIONS)  # the scoring passes only
+        learner.record_action(a)
+        frame = env.step(a)
 
 
 def test_history_is_bounded():

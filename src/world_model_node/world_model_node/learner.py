@@ -28,16 +28,20 @@ One ``observe`` of a frame f_t after the action a_{t-1}:
    that what has been seen becomes certain. A transition recorded as not trainable (a train
    filter) is checked and its error measured, but takes neither step; a macro-transition trains
    only when all its primitive transitions may.
-4. score every candidate action of every level: ONE batched predictor pass per level over the
-   context ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]``;
-   the score is the entropy of the ensemble's predictive distribution.
+4. score every candidate action of every level: the context
+   ``[f_{t-3}, a_{t-3}, f_{t-2}, a_{t-2}, f_{t-1}, a_{t-1}, f_t, a_candidate, queries]`` is run
+   once, then one predictor pass per candidate at level 0 (kept with graph for the next training
+   step) and ONE batched pass at the levels above; the score is the entropy of the ensemble's
+   predictive distribution.
 
 Cost structure (why it is fast): history frames are never re-encoded (their features are
 cached); the history part of a context is run once without gradient (a stop-gradient memory,
 as in Transformer-XL) and its keys/values are shared by all candidates; the fresh prediction
 used for the training decision is the one computed while scoring, so a frame whose prediction
-is already good costs no predictor backward; only the executed candidate is re-run with
-gradient when training is needed; metrics are tensor ops every LOG_INTERVAL steps.
+is already good costs no predictor backward, and when it missed the training step backpropagates
+through that same pass (level 0 scores each candidate in a pass of its own, with graph: a backward
+through a batched pass would cost every candidate's); metrics are tensor ops every LOG_INTERVAL
+steps.
 """
 
 from __future__ import annotations
@@ -186,8 +190,10 @@ class _Pending:
     entry_step: int
     ctx: PredictorContext  # keys/values; the current-frame part carries the graph
     enc: EncodedFrame  # encoding of that frame (graph to the autoencoder)
-    pred_patches: torch.Tensor  # [A, N, P] decoded predictions of all candidates (no graph)
-    features: torch.Tensor  # [A, T, D] trunk outputs the ensemble heads read (no graph)
+    outputs: list[PredictorOutput]  # per candidate, [1, ...] with graph to ctx and the predictor
+    decoded: list[torch.Tensor]  # per candidate [1, N, P]: decode_frozen of its prediction (graph)
+    pred_patches: torch.Tensor  # [A, N, P] the decoded predictions, detached
+    features: torch.Tensor  # [A, T, D] trunk outputs the ensemble heads read, detached
     ae_version: int
     pred_version: int
 
@@ -898,7 +904,7 @@ class OnlineLearner:
                     a_idx, lvl.predictor.heads_from_features(*head_input).prediction, z_target
                 )
             if err > threshold and trainable:
-                loss, parts = self._level0_loss(lvl, e, pend, action, index)
+                loss, parts = self._level0_loss(lvl, e, pend, a_idx, action, index)
             self._pending = None
         else:
             ctx = self._context(lvl, e, grad=trainable)
@@ -931,12 +937,18 @@ class OnlineLearner:
         return _FreshCheck(lvl, err, loss, trainable, lvl.index == 0, head_input, z_target)
 
     def _level0_loss(
-        self, lvl: Level, e: int, pend: _Pending, action: torch.Tensor, index: torch.Tensor
+        self,
+        lvl: Level,
+        e: int,
+        pend: _Pending,
+        a_idx: int,
+        action: torch.Tensor,
+        index: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The joint training loss of the level-0 transition from the context ending with entry
-        e to the newest frame, and its parts: on the scoring pass's context as it was, on a
-        shortened one (``context_dropout``) or rolled, from its current frame alone
-        (``roll_augmentation``).
+        e to the newest frame by action ``a_idx``, and its parts: through the scoring pass of
+        that candidate as it was, on a shortened context (``context_dropout``) or rolled, from
+        its current frame alone (``roll_augmentation``).
         """
         cfg = self.config
         entries, shortened, rolled = self._training_entries(lvl, e)
@@ -944,19 +956,20 @@ class OnlineLearner:
             out, targets, reconstruction = self._single_frame_transition(
                 lvl, e, -1, action, index, roll=True
             )
+            decoded = None
         else:
-            ctx = pend.ctx
+            out, decoded = pend.outputs[a_idx], pend.decoded[a_idx]  # with graph
             if shortened:
                 current = scale_gradient(pend.enc.z, cfg.encoder_prediction_grad_scale)
                 ctx = self._context(lvl, e, grad=True, current=current, entries=entries)
-            out = lvl.predictor.predict(ctx, action)  # with graph
+                out, decoded = lvl.predictor.predict(ctx, action), None
             latest = self.latest
             targets = Transitions(
                 index, pend.enc.recon, latest.recon, self.history[-1].features[None], latest.target
             )
             reconstruction = pend.enc.loss
         _, parts = prediction_losses(
-            self.autoencoder, lvl.predictor, out, targets, self.core.weights
+            self.autoencoder, lvl.predictor, out, targets, self.core.weights, decoded
         )
         loss = joint_loss(parts['total'], reconstruction, cfg.joint_reconstruction_weight)
         replayed = [self._replay_loss(lvl) for _ in range(cfg.predictor_replay)]
@@ -1038,11 +1051,30 @@ class OnlineLearner:
         ctx = self._context(lvl, e, grad=True, current=current)
         if ctx is None:
             return None
-        with torch.no_grad():
-            out = lvl.predictor.predict(ctx, lvl.actions)
-            pred_patches = self.autoencoder.decode(out.prediction)
+        return self._level0_pass(lvl, entry.step, ctx, enc)
+
+    def _level0_pass(
+        self, lvl: Level, entry_step: int, ctx: PredictorContext, enc: EncodedFrame
+    ) -> _Pending:
+        """Level 0's prediction of every candidate from ``ctx``, one pass each with graph, and
+        decoded with the decoder held fixed: a training step on the executed candidate
+        backpropagates through its pass instead of predicting it again (~1.6 of ~20 GFLOP a
+        trained dot frame). One pass per candidate, not one batched: a backward through a
+        batched pass would cost every candidate's."""
+        outputs = [
+            lvl.predictor.predict(ctx, lvl.actions[a : a + 1]) for a in range(len(lvl.actions))
+        ]
+        decoded = [self.autoencoder.decode_frozen(o.prediction) for o in outputs]
         return _Pending(
-            entry.step, ctx, enc, pred_patches, out.features, self.core.ae_version, lvl.version
+            entry_step,
+            ctx,
+            enc,
+            outputs,
+            decoded,
+            torch.cat(decoded).detach(),
+            torch.cat([o.features for o in outputs]).detach(),
+            self.core.ae_version,
+            lvl.version,
         )
 
     # ------------------------------------------------------------------ 4. scoring
@@ -1056,24 +1088,19 @@ class OnlineLearner:
                 scale_gradient(enc.z, self.config.encoder_prediction_grad_scale) if grad else None
             )
             ctx = self._context(lvl, e, grad=grad, current=current)
-            with torch.no_grad():
-                out = lvl.predictor.predict(ctx, lvl.actions)  # ONE pass, all candidates
-                ent = ensemble_entropy(
-                    out.head_predictions,
-                    self.config.uncertainty_eps,
-                    self.stats[lvl.index].residual,
-                )  # [A_k]
-                pred_patches = self.autoencoder.decode(out.prediction)  # [A_k, N, P]
             if grad:
-                self._pending = _Pending(
-                    self.history[e].step,
-                    ctx,
-                    enc,
-                    pred_patches,
-                    out.features,
-                    self.core.ae_version,
-                    lvl.version,
-                )
+                self._pending = pend = self._level0_pass(lvl, self.history[e].step, ctx, enc)
+                heads = torch.cat([o.head_predictions.detach() for o in pend.outputs], dim=1)
+                pred_patches = pend.pred_patches
+            else:
+                with torch.no_grad():
+                    out = lvl.predictor.predict(ctx, lvl.actions)  # ONE pass, all candidates
+                    heads = out.head_predictions
+                    pred_patches = self.autoencoder.decode(out.prediction)  # [A_k, N, P]
+            with torch.no_grad():
+                ent = ensemble_entropy(
+                    heads, self.config.uncertainty_eps, self.stats[lvl.index].residual
+                )  # [A_k]
             scores.append(ent)
             patches.append(pred_patches)
             labels += [ActionLabel(lvl.index, i, p) for i, p in enumerate(lvl.primitives)]
