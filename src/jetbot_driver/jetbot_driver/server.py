@@ -30,10 +30,12 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
 import rpyc
+from rpyc.lib import spawn
 from rpyc.utils.helpers import classpartial
 from rpyc.utils.server import ThreadedServer
 
@@ -44,6 +46,8 @@ log = logging.getLogger('jetbot_server')
 # out of the output unless -v asks for it
 rpyc_log = logging.getLogger('jetbot_server.rpyc')
 rpyc_log.setLevel(logging.CRITICAL)
+
+CLIENT_JOIN_TIMEOUT_S = 5.0  # a stopping server waits this long for its clients' threads
 
 
 class HardwareError(RuntimeError):
@@ -189,10 +193,28 @@ class JetBotService(rpyc.Service):
 
 
 class _ThreadedServer(ThreadedServer):
-    """rpyc's ThreadedServer with TCP_NODELAY.
+    """rpyc's ThreadedServer with TCP_NODELAY, and client threads that can be waited for.
 
     It is quiet about the clients it cuts off when it closes.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._client_threads: list[threading.Thread] = []
+
+    def _accept_method(self, sock) -> None:
+        self._client_threads = [t for t in self._client_threads if t.is_alive()]
+        self._client_threads.append(spawn(self._authenticate_and_serve_client, sock))
+
+    def join_clients(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s in all) for every client thread to end.
+
+        A daemon thread still inside OpenCV's JPEG encoder when the interpreter exits is
+        unwound through C++ frames that cannot be unwound: the process aborts (SIGABRT).
+        """
+        deadline = time.monotonic() + timeout
+        for thread in list(self._client_threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _authenticate_and_serve_client(self, sock):
         try:
@@ -256,6 +278,7 @@ class JetBotServer:
         try:
             self._server.start()
         finally:
+            self._server.join_clients(CLIENT_JOIN_TIMEOUT_S)
             self._finish()
 
     def start_in_thread(self) -> 'JetBotServer':

@@ -6,6 +6,7 @@ import math
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -15,9 +16,14 @@ from graphtest import wait_for
 
 from jetbot_driver import protocol
 from jetbot_driver.client import ConnectionLost, JetBotClient
-from jetbot_driver.server import HardwareError, JetbotLibraryHardware, strip_ros_args
+from jetbot_driver.server import (
+    HardwareError,
+    JetbotLibraryHardware,
+    JetBotServer,
+    strip_ros_args,
+)
 from jetbot_driver.server import main as server_main
-from jetbot_driver.sim_server import SimServer
+from jetbot_driver.sim_server import SimHardware, SimServer
 
 
 def test_camera_frame_is_base64_jpeg_224_bgr_of_the_sim(sim):
@@ -150,6 +156,41 @@ def test_die_drops_every_client():
             JetBotClient.connect('127.0.0.1', server.port, connect_timeout=0.3)
     finally:
         server.close()
+
+
+def test_a_stopping_server_waits_for_the_requests_in_flight():
+    # jetbot_sim_server exits right after serving ends: a request thread still inside OpenCV's
+    # encoder then would abort the process (SIGABRT) instead of exiting 0
+    in_camera, release = threading.Event(), threading.Event()
+
+    class SlowCamera(SimHardware):
+        def camera_bgr(self):
+            in_camera.set()
+            release.wait(10)
+            return super().camera_bgr()
+
+    server = JetBotServer(SlowCamera(), port=0).start_in_thread()
+    conn = protocol.connect('127.0.0.1', server.port)
+    replies = []
+
+    def request():
+        try:
+            replies.append(conn.root.get_camera_frame())
+        except EOFError:
+            replies.append('connection closed')
+
+    caller = threading.Thread(target=request, daemon=True)
+    caller.start()
+    assert in_camera.wait(5)
+    closer = threading.Thread(target=server.close, daemon=True)
+    closer.start()
+    closer.join(1.0)
+    assert closer.is_alive(), 'the server stopped while a request was still being served'
+    release.set()
+    closer.join(10)
+    caller.join(10)
+    assert not closer.is_alive() and replies
+    assert server.hardware.frames_served == 1
 
 
 def test_real_hardware_backend_needs_the_jetbot_library(capsys):
