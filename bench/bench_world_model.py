@@ -625,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
                 '  acted frame (ms, mean/median): '
                 + ', '.join(f"{k} {c[k]['mean_ms']}/{c[k]['median_ms']}" for k in c)
             )
+        c = r['acted_frame_cost_with_training']
+        if c:
+            print(
+                '  acted frame with a training step (ms, mean/median): '
+                + ', '.join(f"{k} {c[k]['mean_ms']}/{c[k]['median_ms']}" for k in c)
+            )
+        print(f"  predictor training steps {r['predictor_training_steps']}")
         g = r['gate_closed_frame_cost']
         if g:
             print(
