@@ -220,56 +220,108 @@ def test_the_first_command_waits_until_the_robot_itself_listens(node_process, pr
     assert 'steps: 1 ' in selector.output, selector.output
 
 
+class FakeRobotAndRecorder:
+    """A robot (publishes camera frames, records the commands it receives) and a recorder (its
+    recorder/ready latched, its readers created by the test) as nodes of the probe."""
+
+    def __init__(self, probe) -> None:
+        import rclpy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import Bool
+
+        self.probe, self.bool = probe, Bool
+        self.reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        self.robot = rclpy.create_node('fake_robot', context=probe.context)
+        self.recorder = rclpy.create_node(
+            'recorder', namespace='/toroidal_dot', context=probe.context
+        )
+        for node in (self.robot, self.recorder):
+            probe.executor.add_node(node)
+        self.camera = self.robot.create_publisher(Image, NS + 'camera/image_raw', self.reliable)
+        self.seen_by_robot: list = []
+        self.robot.create_subscription(
+            JointState, NS + 'motor_command', self.seen_by_robot.append, self.reliable
+        )
+        self.seen_by_recorder: list = []
+        self.ready = self.recorder.create_publisher(Bool, 'recorder/ready', latched)
+
+    def record_commands(self) -> None:
+        """The recorder's reader on motor_command."""
+        self.recorder.create_subscription(
+            JointState, 'motor_command', self.seen_by_recorder.append, self.reliable
+        )
+
+    def send_frame_once_the_selector_listens(self) -> None:
+        assert self.probe.spin_until(
+            lambda: (
+                self.camera.get_subscription_count() > 0 and self.ready.get_subscription_count() > 0
+            ),
+            timeout=20,
+        )
+        self.camera.publish(ONE_PIXEL_FRAME)
+
+    def assert_both_receive_the_first_command(self) -> None:
+        assert self.probe.spin_until(lambda: self.seen_by_robot and self.seen_by_recorder, 20)
+        self.probe.spin_until(lambda: False, timeout=0.5)
+        assert positions(self.seen_by_robot) == [[1.0]] == positions(self.seen_by_recorder)
+
+    def close(self) -> None:
+        for node in (self.robot, self.recorder):
+            self.probe.executor.remove_node(node)
+            node.destroy_node()
+
+
 def test_with_wait_for_recorder_the_first_command_waits_for_recorder_ready(node_process, probe):
     """The recorder's subscriptions on the graph do not mean it receives: DDS may match the
     robot's writers with it seconds later, and the session would miss its first transitions. The
     selector holds the first command until the recorder publishes true on recorder/ready."""
-    import rclpy
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Bool
-
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    latched = QoSProfile(
-        depth=1,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
-    robot = rclpy.create_node('fake_robot', context=probe.context)
-    recorder = rclpy.create_node('recorder', namespace='/toroidal_dot', context=probe.context)
-    nodes = (robot, recorder)
-    for node in nodes:
-        probe.executor.add_node(node)
-    camera = robot.create_publisher(Image, NS + 'camera/image_raw', reliable)
-    seen_by_robot: list = []
-    robot.create_subscription(JointState, NS + 'motor_command', seen_by_robot.append, reliable)
-    seen_by_recorder: list = []
+    fake = FakeRobotAndRecorder(probe)
     for topic in ('camera/image_raw', 'motor_command/executed'):
-        recorder.create_subscription(Image, topic, lambda _: None, reliable)
-    recorder.create_subscription(JointState, 'motor_command', seen_by_recorder.append, reliable)
-    ready = recorder.create_publisher(Bool, 'recorder/ready', latched)
-    ready.publish(Bool(data=False))
+        fake.recorder.create_subscription(Image, topic, lambda _: None, fake.reliable)
+    fake.record_commands()
+    fake.ready.publish(fake.bool(data=False))
     selector = node_process(_move_selector_cmd('wait_for_recorder:=true'))
     try:
-        assert probe.spin_until(
-            lambda: camera.get_subscription_count() > 0 and ready.get_subscription_count() > 0,
-            timeout=20,
-        )
-        camera.publish(ONE_PIXEL_FRAME)
+        fake.send_frame_once_the_selector_listens()
         assert probe.spin_until(
             lambda: 'waiting for recorder/ready before the first command' in selector.output,
             timeout=20,
         ), selector.output
         # robot and recorder subscribed long past the settle time: still nothing is sent
         probe.spin_until(lambda: False, timeout=2.0)
-        assert seen_by_robot == [] == seen_by_recorder
-        ready.publish(Bool(data=True))
-        assert probe.spin_until(lambda: seen_by_robot and seen_by_recorder, timeout=20)
-        probe.spin_until(lambda: False, timeout=0.5)
-        assert positions(seen_by_robot) == [[1.0]] == positions(seen_by_recorder)
+        assert fake.seen_by_robot == [] == fake.seen_by_recorder
+        fake.ready.publish(fake.bool(data=True))
+        fake.assert_both_receive_the_first_command()
     finally:
-        for node in nodes:
-            probe.executor.remove_node(node)
-            node.destroy_node()
+        fake.close()
+    assert selector.stop() == 0, selector.output
+    assert 'steps: 1 ' in selector.output, selector.output
+
+
+def test_with_wait_for_recorder_the_first_command_waits_until_it_can_reach_the_recorder(
+    node_process, probe
+):
+    """recorder/ready says that the recorder's readers matched their writers; the selector's
+    writer learns of the recorder's reader on its own, later under load (a replayed session
+    once lost its first command so). Here the recorder reports ready before it has a reader on
+    motor_command at all: the first command waits for that reader."""
+    fake = FakeRobotAndRecorder(probe)
+    fake.ready.publish(fake.bool(data=True))
+    selector = node_process(_move_selector_cmd('wait_for_recorder:=true'))
+    try:
+        fake.send_frame_once_the_selector_listens()
+        # the robot listens and the recorder said ready, long past the settle time: nothing yet
+        probe.spin_until(lambda: False, timeout=2.0)
+        assert fake.seen_by_robot == [], selector.output
+        fake.record_commands()
+        fake.assert_both_receive_the_first_command()
+    finally:
+        fake.close()
     assert selector.stop() == 0, selector.output
     assert 'steps: 1 ' in selector.output, selector.output
 

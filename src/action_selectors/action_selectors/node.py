@@ -34,8 +34,9 @@ Parameters:
         random candidate instead of the most uncertain one [0.25].
     trigger (string): frame | scores; empty = scores for uncertainty, frame otherwise [''].
     wait_for_recorder (bool): send no command before the recorder publishes true on
-        recorder/ready: it has matched the publishers of motor_command, motor_command/executed
-        and camera/image_raw (set by the launch files' ``record:=true``) [false].
+        recorder/ready (it has matched the publishers of motor_command, motor_command/executed
+        and camera/image_raw) and motor_command has matched the recorder's reader besides the
+        robot's (set by the launch files' ``record:=true``) [false].
     report_dir (string): write runner_stats.json here at the end; empty = no file [''].
     max_steps (int): stop after this many actions (0 = run until stopped) [0]. The node then
         waits for the trigger that follows its last action, prints the runner statistics and
@@ -214,13 +215,18 @@ class SelectorNode(Node):
 
     def _check_listeners(self, scores) -> bool:
         """True once the robot has subscribed (and, if wait_for_recorder, the recorder has
-        reported ready) for LISTENER_SETTLE_S; until then the trigger is kept and re-tried by a
+        reported ready and this node's command writer has matched a second reader, the
+        recorder's) for LISTENER_SETTLE_S; until then the trigger is kept and re-tried by a
         timer. The robot must listen before the first command or that command is lost; the
         recorder must receive commands, executed actions and frames, so a recorded session
         starts with its first transition. The settle time covers their readers matching this
         node's writer after this node has seen them in the graph."""
         robot = topics.robot_subscribed(self, self._command_pub)
-        recorder = not self.wait_for_recorder or self._recorder_ready
+        # ready means the recorder's readers matched their writers; this writer must also have
+        # matched the recorder's reader (discovery runs both ways, seconds apart under load)
+        recorder = not self.wait_for_recorder or (
+            self._recorder_ready and self._command_pub.get_subscription_count() >= 2
+        )
         now = time.monotonic()
         if robot and recorder:
             if self._listeners_seen is None:
