@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> dict:
     cfg, overrides = model_config(args)
     space = ActionSpace.from_yaml(ROOT / 'config' / 'jetbot.yaml')
     channels = [c.name for c in space.channels]
-    learner = OnlineLearner(cfg, space.normalized())
+    learner = OnlineLearner(cfg, space.normalized(), precision=args.precision)
     world = SimWorld(SimConfig())
     sim_t = 0.0
     # kept in memory only: the per-action fresh EV the node's run report gives
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> dict:
         'at': snapshots,
         'random_choice_probability': args.random_choice_probability,
         'autoencoder_steps': learner.autoencoder_steps,
+        'precision': learner.core.precision,
         'settings': overrides,
     }
 

@@ -56,6 +56,7 @@ from action_selectors.policies import RANDOM_CHOICE_PROBABILITY, UncertaintyPoli
 from toroidal_sim.env import ToroidalDotConfig, ToroidalDotEnv
 from world_model_node.checkpoint import CheckpointManager
 from world_model_node.config import WorldModelConfig
+from world_model_node.core import resolve_precision
 from world_model_node.dot_heldout import DotHeldOut, evaluate_dot
 from world_model_node.learner import OnlineLearner
 
@@ -181,6 +182,7 @@ def run(
         cfg,
         actions,
         device=args.device,
+        precision=args.precision,
         autoencoder_lr=args.ae_lr,
         predictor_lr=args.pred_lr,
         checkpoint_dir=None if args.checkpoint is None else args.checkpoint / mode,
@@ -409,12 +411,29 @@ def run(
     }
 
 
+def ceilings(args: argparse.Namespace) -> dict[str, float]:
+    """GFLOP/s of a 2048x2048 matrix product here: in fp32 (the hour's speed, comparable across
+    runs) and, for a bf16 learner, in bf16 (the bound of its arithmetic)."""
+    out = {'matmul_ceiling_gflop_per_s': round(matmul_ceiling(device=args.device), 1)}
+    if args.precision_used == 'bf16':
+        bf16 = matmul_ceiling(device=args.device, dtype=torch.bfloat16)
+        out['matmul_ceiling_bf16_gflop_per_s'] = round(bf16, 1)
+    return out
+
+
+def bound(ceiling: dict[str, float]) -> tuple[float, str]:
+    """The ceiling that bounds the learner's arithmetic, and its name."""
+    if 'matmul_ceiling_bf16_gflop_per_s' in ceiling:
+        return ceiling['matmul_ceiling_bf16_gflop_per_s'], 'bf16'
+    return ceiling['matmul_ceiling_gflop_per_s'], 'fp32'
+
+
 def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray) -> dict:
     """Per-frame cost with the gate forced open and a predictor training step on EVERY frame
     (the worst case of an acted frame), alternating actions, after a few warm-up frames."""
     forced = cfg.replace(reconstruction_threshold=1e9, prediction_threshold=0.0)
     env = ToroidalDotEnv(ToroidalDotConfig(seed=args.seed))
-    learner = OnlineLearner(forced, actions, device=args.device)
+    learner = OnlineLearner(forced, actions, device=args.device, precision=args.precision)
     while learner.num_levels < args.levels and learner.add_level() is not None:
         pass
     frame = env.frame()
@@ -432,7 +451,7 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
     out = {
         'gflop_per_acted_frame': round(gflop, 2),
         'gflop_by_op': {k: round(v, 2) for k, v in list(ops.items())[:6]},
-        'matmul_ceiling_gflop_per_s': round(matmul_ceiling(device=args.device), 1),
+        **ceilings(args),
     }
     for k in ['encode', 'gate', 'train', 'score', 'total']:
         v = np.array([t.get(k, 0.0) for t in rows]) * 1000
@@ -443,7 +462,12 @@ def timing(args: argparse.Namespace, cfg: WorldModelConfig, actions: np.ndarray)
             'p90_ms': round(float(np.percentile(v, 90)), 1),
         }
     # gate-closed iteration: one masked autoencoder step + the gate's encoding
-    closed = OnlineLearner(cfg.replace(reconstruction_threshold=0.0), actions, device=args.device)
+    closed = OnlineLearner(
+        cfg.replace(reconstruction_threshold=0.0),
+        actions,
+        device=args.device,
+        precision=args.precision,
+    )
     r = closed.observe(env.frame())
     ts = []
     for _ in range(args.timing_frames):
@@ -542,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         help='save the learner here at the end of each mode (<dir>/<mode>)',
     )
     args = p.parse_args(argv)
+    args.precision_used = resolve_precision(args.precision, args.device)
 
     torch.set_num_threads(args.threads)
     cfg, overrides = model_config(args, ROOT / 'config' / 'toroidal_dot.world_model.params.yaml')
@@ -554,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         'preset': args.preset,
         'threads': args.threads,
         'device': args.device,
+        'precision': args.precision_used,
         'torch': torch.__version__,
         'cpu_count': os.cpu_count(),
         'load_average_start': list(os.getloadavg()),
@@ -571,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing_frames:
         print(
             f'=== timing: gate forced open, training + scoring every frame, '
-            f'{args.timing_frames} frames, {args.levels} hierarchy level(s) ===',
+            f'{args.timing_frames} frames, {args.levels} hierarchy level(s), '
+            f'{args.precision_used} ===',
             flush=True,
         )
         report['timing_forced_open'] = t = timing(args, cfg, actions)
@@ -589,11 +616,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         achieved = t['gflop_per_acted_frame'] / (t['total']['median_ms'] / 1000)
-        ceiling = t['matmul_ceiling_gflop_per_s']
+        ceiling, dtype = bound(t)
         print(
             f"  an acted frame is {t['gflop_per_acted_frame']} GFLOP: {achieved:.0f} GFLOP/s at "
-            f"the median; a 2048x2048 matrix product runs at {ceiling} GFLOP/s here, so no "
-            f"kernel tuning can bring this "
+            f"the median; a 2048x2048 {dtype} matrix product runs at {ceiling} GFLOP/s here "
+            f"(fp32: {t['matmul_ceiling_gflop_per_s']}), so no kernel tuning can bring this "
             f"frame under {1000 * t['gflop_per_acted_frame'] / ceiling:.0f} ms",
             flush=True,
         )
@@ -601,12 +628,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing_only:
         modes = []
     elif 'timing_forced_open' in report:
-        report['matmul_ceiling_gflop_per_s'] = t['matmul_ceiling_gflop_per_s']
+        report.update({k: v for k, v in t.items() if k.startswith('matmul_ceiling')})
     else:
-        report['matmul_ceiling_gflop_per_s'] = round(matmul_ceiling(device=args.device), 1)
+        report.update(ceilings(args))
     for mode in modes:
         print(
-            f'=== {mode}: {args.preset} model, {args.threads} threads, '
+            f'=== {mode}: {args.preset} model, {args.threads} threads, {args.precision_used}, '
             f'budget {args.time_budget:.0f} s ===',
             flush=True,
         )
@@ -656,11 +683,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{_px(d['dot_error_px_median'])} px, within 3 px {d['within_3px']:.2f} "
                     f"(the true frame reconstructed: EV {d['reconstruction_ev_mean']:.3f})"
                 )
-        ceiling = report['matmul_ceiling_gflop_per_s']
+        ceiling, dtype = bound(report)
         print(
             f"  GFLOP per frame at the end: {r['gflop_per_frame_at_end']} "
-            f"({'acted' if r['gate_open_at_end'] else 'gate closed'}); matmul ceiling {ceiling} "
-            f"GFLOP/s: at least {1000 * r['gflop_per_frame_at_end'] / ceiling:.0f} ms"
+            f"({'acted' if r['gate_open_at_end'] else 'gate closed'}); {dtype} matmul ceiling "
+            f"{ceiling} GFLOP/s (fp32: {report['matmul_ceiling_gflop_per_s']}): at least "
+            f"{1000 * r['gflop_per_frame_at_end'] / ceiling:.0f} ms"
         )
         s = r['checkpoint_save_cost']
         print(

@@ -2,9 +2,9 @@
 
 Used by the benchmarks to say whether a rate is limited by the code or by the processor:
 ``count_gflop`` counts the floating-point operations of one call (matrix products, convolutions
-and attention, forward and backward), ``matmul_ceiling`` measures the GFLOP/s of a large fp32
-matrix product on this machine with the benchmark's thread count (the practical ceiling for
-transformer training on a CPU).
+and attention, forward and backward), ``matmul_ceiling`` measures the GFLOP/s of a large matrix
+product (fp32 unless asked) on this machine with the benchmark's thread count (the practical
+ceiling for transformer training on a CPU).
 
 Usage::
 
@@ -70,11 +70,13 @@ def count_gflop(fn: Callable[[], Any]) -> tuple[float, dict[str, float]]:
     return counter.get_total_flops() / 1e9, dict(sorted(per_op.items(), key=lambda kv: -kv[1]))
 
 
-def matmul_ceiling(size: int = 2048, repeats: int = 8, device: str = 'cpu') -> float:
-    """GFLOP/s of a [size x size] fp32 matrix product (best of ``repeats``), on the current thread
-    count: what this processor delivers on the most favourable kernel."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+def matmul_ceiling(
+    size: int = 2048, repeats: int = 8, device: str = 'cpu', dtype: torch.dtype = torch.float32
+) -> float:
+    """GFLOP/s of a [size x size] matrix product in ``dtype`` (best of ``repeats``), on the current
+    thread count: what this processor delivers on the most favourable kernel."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     best = float('inf')
     for _ in range(repeats + 1):
         t0 = time.perf_counter()

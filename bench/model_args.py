@@ -8,11 +8,19 @@ from pathlib import Path
 import yaml
 
 from world_model_node.config import WorldModelConfig
+from world_model_node.core import ONLINE_PRECISIONS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--preset full|tiny`` and repeatable ``--set KEY=VALUE``."""
+    """``--preset full|tiny``, repeatable ``--set KEY=VALUE`` and ``--precision``."""
     parser.add_argument('--preset', choices=['full', 'tiny'], default='full')
+    parser.add_argument(
+        '--precision',
+        choices=ONLINE_PRECISIONS,
+        default='auto',
+        help="the learner's forward arithmetic; auto: bf16 on a CPU that computes it natively, "
+        'else fp32, as the world_model node does [auto]',
+    )
     parser.add_argument(
         '--set',
         action='append',

@@ -412,6 +412,14 @@ def test_a_setup_mistake_at_start_is_one_clear_line_and_exit_2(ros_env, tmp_path
             '-p',
             'autoencoder_lr:=-0.1',
         ],
+        "precision must be one of auto | fp32 | bf16, got 'fp16'": [
+            '-p',
+            f'robot_config:={ROBOT}',
+            '-p',
+            f'checkpoint_dir:={ckpt}',
+            '-p',
+            'precision:=fp16',
+        ],
         'set exactly one of robot_config': [],
     }
     for expected, extra in cases.items():

@@ -15,7 +15,7 @@ import world_model_node.learner as learner_module
 import world_model_node.offline.trainer as trainer_module
 from toroidal_sim.env import ToroidalDotConfig, random_run
 from world_model_node.config import WorldModelConfig
-from world_model_node.core import WeightAverage, WorldModelCore, joint_loss
+from world_model_node.core import WeightAverage, WorldModelCore, joint_loss, resolve_precision
 from world_model_node.dot_heldout import evaluate_dot
 from world_model_node.learner import OnlineLearner
 from world_model_node.offline.synthetic import write_random_dot_sessions
@@ -525,6 +525,55 @@ def test_core_counts_its_steps_and_versions():
     feats, target = torch.randn(1, t, d), torch.randn(1, t, d)
     core.head_step(lvl, feats, torch.zeros(1, t, d), lvl.actions[:1], target)
     assert lvl.version == 1 and lvl.training_steps == 0  # heads only: not a predictor step
+
+
+def test_precision_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch):
+    assert resolve_precision('fp32', 'cpu') == 'fp32' and resolve_precision('bf16', 'cpu') == 'bf16'
+    for avx512_bf16, amx, expected in [(True, False, 'bf16'), (False, True, 'bf16')] + [
+        (False, False, 'fp32')
+    ]:
+        monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda v=amx: v)
+        assert resolve_precision('auto', 'cpu') == expected, (avx512_bf16, amx)
+    assert resolve_precision('auto', 'cuda') == 'fp32'  # launch-bound online: nothing to gain
+    with pytest.raises(ValueError, match='fp16 needs a CUDA device'):
+        resolve_precision('fp16', 'cpu')
+    with pytest.raises(ValueError, match="precision must be one of .*got 'half'"):
+        OnlineLearner(WorldModelConfig.tiny(), ACTIONS, precision='half')
+
+
+def test_a_bf16_frame_computes_what_follows_its_step_with_the_stepped_weights(tmp_path):
+    # autocast keeps its bf16 copies of the weights for its whole region, and a frame's step
+    # runs inside the frame's region: the re-encoding and the scoring after the step must not
+    # use the copies from before it (a large rate, so that the step moves the bf16 copies too)
+    cfg = WorldModelConfig.tiny(reconstruction_threshold=1.0, prediction_threshold=0.0)
+    learner = OnlineLearner(
+        cfg, ACTIONS, precision='bf16', autoencoder_lr=1e-2, checkpoint_dir=tmp_path
+    )
+    frames, actions = dot_frames(6)
+    before = None
+    for f, a in zip(frames, [0, *actions]):
+        if learner.history:
+            learner.record_action(int(a))
+        with learner.core.autocast(), torch.no_grad():
+            before = learner.autoencoder.encode(learner._frame_tensor(torch.from_numpy(f)))[0]
+        result = learner.observe(f)
+    assert 0 in result.trained_levels  # a joint step: the encoder changed within the frame
+    with learner.core.autocast(), torch.no_grad():
+        after = learner.autoencoder.encode(learner.latest.x)[0]
+    features = learner.history[-1].features
+    assert not torch.equal(after, before), 'the step must move the bf16 encoding'
+    assert torch.equal(features, after), 'the features must come from the stepped encoder'
+    assert features.dtype == torch.float32 and learner.latest.recon.dtype == torch.float32
+    # weights, optimizer moments and checkpoints stay float32
+    moments = [t for s in learner.ae_optimizer.state.values() for t in s.values() if t.ndim]
+    assert {p.dtype for p in learner.autoencoder.parameters()} == {torch.float32}
+    assert moments and {t.dtype for t in moments} == {torch.float32}
+    learner.save()
+    resumed = OnlineLearner(cfg, ACTIONS, checkpoint_dir=tmp_path)  # fp32 resumes a bf16 run
+    assert resumed.step == learner.step
+    for mine, theirs in zip(resumed.autoencoder.parameters(), learner.autoencoder.parameters()):
+        assert torch.equal(mine, theirs)
 
 
 def test_wrong_action_space_is_refused():

@@ -269,6 +269,10 @@ class OnlineLearner:
         action_space_normalized: [A, C] float32 discrete actions normalised to [-1, 1]
             (``devbot.action_space.ActionSpace.normalized()``).
         device: torch device for the networks ('cpu', 'cuda', ...).
+        precision: the arithmetic of the learner's forward passes: fp32, bf16, or auto (bf16 on
+            a CPU that computes it natively, else fp32; ``core.resolve_precision``). The
+            weights, optimizer states, losses and checkpoints are float32 in every case. (fp16
+            is for the offline trainer, which scales its losses; online steps do not.)
         checkpoint_dir: the robot's checkpoint directory; loaded at start if it holds a
             checkpoint, saved every CHECKPOINT_SAVE_INTERVAL level-0 predictor steps, at least
             every CHECKPOINT_PERIOD_S seconds in every phase (gate closed included; both written
@@ -288,6 +292,7 @@ class OnlineLearner:
         config: WorldModelConfig,
         action_space_normalized: np.ndarray,
         device: str | torch.device = 'cpu',
+        precision: str = 'fp32',
         checkpoint_dir: str | os.PathLike | None = None,
         autoencoder_lr: float | None = None,
         predictor_lr: float | None = None,
@@ -295,7 +300,7 @@ class OnlineLearner:
         wandb_dir: str | os.PathLike | None = None,
         run_name: str | None = None,
     ) -> None:
-        self.core = WorldModelCore(config, action_space_normalized, device)
+        self.core = WorldModelCore(config, action_space_normalized, device, precision)
         self.device = self.core.device
         self.stats: list[LevelStats] = [self._new_stats(lvl) for lvl in self.core.levels]
         # on the CPU whatever the device: its state is then the same kind everywhere, so a
@@ -403,11 +408,12 @@ class OnlineLearner:
         t0 = time.perf_counter()
         x, frame_u8 = self._prepare(frame)
         self.step += 1
-        enc = self._encode(x)
-        self.history.append(HistoryEntry(frame_u8, enc.z.detach()[0], self.step))
-        self.latest = enc
-        timings = {'encode': time.perf_counter() - t0}
-        return self._process(enc, timings, t0)
+        with self.core.autocast():
+            enc = self._encode(x)
+            self.history.append(HistoryEntry(frame_u8, enc.z.detach()[0], self.step))
+            self.latest = enc
+            timings = {'encode': time.perf_counter() - t0}
+            return self._process(enc, timings, t0)
 
     def train_gate(self) -> ObserveResult:
         """No new frame: one more autoencoder step on the latest frame, then re-check the gate.
@@ -422,11 +428,12 @@ class OnlineLearner:
         t0 = time.perf_counter()
         self.step += 1
         x = self.latest.x if self.latest is not None else self._frame_tensor(self.history[-1].frame)
-        enc = self._encode(x)
-        self.history[-1].features = enc.z.detach()[0]
-        self.latest = enc
-        timings = {'encode': time.perf_counter() - t0}
-        return self._process(enc, timings, t0)
+        with self.core.autocast():
+            enc = self._encode(x)
+            self.history[-1].features = enc.z.detach()[0]
+            self.latest = enc
+            timings = {'encode': time.perf_counter() - t0}
+            return self._process(enc, timings, t0)
 
     def record_action(self, action_index: int, trainable: bool = True) -> None:
         """The primitive action (index into the action space) executed after the latest frame.

@@ -205,7 +205,7 @@ class MAEDecoder(nn.Module):
             x_ = torch.gather(x_, 1, ids_restore[..., None].expand(-1, -1, dd))  # un-shuffle
             x = torch.cat([x[:, :1], x_], dim=1)  # [B, 1+N, Dd]
         x = x + self.pos_embed
-        return self.pred(x)[:, 1:]  # [B, N, P]
+        return self.pred(x)[:, 1:].float()  # [B, N, P]; pixels leave as float32 under autocast too
 
 
 class MaskedAutoencoderViT(nn.Module):

@@ -43,6 +43,9 @@ Parameters:
         the latest frame; 0 = no limit) [0].
     duration (float): end after this many seconds (0 = no limit) [0].
     device (string): cpu | cuda | auto [auto].
+    precision (string): the arithmetic of the learner's forward passes: fp32 | bf16 | auto; auto
+        is bf16 on a CPU that computes it natively (AVX-512 BF16 or AMX: 13-20% less time per
+        acted frame, as much learned per frame) and fp32 elsewhere, GPUs included [auto].
     num_threads (int): torch CPU threads (0 = torch's default) [0].
     wandb_project (string): log to Weights & Biases (offline without a key); '' = off [''].
     progress_period (float): seconds between progress lines [5].
@@ -87,6 +90,7 @@ from devbot.spin import create_node, ros_process, spin_until
 from toroidal_sim.env import ToroidalDotConfig
 from world_model_node.checkpoint import CheckpointError
 from world_model_node.config import ConfigError, WorldModelConfig
+from world_model_node.core import ONLINE_PRECISIONS
 from world_model_node.dot_heldout import dot_row, evaluate_dot
 from world_model_node.learner import OnlineLearner
 from world_model_node.loop import LearningLoop, train_filter
@@ -150,6 +154,12 @@ class WorldModelNode(Node):
             float_range=(0.0, 1e7),
         )
         device = declare(self, 'device', 'auto', 'torch device: cpu | cuda | auto')
+        precision = declare(
+            self,
+            'precision',
+            'auto',
+            "forward arithmetic: fp32 | bf16 | auto (bf16 on a CPU that computes it natively)",
+        )
         num_threads = declare(
             self, 'num_threads', 0, "torch CPU threads; 0 = torch's default", int_range=(0, 256)
         )
@@ -186,6 +196,10 @@ class WorldModelNode(Node):
             )
         if preset not in ('full', 'tiny'):
             raise ConfigError(f'preset must be full or tiny, got {preset!r}')
+        if precision not in ONLINE_PRECISIONS:
+            raise ConfigError(
+                f'precision must be one of {" | ".join(ONLINE_PRECISIONS)}, got {precision!r}'
+            )
         self.action_space = (
             ActionSpace.from_yaml(robot_config) if robot_config else session_action_space(session)
         )
@@ -216,6 +230,7 @@ class WorldModelNode(Node):
             self.config,
             self.action_space.normalized(),
             device=device,
+            precision=precision,
             checkpoint_dir=self.checkpoint_dir,
             wandb_project=wandb_project or None,
             run_name=f'{robot}_{stamp}',
@@ -267,7 +282,8 @@ class WorldModelNode(Node):
         self._worker = self._torch.submit(self._work)
         resumed = f'resumed at step {self.start_step}' if self.start_step else 'fresh start'
         self.get_logger().info(
-            f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device}, '
+            f'{robot}: {self.action_space.num_actions} actions, {preset} model on {device} '
+            f'({self.learner.core.precision}), '
             f'{resumed}, checkpoints in {self.checkpoint_dir}, report in {self.report_dir}'
         )
         if self.learner.lr_changes:

@@ -38,7 +38,6 @@ continue exactly: weights, optimizer moments, schedules, data position, gate sta
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -515,6 +514,7 @@ class OfflineTrainer:
                 self.config,
                 acts,
                 device=self.device,
+                precision=s.precision,
                 checkpoint_dir=source,
                 autoencoder_lr=s.autoencoder_lr if saved is None else None,
                 predictor_lr=s.predictor_lr if saved is None else None,
@@ -666,14 +666,6 @@ class OfflineTrainer:
         )
         return ratio, g, mg
 
-    def _autocast(self):
-        p = self.settings.precision
-        if p == 'fp32':
-            return contextlib.nullcontext()
-        return torch.autocast(
-            self.device.type, dtype=torch.bfloat16 if p == 'bf16' else torch.float16
-        )
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimizer step on this process's share of a global batch; returns the step's
         numbers averaged over the processes."""
@@ -690,7 +682,7 @@ class OfflineTrainer:
         else:
             frames = roll_frames(frames, self.config.roll_augmentation, gen)
         self.core.zero_grad([self.level])
-        with self._autocast():
+        with self.core.autocast():
             out = self.model(
                 frames, actions, mode, mask_ratio=ratio, generator=gen, check_gate=check
             )
