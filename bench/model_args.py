@@ -17,9 +17,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--precision',
         choices=ONLINE_PRECISIONS,
-        default='auto',
+        default='fp32',
         help="the learner's forward arithmetic; auto: bf16 on a CPU that computes it natively, "
-        'else fp32, as the world_model node does [auto]',
+        'else fp32 [fp32, as the world_model node]',
     )
     parser.add_argument(
         '--set',
