@@ -39,7 +39,9 @@ def in_process(preset: str, seconds: float, threads: int) -> tuple[float, float]
     torch.set_num_threads(threads)
     base = WorldModelConfig() if preset == 'full' else WorldModelConfig.tiny()
     learner = OnlineLearner(
-        base.replace(reconstruction_threshold=1.0), np.array([[-1.0], [1.0]], np.float32)
+        base.replace(reconstruction_threshold=1.0),
+        np.array([[-1.0], [1.0]], np.float32),
+        precision='auto',  # as the node
     )
     env = ToroidalDotEnv(ToroidalDotConfig(seed=0))
     frame = env.frame()

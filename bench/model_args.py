@@ -17,9 +17,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--precision',
         choices=ONLINE_PRECISIONS,
-        default='fp32',
+        default='auto',
         help="the learner's forward arithmetic; auto: bf16 on a CPU that computes it natively, "
-        'else fp32 [fp32, as the world_model node]',
+        'else fp32, as the world_model node does [auto]',
     )
     parser.add_argument(
         '--set',
@@ -38,6 +38,11 @@ def model_config(
     overrides = {}
     if params_file is not None:
         overrides.update(yaml.safe_load(params_file.read_text())['/**']['ros__parameters'])
-    overrides.update({k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)})
+    overrides.update(parse_overrides(args.set))
     base = WorldModelConfig() if args.preset == 'full' else WorldModelConfig.tiny()
     return WorldModelConfig.from_dict({**base.to_dict(), **overrides}), overrides
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``['KEY=VALUE', ...]`` (the values in YAML) -> ``{KEY: value}``."""
+    return {k: yaml.safe_load(v) for k, v in (pair.split('=', 1) for pair in pairs)}
