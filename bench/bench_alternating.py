@@ -5,7 +5,7 @@ and 243 ms a trained frame in two hours of one day), so runs one after the other
 not variants. Here learners A and B run in one process, each with its own dot world and
 uncertainty-driven policy on the same seed, and take one iteration each in turn (an acted frame,
 or an autoencoder step while the gate is closed): both see the same moments of the machine. It
-prints the median time of a trained acted frame (split by phase) per window of acted frames and
+prints the median time of a trained acted frame (split by phase) per window of them and
 over the run, and the held-out EV and dot error of both on the dot's row at the end.
 
 Usage::
